@@ -1,0 +1,45 @@
+# sleepy — `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-all bench lint format demo validate
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv: torch 2.13.0 (CPU) first, then sleepy with its dev extra
+
+test: setup ## run the test suite (slow tests excluded)
+	$(BIN)/pytest -m "not slow" -q
+
+test-all: setup ## run every test, slow ones included
+	$(BIN)/pytest -q
+
+bench: setup ## benchmarks: sandbox vs cargo-per-koan vs bare rustc, and more
+	$(BIN)/python -m sleepy.bench
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check sleepy tests
+	$(BIN)/ruff format --check sleepy tests
+
+format: setup ## ruff format in place
+	$(BIN)/ruff format sleepy tests
+	$(BIN)/ruff check --fix sleepy tests
+
+validate: setup ## validate every koan and the frozen evalset with rustc
+	$(BIN)/sleepy koans validate
+
+demo: setup ## set up and run the main job
+	$(BIN)/sleepy koans validate
+	$(BIN)/python -m sleepy.bench
