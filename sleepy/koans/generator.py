@@ -1,0 +1,120 @@
+"""Template patterns for generated koans: each pattern turns a seeded Vocab into a Draft.
+
+A family module in `sleepy/koans/families/` registers its patterns with `@pattern(...)`;
+`generate()` (in `sleepy.koans.generate`) draws, validates and deduplicates them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Draft:
+    description: str
+    buggy_code: str
+    correct_code: str
+    expected_error: str  # substring of the primary rustc message (compile) or the panic (test)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    family: str
+    name: str
+    kind: str  # "compile" | "test"
+    expected_code: str | None
+    make: Callable[[Vocab], Draft]
+
+
+REGISTRY: dict[str, dict[str, Pattern]] = {}
+
+
+def pattern(family: str, name: str, kind: str = "compile", code: str | None = None):
+    """Register a template: `@pattern("borrow_checker", "use_after_move", code="E0382")`."""
+
+    def register(fn: Callable[[Vocab], Draft]) -> Callable[[Vocab], Draft]:
+        REGISTRY.setdefault(family, {})[name] = Pattern(family, name, kind, code, fn)
+        return fn
+
+    return register
+
+
+def patterns(family: str) -> list[Pattern]:
+    from sleepy.koans import families  # noqa: F401  (imports register every family)
+
+    return list(REGISTRY.get(family, {}).values())
+
+
+_NOUNS = [
+    "account", "order", "sensor", "book", "player", "ticket", "invoice", "packet", "robot",
+    "planet", "recipe", "student", "vehicle", "message", "record", "sample", "cell", "task",
+    "node", "token", "reading", "item", "batch", "course", "device", "shipment", "voter",
+]
+_FIELDS = [
+    "id", "name", "count", "total", "score", "level", "price", "weight", "label", "code",
+    "value", "limit", "speed", "owner", "title", "size", "rank", "age", "depth", "amount",
+]
+_VERBS = ["process", "update", "compute", "summarize", "describe", "check", "measure",
+          "format", "collect", "render", "register", "inspect", "adjust", "report"]
+_WORDS = ["alpha", "delta", "north", "amber", "cobalt", "maple", "orbit", "quartz", "river",
+          "solar", "tango", "velvet", "willow", "zephyr", "ember", "harbor", "lunar", "pixel"]
+INT_TYPES = ["i32", "i64", "u32", "u64", "usize"]
+
+
+class Vocab:
+    """Seeded choices of identifiers, types and literals, so one template yields many programs."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self._used: set[str] = set()
+
+    def choice(self, seq):
+        return self.rng.choice(list(seq))
+
+    def _fresh(self, pool: list[str], transform=lambda s: s) -> str:
+        for _ in range(50):
+            name = transform(self.rng.choice(pool))
+            if name not in self._used:
+                self._used.add(name)
+                return name
+        name = f"{transform(self.rng.choice(pool))}{len(self._used)}"
+        self._used.add(name)
+        return name
+
+    def var(self) -> str:
+        """A fresh snake_case local name (`order`, `sensor_list`, ...)."""
+        return self._fresh(_NOUNS, lambda s: s if self.rng.random() < 0.6 else f"{s}_{self.rng.choice(['a', 'b', 'x', 'list', 'ref', 'data'])}")
+
+    def field(self) -> str:
+        return self._fresh(_FIELDS)
+
+    def func(self) -> str:
+        return self._fresh([f"{v}_{n}" for v in _VERBS for n in _NOUNS[:12]])
+
+    def type_name(self) -> str:
+        """A fresh CamelCase struct name."""
+        return self._fresh(_NOUNS, lambda s: s.capitalize() if self.rng.random() < 0.7 else s.capitalize() + self.rng.choice(["Info", "Data", "Entry", "Spec"]))
+
+    def int_type(self) -> str:
+        return self.rng.choice(INT_TYPES)
+
+    def int(self, lo: int = 1, hi: int = 99) -> int:
+        return self.rng.randint(lo, hi)
+
+    def word(self) -> str:
+        return self.rng.choice(_WORDS)
+
+    def string(self) -> str:
+        return f'"{self.word()}"'
+
+    def filler(self, indent: str = "    ") -> str:
+        """An unrelated, valid statement or empty string, to vary the surrounding code."""
+        n = self.rng.random()
+        if n < 0.4:
+            return ""
+        v = self._fresh(_WORDS, lambda s: f"{s}_{self.rng.choice(['n', 'k', 'tag'])}")
+        if n < 0.7:
+            return f"{indent}let {v} = {self.int()};\n{indent}println!(\"{v} = {{}}\", {v});\n"
+        return f"{indent}let {v} = \"{self.word()}\".len();\n{indent}println!(\"{{}}\", {v});\n"

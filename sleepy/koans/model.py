@@ -1,0 +1,213 @@
+"""The koan: a broken Rust program, the error it gives, and its fix. Loading, hashing, saving."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+FAMILIES: tuple[str, ...] = (
+    "borrow_checker",
+    "lifetimes",
+    "trait_bounds",
+    "result_handling",
+    "type_mismatch",
+    "mutability",
+    "closures_iterators",
+    "concurrency",
+)
+KINDS = ("compile", "test")
+SOURCES = ("handwritten", "generated", "imported")
+EDITIONS = ("2015", "2018", "2021", "2024")
+_CODE_RE = re.compile(r"^E\d{4}$")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+
+
+class KoanError(ValueError):
+    """A koan file that cannot be used; the message names the file, the field and what to fix."""
+
+
+@dataclass(frozen=True)
+class Koan:
+    id: str
+    family: str
+    description: str
+    buggy_code: str
+    correct_code: str
+    expected_error: str
+    kind: str = "compile"
+    expected_code: str | None = None
+    pattern: str = ""
+    source: str = "handwritten"
+    edition: str = "2021"
+    expected_stdout: str | None = None
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def has_main(self) -> bool:
+        return re.search(r"\bfn\s+main\s*\(", self.correct_code) is not None
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.buggy_code, self.correct_code)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if not d["meta"]:
+            d.pop("meta")
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "<dict>") -> Koan:
+        return _parse(data, where)
+
+
+def normalize_code(code: str) -> str:
+    """Code with comments removed and whitespace collapsed: equal for cosmetic variants."""
+    code = re.sub(r"//[^\n]*", "", code)
+    code = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
+    return " ".join(code.split())
+
+
+def content_hash(buggy_code: str, correct_code: str) -> str:
+    h = hashlib.sha256()
+    h.update(normalize_code(buggy_code).encode())
+    h.update(b"\x00")
+    h.update(normalize_code(correct_code).encode())
+    return h.hexdigest()[:16]
+
+
+def _parse(data: dict, where: str) -> Koan:
+    if not isinstance(data, dict):
+        raise KoanError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    known = {f.name for f in fields(Koan)} | {"content_hash"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise KoanError(f"{where}: field '{unknown[0]}': unknown field (allowed: {sorted(known)})")
+
+    def text(name: str, required: bool = True) -> str | None:
+        if name not in data or data[name] is None:
+            if required:
+                raise KoanError(f"{where}: field '{name}': missing")
+            return None
+        if not isinstance(data[name], str):
+            raise KoanError(f"{where}: field '{name}': must be a string, got {type(data[name]).__name__}")
+        if required and not data[name].strip():
+            raise KoanError(f"{where}: field '{name}': must not be empty")
+        return data[name]
+
+    kid = text("id")
+    if not _ID_RE.match(kid):
+        raise KoanError(f"{where}: field 'id': '{kid}' must be lowercase letters, digits, '_' or '-'")
+    family = text("family")
+    if family not in FAMILIES:
+        raise KoanError(f"{where}: field 'family': '{family}' is not one of {list(FAMILIES)}")
+    kind = text("kind", required=False) or "compile"
+    if kind not in KINDS:
+        raise KoanError(f"{where}: field 'kind': '{kind}' must be 'compile' or 'test'")
+    code = text("expected_code", required=False)
+    if kind == "compile":
+        if not code:
+            raise KoanError(f"{where}: field 'expected_code': missing (compile koans need a rustc code like E0382)")
+        if not _CODE_RE.match(code):
+            raise KoanError(f"{where}: field 'expected_code': '{code}' is not a rustc code like E0382")
+    source = text("source", required=False) or "handwritten"
+    if source not in SOURCES:
+        raise KoanError(f"{where}: field 'source': '{source}' must be one of {list(SOURCES)}")
+    edition = str(data.get("edition") or "2021")
+    if edition not in EDITIONS:
+        raise KoanError(f"{where}: field 'edition': '{edition}' must be one of {list(EDITIONS)}")
+    buggy, correct = text("buggy_code"), text("correct_code")
+    if normalize_code(buggy) == normalize_code(correct):
+        raise KoanError(f"{where}: field 'correct_code': identical to buggy_code")
+    meta = data.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise KoanError(f"{where}: field 'meta': must be an object")
+    koan = Koan(
+        id=kid,
+        family=family,
+        description=text("description"),
+        buggy_code=buggy,
+        correct_code=correct,
+        expected_error=text("expected_error"),
+        kind=kind,
+        expected_code=code,
+        pattern=text("pattern", required=False) or "",
+        source=source,
+        edition=edition,
+        expected_stdout=text("expected_stdout", required=False),
+        meta=meta,
+    )
+    stored = data.get("content_hash")
+    if stored is not None and stored != koan.content_hash:
+        raise KoanError(
+            f"{where}: field 'content_hash': stored {stored} but the code hashes to "
+            f"{koan.content_hash} — the koan was edited after it was frozen"
+        )
+    return koan
+
+
+def load_koan(path: str | Path) -> Koan:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KoanError(f"{path}: no such koan file") from None
+    except json.JSONDecodeError as e:
+        raise KoanError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    koan = _parse(data, str(path))
+    if path.parent.name in FAMILIES and path.parent.name != koan.family:
+        raise KoanError(f"{path}: field 'family': '{koan.family}' but the file is under {path.parent.name}/")
+    return koan
+
+
+def load_evalset(path: str | Path) -> list[Koan]:
+    """An evalset file: {"name": ..., "koans": [koan with content_hash, ...]}."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KoanError(f"{path}: no such evalset file") from None
+    except json.JSONDecodeError as e:
+        raise KoanError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    items = data.get("koans") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        raise KoanError(f"{path}: field 'koans': missing (an evalset is {{\"name\": ..., \"koans\": [...]}})")
+    out = []
+    for i, item in enumerate(items):
+        where = f"{path}[{i}]"
+        if not isinstance(item, dict) or "content_hash" not in item:
+            raise KoanError(f"{where}: field 'content_hash': missing (frozen koans carry their hash)")
+        out.append(_parse(item, where))
+    return out
+
+
+def load_koans(*paths: str | Path) -> list[Koan]:
+    """Koans from files, family folders, corpus roots or evalset files, in a stable order."""
+    out: list[Koan] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(load_koan(f) for f in sorted(p.rglob("*.json")))
+        elif p.suffix == ".json" and p.exists():
+            data = json.loads(p.read_text())
+            out.extend(load_evalset(p) if isinstance(data, dict) and "koans" in data else [load_koan(p)])
+        else:
+            raise KoanError(f"{p}: no such koan file or folder")
+    return out
+
+
+def save_koan(koan: Koan, root: str | Path) -> Path:
+    path = Path(root) / koan.family / f"{koan.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(koan.to_dict(), indent=2) + "\n")
+    return path
+
+
+def save_evalset(koans: list[Koan], path: str | Path, name: str = "frozen") -> Path:
+    path = Path(path)
+    items = [{**k.to_dict(), "content_hash": k.content_hash} for k in koans]
+    path.write_text(json.dumps({"name": name, "koans": items}, indent=2) + "\n")
+    return path
