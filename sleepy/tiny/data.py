@@ -1,0 +1,64 @@
+"""Training examples for sleepy-tiny: generated koans turned into exactly what the agent sends.
+
+Prompt = the model's own prompt template over (description, buggy code, the sandbox's feedback);
+completion = the buggy -> correct edit written in the model's edit format, ended by EOS.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from sleepy.koans import Koan
+
+
+@dataclass
+class Example:
+    koan_id: str
+    family: str
+    pattern: str
+    messages: list[dict]
+    completion: str
+
+
+def koans_for_training(families: list[str], per_family: int, seed: int,
+                       exclude_hashes: set[str] | None = None) -> list[Koan]:
+    """Fresh generated koans of the given families (drafts; the buggy side is checked below)."""
+    from sleepy.koans.generate import generate
+
+    out: list[Koan] = []
+    for family in families:
+        out.extend(generate(family, per_family, seed=seed, validate=False, exclude_hashes=exclude_hashes))
+    return out
+
+
+def build_examples(koans: list[Koan], template: str, edit_format: str,
+                   workers: int | None = None) -> tuple[list[Example], dict]:
+    """Compile every buggy program once for its feedback; keep the koans that fail as declared."""
+    from sleepy.agent.edits import get_edit_format
+    from sleepy.agent.prompts import PromptTemplate
+    from sleepy.sandbox import Sandbox, run_batch
+
+    sandbox = Sandbox()
+    prompt = PromptTemplate.load(template)
+    fmt = get_edit_format(edit_format)
+    verdicts = run_batch(lambda k: sandbox.verdict(k, k.buggy_code), koans, workers=workers,
+                         desc="compiling buggy programs")
+    examples, dropped = [], {"passes_already": 0, "other_error": 0}
+    for koan, v in zip(koans, verdicts, strict=True):
+        if v.passed:
+            dropped["passes_already"] += 1
+            continue
+        if koan.kind == "compile" and (v.signature is None or v.signature.code != koan.expected_code):
+            dropped["other_error"] += 1
+            continue
+        messages = prompt.messages(koan, koan.buggy_code, v.feedback(), [], edit_format)
+        examples.append(Example(koan.id, koan.family, koan.pattern, messages,
+                                fmt.render(koan.buggy_code, koan.correct_code)))
+    return examples, dropped
+
+
+def shuffled(items: list, seed: int) -> list:
+    items = list(items)
+    random.Random(seed).shuffle(items)
+    return items
