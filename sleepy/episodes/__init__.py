@@ -1,0 +1,5 @@
+"""Episodes: the record of every attempt the agent makes, which sleep later learns from."""
+
+from sleepy.episodes.store import Episode, EpisodeError, EpisodeStore
+
+__all__ = ["Episode", "EpisodeError", "EpisodeStore"]

@@ -1,0 +1,444 @@
+"""The episode store: every attempt the agent makes, kept in SQLite so that sleep can learn from it.
+
+One row per episode, created when the attempt starts and updated in its own transaction after every
+step, so a process killed with SIGKILL loses at most the step it was in. WAL mode and a busy timeout
+let several processes record into the same file at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Episodes that are over; "running" ones belong to a live process or to one that was killed, and
+# "interrupted" marks the latter once a resumed run starts the same attempt again.
+FINISHED = ("done", "error")
+STATUSES = ("running", "done", "error", "interrupted")
+
+# Each entry moves the schema one version up; append, never edit (databases in the wild are at
+# every version). schema_version holds the number of entries applied.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE episodes (
+        episode_id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        cycle INTEGER NOT NULL DEFAULT 0,
+        task_id TEXT NOT NULL,
+        attempt_idx INTEGER NOT NULL DEFAULT 0,
+        family TEXT,
+        pattern TEXT,
+        model_id TEXT,
+        adapter TEXT,
+        edit_format TEXT,
+        prompt_hash TEXT,
+        error_signature TEXT,
+        first_error_signature TEXT,
+        final_error_signature TEXT,
+        diff_unified TEXT NOT NULL DEFAULT '',
+        passed INTEGER NOT NULL DEFAULT 0,
+        steps INTEGER NOT NULL DEFAULT 0,
+        steps_to_green INTEGER,
+        wall_clock_ms INTEGER NOT NULL DEFAULT 0,
+        tokens_in INTEGER NOT NULL DEFAULT 0,
+        tokens_out INTEGER NOT NULL DEFAULT 0,
+        timestamp TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'running',
+        error TEXT,
+        trajectory TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX episodes_run ON episodes (run_id, task_id, attempt_idx);
+    CREATE INDEX episodes_signature ON episodes (error_signature, passed);
+    """,
+]
+
+
+class EpisodeError(Exception):
+    """A bad request to the store (unknown episode, unreadable file); the message says what to fix."""
+
+
+@dataclass
+class Episode:
+    """One attempt at one koan: what the agent saw, did, and how it ended."""
+
+    run_id: str
+    task_id: str
+    attempt_idx: int = 0
+    cycle: int = 0
+    family: str | None = None
+    pattern: str | None = None
+    model_id: str | None = None
+    adapter: str | None = None  # registry version (or path) of the adapter in use; None for base
+    edit_format: str | None = None
+    prompt_hash: str | None = None
+    error_signature: str | None = None  # the koan's starting error, normalized: hint-memory key
+    first_error_signature: str | None = None  # first error the agent's own checks hit
+    final_error_signature: str | None = None  # error left at the end; None when passed
+    diff_unified: str = ""  # buggy code -> the agent's final code
+    passed: bool = False
+    steps: int = 0
+    steps_to_green: int | None = None
+    wall_clock_ms: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    timestamp: str = ""  # UTC ISO-8601, when the episode started
+    updated_at: str = ""
+    status: str = "running"
+    error: str | None = None  # why an episode ended in status "error"
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+    episode_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Episode:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise EpisodeError(f"unknown episode fields {sorted(unknown)}")
+        return cls(**d)
+
+
+_COLUMNS = [f.name for f in fields(Episode)]
+# Fields a step may update besides appending to the trajectory.
+_UPDATABLE = set(_COLUMNS) - {"episode_id", "run_id", "task_id", "timestamp", "trajectory"}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _to_row(values: dict[str, Any]) -> dict[str, Any]:
+    row = dict(values)
+    for key in ("error_signature", "first_error_signature", "final_error_signature"):
+        if row.get(key) is not None:  # an ErrorSignature is stored as its readable form
+            row[key] = str(row[key])
+    if "passed" in row:
+        row["passed"] = int(bool(row["passed"]))
+    if "trajectory" in row:
+        row["trajectory"] = json.dumps(row["trajectory"], ensure_ascii=False)
+    return row
+
+
+def _from_row(row: sqlite3.Row) -> Episode:
+    d = dict(row)
+    d["passed"] = bool(d["passed"])
+    d["trajectory"] = json.loads(d["trajectory"])
+    return Episode(**d)
+
+
+class EpisodeStore:
+    """Episodes in one SQLite file. Safe to share between threads and between processes."""
+
+    def __init__(self, path: str | Path, busy_timeout_ms: int = 60_000, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise EpisodeError(f"no episode database at {self.path}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up
+        # front and waits (busy_timeout) instead of failing half-way through a transaction.
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode survives a killed process (only an OS crash can lose the last
+            # commits), and keeps one fsync per step out of the agent's way.
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise EpisodeError(f"{self.path} is not a usable episode database: {e}") from None
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                db.execute("INSERT INTO schema_version (version) VALUES (0)")
+                version = 0
+            else:
+                version = row[0]
+            if version > len(MIGRATIONS):
+                raise EpisodeError(
+                    f"{self.path} has schema version {version}, newer than this sleepy "
+                    f"({len(MIGRATIONS)}): upgrade sleepy"
+                )
+            for sql in MIGRATIONS[version:]:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS),))
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> EpisodeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def start_episode(self, run_id: str, task_id: str, **fields_: Any) -> str:
+        """Create the episode row (status "running") and return its id.
+
+        A "running" row for the same run, cycle, task and attempt can only be left over from a
+        killed process; it is marked "interrupted" so the resumed attempt does not count twice.
+        """
+        bad = set(fields_) - _UPDATABLE - {"episode_id", "timestamp", "trajectory"}
+        if bad:
+            raise EpisodeError(f"unknown episode fields {sorted(bad)}")
+        now = _now()
+        episode = Episode(run_id=run_id, task_id=task_id, timestamp=now, updated_at=now)
+        for key, value in fields_.items():
+            setattr(episode, key, value)
+        episode.episode_id = episode.episode_id or uuid.uuid4().hex
+        episode.status = "running"
+        row = _to_row(episode.to_dict())
+        with self._write() as db:
+            db.execute(
+                "UPDATE episodes SET status = 'interrupted', updated_at = ? WHERE run_id = ? "
+                "AND cycle = ? AND task_id = ? AND attempt_idx = ? AND status = 'running'",
+                (now, run_id, episode.cycle, task_id, episode.attempt_idx),
+            )
+            db.execute(
+                f"INSERT INTO episodes ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+        return episode.episode_id
+
+    def record_step(
+        self, episode_id: str, step: dict[str, Any] | None = None, **updates: Any
+    ) -> None:
+        """Append one step (messages, tool call, observation...) and update fields, atomically.
+
+        Counters `tokens_in` and `tokens_out` given here are added to the episode's totals; other
+        fields are set.
+        """
+        self._update(episode_id, step, updates)
+
+    def finish_episode(
+        self, episode_id: str, passed: bool, status: str = "done", **updates: Any
+    ) -> None:
+        """Close an episode: its outcome plus any last fields (diff, final signature, wall clock)."""
+        if status not in FINISHED:
+            raise EpisodeError(f"finish status must be one of {FINISHED}, not {status!r}")
+        self._update(episode_id, None, {**updates, "passed": passed, "status": status})
+
+    def _update(
+        self, episode_id: str, step: dict[str, Any] | None, updates: dict[str, Any]
+    ) -> None:
+        bad = set(updates) - _UPDATABLE
+        if bad:
+            raise EpisodeError(f"unknown episode fields {sorted(bad)}")
+        if "status" in updates and updates["status"] not in STATUSES:
+            raise EpisodeError(f"status must be one of {STATUSES}, not {updates['status']!r}")
+        row = _to_row(updates)
+        sets, args = [], []
+        for key, value in row.items():
+            if key in ("tokens_in", "tokens_out"):
+                sets.append(f"{key} = {key} + ?")
+            else:
+                sets.append(f"{key} = ?")
+            args.append(value)
+        if step is not None:
+            # json_insert appends in SQL, so a step costs one small UPDATE, not a rewrite.
+            sets += ["trajectory = json_insert(trajectory, '$[#]', json(?))", "steps = steps + 1"]
+            args.append(json.dumps(step, ensure_ascii=False))
+        sets.append("updated_at = ?")
+        args.append(_now())
+        with self._write() as db:
+            cur = db.execute(
+                f"UPDATE episodes SET {', '.join(sets)} WHERE episode_id = ?", [*args, episode_id]
+            )
+            if cur.rowcount == 0:
+                raise EpisodeError(f"no episode {episode_id!r} in {self.path}")
+
+    def add(self, episode: Episode) -> bool:
+        """Insert a whole episode as is (import). Returns False if its id is already there."""
+        with self._write() as db:
+            return self._insert(db, episode)
+
+    def _insert(self, db: sqlite3.Connection, episode: Episode) -> bool:
+        if episode.status not in STATUSES:
+            raise EpisodeError(f"status must be one of {STATUSES}, not {episode.status!r}")
+        if not episode.episode_id:
+            episode.episode_id = uuid.uuid4().hex
+        row = _to_row(episode.to_dict())
+        cur = db.execute(
+            f"INSERT OR IGNORE INTO episodes ({', '.join(row)}) "
+            f"VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+        return cur.rowcount == 1
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def get(self, episode_id: str) -> Episode:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM episodes WHERE episode_id = ?", (episode_id,)
+            ).fetchone()
+        if row is None:
+            raise EpisodeError(f"no episode {episode_id!r} in {self.path}")
+        return _from_row(row)
+
+    def episodes(
+        self,
+        run_id: str | None = None,
+        cycle: int | None = None,
+        passed: bool | None = None,
+        family: str | None = None,
+        task_id: str | None = None,
+        status: str | Iterable[str] | None = FINISHED,
+    ) -> list[Episode]:
+        """Episodes matching every filter given, oldest first. By default only finished ones."""
+        where, args = [], []
+        for key, value in (
+            ("run_id", run_id),
+            ("cycle", cycle),
+            ("family", family),
+            ("task_id", task_id),
+        ):
+            if value is not None:
+                where.append(f"{key} = ?")
+                args.append(value)
+        if passed is not None:
+            where.append("passed = ?")
+            args.append(int(passed))
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args += statuses
+        sql = "SELECT * FROM episodes"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY timestamp, rowid", args).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def finished_task_ids(self, run_id: str, max_attempts: int | None = None) -> set[str]:
+        """Tasks a resumed run should skip: passed, or out of attempts.
+
+        Without `max_attempts` any finished episode counts as the task being done.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT task_id, MAX(passed), COUNT(*) FROM episodes WHERE run_id = ? "
+                "AND status IN ('done', 'error') GROUP BY task_id",
+                (run_id,),
+            ).fetchall()
+        return {
+            task for task, passed, n in rows if passed or max_attempts is None or n >= max_attempts
+        }
+
+    def successes_with_signature(self, signature: object, k: int = 3) -> list[Episode]:
+        """Up to k most recent passed episodes that started from this error signature (hints)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM episodes WHERE error_signature = ? AND passed = 1 AND status = 'done' "
+                "ORDER BY timestamp DESC, rowid DESC LIMIT ?",
+                (str(signature), k),
+            ).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def stats(self, run_id: str | None = None, cycle: int | None = None, top: int = 5) -> dict:
+        """Pass rate and most frequent starting error signatures, overall and per family."""
+        eps = self.episodes(run_id=run_id, cycle=cycle)
+        per_family: dict[str, list[Episode]] = {}
+        for e in eps:
+            per_family.setdefault(e.family or "(none)", []).append(e)
+
+        def summary(group: list[Episode]) -> dict:
+            counts: dict[str, list[int]] = {}
+            for e in group:
+                c = counts.setdefault(e.error_signature or "(none)", [0, 0])
+                c[0] += 1
+                c[1] += e.passed
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+            n = len(group)
+            passed = sum(e.passed for e in group)
+            return {
+                "episodes": n,
+                "passed": passed,
+                "pass_rate": passed / n if n else 0.0,
+                "top_signatures": [
+                    {"signature": sig, "episodes": c[0], "passed": c[1]} for sig, c in ranked
+                ],
+            }
+
+        return {
+            "total": summary(eps),
+            "families": {fam: summary(group) for fam, group in sorted(per_family.items())},
+        }
+
+    # -- exchange -----------------------------------------------------------------------------
+
+    def export_jsonl(
+        self, out: str | Path, run_id: str | None = None, all_statuses: bool = False
+    ) -> int:
+        """Write episodes as JSON lines; returns how many."""
+        eps = self.episodes(run_id=run_id, status=None if all_statuses else FINISHED)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as f:
+            for e in eps:
+                f.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
+        return len(eps)
+
+    def import_jsonl(self, path: str | Path) -> tuple[int, int]:
+        """Add the episodes of a JSONL file; ones already here (same episode_id) are skipped.
+
+        Returns (added, skipped), so importing the same file twice adds nothing the second time.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise EpisodeError(f"no such file: {path}")
+        episodes = []
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    episode = Episode.from_dict(json.loads(line))
+                except (json.JSONDecodeError, TypeError, EpisodeError) as e:
+                    raise EpisodeError(f"{path}:{lineno}: not an episode: {e}") from None
+                if not episode.episode_id:
+                    raise EpisodeError(f"{path}:{lineno}: episode has no episode_id")
+                episodes.append(episode)
+        # All or nothing: a file that fails half-way leaves the store as it was.
+        with self._write() as db:
+            added = sum(self._insert(db, e) for e in episodes)
+        return added, len(episodes) - added
