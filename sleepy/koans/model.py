@@ -93,14 +93,18 @@ def _parse(data: dict, where: str) -> Koan:
                 raise KoanError(f"{where}: field '{name}': missing")
             return None
         if not isinstance(data[name], str):
-            raise KoanError(f"{where}: field '{name}': must be a string, got {type(data[name]).__name__}")
+            raise KoanError(
+                f"{where}: field '{name}': must be a string, got {type(data[name]).__name__}"
+            )
         if required and not data[name].strip():
             raise KoanError(f"{where}: field '{name}': must not be empty")
         return data[name]
 
     kid = text("id")
     if not _ID_RE.match(kid):
-        raise KoanError(f"{where}: field 'id': '{kid}' must be lowercase letters, digits, '_' or '-'")
+        raise KoanError(
+            f"{where}: field 'id': '{kid}' must be lowercase letters, digits, '_' or '-'"
+        )
     family = text("family")
     if family not in FAMILIES:
         raise KoanError(f"{where}: field 'family': '{family}' is not one of {list(FAMILIES)}")
@@ -110,9 +114,13 @@ def _parse(data: dict, where: str) -> Koan:
     code = text("expected_code", required=False)
     if kind == "compile":
         if not code:
-            raise KoanError(f"{where}: field 'expected_code': missing (compile koans need a rustc code like E0382)")
+            raise KoanError(
+                f"{where}: field 'expected_code': missing (compile koans need a rustc code like E0382)"
+            )
         if not _CODE_RE.match(code):
-            raise KoanError(f"{where}: field 'expected_code': '{code}' is not a rustc code like E0382")
+            raise KoanError(
+                f"{where}: field 'expected_code': '{code}' is not a rustc code like E0382"
+            )
     source = text("source", required=False) or "handwritten"
     if source not in SOURCES:
         raise KoanError(f"{where}: field 'source': '{source}' must be one of {list(SOURCES)}")
@@ -156,10 +164,14 @@ def load_koan(path: str | Path) -> Koan:
     except FileNotFoundError:
         raise KoanError(f"{path}: no such koan file") from None
     except json.JSONDecodeError as e:
-        raise KoanError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise KoanError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        ) from None
     koan = _parse(data, str(path))
     if path.parent.name in FAMILIES and path.parent.name != koan.family:
-        raise KoanError(f"{path}: field 'family': '{koan.family}' but the file is under {path.parent.name}/")
+        raise KoanError(
+            f"{path}: field 'family': '{koan.family}' but the file is under {path.parent.name}/"
+        )
     return koan
 
 
@@ -171,15 +183,21 @@ def load_evalset(path: str | Path) -> list[Koan]:
     except FileNotFoundError:
         raise KoanError(f"{path}: no such evalset file") from None
     except json.JSONDecodeError as e:
-        raise KoanError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise KoanError(
+            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        ) from None
     items = data.get("koans") if isinstance(data, dict) else None
     if not isinstance(items, list):
-        raise KoanError(f"{path}: field 'koans': missing (an evalset is {{\"name\": ..., \"koans\": [...]}})")
+        raise KoanError(
+            f'{path}: field \'koans\': missing (an evalset is {{"name": ..., "koans": [...]}})'
+        )
     out = []
     for i, item in enumerate(items):
         where = f"{path}[{i}]"
         if not isinstance(item, dict) or "content_hash" not in item:
-            raise KoanError(f"{where}: field 'content_hash': missing (frozen koans carry their hash)")
+            raise KoanError(
+                f"{where}: field 'content_hash': missing (frozen koans carry their hash)"
+            )
         out.append(_parse(item, where))
     return out
 
@@ -192,11 +210,41 @@ def load_koans(*paths: str | Path) -> list[Koan]:
         if p.is_dir():
             out.extend(load_koan(f) for f in sorted(p.rglob("*.json")))
         elif p.suffix == ".json" and p.exists():
-            data = json.loads(p.read_text())
-            out.extend(load_evalset(p) if isinstance(data, dict) and "koans" in data else [load_koan(p)])
+            try:
+                data = json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                raise KoanError(
+                    f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+                ) from None
+            out.extend(
+                load_evalset(p) if isinstance(data, dict) and "koans" in data else [load_koan(p)]
+            )
         else:
             raise KoanError(f"{p}: no such koan file or folder")
     return out
+
+
+def known_hashes(*paths: str | Path) -> set[str]:
+    """Content hashes of every koan in these files or folders (koan files and evalsets).
+
+    Read leniently, straight from the JSON: a half-written koan elsewhere in the corpus must not
+    stop the generator from keeping clear of the rest. Paths that do not exist are skipped.
+    """
+    hashes: set[str] = set()
+    for p in map(Path, paths):
+        files = sorted(p.rglob("*.json")) if p.is_dir() else [p] if p.is_file() else []
+        for f in files:
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            items = data.get("koans") if isinstance(data, dict) and "koans" in data else [data]
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict):
+                    buggy, correct = item.get("buggy_code"), item.get("correct_code")
+                    if isinstance(buggy, str) and isinstance(correct, str):
+                        hashes.add(content_hash(buggy, correct))
+    return hashes
 
 
 def save_koan(koan: Koan, root: str | Path) -> Path:
@@ -208,6 +256,7 @@ def save_koan(koan: Koan, root: str | Path) -> Path:
 
 def save_evalset(koans: list[Koan], path: str | Path, name: str = "frozen") -> Path:
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     items = [{**k.to_dict(), "content_hash": k.content_hash} for k in koans]
     path.write_text(json.dumps({"name": name, "koans": items}, indent=2) + "\n")
     return path

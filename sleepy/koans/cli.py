@@ -1,0 +1,323 @@
+"""`sleepy koans ...`: generate, import, validate, list, show and freeze koans.
+
+`sleepy.cli` calls `add_parser(subparsers)`; each command's `func(args)` returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from sleepy.koans.model import FAMILIES, KINDS, SOURCES, KoanError, load_koans
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def _fails_cleanly(fn):
+    """Known failures (bad koans, broken templates) print one line and exit 1, not a traceback."""
+    from sleepy.koans.freeze import FreezeError
+    from sleepy.koans.generate import GenerateError
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (KoanError, GenerateError, FreezeError) as e:
+            errors.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            return 1
+
+    return run
+
+
+def _quiet_stdout(as_json: bool):
+    # with --json, stdout carries only the JSON document; progress goes to stderr
+    return contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+
+
+@_fails_cleanly
+def cmd_generate(args: argparse.Namespace) -> int:
+    from sleepy.koans.generate import generate
+    from sleepy.koans.generator import patterns
+
+    families = [f for f in FAMILIES if patterns(f)] if args.family == "all" else [args.family]
+    exclude = None
+    if args.exclude is not None:
+        from sleepy.koans.model import known_hashes
+
+        exclude = known_hashes(*args.exclude)
+    total = 0
+    for family in families:
+        koans = generate(
+            family,
+            args.n,
+            args.seed,
+            out=args.out,
+            exclude_hashes=exclude,
+            workers=args.workers,
+            validate=not args.no_validate,
+            patterns=args.pattern,
+        )
+        if exclude is not None:
+            exclude |= {k.content_hash for k in koans}
+        by_pattern = Counter(k.pattern for k in koans)
+        console.print(
+            f"{family}: {len(koans)} koans -> {args.out / family}  "
+            + ", ".join(f"{p} {c}" for p, c in sorted(by_pattern.items())),
+            highlight=False,
+        )
+        total += len(koans)
+    if len(families) > 1:
+        console.print(f"{total} koans in {len(families)} families")
+    return 0
+
+
+@_fails_cleanly
+def cmd_import(args: argparse.Namespace) -> int:
+    from sleepy.koans.importer import import_pairs
+
+    report = import_pairs(args.buggy_dir, args.fixed_dir, args.out, args.family, args.workers)
+    for rel, reason in report.skipped:
+        console.print(f"[yellow]skipped[/yellow] {rel}: {reason}", highlight=False)
+    for k in report.koans:
+        console.print(
+            f"imported {k.meta['imported_from']} -> {k.family}/{k.id} ({k.kind})", highlight=False
+        )
+    console.print(f"{len(report.koans)} imported, {len(report.skipped)} skipped -> {args.out}")
+    return 0
+
+
+def _default_paths() -> list[Path]:
+    from sleepy.koans.validate import DEFAULT_PATHS
+
+    return [p for p in DEFAULT_PATHS if p.exists()]
+
+
+@_fails_cleanly
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sleepy.koans.validate import family_of, fill_stdout_files, validate_paths
+
+    paths = args.paths or _default_paths()
+    if not paths:
+        raise KoanError("nothing to validate: no koans/ or evalsets/frozen.json here; pass PATH")
+    with _quiet_stdout(args.json):
+        if args.fill_stdout:
+            changed = fill_stdout_files(paths, workers=args.workers)
+            errors.print(f"expected_stdout written into {len(changed)} koan file(s)")
+        report = validate_paths(paths, corpus_dir=args.corpus, workers=args.workers)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0 if not report.failed else 1
+    table = Table(title="koan validation")
+    for col in ("family", "koans", "ok", "failed"):
+        table.add_column(col, justify="left" if col == "family" else "right")
+    counts: dict[str, Counter] = {}
+    for e in report.entries:
+        c = counts.setdefault(family_of(e), Counter())
+        c["koans"] += 1
+        c["failed" if e.reasons else "ok"] += 1
+    for family in sorted(
+        counts, key=lambda f: (f not in FAMILIES, FAMILIES.index(f) if f in FAMILIES else 0, f)
+    ):
+        c = counts[family]
+        table.add_row(
+            family,
+            str(c["koans"]),
+            str(c["ok"]),
+            f"[red]{c['failed']}[/red]" if c["failed"] else "0",
+        )
+    console.print(table)
+    for f in report.failed:
+        console.print(f"[red]FAIL[/red] {f['id']}: {f['reason']}", highlight=False, soft_wrap=True)
+    colour = "red" if report.failed else "green"
+    console.print(
+        f"[{colour}]{report.total} koans: {report.ok} ok, {len(report.failed)} failed[/{colour}]"
+    )
+    return 0 if not report.failed else 1
+
+
+def _selected(args: argparse.Namespace):
+    koans = load_koans(*(args.paths or _default_paths()))
+    return [
+        k
+        for k in koans
+        if (args.family is None or k.family == args.family)
+        and (args.kind is None or k.kind == args.kind)
+        and (args.source is None or k.source == args.source)
+        and (args.pattern is None or k.pattern == args.pattern)
+    ]
+
+
+@_fails_cleanly
+def cmd_list(args: argparse.Namespace) -> int:
+    koans = _selected(args)
+    cols = ("id", "family", "pattern", "kind", "source")
+    if args.json:
+        print(json.dumps([{c: getattr(k, c) for c in cols} for k in koans], indent=2))
+        return 0
+    table = Table(title=f"{len(koans)} koans")
+    for c in cols:
+        table.add_column(c)
+    for k in koans:
+        table.add_row(*(getattr(k, c) for c in cols))
+    console.print(table)
+    return 0
+
+
+@_fails_cleanly
+def cmd_show(args: argparse.Namespace) -> int:
+    found = [k for k in load_koans(*(args.paths or _default_paths())) if k.id == args.id]
+    if not found:
+        raise KoanError(f"no koan with id '{args.id}' (list them with `sleepy koans list`)")
+    k = found[0]
+    if args.json:
+        print(json.dumps(k.to_dict() | {"content_hash": k.content_hash}, indent=2))
+        return 0
+    console.print(
+        f"[bold]{k.id}[/bold]  {k.family} / {k.pattern or '-'}  {k.kind}  {k.source}",
+        highlight=False,
+    )
+    console.print(k.description, highlight=False)
+    console.print(
+        f"expected: {k.expected_code + ' ' if k.expected_code else ''}{k.expected_error!r}",
+        highlight=False,
+    )
+    console.print("[bold]buggy_code[/bold]")
+    console.print(Syntax(k.buggy_code, "rust", line_numbers=True))
+    console.print("[bold]correct_code[/bold]")
+    console.print(Syntax(k.correct_code, "rust", line_numbers=True))
+    if k.expected_stdout is not None:
+        console.print("[bold]expected_stdout[/bold]")
+        console.print(k.expected_stdout, highlight=False, markup=False, end="")
+    return 0
+
+
+@_fails_cleanly
+def cmd_freeze(args: argparse.Namespace) -> int:
+    from sleepy.koans.freeze import freeze
+
+    koans = freeze(
+        out=args.out,
+        handwritten_dir=args.handwritten,
+        koans_dir=args.koans,
+        generated_per_family=args.generated_per_family,
+        seed=args.seed,
+        families=args.families,
+        workers=args.workers,
+    )
+    per = Counter((k.family, k.source) for k in koans)
+    for family in dict.fromkeys(k.family for k in koans):
+        console.print(
+            f"{family}: {per[family, 'handwritten']} hand-written, {per[family, 'generated']} generated",
+            highlight=False,
+        )
+    console.print(f"{len(koans)} koans frozen -> {args.out}")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `koans` and its commands on the `sleepy` CLI's subparsers."""
+    koans = subparsers.add_parser(
+        "koans", help="generate, import, validate, list, show, freeze koans"
+    )
+    sub = koans.add_subparsers(dest="koans_command", required=True)
+    workers = argparse.ArgumentParser(add_help=False)
+    workers.add_argument(
+        "--workers", type=int, default=None, help="parallel rustc jobs (default: all cores)"
+    )
+
+    p = sub.add_parser(
+        "generate", parents=[workers], help="fresh validated koans from a family's templates"
+    )
+    p.add_argument("--family", required=True, choices=[*FAMILIES, "all"])
+    p.add_argument("--n", type=int, required=True, help="koans per family")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument(
+        "--out", type=Path, required=True, help="corpus root: writes OUT/<family>/<id>.json"
+    )
+    p.add_argument("--pattern", action="append", help="only this pattern (repeatable)")
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        type=Path,
+        default=None,
+        help="keep clear of koans in these files/folders (default: koans/ and evalsets/)",
+    )
+    p.add_argument(
+        "--no-validate", action="store_true", help="skip rustc validation (not for real data)"
+    )
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "import", parents=[workers], help="koans from exercise/solution trees of .rs files"
+    )
+    p.add_argument("--buggy-dir", type=Path, required=True)
+    p.add_argument("--fixed-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--family", choices=FAMILIES, help="default: the first folder of each relative path"
+    )
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("validate", parents=[workers], help="check koans with rustc")
+    p.add_argument("paths", nargs="*", type=Path, help="default: koans/ and evalsets/frozen.json")
+    p.add_argument("--json", action="store_true", help="print {total, ok, failed} as JSON")
+    p.add_argument(
+        "--fill-stdout",
+        action="store_true",
+        help="first write missing expected_stdout into koan files",
+    )
+    p.add_argument(
+        "--corpus", type=Path, default=Path("koans"), help="corpus an evalset must be disjoint from"
+    )
+    p.set_defaults(func=cmd_validate)
+
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument(
+        "paths", nargs="*", type=Path, help="default: koans/ and evalsets/frozen.json"
+    )
+    filters.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("list", parents=[filters], help="list koans")
+    p.add_argument("--family", choices=FAMILIES)
+    p.add_argument("--kind", choices=KINDS)
+    p.add_argument("--source", choices=SOURCES)
+    p.add_argument("--pattern")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", parents=[filters], help="print one koan")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("freeze", parents=[workers], help="build the frozen evalset")
+    p.add_argument("--out", type=Path, default=Path("evalsets/frozen.json"))
+    p.add_argument("--handwritten", type=Path, default=Path("evalsets/handwritten"))
+    p.add_argument(
+        "--koans", type=Path, default=Path("koans"), help="the corpus it must be disjoint from"
+    )
+    p.add_argument("--generated-per-family", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1000, help="use a different seed from the corpus")
+    p.add_argument("--families", nargs="+", choices=FAMILIES)
+    p.set_defaults(func=cmd_freeze)
+    return koans
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sleepy.koans.cli koans ...`, the same commands without the rest of sleepy."""
+    parser = argparse.ArgumentParser(prog="sleepy")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Fresh koans from a family's templates: drafted from a seed, validated with rustc, deduplicated.
+
+`generate(family, n, seed)` gives the same koans for the same seed, and keeps clear of every koan
+already in koans/ and evalsets/ (by normalized content hash), so generated training data never
+overlaps the frozen evaluation set.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sleepy.koans import generator
+from sleepy.koans.generator import Pattern, Vocab
+from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
+from sleepy.koans.validate import _sandbox, fill_expected_stdout, validate_candidate
+
+DEFAULT_EXCLUDE = (Path("koans"), Path("evalsets"))
+# A pattern whose first few validated drafts all fail is broken, not unlucky.
+NEVER_VALIDATES_AFTER = 4
+MAX_BATCH = 512
+
+
+class GenerateError(RuntimeError):
+    """Generation cannot deliver: a template is broken or the templates do not vary enough."""
+
+
+@dataclass
+class PatternStats:
+    drafted: int = 0
+    duplicates: int = 0
+    validated: int = 0
+    valid: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def draft(pattern: Pattern, seed: int, index: int) -> Koan:
+    """Candidate `index` of a seeded run: its own Random, so any candidate can be redrawn alone."""
+    rng = random.Random(f"{seed}:{pattern.family}:{index}")
+    try:
+        d = pattern.make(Vocab(rng))
+        koan = Koan(
+            id="gen-x",
+            family=pattern.family,
+            description=d.description,
+            buggy_code=d.buggy_code,
+            correct_code=d.correct_code,
+            expected_error=d.expected_error,
+            kind=pattern.kind,
+            expected_code=pattern.expected_code,
+            pattern=pattern.name,
+            source="generated",
+        )
+        data = koan.to_dict() | {
+            "id": f"gen-{pattern.family}-{pattern.name}-{koan.content_hash[:8]}"
+        }
+        data["meta"] = {"seed": seed, "index": index}
+        # through the loader's checks, so a template cannot produce a koan the loader would reject
+        return Koan.from_dict(data, where=f"pattern {pattern.family}/{pattern.name}")
+    except KoanError as e:
+        raise GenerateError(f"{e} — a template bug") from None
+    except Exception as e:
+        raise GenerateError(
+            f"pattern {pattern.family}/{pattern.name} raised {type(e).__name__}: {e} — a template bug"
+        ) from e
+
+
+def select_patterns(family: str, names: list[str] | None = None) -> list[Pattern]:
+    if family not in FAMILIES:
+        raise GenerateError(f"unknown family '{family}' (one of {', '.join(FAMILIES)})")
+    found = generator.patterns(family)
+    if not found:
+        raise GenerateError(
+            f"family '{family}' has no templates yet (sleepy/koans/families/{family}.py)"
+        )
+    if names:
+        known = {p.name for p in found}
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise GenerateError(
+                f"family '{family}' has no pattern '{missing[0]}' (has: {', '.join(sorted(known))})"
+            )
+        found = [p for p in found if p.name in names]
+    return found
+
+
+def _prepare(koan: Koan) -> tuple[Koan, str | None]:
+    return validate_candidate(koan, _sandbox())
+
+
+def _prepare_unvalidated(koan: Koan) -> tuple[Koan, str | None]:
+    return fill_expected_stdout(koan, _sandbox()), None
+
+
+def generate(
+    family: str,
+    n: int,
+    seed: int,
+    out: Path | None = None,
+    exclude_hashes: set[str] | None = None,
+    workers: int | None = None,
+    validate: bool = True,
+    patterns: list[str] | None = None,
+) -> list[Koan]:
+    """`n` distinct, valid koans of `family`, the same ones for the same seed.
+
+    Candidate i uses pattern i mod len(patterns) and its own Random(seed, family, i); the result
+    is the first n candidates that are new (hash not excluded nor seen) and valid, so batch sizes
+    and worker counts do not change it. `exclude_hashes=None` excludes everything in koans/ and
+    evalsets/. Writes koans to `out/<family>/<id>.json` when `out` is given.
+    """
+    from sleepy.sandbox import run_batch
+
+    if n < 0:
+        raise GenerateError(f"n must be >= 0, got {n}")
+    pats = select_patterns(family, patterns)
+    seen = set(known_hashes(*DEFAULT_EXCLUDE) if exclude_hashes is None else exclude_hashes)
+    stats = {p.name: PatternStats() for p in pats}
+    cap = 50 * n + 200  # drafts, before giving up on finding n distinct ones
+    accepted: list[Koan] = []
+    index = 0
+    prepare = _prepare if validate else _prepare_unvalidated
+    while len(accepted) < n and index < cap:
+        # over-draw a little: some candidates fail, and a second batch costs a progress bar
+        want = min(MAX_BATCH, int((n - len(accepted)) * 1.15) + 2)
+        batch: list[Koan] = []
+        while len(batch) < want and index < cap:
+            p = pats[index % len(pats)]
+            koan = draft(p, seed, index)
+            index += 1
+            stats[p.name].drafted += 1
+            if koan.content_hash in seen:
+                stats[p.name].duplicates += 1
+                continue
+            seen.add(koan.content_hash)
+            batch.append(koan)
+        if not batch:
+            continue
+        results = run_batch(prepare, batch, workers=workers, desc=f"generating {family}")
+        for koan, reason in results:
+            s = stats[koan.pattern]
+            s.validated += 1
+            if reason:
+                s.failures.append(reason)
+            else:
+                s.valid += 1
+                accepted.append(koan)
+        for name, s in stats.items():
+            if s.valid == 0 and s.validated >= NEVER_VALIDATES_AFTER:
+                raise GenerateError(
+                    f"pattern {family}/{name} never validates ({s.validated} tries), a template bug: "
+                    f"{s.failures[0]}"
+                )
+    accepted.sort(key=lambda k: k.meta["index"])
+    accepted = accepted[:n]
+    if len(accepted) < n:
+        detail = ", ".join(
+            f"{name}: {s.valid} valid, {s.duplicates} duplicates" for name, s in stats.items()
+        )
+        raise GenerateError(
+            f"{family}: only {len(accepted)} of {n} distinct valid koans after {index} drafts "
+            f"({detail}); the templates do not vary enough: add vocabulary or patterns"
+        )
+    if out is not None:
+        for koan in accepted:
+            save_koan(koan, out)
+    return accepted
