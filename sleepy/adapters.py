@@ -1,0 +1,105 @@
+"""Adapter folders: a PEFT LoRA (adapter_config.json + weights) plus sleepy's metadata beside it.
+
+Every stage that reads an adapter goes through `load_adapter_info`, so a corrupt, missing or foreign
+adapter fails the same clear way everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+META_FILE = "sleepy_adapter.json"
+
+
+class AdapterError(ValueError):
+    """An adapter that cannot be used; the message says which folder and what to fix."""
+
+
+@dataclass
+class AdapterInfo:
+    base_model: str                 # model path or hub id it was trained on
+    base_model_fingerprint: str     # hash of the base config, so another base is caught
+    method: str = "lora"            # lora | share | uwsh | mean | ties | ...
+    dataset_hash: str = ""
+    koan_ids: list[str] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)
+    families: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    cycle: int | None = None
+    run_id: str | None = None
+
+
+def fingerprint(model_path: str | Path) -> str:
+    """A short hash of the base model's architecture config (what an adapter's shapes depend on)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(model_path)).to_dict()
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "vocab_size", "num_key_value_heads")
+    text = json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def write_info(path: str | Path, info: AdapterInfo) -> None:
+    (Path(path) / META_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
+
+
+def load_adapter_info(path: str | Path, base_model: str | Path | None = None) -> AdapterInfo:
+    """Check an adapter folder is whole and made for `base_model`; return its metadata."""
+    path = Path(path)
+    if not path.is_dir():
+        raise AdapterError(f"adapter {path}: no such folder")
+    cfg = path / "adapter_config.json"
+    if not cfg.exists():
+        raise AdapterError(f"adapter {path}: adapter_config.json missing — not a PEFT adapter folder")
+    try:
+        json.loads(cfg.read_text())
+    except json.JSONDecodeError as e:
+        raise AdapterError(f"adapter {path}: adapter_config.json is corrupt ({e.msg})") from None
+    weights = path / "adapter_model.safetensors"
+    if not weights.exists():
+        raise AdapterError(f"adapter {path}: adapter_model.safetensors missing — retrain or re-download it")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            if not list(f.keys()):
+                raise AdapterError(f"adapter {path}: adapter_model.safetensors holds no tensors")
+    except AdapterError:
+        raise
+    except Exception as e:
+        raise AdapterError(f"adapter {path}: adapter_model.safetensors is corrupt ({str(e).splitlines()[0]})") from None
+    meta = path / META_FILE
+    if not meta.exists():
+        info = AdapterInfo(base_model="", base_model_fingerprint="")
+    else:
+        try:
+            info = AdapterInfo(**json.loads(meta.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise AdapterError(f"adapter {path}: {META_FILE} is corrupt ({e})") from None
+    if base_model is not None and info.base_model_fingerprint:
+        fp = fingerprint(base_model)
+        if fp != info.base_model_fingerprint:
+            raise AdapterError(
+                f"adapter {path}: trained on base model '{info.base_model}', not '{base_model}' "
+                f"(architecture {info.base_model_fingerprint} != {fp}) — pick the matching model"
+            )
+    return info
+
+
+def load_peft_model(base_model: str | Path, adapter: str | Path, adapter_name: str = "default"):
+    """Base model with the adapter attached (checked first), in eval mode."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    load_adapter_info(adapter, base_model)
+    model = AutoModelForCausalLM.from_pretrained(str(base_model))
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter), adapter_name=adapter_name)
+    except Exception as e:
+        raise AdapterError(f"adapter {adapter}: cannot be applied to {base_model} ({str(e).splitlines()[0]})") from None
+    return peft_model.eval()

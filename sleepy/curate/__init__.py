@@ -1,0 +1,171 @@
+"""Curate a day's failures into an SFT set: select, deduplicate, cluster by error signature, pair.
+
+Prompts are built with the agent's own template and edit format, so the adapter learns exactly the
+replies the agent parses; completions are the koan's fix (or the agent's own later fix) in that format.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sleepy.koans import Koan
+
+
+class LeakageError(ValueError):
+    """An evalset koan was about to enter a training set."""
+
+
+@dataclass
+class CuratedSet:
+    dataset: object  # datasets.Dataset: prompt/completion (conversational) + koan_id, family, ...
+    clusters: list[dict] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+
+def cluster_failures(signatures: list[str], diagnostics: list[str], distance: float = 0.6) -> list[int]:
+    """Cluster ids: TF-IDF of signature + diagnostics, agglomerated by cosine distance.
+
+    The signature carries the error class; the diagnostics separate mistakes that share a code
+    (E0308 for a missing `as` and for a missing `Ok(..)`).
+    """
+    if len(signatures) < 2:
+        return [0] * len(signatures)
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = [f"{s} {s} {d}" for s, d in zip(signatures, diagnostics, strict=True)]
+    x = TfidfVectorizer(token_pattern=r"[A-Za-z_][A-Za-z0-9_]+|E\d{4}", sublinear_tf=True).fit_transform(docs)
+    model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine",
+                                    linkage="average")
+    return [int(c) for c in model.fit_predict(x.toarray())]
+
+
+def _evalset_index(evalset_paths: list[str | Path]) -> tuple[set[str], set[str]]:
+    from sleepy.koans import load_koans
+
+    ids, hashes = set(), set()
+    for p in evalset_paths:
+        if Path(p).exists():
+            for k in load_koans(p):
+                ids.add(k.id)
+                hashes.add(k.content_hash)
+    return ids, hashes
+
+
+def guard_leakage(koans: list[Koan], evalset_paths: list[str | Path]) -> None:
+    ids, hashes = _evalset_index(evalset_paths)
+    for k in koans:
+        if k.id in ids or k.content_hash in hashes:
+            raise LeakageError(f"koan {k.id} is in the frozen evalset and must never be trained on: "
+                               f"drop it from the day's koans")
+
+
+def curate(episodes, koans: dict[str, Koan], template: str, edit_format: str, *,
+           replay_ratio: float = 0.0, augment_k: int = 0, seed: int = 0,
+           evalset_paths: list[str | Path] = (), cluster_distance: float = 0.6) -> CuratedSet:
+    """Episodes (finished) -> a conversational prompt/completion `datasets.Dataset` with stats."""
+    from datasets import Dataset
+
+    from sleepy.agent.edits import get_edit_format
+    from sleepy.agent.prompts import PromptTemplate
+    from sleepy.sandbox import Sandbox, run_batch
+
+    rng = random.Random(seed)
+    by_task: dict[str, list] = {}
+    for ep in episodes:
+        by_task.setdefault(ep.task_id, []).append(ep)
+    missing = sorted(t for t in by_task if t not in koans)
+    if missing:
+        raise ValueError(f"{len(missing)} episode koans not found (e.g. {missing[0]}): "
+                         f"add their folder to curate.koan_paths")
+
+    # Failures, deduplicated: the same koan failing with the same final signature counts once.
+    failures, seen = [], set()
+    for task, eps in by_task.items():
+        for e in eps:
+            if e.passed:
+                continue
+            key = (task, e.final_error_signature or e.error_signature)
+            if key not in seen:
+                seen.add(key)
+                failures.append(e)
+    successes = [e for eps in by_task.values() for e in eps if e.passed]
+    n_replay = min(len(successes), int(round(replay_ratio * len(failures))))
+    replay = rng.sample(successes, n_replay) if n_replay else []
+    # One training row per koan: several failed attempts of one koan teach the same fix.
+    chosen: dict[str, tuple[object, str]] = {}
+    for e in failures:
+        chosen.setdefault(e.task_id, (e, "failure"))
+    for e in replay:
+        chosen.setdefault(e.task_id, (e, "replay"))
+
+    train_koans = [koans[t] for t in chosen]
+    extra: list[tuple[Koan, str]] = []
+    if augment_k > 0:
+        from sleepy.koans.generate import generate
+
+        for pattern_key in sorted({(k.family, k.pattern) for k in train_koans if k.pattern}):
+            family, pattern = pattern_key
+            try:
+                fresh = generate(family, augment_k, seed=seed, patterns=[pattern], validate=False)
+            except (KeyError, ValueError):  # a hand-written pattern with no template: nothing to vary
+                continue
+            extra.extend((k, "augment") for k in fresh)
+    guard_leakage(train_koans + [k for k, _ in extra], evalset_paths)
+
+    sandbox = Sandbox()
+    all_koans = train_koans + [k for k, _ in extra]
+    verdicts = run_batch(lambda k: sandbox.verdict(k, k.buggy_code), all_koans, desc="curating")
+    prompt = PromptTemplate.load(template)
+    fmt = get_edit_format(edit_format)
+    rows = []
+    for i, (koan, v) in enumerate(zip(all_koans, verdicts, strict=True)):
+        if i < len(train_koans):
+            ep, role = chosen[koan.id]
+            fixed = _agent_fix(by_task[koan.id], koan)
+            signature = ep.error_signature or (str(v.signature) if v.signature else "")
+        else:
+            role, fixed, signature = extra[i - len(train_koans)][1], koan.correct_code, str(v.signature or "")
+        if v.passed:  # a buggy program that passes teaches nothing
+            continue
+        messages = prompt.messages(koan, koan.buggy_code, v.feedback(), [], edit_format)
+        rows.append({
+            "prompt": messages,
+            "completion": [{"role": "assistant", "content": fmt.render(koan.buggy_code, fixed)}],
+            "koan_id": koan.id, "family": koan.family, "pattern": koan.pattern or "",
+            "signature": signature, "role": role, "feedback": v.feedback(),
+        })
+    if not rows:
+        raise ValueError("nothing to learn: the episodes hold no failures (and no replay was asked for)")
+    fail_rows = [r for r in rows if r["role"] == "failure"]
+    ids = cluster_failures([r["signature"] for r in fail_rows], [r["feedback"] for r in fail_rows],
+                           cluster_distance)
+    for r, c in zip(fail_rows, ids, strict=True):
+        r["cluster"] = c
+    for r in rows:
+        r.setdefault("cluster", -1)
+    clusters = []
+    for c in sorted(set(ids)):
+        members = [r for r, i in zip(fail_rows, ids, strict=True) if i == c]
+        top = Counter(r["signature"] for r in members).most_common(3)
+        clusters.append({"cluster": c, "size": len(members), "top_signatures": [s for s, _ in top],
+                         "families": sorted({r["family"] for r in members})})
+    stats = {"episodes": sum(len(v) for v in by_task.values()), "failures": len(failures),
+             "rows": len(rows), "failure_rows": len(fail_rows),
+             "replay_rows": sum(r["role"] == "replay" for r in rows),
+             "augment_rows": sum(r["role"] == "augment" for r in rows), "clusters": len(clusters)}
+    return CuratedSet(Dataset.from_list(rows), clusters, stats)
+
+
+def _agent_fix(eps, koan: Koan) -> str:
+    """The agent's own passing code for this koan when it found one later, else the koan's fix."""
+    for e in eps:
+        if e.passed:
+            for step in reversed(e.trajectory):
+                code = step.get("code") if isinstance(step, dict) else None
+                if code:
+                    return code
+    return koan.correct_code

@@ -1,0 +1,125 @@
+"""`sleepy-sleep`: curate a day's failures and train a LoRA adapter on them, tracked and registered.
+
+    sleepy-sleep curate.episodes=outputs/day/.../episodes.sqlite
+    sleepy-sleep curate.day_run_id=<mlflow run id> adapter.rank=16
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from sleepy.koans import Koan, load_koans
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@dataclass
+class SleepResult:
+    adapter_dir: Path
+    version: str | None
+    run_id: str
+    stats: dict
+    metrics: dict
+
+
+def episodes_db(curate_cfg, work: Path) -> Path:
+    """The episode database to learn from: a path, or the JSONL artifact of a day's MLflow run."""
+    from sleepy.episodes import EpisodeStore
+
+    if curate_cfg.episodes:
+        path = Path(curate_cfg.episodes)
+        if not path.exists():
+            raise FileNotFoundError(f"curate.episodes={path}: no such episode database")
+        return path
+    if not curate_cfg.day_run_id:
+        raise ValueError("say what to learn from: curate.episodes=PATH or curate.day_run_id=RUN_ID")
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    names = [a.path for a in client.list_artifacts(curate_cfg.day_run_id) if a.path.endswith(".jsonl")]
+    if not names:
+        raise ValueError(f"day run {curate_cfg.day_run_id} has no episodes .jsonl artifact")
+    db = work / "episodes.sqlite"
+    with EpisodeStore(db) as store:
+        for name in names:
+            local = mlflow.artifacts.download_artifacts(run_id=curate_cfg.day_run_id, artifact_path=name,
+                                                        dst_path=str(work))
+            store.import_jsonl(local)
+    return db
+
+
+def koans_for(db: Path, koan_paths: list[str]) -> dict[str, Koan]:
+    """Koans by id: the configured folders, plus the koans a day saved beside its database."""
+    koans: dict[str, Koan] = {}
+    for p in koan_paths:
+        if Path(p).exists():
+            koans.update({k.id: k for k in load_koans(p)})
+    beside = db.parent / "koans.jsonl"
+    if beside.exists():
+        for line in beside.read_text().splitlines():
+            if line.strip():
+                k = Koan.from_dict(json.loads(line), str(beside))
+                koans[k.id] = k
+    return koans
+
+
+def run_sleep(cfg: DictConfig) -> SleepResult:
+    import mlflow
+
+    from sleepy.curate import curate
+    from sleepy.episodes import EpisodeStore
+    from sleepy.registry import register_adapter
+    from sleepy.tracking import log_config, mlflow_run
+    from sleepy.train import train_adapter
+
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name=cfg.get("run_name") or "sleep",
+                    nested=bool(cfg.get("nested", False)),
+                    tags={"stage": "sleep", "cycle": str(cfg.get("cycle", 0))}) as run:
+        log_config(cfg, out)
+        db = episodes_db(cfg.curate, out)
+        with EpisodeStore(db, create=False) as store:
+            episodes = store.episodes(run_id=cfg.curate.run_id)
+        curated = curate(
+            episodes, koans_for(db, list(cfg.curate.koan_paths)), cfg.model.prompt_template,
+            cfg.model.edit_format, replay_ratio=cfg.curate.replay_ratio, augment_k=cfg.curate.augment_k,
+            seed=cfg.curate.seed, evalset_paths=list(cfg.curate.evalset_paths),
+            cluster_distance=cfg.curate.cluster_distance,
+        )
+        curated.dataset.save_to_disk(str(out / "dataset"))
+        mlflow.log_metrics({f"curate_{k}": v for k, v in curated.stats.items()})
+        mlflow.log_dict({"clusters": curated.clusters, "stats": curated.stats}, "curate/clusters.json")
+        preview = curated.dataset.select(range(min(20, len(curated.dataset))))
+        mlflow.log_table({
+            "koan_id": preview["koan_id"], "family": preview["family"], "signature": preview["signature"],
+            "cluster": preview["cluster"], "role": preview["role"],
+            "completion": [c[0]["content"] for c in preview["completion"]],
+        }, "curate/preview.json")
+        result = train_adapter(curated.dataset, cfg.model.path, cfg.adapter, out, seed=cfg.seed,
+                               extra_info={"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id})
+        mlflow.log_metrics({f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)})
+        mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
+        version = None
+        if cfg.register:
+            version = register_adapter(result.adapter_dir, cfg.model.path, cfg.registry.name,
+                                       tags={"run_id": run.info.run_id, "cycle": cfg.get("cycle", 0),
+                                             "method": "lora", "families": ",".join(result.info.families)})
+            mlflow.set_tag("registered_version", version)
+        return SleepResult(result.adapter_dir, version, run.info.run_id, curated.stats, result.metrics)
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="sleep")
+def main(cfg: DictConfig) -> None:
+    r = run_sleep(cfg)
+    print(f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
+          f"final loss: {r.metrics['final_loss']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
