@@ -1,0 +1,123 @@
+"""Share (arXiv 2602.06043): LoRA adapters as coefficients in a shared low-rank basis.
+
+Per adapted layer and per factor, the T adapters' factors are stacked side by side and centred;
+the top-k left singular vectors are the shared basis. Paper names:
+    beta  (n x k)   basis for the B factors (B_t is n x r, n = out features)
+    alpha (d x k)   basis for the A factors (A_t^T is d x r, d = in features)
+    eps_beta, eps_alpha (k x r)   per-task coefficients, so B_t ~ beta eps_beta + mu_B
+    k   principal count (explained-variance threshold, clamped to [k_min, k_max])
+    p   pseudo-rank of a new task's coefficients (k x p)
+    phi temporary basis vectors a new task may add (merged in at Phase 3)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class FactorBasis:
+    """One factor side of one layer: orthonormal basis U (m x k), the mean column mu (m,)."""
+
+    U: torch.Tensor
+    mu: torch.Tensor
+    explained: float  # share of the centred variance the kept components explain
+
+    @property
+    def k(self) -> int:
+        return self.U.shape[1]
+
+    def coefficients(self, F: torch.Tensor) -> torch.Tensor:
+        """Analytic coefficients U^T (F - mu): the least-squares solution since U is orthonormal."""
+        return self.U.T @ (F - self.mu[:, None])
+
+    def rebuild(self, eps: torch.Tensor) -> torch.Tensor:
+        return self.U @ eps + self.mu[:, None]
+
+
+def choose_k(s: torch.Tensor, threshold: float, k_min: int, k_max: int) -> int:
+    """Smallest k whose components explain `threshold` of the variance, clamped to [k_min, k_max].
+
+    A factors stay near their random init and spread their variance evenly, so the threshold alone
+    would keep almost every component: the clamp bounds it.
+    """
+    var = s.double() ** 2
+    total = var.sum()
+    if total <= 0:
+        return max(1, min(k_min, len(s)))
+    cum = torch.cumsum(var, 0) / total
+    k = int((cum < threshold).sum().item()) + 1
+    return max(1, min(max(k, k_min), k_max, len(s)))
+
+
+def fit_basis(factors: list[torch.Tensor], threshold: float = 0.6, k_min: int = 2, k_max: int = 16,
+              k: int | None = None) -> FactorBasis:
+    """Phase 1 for one factor side: factors are (m x r_t) matrices, stacked to (m x sum r_t)."""
+    D = torch.cat([f.double() for f in factors], dim=1)
+    mu = D.mean(dim=1)
+    U, s, _ = torch.linalg.svd(D - mu[:, None], full_matrices=False)
+    kk = k if k is not None else choose_k(s, threshold, k_min, k_max)
+    kk = min(kk, U.shape[1])
+    var = s**2
+    explained = float(var[:kk].sum() / var.sum()) if var.sum() > 0 else 1.0
+    return FactorBasis(U[:, :kk].contiguous(), mu, explained)
+
+
+@dataclass
+class LayerShare:
+    """Both sides of one layer: beta for B (n x k), alpha for A^T (d x k), and every task's coefficients."""
+
+    beta: FactorBasis
+    alpha: FactorBasis
+    eps_beta: dict[str, torch.Tensor] = field(default_factory=dict)   # task -> k x r_t
+    eps_alpha: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> k x r_t
+
+    def factors(self, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A (r x d), B (n x r)) of a task, rebuilt from basis and coefficients."""
+        B = self.beta.rebuild(self.eps_beta[task])
+        A = self.alpha.rebuild(self.eps_alpha[task]).T
+        return A, B
+
+    def delta(self, task: str, scale: float = 1.0) -> torch.Tensor:
+        A, B = self.factors(task)
+        return scale * B @ A
+
+
+def fit_layer(tasks: dict[str, tuple[torch.Tensor, torch.Tensor]], **basis_kw) -> LayerShare:
+    """Phase 1 for one layer. tasks: name -> (A (r x d), B (n x r)) in PEFT's convention."""
+    names = list(tasks)
+    beta = fit_basis([tasks[t][1] for t in names], **basis_kw)
+    alpha = fit_basis([tasks[t][0].T for t in names], **basis_kw)
+    layer = LayerShare(beta, alpha)
+    for t in names:
+        A, B = tasks[t]
+        layer.eps_beta[t] = beta.coefficients(B.double())
+        layer.eps_alpha[t] = alpha.coefficients(A.T.double())
+    return layer
+
+
+def merge_layer(layer: LayerShare, new_tasks: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                **basis_kw) -> tuple[LayerShare, dict[str, float]]:
+    """Phase 3: rebuild every earlier task, stack with the new ones, re-SVD, recompute coefficients.
+
+    Returns the new layer and each task's relative reconstruction error of its delta-W.
+    """
+    tasks = {t: layer.factors(t) for t in layer.eps_beta}
+    tasks.update({t: (A.double(), B.double()) for t, (A, B) in new_tasks.items()})
+    merged = fit_layer(tasks, **basis_kw)
+    errors = {}
+    for t, (A, B) in tasks.items():
+        ref = B @ A
+        err = torch.linalg.norm(merged.delta(t) - ref) / torch.linalg.norm(ref).clamp_min(1e-12)
+        errors[t] = float(err)
+    return merged, errors
+
+
+def average_coefficients(layer: LayerShare, tasks: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of the tasks' coefficients (same rank), as an (A, B) LoRA pair."""
+    tasks = tasks or list(layer.eps_beta)
+    eb = torch.stack([layer.eps_beta[t] for t in tasks]).mean(0)
+    ea = torch.stack([layer.eps_alpha[t] for t in tasks]).mean(0)
+    return layer.alpha.rebuild(ea).T, layer.beta.rebuild(eb)
