@@ -294,8 +294,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pattern")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("show", parents=[filters], help="print one koan")
+    p = sub.add_parser("show", help="print one koan")
     p.add_argument("id")
+    p.add_argument("paths", nargs="*", type=Path, help="default: koans/ and evalsets/frozen.json")
+    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("freeze", parents=[workers], help="build the frozen evalset")

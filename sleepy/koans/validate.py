@@ -38,7 +38,7 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
             return f"buggy_code compiles without errors (declared {koan.expected_code})"
         matching = [e for e in result.errors if e.code == koan.expected_code]
         if not matching:
-            codes = ", ".join(sorted({e.code or "no code" for e in result.errors}))
+            codes = ", ".join(sorted({e.code for e in result.errors if e.code})) or "uncoded errors"
             return f"buggy_code fails with {codes}, not the declared {koan.expected_code} ({_first_error(result)})"
         if not any(koan.expected_error in e.message for e in matching):
             return (
