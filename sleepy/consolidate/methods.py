@@ -1,0 +1,192 @@
+"""Consolidation methods, one class each, chosen by the Hydra group `consolidation` (`_target_`).
+
+Every method takes the task adapters learned so far (oldest first) and writes one PEFT LoRA folder a
+user can serve anywhere, plus what it needs to report (parameters, bytes, variance, errors).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sleepy.adapters import AdapterInfo, fingerprint, load_adapter_info
+from sleepy.consolidate.lora_io import Factors, adapter_bytes, lora_parameters, read_lora, write_lora
+from sleepy.consolidate.share import LayerShare, average_coefficients, fit_layer
+
+
+@dataclass
+class TaskAdapter:
+    name: str
+    path: Path
+    families: list[str] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_path(cls, name: str, path: str | Path) -> TaskAdapter:
+        info = load_adapter_info(path)
+        return cls(name, Path(path), info.families, info.signatures)
+
+
+@dataclass
+class Consolidated:
+    adapter_dir: Path                     # the merged adapter, plain PEFT LoRA
+    method: str
+    metrics: dict = field(default_factory=dict)
+    per_task: dict = field(default_factory=dict)      # task -> {params, bytes, recon_error}
+    per_layer: dict = field(default_factory=dict)     # layer -> {k_beta, k_alpha, explained_*}
+    bundle_dir: Path | None = None        # Share: basis + coefficients + router
+
+
+def _info(method: str, tasks: list[TaskAdapter], base_model: str) -> AdapterInfo:
+    return AdapterInfo(base_model=str(base_model), base_model_fingerprint=fingerprint(base_model),
+                       method=method, families=sorted({f for t in tasks for f in t.families}),
+                       signatures=sorted({s for t in tasks for s in t.signatures}),
+                       config={"tasks": [t.name for t in tasks]})
+
+
+class Consolidator:
+    method = "base"
+
+    def __call__(self, tasks: list[TaskAdapter], base_model: str, out: str | Path) -> Consolidated:
+        if not tasks:
+            raise ValueError("nothing to consolidate: no task adapters yet")
+        t0 = time.time()
+        result = self.consolidate(tasks, base_model, Path(out))
+        result.metrics["seconds"] = round(time.time() - t0, 3)
+        result.metrics["merged_bytes"] = adapter_bytes(result.adapter_dir)
+        for t in tasks:
+            result.per_task.setdefault(t.name, {}).update(
+                lora_params=lora_parameters(read_lora(t.path)), lora_bytes=adapter_bytes(t.path))
+        return result
+
+    def consolidate(self, tasks, base_model, out) -> Consolidated:
+        raise NotImplementedError
+
+
+class Latest(Consolidator):
+    """No consolidation (sequential LoRA): the newest adapter replaces the others."""
+
+    method = "none"
+
+    def consolidate(self, tasks, base_model, out):
+        factors = read_lora(tasks[-1].path)
+        path = write_lora(factors, tasks[-1].path, out / "adapter", _info(self.method, tasks[-1:], base_model))
+        return Consolidated(path, self.method)
+
+
+class PeftMerge(Consolidator):
+    """PEFT's `add_weighted_adapter`: linear/cat (mean), TIES, DARE-TIES, SVD — not re-implemented here."""
+
+    def __init__(self, combination_type: str = "cat", density: float | None = None,
+                 svd_rank: int | None = None, method: str | None = None, weighting: str = "mean"):
+        self.combination_type, self.density, self.svd_rank = combination_type, density, svd_rank
+        self.method = method or combination_type
+        self.weighting = weighting
+
+    def consolidate(self, tasks, base_model, out):
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(base_model))
+        model = PeftModel.from_pretrained(model, str(tasks[0].path), adapter_name=tasks[0].name)
+        for t in tasks[1:]:
+            model.load_adapter(str(t.path), adapter_name=t.name)
+        w = 1.0 / len(tasks) if self.weighting == "mean" else 1.0
+        kwargs = {"density": self.density} if self.density is not None else {}
+        if self.svd_rank:
+            kwargs["svd_rank"] = self.svd_rank
+        model.add_weighted_adapter([t.name for t in tasks], [w] * len(tasks), "merged",
+                                   combination_type=self.combination_type, **kwargs)
+        model.set_adapter("merged")
+        raw = out / "peft_merged"
+        model.save_pretrained(str(raw), selected_adapters=["merged"])
+        src = raw / "merged" if (raw / "merged").exists() else raw
+        path = write_lora(read_lora(src), src, out / "adapter", _info(self.method, tasks, base_model))
+        return Consolidated(path, self.method, metrics={"combination_type": self.combination_type})
+
+
+class Share(Consolidator):
+    """Share: one basis per layer and factor from every task's factors; per-task coefficients.
+
+    Exports the averaged coefficients as the merged adapter, every task as its own adapter, and a
+    router from error signatures to tasks (the bundle).
+    """
+
+    method = "share"
+
+    def __init__(self, threshold: float = 0.6, k_min: int = 2, k_max: int = 16, pool: list[str] | None = None,
+                 method: str | None = None):
+        self.kw = {"threshold": threshold, "k_min": k_min, "k_max": k_max}
+        self.pool = [Path(p) for p in (pool or [])]
+        self.method = method or self.method
+
+    def layers(self, tasks: list[TaskAdapter]) -> dict[str, LayerShare]:
+        factors: dict[str, Factors] = {t.name: read_lora(t.path) for t in tasks}
+        for i, p in enumerate(self.pool):  # UWSH: a larger pool shapes the universal basis
+            factors[f"pool{i}"] = read_lora(p)
+        modules = sorted(set.intersection(*(set(f) for f in factors.values())))
+        return {m: fit_layer({t: f[m] for t, f in factors.items()}, **self.kw) for m in modules}
+
+    def consolidate(self, tasks, base_model, out):
+        layers = self.layers(tasks)
+        names = [t.name for t in tasks]
+        per_layer, per_task = {}, {t: {"share_coeff_params": 0, "recon_error": 0.0} for t in names}
+        for m, layer in layers.items():
+            per_layer[m] = {"k_beta": layer.beta.k, "k_alpha": layer.alpha.k,
+                            "explained_beta": layer.beta.explained, "explained_alpha": layer.alpha.explained}
+        originals = {t.name: read_lora(t.path) for t in tasks}
+        for t in names:
+            num = den = 0.0
+            for m, layer in layers.items():
+                A, B = originals[t][m]
+                ref = B @ A
+                num += float(torch.linalg.norm(layer.delta(t) - ref) ** 2)
+                den += float(torch.linalg.norm(ref) ** 2)
+                per_task[t]["share_coeff_params"] += layer.eps_beta[t].numel() + layer.eps_alpha[t].numel()
+            per_task[t]["recon_error"] = (num / max(den, 1e-30)) ** 0.5
+        bundle = out / "bundle"
+        bundle.mkdir(parents=True, exist_ok=True)
+        basis = {}
+        for m, layer in layers.items():
+            basis[f"{m}.beta"], basis[f"{m}.mu_beta"] = layer.beta.U.float(), layer.beta.mu.float()
+            basis[f"{m}.alpha"], basis[f"{m}.mu_alpha"] = layer.alpha.U.float(), layer.alpha.mu.float()
+            for t in names:
+                basis[f"{m}.{t}.eps_beta"] = layer.eps_beta[t].float()
+                basis[f"{m}.{t}.eps_alpha"] = layer.eps_alpha[t].float()
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in basis.items()}, str(bundle / "share.safetensors"))
+        like = tasks[-1].path
+        for t in tasks:
+            write_lora({m: layer.factors(t.name) for m, layer in layers.items()}, like,
+                       bundle / "tasks" / t.name, _info(self.method, [t], base_model))
+        router = {"tasks": {t.name: {"signatures": t.signatures, "families": t.families} for t in tasks},
+                  "fallback": "base"}
+        (bundle / "router.json").write_text(json.dumps(router, indent=2))
+        merged = {m: average_coefficients(layer, names) for m, layer in layers.items()}
+        path = write_lora(merged, like, out / "adapter", _info(self.method, tasks, base_model))
+        basis_bytes = (bundle / "share.safetensors").stat().st_size
+        return Consolidated(path, self.method, per_task=per_task, per_layer=per_layer, bundle_dir=bundle,
+                            metrics={"basis_bytes": basis_bytes,
+                                     "mean_recon_error": sum(v["recon_error"] for v in per_task.values()) / len(names)})
+
+
+class Router:
+    """Chooses a task adapter by error signature (exact, then by family); None means the base model."""
+
+    def __init__(self, bundle_dir: str | Path):
+        self.bundle = Path(bundle_dir)
+        self.table = json.loads((self.bundle / "router.json").read_text())["tasks"]
+
+    def route(self, signature: str | None, family: str | None = None) -> Path | None:
+        for name, entry in self.table.items():
+            if signature and signature in entry["signatures"]:
+                return self.bundle / "tasks" / name
+        for name, entry in self.table.items():
+            if family and family in entry["families"]:
+                return self.bundle / "tasks" / name
+        return None

@@ -1,0 +1,78 @@
+"""Consolidation methods on real PEFT adapters of sleepy-tiny: each writes a loadable LoRA."""
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from sleepy.adapters import AdapterInfo, fingerprint, write_info
+from sleepy.consolidate.lora_io import read_lora
+from sleepy.consolidate.methods import Latest, PeftMerge, Router, Share, TaskAdapter
+from sleepy.tiny import MODEL_DIR
+
+TARGETS = ["q_proj", "v_proj"]
+
+
+def _adapter(tmp_path, name, seed, family):
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(MODEL_DIR))
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=False)
+    peft_model = get_peft_model(model, cfg)
+    path = tmp_path / name
+    peft_model.save_pretrained(str(path))
+    write_info(path, AdapterInfo(base_model=str(MODEL_DIR), base_model_fingerprint=fingerprint(MODEL_DIR),
+                                 families=[family], signatures=[f"E0{seed}00 sig {family}"]))
+    return TaskAdapter.from_path(name, path)
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("adapters")
+    return [_adapter(tmp, f"task{i}", i + 1, fam) for i, fam in enumerate(["lifetimes", "trait_bounds"])]
+
+
+def _delta(factors):
+    return {m: B @ A for m, (A, B) in factors.items()}
+
+
+def test_mean_via_peft_cat_is_the_mean_delta(tasks, tmp_path):
+    res = PeftMerge("cat", method="mean")(tasks, str(MODEL_DIR), tmp_path)
+    merged = _delta(read_lora(res.adapter_dir))
+    parts = [_delta(read_lora(t.path)) for t in tasks]
+    for m, d in merged.items():
+        assert torch.allclose(d, (parts[0][m] + parts[1][m]) / 2, atol=1e-5)
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(MODEL_DIR)), str(res.adapter_dir))
+
+
+@pytest.mark.parametrize("ctype,density", [("ties_svd", 0.5), ("dare_ties_svd", 0.5), ("svd", None)])
+def test_peft_merges_write_loadable_adapters(tasks, tmp_path, ctype, density):
+    res = PeftMerge(ctype, density=density, svd_rank=4)(tasks, str(MODEL_DIR), tmp_path)
+    factors = read_lora(res.adapter_dir)
+    assert set(factors) == set(read_lora(tasks[0].path))
+    assert res.per_task["task0"]["lora_params"] > 0
+
+
+def test_latest_keeps_only_the_newest(tasks, tmp_path):
+    res = Latest()(tasks, str(MODEL_DIR), tmp_path)
+    new, last = _delta(read_lora(res.adapter_dir)), _delta(read_lora(tasks[-1].path))
+    assert all(torch.allclose(new[m], last[m], atol=1e-6) for m in new)
+
+
+def test_share_full_k_rebuilds_tasks_and_routes(tasks, tmp_path):
+    res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
+    assert all(v["recon_error"] < 1e-5 for v in res.per_task.values())
+    for t in tasks:
+        rebuilt = _delta(read_lora(res.bundle_dir / "tasks" / t.name))
+        ref = _delta(read_lora(t.path))
+        assert all(torch.allclose(rebuilt[m], ref[m], atol=1e-5) for m in ref)
+    assert all(v["share_coeff_params"] < v["lora_params"] for v in res.per_task.values())
+    router = Router(res.bundle_dir)
+    assert router.route("E0200 sig trait_bounds") == res.bundle_dir / "tasks" / "task1"
+    assert router.route("unknown", "lifetimes") == res.bundle_dir / "tasks" / "task0"
+    assert router.route("unknown", "mutability") is None
+
+
+def test_share_truncated_k_reports_error(tasks, tmp_path):
+    res = Share(threshold=0.6, k_min=1, k_max=2)(tasks, str(MODEL_DIR), tmp_path)
+    assert all(0 < v["recon_error"] < 1 for v in res.per_task.values())
+    assert all(layer["k_beta"] <= 2 for layer in res.per_layer.values())
