@@ -1,0 +1,89 @@
+"""The one interface every model backend implements: chat messages in, text and token counts out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+Messages = list[dict[str, Any]]  # [{"role": "system"|"user"|"assistant"|"tool", "content": str}]
+T = TypeVar("T")
+
+
+@dataclass
+class Generation:
+    """One reply. `finish_reason` is "stop" (the model ended it) or "length" (max_new_tokens)."""
+
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str = "stop"
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "arguments"}]
+
+
+class BackendError(Exception):
+    """A backend failed in a way retrying will not fix; the message is one line saying what to do."""
+
+
+class BackendUnreachable(BackendError):
+    """The server did not answer (refused, timed out) after every retry."""
+
+
+class LLM:
+    """A chat model. `generate` takes a batch of conversations and returns one reply for each.
+
+    Options every backend understands: max_new_tokens, temperature (0 = greedy), top_p, seed,
+    stop (list of strings), tools (OpenAI-style tool schemas, where `supports_tools`).
+    """
+
+    model_id: str = "unknown"
+    supports_batch: bool = False  # True: one call runs the whole batch at once (hf)
+    supports_tools: bool = False  # True: native tool calls come back in Generation.tool_calls
+
+    def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
+        raise NotImplementedError
+
+    def chat(self, messages: Messages, **opts: Any) -> Generation:
+        return self.generate([messages], **opts)[0]
+
+
+def with_retries(
+    call: Callable[[], T],
+    transient: tuple[type[BaseException], ...],
+    retries: int,
+    backoff: float,
+    on_give_up: Callable[[BaseException], BaseException],
+) -> T:
+    """Run `call`, retrying transient failures with exponential backoff (backoff, 2*backoff, ...)."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except transient as e:
+            if attempt == retries:
+                raise on_give_up(e) from None
+            time.sleep(backoff * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class HTTPBackend(LLM):
+    """A backend behind a server: a batch becomes concurrent requests, each with its own retries."""
+
+    concurrency: int = 8
+
+    def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
+        if len(messages_batch) <= 1:
+            return [self.generate_one(m, **opts) for m in messages_batch]
+        workers = min(self.concurrency, len(messages_batch))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda m: self.generate_one(m, **opts), messages_batch))
+
+    def generate_one(self, messages: Messages, **opts: Any) -> Generation:
+        raise NotImplementedError
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message, for errors that must fit on one line."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,124 @@
+"""The `openai` backend: any OpenAI-compatible server (vLLM, TGI, `sleepy serve`, ...) through the
+`openai` client library; a batch becomes concurrent requests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sleepy.llm.base import (
+    BackendError,
+    BackendUnreachable,
+    Generation,
+    HTTPBackend,
+    Messages,
+    one_line,
+    with_retries,
+)
+
+# What to start when the server is not there, by preset name.
+START_HINTS = {
+    "vllm": "'vllm serve'",
+    "tgi": "'text-generation-launcher'",
+    "openai": "the server (e.g. 'sleepy serve')",
+}
+
+
+class OpenAIBackend(HTTPBackend):
+    supports_batch = False
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://localhost:8000/v1",
+        api_key: str = "EMPTY",
+        name: str = "openai",
+        tools: bool = False,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff: float = 1.0,
+        concurrency: int = 8,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ):
+        import openai
+
+        self.model_id = model
+        self.base_url = base_url.rstrip("/")
+        self.name = name
+        # Native tool calls only where the server is known to parse them (vLLM needs flags for it).
+        self.supports_tools = tools
+        # Retries are ours (same policy as the other backends), so the client's are off.
+        self.client = openai.OpenAI(
+            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0
+        )
+        self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
+        self.defaults = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "seed": seed,
+        }
+
+    def generate_one(self, messages: Messages, **opts: Any) -> Generation:
+        import openai
+
+        opts = {**self.defaults, **{k: v for k, v in opts.items() if v is not None}}
+        request: dict[str, Any] = {
+            "model": self.model_id,
+            "messages": messages,
+            "max_tokens": opts["max_new_tokens"],
+            "temperature": opts["temperature"],
+            "top_p": opts["top_p"],
+        }
+        for key in ("seed", "stop"):
+            if opts.get(key) is not None:
+                request[key] = opts[key]
+        if opts.get("tools") and self.supports_tools:
+            request["tools"] = opts["tools"]
+
+        def call():
+            try:
+                return self.client.chat.completions.create(**request)
+            except (openai.RateLimitError, openai.InternalServerError):
+                raise
+            except openai.NotFoundError as e:
+                raise BackendError(
+                    f"{self.name} server at {self.base_url} does not serve "
+                    f"model {self.model_id!r}: {one_line(e)}"
+                ) from None
+            except openai.APIStatusError as e:
+                raise BackendError(
+                    f"{self.name} server at {self.base_url} refused the request: {one_line(e)}"
+                ) from None
+
+        hint = START_HINTS.get(self.name, START_HINTS["openai"])
+        r = with_retries(
+            call,
+            (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError),
+            self.retries,
+            self.backoff,
+            lambda e: BackendUnreachable(
+                f"cannot reach {self.name} at {self.base_url} — is {hint} running? ({one_line(e)})"
+            ),
+        )
+        if not r.choices:
+            raise BackendError(f"{self.name} server at {self.base_url} returned no choices")
+        choice = r.choices[0]
+        calls = []
+        for c in choice.message.tool_calls or []:
+            try:
+                args = json.loads(c.function.arguments or "{}")
+            except json.JSONDecodeError:
+                args = {"_raw": c.function.arguments}  # the agent reports the format error
+            calls.append({"name": c.function.name, "arguments": args})
+        usage = r.usage
+        return Generation(
+            text=choice.message.content or "",
+            tokens_in=usage.prompt_tokens if usage else 0,
+            tokens_out=usage.completion_tokens if usage else 0,
+            finish_reason="length" if choice.finish_reason == "length" else "stop",
+            tool_calls=calls,
+        )
