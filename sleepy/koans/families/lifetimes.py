@@ -391,3 +391,41 @@ mod tests {
         correct_code=_fill(template, end="i", **kw),
         expected_error="the first word has no trailing space",
     )
+
+
+@pattern(FAMILY, "impl_trait_captures_lifetime", code="E0700")
+def impl_trait_captures_lifetime(v: Vocab) -> Draft:
+    f, p, xs = v.func(), v.var(), v.var()
+    kind = v.choice(["filter", "map", "split"])
+    if kind == "split":
+        item, arg_t = "String", "&str"
+        body = f"{p}.split(' ').map(|w| w.to_uppercase())"
+        arg = '"' + " ".join(_words(v, 3)) + '"'
+        what = "the upper-case words of a text"
+    else:
+        t = v.int_type()
+        item, arg_t = t, f"&[{t}]"
+        k = v.int(2, 5)
+        if kind == "filter":
+            body = f"{p}.iter().copied().filter(|x| x % {k} == 0)"
+            what = f"the entries divisible by {k}"
+        else:
+            body = f"{p}.iter().map(|x| x * {k})"
+            what = f"every entry times {k}"
+        arg = "&[" + ", ".join(str(v.int()) for _ in range(4)) + "]"
+    template = """fn $f($p: $arg_t) -> impl Iterator<Item = $item>$bound {
+    $body
+}
+
+fn main() {
+$fill    let $xs: Vec<$item> = $f($arg).collect();
+    println!("{:?}", $xs);
+}
+"""
+    kw = dict(f=f, p=p, arg_t=arg_t, item=item, body=body, fill=v.filler(), xs=xs, arg=arg)
+    return Draft(
+        description=f"`{f}` lazily yields {what}, reading from its borrowed argument.",
+        buggy_code=_fill(template, bound="", **kw),
+        correct_code=_fill(template, bound=" + '_", **kw),
+        expected_error="captures lifetime that does not appear in bounds",
+    )
