@@ -1,0 +1,380 @@
+"""Containment for code nobody trusts: bubblewrap (or a network namespace), rlimits, a scrubbed
+environment, a wall-clock timeout that kills the whole process group, and capped output."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ISOLATIONS = ("auto", "bwrap", "netns", "none")
+
+# Where the program sees its own files inside bubblewrap; rustc sees the same path, so
+# diagnostics say src/main.rs relative to it.
+WORKDIR = "/sandbox"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits. `compile_*` bound rustc/cargo, the rest bound the compiled program."""
+
+    run_timeout: float = 10.0  # wall-clock seconds for one program or test-harness run
+    cpu_seconds: int = 10  # RLIMIT_CPU of the program
+    memory_bytes: int = 1 << 30  # RLIMIT_AS of the program
+    stack_bytes: int = 8 << 20  # RLIMIT_STACK of the program's main thread
+    file_size_bytes: int = 64 << 20  # RLIMIT_FSIZE: largest file the program may write
+    scratch_bytes: int = 64 << 20  # size of the tmpfs the program may write into (bwrap)
+    nproc: int = 64  # RLIMIT_NPROC: processes + threads of the program (needs root to enforce)
+    output_bytes: int = 1 << 20  # stdout and stderr, each, before the program is killed
+    compile_timeout: float = 60.0
+    compile_cpu_seconds: int = 60
+    compile_memory_bytes: int = 4 << 30
+    compile_output_bytes: int = 8 << 20
+
+
+@dataclass
+class Outcome:
+    """How one contained process ended."""
+
+    returncode: int | None
+    signal: int | None  # the signal that killed the program, when it died of one
+    stdout: str
+    stderr: str
+    timed_out: bool
+    truncated: bool
+    wall_time: float
+
+    @property
+    def signal_name(self) -> str:
+        if self.signal is None:
+            return ""
+        try:
+            return signal.Signals(self.signal).name
+        except ValueError:
+            return f"signal {self.signal}"
+
+
+def _usable(cmd: list[str], user: int | None = None) -> bool:
+    try:
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            timeout=20,
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
+
+
+@functools.cache
+def _probe() -> dict[str, bool]:
+    """Which containment this host allows (checked once per process)."""
+    root = os.geteuid() == 0
+    sandbox_uid = _SANDBOX_UID_BASE if root else None
+    bwrap = shutil.which("bwrap")
+    unshare = shutil.which("unshare")
+    true = shutil.which("true") or "/bin/true"
+    return {
+        "bwrap": bool(bwrap)
+        and _usable([bwrap, "--unshare-all", "--ro-bind", "/", "/", true])
+        and _usable([bwrap, "--unshare-all", "--ro-bind", "/", "/", true], user=sandbox_uid),
+        "netns": bool(unshare)
+        and _usable([unshare, "-r", "-n", "-p", "-f", true], user=sandbox_uid),
+        "prlimit": bool(shutil.which("prlimit")),
+        "root": root,
+    }
+
+
+# Programs run as a throwaway uid when we are root: RLIMIT_NPROC is not enforced for root, and
+# a uid of its own keeps one program's threads from counting against another's.
+_SANDBOX_UID_BASE = 2_000_000
+_UID_SPAN = 1_000_000
+
+
+def _root_view() -> list[str]:
+    """bwrap arguments for a read-only system: /usr and its compat links, the linker's config."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        p = Path(top)
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), top]
+        elif p.is_dir():
+            args += ["--ro-bind", top, top]
+    # The C linker driver resolves `cc` through /etc/alternatives; ld.so needs its cache.
+    for etc in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"):
+        if os.path.exists(etc):
+            args += ["--ro-bind", etc, etc]
+    return args + ["--proc", "/proc", "--dev", "/dev"]
+
+
+class Jail:
+    """Builds contained command lines for the compiler and for the compiled program."""
+
+    def __init__(self, limits: Limits, isolation: str = "auto"):
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation '{isolation}' must be one of {list(ISOLATIONS)}")
+        self.limits = limits
+        self.asked = isolation
+        probe = _probe()
+        self.root = probe["root"]
+        if isolation in ("auto", "bwrap") and probe["bwrap"]:
+            self.mode = "bwrap"
+        elif isolation in ("auto", "bwrap", "netns") and probe["netns"]:
+            self.mode = "netns"
+        else:
+            self.mode = "none"
+        self.prlimit = probe["prlimit"]
+        self.description = self._describe(probe)
+
+    def _describe(self, probe: dict[str, bool]) -> str:
+        parts = {"bwrap": "bwrap", "netns": "netns", "none": ""}[self.mode]
+        text = "+".join(p for p in (parts, "rlimits" if self.prlimit else "") if p) or "none"
+        weaker = []
+        if self.asked in ("auto", "bwrap") and self.mode != "bwrap":
+            weaker.append(
+                "no bubblewrap: host files are hidden from rustc only by the static include check"
+            )
+        if self.asked != "none" and self.mode == "none":
+            weaker.append("no network namespace: the program can reach the network")
+        if not self.prlimit:
+            weaker.append("prlimit missing: no rlimits")
+        if not self.root:
+            weaker.append("not root: process count not limited")
+        return f"{text} (weaker: {'; '.join(weaker)})" if weaker else text
+
+    # -- command lines ---------------------------------------------------------------------
+
+    def _rlimits(
+        self, cpu: int, memory: int, fsize: int, nproc: int | None, stack: int | None
+    ) -> list[str]:
+        if not self.prlimit:
+            return []
+        args = [
+            "prlimit",
+            f"--cpu={cpu}:{cpu + 1}",
+            f"--as={memory}",
+            f"--fsize={fsize}",
+            "--core=0",
+        ]
+        if nproc is not None and self.root:
+            args.append(f"--nproc={nproc}")
+        if stack is not None:
+            args.append(f"--stack={stack}")
+        return args + ["--"]
+
+    def compile_command(
+        self,
+        argv: list[str],
+        workdir: Path,
+        binds: list[tuple[str, str]],
+        rw_binds: list[tuple[str, str]] = (),
+    ) -> list[str]:
+        """rustc or cargo, seeing only the system, the toolchain (`binds`) and the workdir."""
+        lim = self.limits
+        prefix = self._rlimits(
+            lim.compile_cpu_seconds, lim.compile_memory_bytes, 1 << 30, None, None
+        )
+        if self.mode != "bwrap":
+            return prefix + argv
+        view = ["bwrap", "--unshare-all", "--die-with-parent", *_root_view(), "--tmpfs", "/tmp"]
+        for src, dest in binds:
+            view += ["--ro-bind", src, dest]
+        view += ["--bind", str(workdir), WORKDIR]
+        for src, dest in rw_binds:
+            view += ["--bind", src, dest]
+        view += ["--chdir", WORKDIR, "--clearenv"]
+        return prefix + view + ["--"] + argv
+
+    def run_command(
+        self, argv: list[str], binary: Path, runtime_dir: Path
+    ) -> tuple[list[str], str]:
+        """The compiled program, with `binary` at /sandbox/main; returns (command, cwd inside)."""
+        lim = self.limits
+        prefix = self._rlimits(
+            lim.cpu_seconds, lim.memory_bytes, lim.file_size_bytes, lim.nproc, lim.stack_bytes
+        )
+        if self.mode == "bwrap":
+            size = str(lim.scratch_bytes)
+            view = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", *_root_view()]
+            view += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", WORKDIR]
+            view += [
+                "--ro-bind",
+                str(binary),
+                f"{WORKDIR}/main",
+                "--ro-bind",
+                str(runtime_dir),
+                "/rt",
+            ]
+            # a writable /dev would be an unsized tmpfs the program could fill
+            view += ["--remount-ro", "/dev", "--chdir", WORKDIR, "--clearenv"]
+            return prefix + view + ["--", f"{WORKDIR}/main", *argv], WORKDIR
+        if self.mode == "netns":
+            return prefix + [
+                "unshare",
+                "-r",
+                "-n",
+                "-p",
+                "-f",
+                "--kill-child",
+                "--",
+                str(binary),
+                *argv,
+            ], ""
+        return prefix + [str(binary), *argv], ""
+
+    def run_env(self, runtime_dir: Path) -> dict[str, str]:
+        libdir = "/rt" if self.mode == "bwrap" else str(runtime_dir)
+        home = WORKDIR if self.mode == "bwrap" else "/nonexistent"
+        return {
+            "PATH": "/usr/bin:/bin",
+            "HOME": home,
+            "LD_LIBRARY_PATH": libdir,
+            "MALLOC_ARENA_MAX": "2",  # glibc reserves 64 MiB of address space per arena
+            "RUST_BACKTRACE": "0",
+            "LC_ALL": "C",
+        }
+
+    def sandbox_uid(self) -> int | None:
+        return _SANDBOX_UID_BASE + random.randrange(_UID_SPAN) if self.root else None
+
+
+def with_env(cmd: list[str], env: dict[str, str]) -> list[str]:
+    """Insert --setenv pairs after bwrap's --clearenv (a no-op for commands without bwrap)."""
+    if "--clearenv" not in cmd:
+        return cmd
+    i = cmd.index("--clearenv") + 1
+    pairs = [x for k, v in env.items() for x in ("--setenv", k, v)]
+    return cmd[:i] + pairs + cmd[i:]
+
+
+def execute(
+    cmd: list[str],
+    env: dict[str, str],
+    timeout: float,
+    output_bytes: int,
+    cwd: str | Path | None = None,
+    stdin: str = "",
+    uid: int | None = None,
+) -> Outcome:
+    """Run `cmd` in a new session; kill the whole group on timeout or when output overflows.
+
+    The wall clock includes everything; the process group is always killed at the end so that
+    nothing the program started outlives the call.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd or None,
+        start_new_session=True,
+        user=uid,
+        group=uid,
+        extra_groups=[] if uid is not None else None,
+    )
+    if stdin:
+        threading.Thread(target=_feed, args=(proc, stdin.encode()), daemon=True).start()
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    sizes = dict.fromkeys(chunks, 0)
+    timed_out = truncated = False
+    deadline = start + timeout
+    with selectors.DefaultSelector() as sel:
+        for f in (proc.stdout, proc.stderr):
+            sel.register(f, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                timed_out = True
+                break
+            for key, _ in sel.select(left):
+                data = os.read(key.fd, 65536)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                room = output_bytes - sizes[key.fd]
+                chunks[key.fd].append(data[: max(room, 0)])
+                sizes[key.fd] += len(data)
+                if sizes[key.fd] > output_bytes:
+                    truncated = True
+            if truncated:
+                break
+    if not (timed_out or truncated):
+        try:
+            proc.wait(max(deadline - time.perf_counter(), 0.01))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    _kill_group(proc)
+    proc.wait()
+    rc = proc.returncode
+    if uid is not None and (timed_out or truncated or rc < 0 or rc > 128):
+        _kill_uid(uid)
+    proc.stdout.close()
+    proc.stderr.close()
+    sig = -rc if rc < 0 else None
+    if sig is None and rc > 128 and cmd and "bwrap" in cmd:
+        sig = rc - 128  # bwrap's reaper reports a child killed by signal N as 128 + N
+    out, err = b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
+    return Outcome(
+        returncode=rc,
+        signal=sig,
+        stdout=out.decode(errors="replace"),
+        stderr=err.decode(errors="replace"),
+        timed_out=timed_out,
+        truncated=truncated and not timed_out,
+        wall_time=time.perf_counter() - start,
+    )
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    try:
+        proc.stdin.write(data)
+        proc.stdin.close()
+    except OSError:
+        pass  # the program exited or closed stdin early
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_uid(uid: int, patience: float = 10.0) -> None:
+    """Kill every process of a throwaway uid and wait until they are gone.
+
+    A stopped program's pid namespace is torn down asynchronously; waiting here means nothing
+    it forked is still running when the call returns.
+    """
+    deadline = time.perf_counter() + patience
+    while time.perf_counter() < deadline:
+        alive = []
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    if os.stat(f"/proc/{pid}").st_uid == uid:
+                        alive.append(int(pid))
+                except OSError:
+                    pass
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)

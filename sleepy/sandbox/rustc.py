@@ -1,0 +1,370 @@
+"""The sandbox for one-file programs: rustc called directly (no cargo project per koan), the
+test harness and `main` run contained, and the one definition of a passing fix (`verdict`)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from sleepy.sandbox.batch import in_batch
+from sleepy.sandbox.guard import deny_reason
+from sleepy.sandbox.isolation import WORKDIR, Jail, Limits, Outcome, execute, with_env
+from sleepy.sandbox.result import (
+    Diagnostic,
+    SandboxResult,
+    Verdict,
+    parse_diagnostics,
+    parse_test_output,
+)
+from sleepy.signatures import (
+    ErrorSignature,
+    signature_from_diagnostic,
+    signature_from_test_failure,
+    signature_of,
+)
+
+# Flags chosen by measurement (`make bench`): libstd linked dynamically makes the link step,
+# about half of a small program's build, several times cheaper; no debuginfo to write.
+BUILD_FLAGS = ["-C", "opt-level=0", "-C", "debuginfo=0", "-C", "prefer-dynamic"]
+SOURCE = "src/main.rs"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot work on this host (no rustc); the message says what to install."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    sysroot: Path
+    rustc: Path
+    cargo: Path | None
+    libstd_dir: Path  # the target's lib dir holding libstd-*.so
+
+    @staticmethod
+    @functools.cache
+    def find() -> Toolchain:
+        rustc = shutil.which("rustc")
+        if rustc is None:
+            raise SandboxError("rustc not found on PATH; install Rust (rustup) to use the sandbox")
+        out = subprocess.run(
+            [rustc, "--print", "sysroot"], capture_output=True, text=True, check=True
+        )
+        sysroot = Path(out.stdout.strip()).resolve()
+        host = re.search(r"^host: (\S+)", subprocess.run(
+            [rustc, "-vV"], capture_output=True, text=True, check=True).stdout, re.M).group(1)  # fmt: skip
+        direct = sysroot / "bin" / "rustc"  # skips the rustup proxy, a few ms per call
+        cargo = sysroot / "bin" / "cargo"
+        return Toolchain(
+            sysroot=sysroot,
+            rustc=direct if direct.exists() else Path(rustc),
+            cargo=cargo
+            if cargo.exists()
+            else (Path(shutil.which("cargo")) if shutil.which("cargo") else None),
+            libstd_dir=sysroot / "lib" / "rustlib" / host / "lib",
+        )
+
+    def binds(self) -> list[tuple[str, str]]:
+        return [(str(self.sysroot), str(self.sysroot))]
+
+
+_RUNTIME_LOCK = threading.Lock()
+
+
+@functools.cache
+def runtime_dir() -> Path:
+    """A world-readable copy of libstd-*.so for programs built with prefer-dynamic.
+
+    The toolchain usually lives under /root, which the program's throwaway uid cannot read.
+    """
+    tc = Toolchain.find()
+    libs = sorted(tc.libstd_dir.glob("libstd-*.so"))
+    key = "-".join(p.name.removeprefix("libstd-").removesuffix(".so") for p in libs) or "none"
+    base = Path(tempfile.gettempdir()) / f"sleepy-runtime-{os.getuid()}-{key}"
+    with _RUNTIME_LOCK:
+        if not _trusted(base) or any(not (base / p.name).exists() for p in libs):
+            tmp = Path(tempfile.mkdtemp(prefix="sleepy-runtime-"))
+            for p in libs:
+                shutil.copy2(p, tmp / p.name)
+                os.chmod(tmp / p.name, 0o755)
+            os.chmod(tmp, 0o755)
+            if base.exists():
+                shutil.rmtree(base, ignore_errors=True)
+            try:
+                os.rename(tmp, base)
+            except OSError:  # another process made it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        if not _trusted(base):
+            raise SandboxError(
+                f"{base} is not owned by this user or is writable by others; remove it"
+            )
+    return base
+
+
+def _trusted(path: Path) -> bool:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
+def has_main(code: str) -> bool:
+    return re.search(r"\bfn\s+main\s*\(", code) is not None
+
+
+def has_tests(code: str) -> bool:
+    return re.search(r"#\s*\[\s*test\s*\]", code) is not None
+
+
+class Workdir:
+    """A fresh temp dir per call, removed after: src/main.rs in, binaries out."""
+
+    def __init__(self, code: str | None = None):
+        self.path = Path(tempfile.mkdtemp(prefix="sleepy-sbx-"))
+        # the program's uid must reach its binary to bind it; nothing here is secret
+        os.chmod(self.path, 0o711)
+        if code is not None:
+            (self.path / "src").mkdir()
+            (self.path / SOURCE).write_text(code)
+
+    def __enter__(self) -> Workdir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Sandbox:
+    """check / test / run / verdict for one-file Rust programs; cargo() for multi-file crates."""
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        isolation: str = "auto",
+        cargo_target_dir: str | Path | None = None,
+        parallel_builds: bool = True,
+    ):
+        self.limits = limits or Limits()
+        self.jail = Jail(self.limits, isolation)
+        self.toolchain = Toolchain.find()
+        self.cargo_target_dir = Path(cargo_target_dir) if cargo_target_dir else None
+        # Outside a batch a verdict builds its test harness and its binary at once; inside one
+        # the other workers already keep the cores busy.
+        self.parallel_builds = parallel_builds
+
+    @property
+    def isolation(self) -> str:
+        return self.jail.description
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _rustc(self, wd: Workdir, kind: str, edition: str) -> tuple[list[Diagnostic], Outcome]:
+        """kind: "check" (metadata only, tests included), "test" (harness) or "bin"."""
+        out = {"check": "check.rmeta", "test": "test", "bin": "main"}[kind]
+        argv = [str(self.toolchain.rustc), SOURCE, "--edition", edition, "--error-format=json"]
+        argv += ["--crate-name", "main", "-o", out]
+        if kind == "check":
+            argv += ["--test", "--emit=metadata"]
+        else:
+            argv += (["--test"] if kind == "test" else []) + BUILD_FLAGS
+        cmd = self.jail.compile_command(argv, wd.path, self.toolchain.binds())
+        inside = self.jail.mode == "bwrap"
+        env = {"PATH": "/usr/bin:/bin", "HOME": WORKDIR if inside else str(wd.path), "LC_ALL": "C"}
+        cmd = with_env(cmd, env)  # bwrap starts from --clearenv
+        outcome = execute(
+            cmd, env, self.limits.compile_timeout, self.limits.compile_output_bytes, cwd=wd.path
+        )
+        diags, _ = parse_diagnostics(outcome.stderr)
+        return diags, outcome
+
+    def _compile_failure(self, diags: list[Diagnostic], outcome: Outcome) -> tuple[str, str] | None:
+        """(status, detail) when the build failed, else None."""
+        if outcome.timed_out:
+            return "timeout", f"compilation ran past {self.limits.compile_timeout:g} s"
+        if "memory allocation of" in outcome.stderr:
+            return "memory", "the compiler ran out of memory"
+        errors = [d for d in diags if d.level.startswith("error")]
+        if errors:
+            return "compile_error", errors[0].message
+        if outcome.returncode != 0:
+            return "killed", f"the compiler failed: {outcome.signal_name or outcome.stderr[-300:]}"
+        return None
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _exec(self, wd: Workdir, binary: str, argv: list[str], stdin: str = "") -> Outcome:
+        rt = runtime_dir()
+        cmd, cwd = self.jail.run_command(argv, wd.path / binary, rt)
+        env = self.jail.run_env(rt)
+        uid = self.jail.sandbox_uid()
+        if self.jail.mode == "bwrap":
+            cmd = with_env(cmd, env)
+            cwd = wd.path
+        else:
+            rundir = wd.path / f"run-{binary}"
+            rundir.mkdir()
+            if uid is not None:
+                os.chown(rundir, uid, uid)
+            cwd = rundir
+        return execute(cmd, env, self.limits.run_timeout, self.limits.output_bytes, cwd, stdin, uid)
+
+    def _run_failure(self, outcome: Outcome) -> tuple[str, str] | None:
+        """(status, detail) for a program that was stopped or crashed, else None."""
+        lim = self.limits
+        err = outcome.stderr
+        if outcome.timed_out:
+            return "timeout", f"ran past the {lim.run_timeout:g} s wall-clock limit"
+        if outcome.truncated:
+            return "output_truncated", f"printed more than {lim.output_bytes} bytes"
+        if outcome.signal_name == "SIGXCPU":
+            return "timeout", f"used more than {lim.cpu_seconds} s of CPU"
+        if "has overflowed its stack" in err:
+            return "memory", "stack overflow"
+        if re.search(r"memory allocation of \d+ bytes failed", err):
+            return (
+                "memory",
+                f"allocation failed under the {lim.memory_bytes >> 20} MiB memory limit",
+            )
+        if outcome.signal_name == "SIGXFSZ":
+            return "killed", f"wrote a file larger than {lim.file_size_bytes >> 20} MiB"
+        if outcome.signal is not None and outcome.signal_name != "SIGABRT":
+            return "killed", f"killed by {outcome.signal_name}"
+        return None
+
+    # -- the public calls ---------------------------------------------------------------------
+
+    def check(self, code: str, edition: str = "2021") -> SandboxResult:
+        """Type-check (tests included) without linking or running anything."""
+        return self._session(code, edition, test=False, run=False, stdin="", check_only=True)[0]
+
+    def test(self, code: str, edition: str = "2021") -> SandboxResult:
+        """Build with --test and run the harness: passed/failed test names, panic messages."""
+        return self._session(code, edition, test=True, run=False, stdin="")[0]
+
+    def run(self, code: str, edition: str = "2021", stdin: str = "") -> SandboxResult:
+        """Build and run `main`, capturing its stdout."""
+        return self._session(code, edition, test=False, run=True, stdin=stdin)[0]
+
+    def cargo(self, crate: str | Path, command: str = "test", stdin: str = "") -> SandboxResult:
+        """A multi-file Cargo crate: "check" (all targets), "test" (build, run every harness)
+        or "run" (build, run the binary). The target dir is shared, so repeats are incremental."""
+        from sleepy.sandbox.cargo import run_cargo
+
+        return run_cargo(self, crate, command, stdin)
+
+    def verdict(self, koan, code: str) -> Verdict:
+        """The one definition of a fix: compiles without errors, every test passes, and a
+        program with `main` prints `koan.expected_stdout` (or, when that is None, exits 0)."""
+        return self.judge(code, koan.edition, koan.expected_stdout)
+
+    def judge(
+        self, code: str, edition: str = "2021", expected_stdout: str | None = None
+    ) -> Verdict:
+        """`verdict` for bare code (the CLI, scripts): see `verdict`."""
+        main = has_main(code)
+        # a library without tests still needs its type check: the harness build gives it
+        test = has_tests(code) or not main
+        result, stdout = self._session(code, edition, test=test, run=main, stdin="")
+        status, detail = result.status, result.detail
+        if status == "ok" and main and expected_stdout is not None and stdout != expected_stdout:
+            status, detail = "wrong_output", "the program's output differs from the expected output"
+        return Verdict(
+            passed=status == "ok",
+            status=status,
+            signature=_signature(status, detail, result),
+            diagnostics=result.diagnostics,
+            failed_tests=result.failed_tests,
+            stdout=stdout,
+            wall_time=result.wall_time,
+            passed_tests=result.passed_tests,
+            expected_stdout=expected_stdout,
+            stderr=result.stderr,
+            detail=detail,
+            isolation=result.isolation,
+        )
+
+    def _session(
+        self, code: str, edition: str, test: bool, run: bool, stdin: str, check_only: bool = False
+    ) -> tuple[SandboxResult, str]:
+        """Build what is asked (at once when allowed), run the harness, then main."""
+        start = time.perf_counter()
+        res = SandboxResult(status="ok", isolation=self.isolation)
+
+        def done(status: str = "ok", detail: str = "") -> tuple[SandboxResult, str]:
+            res.status, res.detail = status, detail
+            res.wall_time = time.perf_counter() - start
+            return res, res.stdout
+
+        reason = deny_reason(code)
+        if reason:
+            return done("denied", reason)
+        kinds = (
+            ["check"] if check_only else [k for k, want in (("test", test), ("bin", run)) if want]
+        )
+        with Workdir(code) as wd:
+            if len(kinds) > 1 and self.parallel_builds and not in_batch():
+                with ThreadPoolExecutor(len(kinds)) as pool:
+                    builds = list(pool.map(lambda k: self._rustc(wd, k, edition), kinds))
+            else:
+                builds = [self._rustc(wd, k, edition) for k in kinds]
+            seen = set()
+            for diags, _ in builds:  # both builds report shared errors; keep one of each
+                for d in diags:
+                    if d.rendered not in seen:
+                        seen.add(d.rendered)
+                        res.diagnostics.append(d)
+            for diags, outcome in builds:
+                failure = self._compile_failure(diags, outcome)
+                if failure:
+                    res.stderr = outcome.stderr[-4000:] if failure[0] != "compile_error" else ""
+                    return done(*failure)
+            if check_only:
+                return done()
+            if test:
+                outcome = self._exec(wd, "test", [])
+                res.passed_tests, res.failed_tests = parse_test_output(outcome.stdout)
+                res.stderr = outcome.stderr
+                failure = self._run_failure(outcome)
+                if failure:
+                    return done(*failure)
+                if res.failed_tests or outcome.returncode != 0:
+                    first = next(iter(res.failed_tests.values()), outcome.stderr.strip()[-300:])
+                    return done("test_failed", first or "the test harness failed")
+            if run:
+                outcome = self._exec(wd, "main", [], stdin)
+                res.stdout, res.stderr = outcome.stdout, outcome.stderr
+                failure = self._run_failure(outcome)
+                if failure:
+                    return done(*failure)
+                if outcome.returncode != 0:
+                    return done(
+                        "runtime_error",
+                        _panic_message(outcome) or f"exit status {outcome.returncode}",
+                    )
+        return done()
+
+
+def _panic_message(outcome: Outcome) -> str:
+    m = re.search(r"panicked at [^\n]*:\n(.*?)(?:\nnote: |\Z)", outcome.stderr, re.S)
+    if m:
+        return m.group(1).strip()
+    return outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else ""
+
+
+def _signature(status: str, detail: str, result: SandboxResult) -> ErrorSignature | None:
+    if status == "ok":
+        return None
+    if status == "compile_error" and result.errors:
+        return signature_from_diagnostic(result.errors[0])
+    if status == "test_failed" and result.failed_tests:
+        return signature_from_test_failure(next(iter(result.failed_tests.values())))
+    return signature_of(status, detail)
