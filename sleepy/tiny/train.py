@@ -131,6 +131,8 @@ def train_tiny(cfg: DictConfig) -> dict:
             "config": OmegaConf.to_container(cfg, resolve=True),
         }
         (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+        # Evalsets and later generated koans must stay disjoint from what the model saw.
+        (out / "train_hashes.txt").write_text("".join(sorted(f"{k.content_hash}\n" for k in koans)))
         mlflow.log_dict(summary, "training.json")
         mlflow.log_metrics({"final_loss": summary["final_loss"], "train_seconds": train_s})
         if not math.isfinite(summary["final_loss"]):
