@@ -74,6 +74,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"{family}: {len(koans)} koans -> {args.out / family}  "
             + ", ".join(f"{p} {c}" for p, c in sorted(by_pattern.items())),
             highlight=False,
+            soft_wrap=True,
         )
         total += len(koans)
     if len(families) > 1:

@@ -15,6 +15,8 @@ from pathlib import Path
 from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan
 
 DEFAULT_PATHS = (Path("koans"), Path("evalsets/frozen.json"))
+# statuses that say more about a loaded machine than about the koan: worth one more try
+TRANSIENT = ("timeout", "killed", "memory")
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -35,6 +37,8 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
             # an error inside `#[cfg(test)]` code only shows when the test harness is built
             result = sandbox.test(koan.buggy_code, koan.edition)
         if not result.errors:
+            if result.status not in ("ok", "compile_error"):
+                return f"buggy_code: sandbox status {result.status} ({_one_line(result.detail)})"
             return f"buggy_code compiles without errors (declared {koan.expected_code})"
         matching = [e for e in result.errors if e.code == koan.expected_code]
         if not matching:
@@ -52,7 +56,7 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
     if not result.failed_tests:
         if result.status == "ok":
             return f"buggy_code passes all its tests ({len(result.passed_tests)} passed)"
-        return f"buggy_code's tests end with status {result.status}, not a failing test"
+        return f"buggy_code: sandbox status {result.status} ({_one_line(result.detail)}), not a failing test"
     if not any(koan.expected_error in msg for msg in result.failed_tests.values()):
         name, msg = next(iter(result.failed_tests.items()))
         return (
