@@ -165,9 +165,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{c: getattr(k, c) for c in cols} for k in koans], indent=2))
         return 0
+    if not console.is_terminal:
+        # piped: whole ids, one koan a line, for grep and cut
+        for k in koans:
+            print("\t".join(getattr(k, c) for c in cols))
+        return 0
     table = Table(title=f"{len(koans)} koans")
     for c in cols:
-        table.add_column(c)
+        # ids are what `show` takes: never cut them short, let the rest wrap
+        width = max((len(k.id) for k in koans), default=2) if c == "id" else None
+        table.add_column(c, min_width=width, overflow="fold")
     for k in koans:
         table.add_row(*(getattr(k, c) for c in cols))
     console.print(table)
@@ -193,9 +200,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         highlight=False,
     )
     console.print("[bold]buggy_code[/bold]")
-    console.print(Syntax(k.buggy_code, "rust", line_numbers=True))
+    console.print(Syntax(k.buggy_code, "rust", line_numbers=True, word_wrap=True))
     console.print("[bold]correct_code[/bold]")
-    console.print(Syntax(k.correct_code, "rust", line_numbers=True))
+    console.print(Syntax(k.correct_code, "rust", line_numbers=True, word_wrap=True))
     if k.expected_stdout is not None:
         console.print("[bold]expected_stdout[/bold]")
         console.print(k.expected_stdout, highlight=False, markup=False, end="")
