@@ -31,18 +31,10 @@ _PRIMITIVES = {
 }  # fmt: skip
 # Words inside backticks that carry the meaning of the message rather than the program's names.
 _KEPT = {
-    "left == right",
-    "left != right",
-    "Err",
-    "Ok",
-    "None",
-    "Some",
-    "mut",
-    "move",
-    "&mut",
-    "&",
-    "?",
-}
+    "left == right", "left != right", "Err", "Ok", "None", "Some", "&mut", "&", "?",
+    "if", "else", "match", "for", "while", "loop", "fn", "impl", "let", "return", "async",
+    "await", "dyn", "where", "mut", "move", "ref", "static", "const", "break", "continue",
+}  # fmt: skip
 _KEPT_RE = re.compile(r"^(Option|Result)::\w+\(\)$")
 _PLACE_RE = re.compile(r"^[&*]*(mut\s+)?[a-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+|\[[^\]]*\]|\(\))*$")
 _LIFETIME_RE = re.compile(r"^&?'[A-Za-z_]\w*$")
@@ -64,7 +56,7 @@ def _abstract_quoted(content: str) -> str:
         return "<char>"
     if _NUMBER_RE.fullmatch(c):
         return "<num>"
-    if c in _PRIMITIVES:
+    if re.sub(r"^(&|\*|mut\s+)+", "", c) in _PRIMITIVES:
         return "<type>"
     if _PLACE_RE.match(c):
         return "<id>"
