@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sleepy.koans.generate import generate
 from sleepy.koans.model import FAMILIES, Koan, known_hashes, load_koans, save_evalset
-from sleepy.koans.validate import _sandbox, validate_candidate
+from sleepy.koans.validate import shared_sandbox, validate_candidate
 
 
 class FreezeError(RuntimeError):
@@ -15,7 +15,7 @@ class FreezeError(RuntimeError):
 
 
 def _prepare(koan: Koan) -> tuple[Koan, str | None]:
-    return validate_candidate(koan, _sandbox())
+    return validate_candidate(koan, shared_sandbox())
 
 
 def freeze(

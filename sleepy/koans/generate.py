@@ -14,7 +14,12 @@ from pathlib import Path
 from sleepy.koans import generator
 from sleepy.koans.generator import Pattern, Vocab
 from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
-from sleepy.koans.validate import TRANSIENT, _sandbox, fill_expected_stdout, validate_candidate
+from sleepy.koans.validate import (
+    TRANSIENT,
+    fill_expected_stdout,
+    shared_sandbox,
+    validate_candidate,
+)
 
 DEFAULT_EXCLUDE = (Path("koans"), Path("evalsets"))
 # A pattern whose first few validated drafts all fail is broken, not unlucky.
@@ -86,15 +91,15 @@ def select_patterns(family: str, names: list[str] | None = None) -> list[Pattern
 
 
 def _prepare(koan: Koan) -> tuple[Koan, str | None]:
-    result = validate_candidate(koan, _sandbox())
+    result = validate_candidate(koan, shared_sandbox())
     if result[1] and any(f"({s})" in result[1] or f"status {s}" in result[1] for s in TRANSIENT):
         # a dropped candidate would change which koans a seed gives: retry a busy-machine failure
-        result = validate_candidate(koan, _sandbox())
+        result = validate_candidate(koan, shared_sandbox())
     return result
 
 
 def _prepare_unvalidated(koan: Koan) -> tuple[Koan, str | None]:
-    return fill_expected_stdout(koan, _sandbox()), None
+    return fill_expected_stdout(koan, shared_sandbox()), None
 
 
 def generate(

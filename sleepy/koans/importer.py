@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleepy.koans.model import FAMILIES, Koan, KoanError, save_koan
-from sleepy.koans.validate import _one_line, _sandbox, validate_candidate
+from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate
 
 
 @dataclass
@@ -63,7 +63,7 @@ def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None]:
     if checked.errors:
         error = checked.errors[0]
         if not error.code:
-            return None, f"buggy file's first error has no rustc code: {_one_line(error.message)}"
+            return None, f"buggy file's first error has no rustc code: {one_line(error.message)}"
         kind, code, expected = "compile", error.code, error.message
         what = f"{code} {error.message}"
     else:
@@ -108,7 +108,7 @@ def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None]:
 
 
 def _import_one(pair: Pair) -> tuple[Koan | None, str | None]:
-    return koan_from_pair(pair, _sandbox())
+    return koan_from_pair(pair, shared_sandbox())
 
 
 def import_pairs(

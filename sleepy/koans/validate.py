@@ -19,14 +19,14 @@ DEFAULT_PATHS = (Path("koans"), Path("evalsets/frozen.json"))
 TRANSIENT = ("timeout", "killed", "memory")
 
 
-def _one_line(text: str, limit: int = 200) -> str:
+def one_line(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_error(result) -> str:
     e = result.errors[0]
-    return _one_line(f"{e.code or 'error'}: {e.message}")
+    return one_line(f"{e.code or 'error'}: {e.message}")
 
 
 def check_buggy(koan: Koan, sandbox) -> str | None:
@@ -38,7 +38,7 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
             result = sandbox.test(koan.buggy_code, koan.edition)
         if not result.errors:
             if result.status not in ("ok", "compile_error"):
-                return f"buggy_code: sandbox status {result.status} ({_one_line(result.detail)})"
+                return f"buggy_code: sandbox status {result.status} ({one_line(result.detail)})"
             return f"buggy_code compiles without errors (declared {koan.expected_code})"
         matching = [e for e in result.errors if e.code == koan.expected_code]
         if not matching:
@@ -46,7 +46,7 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
             return f"buggy_code fails with {codes}, not the declared {koan.expected_code} ({_first_error(result)})"
         if not any(koan.expected_error in e.message for e in matching):
             return (
-                f"buggy_code's {koan.expected_code} error says '{_one_line(matching[0].message)}', "
+                f"buggy_code's {koan.expected_code} error says '{one_line(matching[0].message)}', "
                 f"which does not contain expected_error '{koan.expected_error}'"
             )
         return None
@@ -56,12 +56,12 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
     if not result.failed_tests:
         if result.status == "ok":
             return f"buggy_code passes all its tests ({len(result.passed_tests)} passed)"
-        return f"buggy_code: sandbox status {result.status} ({_one_line(result.detail)}), not a failing test"
+        return f"buggy_code: sandbox status {result.status} ({one_line(result.detail)}), not a failing test"
     if not any(koan.expected_error in msg for msg in result.failed_tests.values()):
         name, msg = next(iter(result.failed_tests.items()))
         return (
             f"no failing test's panic message contains expected_error '{koan.expected_error}' "
-            f"({name}: {_one_line(msg, 120)})"
+            f"({name}: {one_line(msg, 120)})"
         )
     return None
 
@@ -73,7 +73,7 @@ def check_correct(koan: Koan, sandbox) -> str | None:
     verdict = sandbox.verdict(koan, koan.correct_code)
     if verdict.passed:
         return None
-    return f"correct_code does not pass ({verdict.status}): {_one_line(verdict.feedback(400))}"
+    return f"correct_code does not pass ({verdict.status}): {one_line(verdict.feedback(400))}"
 
 
 def validate_koan(koan: Koan, sandbox) -> str | None:
@@ -106,7 +106,7 @@ def validate_candidate(koan: Koan, sandbox) -> tuple[Koan, str | None]:
             return replace(koan, expected_stdout=verdict.stdout), None
         return (
             koan,
-            f"correct_code does not pass ({verdict.status}): {_one_line(verdict.feedback(400))}",
+            f"correct_code does not pass ({verdict.status}): {one_line(verdict.feedback(400))}",
         )
     return koan, check_correct(koan, sandbox)
 
@@ -222,8 +222,8 @@ def check_collection(entries: list[Entry], corpus_hashes: set[str] = frozenset()
 _SANDBOX = None
 
 
-def _sandbox():
-    # one per process: run_batch may fan work out to worker processes
+def shared_sandbox():
+    """One Sandbox for the batch workers of this process (its calls keep no shared state)."""
     global _SANDBOX
     if _SANDBOX is None:
         from sleepy.sandbox import Sandbox
@@ -233,11 +233,11 @@ def _sandbox():
 
 
 def _validate_one(koan: Koan) -> str | None:
-    return validate_koan(koan, _sandbox())
+    return validate_koan(koan, shared_sandbox())
 
 
 def _fill_one(koan: Koan) -> Koan:
-    return fill_expected_stdout(koan, _sandbox())
+    return fill_expected_stdout(koan, shared_sandbox())
 
 
 def validate_paths(
