@@ -15,7 +15,9 @@ from omegaconf import DictConfig
 
 from sleepy.koans import Koan, load_koans
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from sleepy.config import CONF_DIR as _CONF
+
+CONF_DIR = str(_CONF)
 
 
 @dataclass

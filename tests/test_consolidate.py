@@ -76,3 +76,24 @@ def test_share_truncated_k_reports_error(tasks, tmp_path):
     res = Share(threshold=0.6, k_min=1, k_max=2)(tasks, str(MODEL_DIR), tmp_path)
     assert all(0 < v["recon_error"] < 1 for v in res.per_task.values())
     assert all(layer["k_beta"] <= 2 for layer in res.per_layer.values())
+
+
+def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
+    from datasets import Dataset
+    from omegaconf import OmegaConf
+
+    from sleepy.train.coefficients import train_coefficients
+
+    bundle = Share(threshold=0.6, k_min=2, k_max=4)(tasks, str(MODEL_DIR), tmp_path / "share").bundle_dir
+    rows = [{"prompt": [{"role": "user", "content": f"fix: let x{i} = 1; x{i} = 2;"}],
+             "completion": [{"role": "assistant", "content": f"let mut x{i} = 1;"}],
+             "koan_id": f"k{i}", "family": "mutability", "signature": "E0384"} for i in range(8)]
+    cfg = OmegaConf.create({"max_length": 128, "max_steps": 3, "batch_size": 4, "learning_rate": 1e-2,
+                            "logging_steps": 1})
+    res = train_coefficients(Dataset.from_list(rows), MODEL_DIR, bundle, cfg, tmp_path / "t2", p=2)
+    lora_params = res and tasks[0] and sum(A.numel() + B.numel() for A, B in read_lora(tasks[0].path).values())
+    # k <= 4 per side, p = 2, two target modules x 4 layers: coefficients only.
+    assert res.metrics["trainable_params"] <= 2 * 4 * 2 * 2 * 4
+    assert lora_params / res.metrics["trainable_params"] >= 30
+    factors = read_lora(res.adapter_dir)
+    assert all(A.shape[0] == 2 and A.abs().sum() > 0 for A, _ in factors.values())

@@ -190,3 +190,29 @@ class Router:
             if family and family in entry["families"]:
                 return self.bundle / "tasks" / name
         return None
+
+
+def load_bundle(bundle_dir: str | Path) -> dict[str, LayerShare]:
+    """The Share basis (and every task's coefficients) saved by `Share.consolidate`."""
+    from safetensors.torch import load_file
+
+    from sleepy.consolidate.share import FactorBasis
+
+    path = Path(bundle_dir) / "share.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{bundle_dir}: no share.safetensors — not a Share bundle")
+    t = {k: v.double() for k, v in load_file(str(path)).items()}
+    layers: dict[str, LayerShare] = {}
+    for key in t:
+        if key.endswith(".mu_beta"):
+            m = key[: -len(".mu_beta")]
+            layers[m] = LayerShare(FactorBasis(t[f"{m}.beta"], t[f"{m}.mu_beta"], 1.0),
+                                   FactorBasis(t[f"{m}.alpha"], t[f"{m}.mu_alpha"], 1.0))
+    for key, v in t.items():
+        for side in ("eps_beta", "eps_alpha"):
+            if key.endswith(f".{side}"):
+                rest = key[: -len(side) - 1]
+                m, _, task = rest.rpartition(".")
+                if m in layers:
+                    getattr(layers[m], side)[task] = v
+    return layers
