@@ -1,0 +1,150 @@
+"""sleepy-day end to end: the tiny model on CPU, episodes in a real SQLite file, the run in a real
+MLflow sqlite store under tmp_path; kill -9 then resume; the one-line errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sleepy.config import CONF_DIR
+from sleepy.day import DayError, _check_overrides, run_day
+from sleepy.episodes import EpisodeStore
+
+ROOT = CONF_DIR.parent
+
+
+@pytest.fixture(scope="module")
+def koan_dir(tmp_path_factory) -> Path:
+    from sleepy.koans.generate import generate
+
+    out = tmp_path_factory.mktemp("koans")
+    for family in ("borrow_checker", "mutability"):
+        generate(family, 3, seed=7, out=out)
+    return out
+
+
+def day_cfg(tmp_path: Path, *overrides: str):
+    base = [
+        f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'run'}",
+        "agent.max_new_tokens=16", "agent.max_attempts=2",
+    ]
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose("day", overrides=[*base, *overrides])
+
+
+def finished(db: Path, run_id: str) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT task_id, episode_id FROM episodes WHERE run_id = ? "
+                         "AND status IN ('done', 'error') ORDER BY task_id", (run_id,)).fetchall()
+
+
+def test_tiny_day_end_to_end(tmp_path, koan_dir):
+    cfg = day_cfg(tmp_path, "model=tiny", f"koans.source={koan_dir}", "koans.count=4", "run_id=t1",
+                  "cycle=3")
+    result = run_day(cfg)
+    assert result.selected == 4 and result.skipped == 0
+    with EpisodeStore(result.episodes_db) as store:
+        eps = store.episodes(run_id="t1")
+    assert len(eps) == 4 and len({e.task_id for e in eps}) == 4
+    assert all(e.model_id == "sleepy-tiny" and e.edit_format == "search_replace" and e.cycle == 3
+               and e.steps >= 1 and e.tokens_out > 0 and e.error_signature for e in eps)
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    [run] = mlflow.search_runs(experiment_names=["sleepy-day"], output_format="list")
+    assert run.info.run_id == result.mlflow_run_id
+    assert run.data.metrics["episodes"] == 4
+    assert run.data.metrics["pass_rate"] == sum(e.passed for e in eps) / 4
+    assert any(k.startswith("pass_rate_") for k in run.data.metrics)
+    assert {"median_steps_to_green", "tokens_in", "tokens_out", "wall_time_s"} <= set(run.data.metrics)
+    tags = run.data.tags
+    assert (tags["model"], tags["backend"], tags["adapter"], tags["cycle"]) == ("sleepy-tiny", "hf", "none", "3")
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"episodes.jsonl", "config.yaml"} <= arts
+    assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(tmp_path)
+    lines = (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 4
+
+    with pytest.raises(DayError, match="resume=true"):
+        run_day(cfg)  # the same run again without resume would duplicate it
+
+
+def test_kill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, koan_dir):
+    args = [sys.executable, "-m", "sleepy.day", "model=tiny", f"koans.source={koan_dir}",
+            "run_id=killed", f"paths.outputs={tmp_path}", "agent.concurrency=1",
+            "agent.max_new_tokens=16", "agent.max_attempts=2"]
+    db = tmp_path / "day" / "killed" / "episodes.sqlite"
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if db.exists() and len(finished(db, "killed")) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the day ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    before = finished(db, "killed")
+    assert 2 <= len(before) < 6
+
+    done = subprocess.run([*args, "resume=true"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = finished(db, "killed")
+    assert len(after) == 6 and len({t for t, _ in after}) == 6  # every koan once
+    assert set(before) <= set(after)  # what was recorded before the kill is kept as it was
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM episodes WHERE status = 'running'").fetchone()[0] == 0
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["sleepy-day"], output_format="list")
+    assert len(runs) == 1 and runs[0].data.metrics["episodes"] == 6  # the resumed run continued
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id)}
+    assert ".hydra" in arts
+
+
+def test_empty_selection_is_a_one_line_error(tmp_path, koan_dir):
+    with pytest.raises(DayError) as e:
+        run_day(day_cfg(tmp_path, f"koans.source={koan_dir}", "koans.families=[lifetimes]"))
+    assert "no koans selected" in str(e.value) and "borrow_checker" in str(e.value)
+    assert "\n" not in str(e.value)
+    with pytest.raises(DayError, match="koans.ids: no koan 'nope'"):
+        run_day(day_cfg(tmp_path, f"koans.source={koan_dir}", "koans.ids=[nope]"))
+
+
+def test_unreachable_backend_is_a_one_line_error(tmp_path, koan_dir):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    cfg = day_cfg(tmp_path, "backend=openai", f"backend.base_url=http://127.0.0.1:{port}/v1",
+                  "backend.retries=0", "backend.timeout=5", f"koans.source={koan_dir}",
+                  "koans.count=2", "tracking=none", "run_id=down")
+    with pytest.raises(DayError) as e:
+        run_day(cfg)
+    assert "cannot reach" in str(e.value) and str(port) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_override_names_the_groups_options():
+    assert _check_overrides(["agent=nonexistent"]) == (
+        "no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)")
+    assert "model" in _check_overrides(["model=gpt9"])
+    assert "koans.nope" in _check_overrides(["koans.nope=1"])
+    assert _check_overrides(["agent=udiff", "model=qwen2.5-coder-0.5b-instruct"]) is None
+    done = subprocess.run([sys.executable, "-m", "sleepy.day", "agent=nonexistent"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "sleepy-day: error: no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"]
