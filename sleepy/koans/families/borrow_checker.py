@@ -352,3 +352,36 @@ mod tests {
         correct_code=_fill(template, line="to.extend(from.drain(..));", **kw),
         expected_error="the source list is left empty",
     )
+
+
+@pattern(FAMILY, "move_while_borrowed", code="E0505")
+def move_while_borrowed(v: Vocab) -> Draft:
+    f, xs, first, n = v.func(), v.var(), v.var(), v.var()
+    if v.rng.random() < 0.5:
+        t = v.int_type()
+        elem = t
+        init = ", ".join(str(x) for x in _ints(v, 3))
+        bad, good = f"let {first} = &{xs}[0];", f"let {first} = {xs}[0];"
+    else:
+        elem = "String"
+        init = ", ".join(f'String::from("{w}")' for w in [v.word(), v.word()])
+        bad, good = f"let {first} = &{xs}[0];", f"let {first} = {xs}[0].clone();"
+    template = """fn $f(values: Vec<$elem>) -> usize {
+    values.len()
+}
+
+fn main() {
+    let $xs: Vec<$elem> = vec![$init];
+    $line
+$fill    let $n = $f($xs);
+    println!("{} of {}", $first, $n);
+}
+"""
+    kw = dict(f=f, elem=elem, xs=xs, init=init, fill=v.filler(), n=n, first=first)
+    return Draft(
+        description=f"The program keeps the first entry of `{xs}`, hands the list to `{f}`, "
+        "and prints both results.",
+        buggy_code=_fill(template, line=bad, **kw),
+        correct_code=_fill(template, line=good, **kw),
+        expected_error="because it is borrowed",
+    )

@@ -429,3 +429,48 @@ $fill    let $xs: Vec<$item> = $f($arg).collect();
         correct_code=_fill(template, bound=" + '_", **kw),
         expected_error="captures lifetime that does not appear in bounds",
     )
+
+
+@pattern(FAMILY, "undeclared_lifetime", code="E0261")
+def undeclared_lifetime(v: Vocab) -> Draft:
+    if v.rng.random() < 0.5:
+        ty, fld, m, x = v.type_name(), v.field(), v.func(), v.var()
+        template = """struct $ty<'a> {
+    $fld: &'a str,
+}
+
+impl$decl $ty<'a> {
+    fn $m(&self) -> usize {
+        self.$fld.chars().filter(|c| *c == '$ch').count()
+    }
+}
+
+fn main() {
+    let $x = $ty { $fld: "$text" };
+$fill    println!("{}", $x.$m());
+}
+"""
+        text = " ".join(_words(v, 3))
+        kw = dict(ty=ty, fld=fld, m=m, x=x, text=text, ch=v.choice(text.replace(" ", "")))
+        what = f"`{ty}` borrows a text; `{m}` counts one letter in it."
+    else:
+        f, a, b, r = v.func(), v.var(), v.var(), v.var()
+        template = """fn $f$decl($a: &'a str, $b: &'a str) -> &'a str {
+    if $a.len() $op $b.len() { $a } else { $b }
+}
+
+fn main() {
+$fill    let $r = $f("$x", "$y");
+    println!("{}", $r);
+}
+"""
+        x, y = _words(v, 2)
+        kw = dict(f=f, a=a, b=b, r=r, x=x, y=y, op=v.choice(["<", ">", "<=", ">="]))
+        what = f"`{f}` returns one of two borrowed texts, chosen by length."
+    kw["fill"] = v.filler()
+    return Draft(
+        description=what,
+        buggy_code=_fill(template, decl="", **kw),
+        correct_code=_fill(template, decl="<'a>", **kw),
+        expected_error="use of undeclared lifetime name",
+    )
