@@ -23,12 +23,26 @@ class Example:
 
 def koans_for_training(families: list[str], per_family: int, seed: int,
                        exclude_hashes: set[str] | None = None) -> list[Koan]:
-    """Fresh generated koans of the given families (drafts; the buggy side is checked below)."""
-    from sleepy.koans.generate import generate
+    """Distinct template drafts of the given families, none in koans/ or evalsets/.
 
+    Drafts are not compiled here: `build_examples` compiles each buggy program once anyway (for its
+    feedback) and drops the ones that do not fail as declared.
+    """
+    from sleepy.koans.generate import DEFAULT_EXCLUDE, draft, select_patterns
+    from sleepy.koans.model import known_hashes
+
+    seen = set(known_hashes(*DEFAULT_EXCLUDE) if exclude_hashes is None else exclude_hashes)
     out: list[Koan] = []
     for family in families:
-        out.extend(generate(family, per_family, seed=seed, validate=False, exclude_hashes=exclude_hashes))
+        pats = select_patterns(family)
+        got, index = 0, 0
+        while got < per_family and index < 50 * per_family:
+            koan = draft(pats[index % len(pats)], seed, index)
+            index += 1
+            if koan.content_hash not in seen:
+                seen.add(koan.content_hash)
+                out.append(koan)
+                got += 1
     return out
 
 
