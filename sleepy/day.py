@@ -44,7 +44,9 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
     families = list(kcfg.families or [])
     bad = [f for f in families if f not in FAMILIES]
     if bad:
-        raise DayError(f"koans.families: unknown family '{bad[0]}' (families: {', '.join(FAMILIES)})")
+        raise DayError(
+            f"koans.families: unknown family '{bad[0]}' (families: {', '.join(FAMILIES)})"
+        )
     try:
         if kcfg.evalset:
             name = str(kcfg.evalset)
@@ -103,7 +105,9 @@ def build_llm(cfg: DictConfig):
         raise DayError(str(e).splitlines()[0]) from None
     except InstantiationException as e:
         cause = e.__cause__ or e
-        raise DayError(f"cannot build backend {_backend_name(cfg)}: {str(cause).splitlines()[0]}") from None
+        raise DayError(
+            f"cannot build backend {_backend_name(cfg)}: {str(cause).splitlines()[0]}"
+        ) from None
 
 
 def metrics_of(episodes) -> dict[str, float]:
@@ -152,25 +156,47 @@ def run_day(cfg: DictConfig) -> DayResult:
     store = EpisodeStore(db)
     finished = store.finished_task_ids(run_id)
     if finished and not cfg.resume:
-        raise DayError(f"run {run_id} already has finished episodes in {db}: "
-                       "pass resume=true to continue it, or another run_id")
+        raise DayError(
+            f"run {run_id} already has finished episodes in {db}: "
+            "pass resume=true to continue it, or another run_id"
+        )
     todo = [k for k in koans if k.id not in finished]
     llm = build_llm(cfg) if todo else None
     adapter = cfg.backend.get("adapter") or None
     model_id = getattr(llm, "model_id", None) or str(cfg.model.name)
-    tags = {"sleepy.run_id": run_id, "stage": "day", "model": str(cfg.model.name),
-            "backend": _backend_name(cfg), "adapter": str(adapter or "none"),
-            "cycle": str(cfg.cycle), "edit_format": edit_format.name}
+    tags = {
+        "sleepy.run_id": run_id,
+        "stage": "day",
+        "model": str(cfg.model.name),
+        "backend": _backend_name(cfg),
+        "adapter": str(adapter or "none"),
+        "cycle": str(cfg.cycle),
+        "edit_format": edit_format.name,
+    }
 
     sandbox = Sandbox()
 
     def make_run(koan: Koan) -> KoanRun:
-        return KoanRun(koan, sandbox, template, edit_format, agent.protocol, policy, store,
-                       run_id=run_id, cycle=int(cfg.cycle), model_id=model_id,
-                       adapter=str(adapter) if adapter else None)
+        return KoanRun(
+            koan,
+            sandbox,
+            template,
+            edit_format,
+            agent.protocol,
+            policy,
+            store,
+            run_id=run_id,
+            cycle=int(cfg.cycle),
+            model_id=model_id,
+            adapter=str(adapter) if adapter else None,
+        )
 
-    columns = (TextColumn("[bold]day[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]day[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with _Tracking(cfg, run_id, tags) as mlflow_run, Progress(*columns, transient=False) as bar:
         task = bar.add_task("", total=len(koans), completed=len(koans) - len(todo))
         passed = [0]
@@ -180,8 +206,14 @@ def run_day(cfg: DictConfig) -> DayResult:
             bar.update(task, advance=1, description=f"{passed[0]} passed")
 
         try:
-            run_koans(todo, make_run, llm, concurrency=int(agent.concurrency),
-                      workers=int(agent.workers), on_done=on_done)
+            run_koans(
+                todo,
+                make_run,
+                llm,
+                concurrency=int(agent.concurrency),
+                workers=int(agent.workers),
+                on_done=on_done,
+            )
         except BackendUnreachable as e:
             raise DayError(str(e).splitlines()[0]) from None
 
@@ -191,8 +223,14 @@ def run_day(cfg: DictConfig) -> DayResult:
         if mlflow_run is not None:
             _log_results(cfg, store, run_id, metrics)
     store.close()
-    return DayResult(run_id, db, len(koans), len(koans) - len(todo), metrics,
-                     mlflow_run.info.run_id if mlflow_run is not None else None)
+    return DayResult(
+        run_id,
+        db,
+        len(koans),
+        len(koans) - len(todo),
+        metrics,
+        mlflow_run.info.run_id if mlflow_run is not None else None,
+    )
 
 
 class _Tracking:
@@ -212,11 +250,16 @@ class _Tracking:
         resume_id = None
         if self.cfg.resume:
             exp = experiment_id(str(t.experiment), str(t.uri))
-            found = mlflow.search_runs([exp], f"tags.`sleepy.run_id` = '{self.run_id}'",
-                                       output_format="list", max_results=1)
+            found = mlflow.search_runs(
+                [exp],
+                f"tags.`sleepy.run_id` = '{self.run_id}'",
+                output_format="list",
+                max_results=1,
+            )
             resume_id = found[0].info.run_id if found else None
-        self._cm = mlflow_run(str(t.uri), str(t.experiment), run_name=self.run_id,
-                              tags=self.tags, run_id=resume_id)
+        self._cm = mlflow_run(
+            str(t.uri), str(t.experiment), run_name=self.run_id, tags=self.tags, run_id=resume_id
+        )
         run = self._cm.__enter__()
         if resume_id is None:
             from sleepy.tracking import log_config
@@ -277,8 +320,10 @@ def _day(cfg: DictConfig) -> None:
         print(f"sleepy-day: error: {e}", file=sys.stderr)
         sys.exit(2)
     m = result.metrics
-    print(f"run {result.run_id}: {int(m['episodes'])} episodes, pass rate {m['pass_rate']:.1%}, "
-          f"episodes in {result.episodes_db}")
+    print(
+        f"run {result.run_id}: {int(m['episodes'])} episodes, pass rate {m['pass_rate']:.1%}, "
+        f"episodes in {result.episodes_db}"
+    )
 
 
 def main() -> None:

@@ -32,9 +32,17 @@ fn main() {
 CORRECT = BUGGY.replace("total_len(name)", "total_len(name.clone())")
 WRONG = BUGGY.replace("total_len(name)", "total_len(&name)")  # compiles no better: E0308
 
-KOAN = Koan(id="moved-name", family="borrow_checker", description="`name` is used after a move.",
-            buggy_code=BUGGY, correct_code=CORRECT, expected_error="borrow of moved value",
-            expected_code="E0382", pattern="use_after_move", expected_stdout="koan 4\n")
+KOAN = Koan(
+    id="moved-name",
+    family="borrow_checker",
+    description="`name` is used after a move.",
+    buggy_code=BUGGY,
+    correct_code=CORRECT,
+    expected_error="borrow of moved value",
+    expected_code="E0382",
+    pattern="use_after_move",
+    expected_stdout="koan 4\n",
+)
 
 
 class ScriptedModel:
@@ -55,8 +63,9 @@ class ScriptedModel:
             if isinstance(reply, Exception):
                 raise reply
             text, calls = (reply, []) if isinstance(reply, str) else reply
-            out.append(Generation(text, tokens_in=100 + len(self.prompts), tokens_out=10,
-                                  tool_calls=calls))
+            out.append(
+                Generation(text, tokens_in=100 + len(self.prompts), tokens_out=10, tool_calls=calls)
+            )
         return out
 
 
@@ -94,8 +103,10 @@ def test_render_then_apply_round_trips_on_generated_drafts(name):
 
 def test_search_replace_renders_only_the_changed_lines():
     reply = get_edit_format("search_replace").render(BUGGY, CORRECT)
-    assert reply == ("<<<<<<< SEARCH\n    let n = total_len(name);\n=======\n"
-                     "    let n = total_len(name.clone());\n>>>>>>> REPLACE\n")
+    assert reply == (
+        "<<<<<<< SEARCH\n    let n = total_len(name);\n=======\n"
+        "    let n = total_len(name.clone());\n>>>>>>> REPLACE\n"
+    )
 
 
 def test_search_replace_adds_context_until_the_search_text_is_unique():
@@ -107,13 +118,16 @@ def test_search_replace_adds_context_until_the_search_text_is_unique():
     assert fmt.apply(old, reply) == new
 
 
-@pytest.mark.parametrize("reply, reason", [
-    ("just prose", "no SEARCH/REPLACE block"),
-    ("<<<<<<< SEARCH\n    let q = 1;\n=======\n    let q = 2;\n>>>>>>> REPLACE\n", "not found"),
-    ("<<<<<<< SEARCH\n}\n=======\n};\n>>>>>>> REPLACE\n", "matches 2 places"),
-    ("<<<<<<< SEARCH\n    text.len()\n=======\n    text.len()\n", "not closed"),
-    ("<<<<<<< SEARCH\n    text.len()\n>>>>>>> REPLACE\n", "no ======= divider"),
-])
+@pytest.mark.parametrize(
+    "reply, reason",
+    [
+        ("just prose", "no SEARCH/REPLACE block"),
+        ("<<<<<<< SEARCH\n    let q = 1;\n=======\n    let q = 2;\n>>>>>>> REPLACE\n", "not found"),
+        ("<<<<<<< SEARCH\n}\n=======\n};\n>>>>>>> REPLACE\n", "matches 2 places"),
+        ("<<<<<<< SEARCH\n    text.len()\n=======\n    text.len()\n", "not closed"),
+        ("<<<<<<< SEARCH\n    text.len()\n>>>>>>> REPLACE\n", "no ======= divider"),
+    ],
+)
 def test_search_replace_errors_are_one_line_reasons(reply, reason):
     with pytest.raises(EditError) as e:
         get_edit_format("search_replace").apply(BUGGY, reply)
@@ -126,7 +140,11 @@ def test_search_replace_tolerates_wrong_indentation():
 
 
 def test_udiff_ignores_wrong_line_numbers_and_whole_file_takes_the_fenced_code():
-    diff = get_edit_format("udiff").render(BUGGY, CORRECT).replace("@@ -4,6 +4,6 @@", "@@ -40,6 +40,6 @@")
+    diff = (
+        get_edit_format("udiff")
+        .render(BUGGY, CORRECT)
+        .replace("@@ -4,6 +4,6 @@", "@@ -40,6 +40,6 @@")
+    )
     assert get_edit_format("udiff").apply(BUGGY, diff) == CORRECT
     reply = f"Here is the fix:\n```rust\n{CORRECT}```\nDone."
     assert get_edit_format("whole_file").apply(BUGGY, reply) == CORRECT
@@ -143,8 +161,9 @@ def test_unknown_edit_format_names_the_choices():
 
 
 def test_tiny_prompt_is_compact_description_code_feedback():
-    msgs = PromptTemplate.load("tiny").messages(KOAN, BUGGY, "error[E0382]: borrow of moved value", [],
-                                                "search_replace")
+    msgs = PromptTemplate.load("tiny").messages(
+        KOAN, BUGGY, "error[E0382]: borrow of moved value", [], "search_replace"
+    )
     assert [m["role"] for m in msgs] == ["user"]
     assert msgs[0]["content"] == f"{KOAN.description}\n{BUGGY}error[E0382]: borrow of moved value"
 
@@ -157,8 +176,11 @@ def test_every_template_renders_every_format_and_protocol(name, protocol):
         msgs = tpl.messages(KOAN, BUGGY, "some error", [], fmt, protocol)
         assert BUGGY.strip() in msgs[-1]["content"] and KOAN.description in msgs[-1]["content"]
         if name == "default" and protocol == "edit":
-            assert {"whole_file": "```rust", "search_replace": "<<<<<<< SEARCH",
-                    "udiff": "+++ b/src/main.rs"}[fmt] in msgs[0]["content"]
+            assert {
+                "whole_file": "```rust",
+                "search_replace": "<<<<<<< SEARCH",
+                "udiff": "+++ b/src/main.rs",
+            }[fmt] in msgs[0]["content"]
 
 
 def test_missing_template_lists_the_available_ones():
@@ -168,12 +190,17 @@ def test_missing_template_lists_the_available_ones():
 
 def test_text_protocol_wants_exactly_one_action():
     assert parse_text("```search\nname\n```").args == {"pattern": "name"}
-    assert parse_text("```write_file src/main.rs\nfn main() {}\n```").args["content"] == "fn main() {}\n"
+    assert (
+        parse_text("```write_file src/main.rs\nfn main() {}\n```").args["content"]
+        == "fn main() {}\n"
+    )
     with pytest.raises(FormatError, match="no action"):
         parse_text("I think the bug is on line 7.")
     with pytest.raises(FormatError, match="2 actions"):
         parse_text("```run_check\n```\n```submit\n```")
-    call = parse_tool_calls('<tool_call>{"name": "search", "arguments": {"pattern": "x"}}</tool_call>', [])
+    call = parse_tool_calls(
+        '<tool_call>{"name": "search", "arguments": {"pattern": "x"}}</tool_call>', []
+    )
     assert (call.name, call.args) == ("search", {"pattern": "x"})
 
 
@@ -186,9 +213,20 @@ def sr(old: str, new: str) -> str:
 
 def test_wrong_patch_then_feedback_then_pass_records_every_field(sandbox, store):
     model = ScriptedModel([sr(BUGGY, WRONG), sr(WRONG, CORRECT)])
-    run = solve(KOAN, model, sandbox, PromptTemplate.load("tiny"), get_edit_format("search_replace"),
-                "edit", Policy(max_attempts=3), store, run_id="r1", cycle=2, model_id="scripted",
-                adapter="sleepy-fixer/3")
+    run = solve(
+        KOAN,
+        model,
+        sandbox,
+        PromptTemplate.load("tiny"),
+        get_edit_format("search_replace"),
+        "edit",
+        Policy(max_attempts=3),
+        store,
+        run_id="r1",
+        cycle=2,
+        model_id="scripted",
+        adapter="sleepy-fixer/3",
+    )
     assert run.passed and run.steps_to_green == 2
 
     # the failed check's diagnostic came back as the observation and opens the second prompt
@@ -201,13 +239,25 @@ def test_wrong_patch_then_feedback_then_pass_records_every_field(sandbox, store)
 
     [ep] = store.episodes(run_id="r1")
     assert (ep.task_id, ep.run_id, ep.cycle, ep.family, ep.pattern) == (
-        "moved-name", "r1", 2, "borrow_checker", "use_after_move")
-    assert (ep.model_id, ep.adapter, ep.edit_format) == ("scripted", "sleepy-fixer/3", "search_replace")
+        "moved-name",
+        "r1",
+        2,
+        "borrow_checker",
+        "use_after_move",
+    )
+    assert (ep.model_id, ep.adapter, ep.edit_format) == (
+        "scripted",
+        "sleepy-fixer/3",
+        "search_replace",
+    )
     assert ep.passed and ep.status == "done" and ep.steps == 2 and ep.steps_to_green == 2
     assert ep.error_signature.startswith("E0382") and ep.first_error_signature.startswith("E0308")
     assert ep.final_error_signature is None and ep.error is None
-    assert ep.diff_unified == "".join(difflib.unified_diff(
-        BUGGY.splitlines(True), CORRECT.splitlines(True), "a/src/main.rs", "b/src/main.rs"))
+    assert ep.diff_unified == "".join(
+        difflib.unified_diff(
+            BUGGY.splitlines(True), CORRECT.splitlines(True), "a/src/main.rs", "b/src/main.rs"
+        )
+    )
     assert (ep.tokens_in, ep.tokens_out) == (101 + 102, 20)
     assert ep.prompt_hash == run.prompt_hash and len(ep.prompt_hash) == 16
     assert ep.wall_clock_ms > 0
@@ -220,8 +270,15 @@ def test_wrong_patch_then_feedback_then_pass_records_every_field(sandbox, store)
 
 def test_a_reply_that_breaks_the_format_is_a_step_with_the_error_as_observation(sandbox, store):
     model = ScriptedModel(["the fix is to clone it", sr(BUGGY, CORRECT)])
-    run = solve(KOAN, model, sandbox, PromptTemplate.load("tiny"), get_edit_format("search_replace"),
-                store=store, run_id="r2")
+    run = solve(
+        KOAN,
+        model,
+        sandbox,
+        PromptTemplate.load("tiny"),
+        get_edit_format("search_replace"),
+        store=store,
+        run_id="r2",
+    )
     assert run.passed and run.steps_to_green == 2
     assert "no SEARCH/REPLACE block found" in run.steps[0]["observation"]
     second = model.prompts[1][0]["content"]
@@ -231,20 +288,43 @@ def test_a_reply_that_breaks_the_format_is_a_step_with_the_error_as_observation(
 
 def test_limits_stop_the_loop_with_their_reason(sandbox, store):
     wrong = sr(BUGGY, WRONG)
-    run = solve(KOAN, ScriptedModel([wrong] * 5), sandbox, PromptTemplate.load("tiny"),
-                get_edit_format("search_replace"), policy=Policy(max_attempts=2), store=store, run_id="r3")
+    run = solve(
+        KOAN,
+        ScriptedModel([wrong] * 5),
+        sandbox,
+        PromptTemplate.load("tiny"),
+        get_edit_format("search_replace"),
+        policy=Policy(max_attempts=2),
+        store=store,
+        run_id="r3",
+    )
     # the second identical reply no longer applies (the code already changed): an edit error
     assert not run.passed and run.outcome == "max_attempts" and len(run.steps) == 2
-    run = solve(KOAN, ScriptedModel(["nothing"] * 5), sandbox, PromptTemplate.load("tiny"),
-                get_edit_format("search_replace"), policy=Policy(token_budget=150), store=store, run_id="r3")
+    run = solve(
+        KOAN,
+        ScriptedModel(["nothing"] * 5),
+        sandbox,
+        PromptTemplate.load("tiny"),
+        get_edit_format("search_replace"),
+        policy=Policy(token_budget=150),
+        store=store,
+        run_id="r3",
+    )
     assert run.outcome == "token_budget" and len(run.steps) == 2
     [a, b] = store.episodes(run_id="r3")
     assert not a.passed and a.final_error_signature.startswith("E0308") and a.steps_to_green is None
 
 
 def test_backend_failure_ends_the_episode_with_its_reason(sandbox, store):
-    run = solve(KOAN, ScriptedModel([RuntimeError("server said 500\nmore")]), sandbox,
-                PromptTemplate.load("tiny"), get_edit_format("search_replace"), store=store, run_id="r4")
+    run = solve(
+        KOAN,
+        ScriptedModel([RuntimeError("server said 500\nmore")]),
+        sandbox,
+        PromptTemplate.load("tiny"),
+        get_edit_format("search_replace"),
+        store=store,
+        run_id="r4",
+    )
     assert run.outcome == "error"
     [ep] = store.episodes(run_id="r4")
     assert ep.status == "error" and ep.error == "RuntimeError: server said 500"
@@ -253,8 +333,16 @@ def test_backend_failure_ends_the_episode_with_its_reason(sandbox, store):
 def test_text_protocol_check_then_patch(sandbox, store):
     patch = get_edit_format("udiff").render(BUGGY, CORRECT)
     model = ScriptedModel(["Let me compile it.\n```run_check\n```", f"```apply_patch\n{patch}```"])
-    run = solve(KOAN, model, sandbox, PromptTemplate.load("default"), get_edit_format("udiff"),
-                "text", store=store, run_id="r5")
+    run = solve(
+        KOAN,
+        model,
+        sandbox,
+        PromptTemplate.load("default"),
+        get_edit_format("udiff"),
+        "text",
+        store=store,
+        run_id="r5",
+    )
     assert run.passed and run.steps_to_green == 2
     assert "E0382" in run.steps[0]["observation"]
     roles = [m["role"] for m in model.prompts[1]]
@@ -264,10 +352,22 @@ def test_text_protocol_check_then_patch(sandbox, store):
 
 def test_tools_protocol_answers_each_call_with_a_tool_message(sandbox, store):
     search = {"id": "c1", "name": "search", "arguments": json.dumps({"pattern": "total_len(name)"})}
-    write = {"id": "c2", "name": "write_file", "arguments": {"path": "src/main.rs", "content": CORRECT}}
+    write = {
+        "id": "c2",
+        "name": "write_file",
+        "arguments": {"path": "src/main.rs", "content": CORRECT},
+    }
     model = ScriptedModel([("", [search]), ("", [write])])
-    run = solve(KOAN, model, sandbox, PromptTemplate.load("default"), get_edit_format("whole_file"),
-                "tools", store=store, run_id="r6")
+    run = solve(
+        KOAN,
+        model,
+        sandbox,
+        PromptTemplate.load("default"),
+        get_edit_format("whole_file"),
+        "tools",
+        store=store,
+        run_id="r6",
+    )
     assert run.passed and run.steps_to_green == 2
     assert model.opts[0]["tools"][0]["function"]["name"] == "open_file"
     tool_msg = model.prompts[1][-1]
@@ -276,20 +376,47 @@ def test_tools_protocol_answers_each_call_with_a_tool_message(sandbox, store):
 
 
 def test_hint_memory_shows_an_earlier_fix_of_the_same_error(sandbox, store):
-    solve(KOAN, ScriptedModel([sr(BUGGY, CORRECT)]), sandbox, PromptTemplate.load("tiny"),
-          get_edit_format("search_replace"), store=store, run_id="r7")
-    other = Koan(**{**KOAN.__dict__, "id": "moved-word",
-                    "buggy_code": BUGGY.replace("name", "word"),
-                    "correct_code": CORRECT.replace("name", "word")})
+    solve(
+        KOAN,
+        ScriptedModel([sr(BUGGY, CORRECT)]),
+        sandbox,
+        PromptTemplate.load("tiny"),
+        get_edit_format("search_replace"),
+        store=store,
+        run_id="r7",
+    )
+    other = Koan(
+        **{
+            **KOAN.__dict__,
+            "id": "moved-word",
+            "buggy_code": BUGGY.replace("name", "word"),
+            "correct_code": CORRECT.replace("name", "word"),
+        }
+    )
     model = ScriptedModel([sr(other.buggy_code, other.correct_code)])
-    run = solve(other, model, sandbox, PromptTemplate.load("default"), get_edit_format("search_replace"),
-                policy=Policy(hints=True, hints_k=2), store=store, run_id="r7")
+    run = solve(
+        other,
+        model,
+        sandbox,
+        PromptTemplate.load("default"),
+        get_edit_format("search_replace"),
+        policy=Policy(hints=True, hints_k=2),
+        store=store,
+        run_id="r7",
+    )
     assert run.passed
     prompt = model.prompts[0][-1]["content"]
     assert "Earlier fixes of the same error" in prompt and "total_len(name.clone())" in prompt
     # a koan never gets its own earlier fix as a hint
-    again = KoanRun(KOAN, sandbox, PromptTemplate.load("default"), get_edit_format("search_replace"),
-                    policy=Policy(hints=True), store=store, run_id="r8").start()
+    again = KoanRun(
+        KOAN,
+        sandbox,
+        PromptTemplate.load("default"),
+        get_edit_format("search_replace"),
+        policy=Policy(hints=True),
+        store=store,
+        run_id="r8",
+    ).start()
     assert [h.reply for h in again.hints] == [sr(other.buggy_code, other.correct_code).strip()]
 
 
@@ -301,14 +428,29 @@ def test_lockstep_steps_every_live_koan_with_one_generate_call(sandbox):
 
         def generate(self, messages_batch, **opts):
             self.calls.append(len(messages_batch))
-            self.replies = [sr(BUGGY, CORRECT) if "total_len(name)" in m[0]["content"] else "junk"
-                            for m in messages_batch]
+            self.replies = [
+                sr(BUGGY, CORRECT) if "total_len(name)" in m[0]["content"] else "junk"
+                for m in messages_batch
+            ]
             return super().generate(messages_batch, **opts)
 
-    stuck = Koan(**{**KOAN.__dict__, "id": "stuck", "buggy_code": BUGGY.replace("(name)", "(name )")})
+    stuck = Koan(
+        **{**KOAN.__dict__, "id": "stuck", "buggy_code": BUGGY.replace("(name)", "(name )")}
+    )
     model = Batched()
-    runs = run_koans([KOAN, stuck], lambda k: KoanRun(k, sandbox, PromptTemplate.load("tiny"),
-                     get_edit_format("search_replace"), policy=Policy(max_attempts=9, max_steps=3)), model)
+    runs = run_koans(
+        [KOAN, stuck],
+        lambda k: KoanRun(
+            k,
+            sandbox,
+            PromptTemplate.load("tiny"),
+            get_edit_format("search_replace"),
+            policy=Policy(max_attempts=9, max_steps=3),
+        ),
+        model,
+    )
     assert model.calls == [2, 1, 1]
     assert {r.koan.id: (r.passed, r.outcome) for r in runs} == {
-        "moved-name": (True, "passed"), "stuck": (False, "max_steps")}
+        "moved-name": (True, "passed"),
+        "stuck": (False, "max_steps"),
+    }

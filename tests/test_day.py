@@ -35,8 +35,10 @@ def koan_dir(tmp_path_factory) -> Path:
 
 def day_cfg(tmp_path: Path, *overrides: str):
     base = [
-        f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'run'}",
-        "agent.max_new_tokens=16", "agent.max_attempts=2",
+        f"paths.outputs={tmp_path}",
+        f"paths.output_dir={tmp_path / 'run'}",
+        "agent.max_new_tokens=16",
+        "agent.max_attempts=2",
     ]
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return compose("day", overrides=[*base, *overrides])
@@ -44,20 +46,31 @@ def day_cfg(tmp_path: Path, *overrides: str):
 
 def finished(db: Path, run_id: str) -> list[tuple[str, str]]:
     with sqlite3.connect(db) as c:
-        return c.execute("SELECT task_id, episode_id FROM episodes WHERE run_id = ? "
-                         "AND status IN ('done', 'error') ORDER BY task_id", (run_id,)).fetchall()
+        return c.execute(
+            "SELECT task_id, episode_id FROM episodes WHERE run_id = ? "
+            "AND status IN ('done', 'error') ORDER BY task_id",
+            (run_id,),
+        ).fetchall()
 
 
 def test_tiny_day_end_to_end(tmp_path, koan_dir):
-    cfg = day_cfg(tmp_path, "model=tiny", f"koans.source={koan_dir}", "koans.count=4", "run_id=t1",
-                  "cycle=3")
+    cfg = day_cfg(
+        tmp_path, "model=tiny", f"koans.source={koan_dir}", "koans.count=4", "run_id=t1", "cycle=3"
+    )
     result = run_day(cfg)
     assert result.selected == 4 and result.skipped == 0
     with EpisodeStore(result.episodes_db) as store:
         eps = store.episodes(run_id="t1")
     assert len(eps) == 4 and len({e.task_id for e in eps}) == 4
-    assert all(e.model_id == "sleepy-tiny" and e.edit_format == "search_replace" and e.cycle == 3
-               and e.steps >= 1 and e.tokens_out > 0 and e.error_signature for e in eps)
+    assert all(
+        e.model_id == "sleepy-tiny"
+        and e.edit_format == "search_replace"
+        and e.cycle == 3
+        and e.steps >= 1
+        and e.tokens_out > 0
+        and e.error_signature
+        for e in eps
+    )
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     [run] = mlflow.search_runs(experiment_names=["sleepy-day"], output_format="list")
@@ -65,9 +78,16 @@ def test_tiny_day_end_to_end(tmp_path, koan_dir):
     assert run.data.metrics["episodes"] == 4
     assert run.data.metrics["pass_rate"] == sum(e.passed for e in eps) / 4
     assert any(k.startswith("pass_rate_") for k in run.data.metrics)
-    assert {"median_steps_to_green", "tokens_in", "tokens_out", "wall_time_s"} <= set(run.data.metrics)
+    assert {"median_steps_to_green", "tokens_in", "tokens_out", "wall_time_s"} <= set(
+        run.data.metrics
+    )
     tags = run.data.tags
-    assert (tags["model"], tags["backend"], tags["adapter"], tags["cycle"]) == ("sleepy-tiny", "hf", "none", "3")
+    assert (tags["model"], tags["backend"], tags["adapter"], tags["cycle"]) == (
+        "sleepy-tiny",
+        "hf",
+        "none",
+        "3",
+    )
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"episodes.jsonl", "config.yaml"} <= arts
     assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(tmp_path)
@@ -79,12 +99,26 @@ def test_tiny_day_end_to_end(tmp_path, koan_dir):
 
 
 def test_kill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, koan_dir):
-    args = [sys.executable, "-m", "sleepy.day", "model=tiny", f"koans.source={koan_dir}",
-            "run_id=killed", f"paths.outputs={tmp_path}", "agent.concurrency=1",
-            "agent.max_new_tokens=16", "agent.max_attempts=2"]
+    args = [
+        sys.executable,
+        "-m",
+        "sleepy.day",
+        "model=tiny",
+        f"koans.source={koan_dir}",
+        "run_id=killed",
+        f"paths.outputs={tmp_path}",
+        "agent.concurrency=1",
+        "agent.max_new_tokens=16",
+        "agent.max_attempts=2",
+    ]
     db = tmp_path / "day" / "killed" / "episodes.sqlite"
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
@@ -100,14 +134,17 @@ def test_kill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_path,
     before = finished(db, "killed")
     assert 2 <= len(before) < 6
 
-    done = subprocess.run([*args, "resume=true"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [*args, "resume=true"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     after = finished(db, "killed")
     assert len(after) == 6 and len({t for t, _ in after}) == 6  # every koan once
     assert set(before) <= set(after)  # what was recorded before the kill is kept as it was
     with sqlite3.connect(db) as c:
-        assert c.execute("SELECT COUNT(*) FROM episodes WHERE status = 'running'").fetchone()[0] == 0
+        assert (
+            c.execute("SELECT COUNT(*) FROM episodes WHERE status = 'running'").fetchone()[0] == 0
+        )
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     runs = mlflow.search_runs(experiment_names=["sleepy-day"], output_format="list")
@@ -129,9 +166,17 @@ def test_unreachable_backend_is_a_one_line_error(tmp_path, koan_dir):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    cfg = day_cfg(tmp_path, "backend=openai", f"backend.base_url=http://127.0.0.1:{port}/v1",
-                  "backend.retries=0", "backend.timeout=5", f"koans.source={koan_dir}",
-                  "koans.count=2", "tracking=none", "run_id=down")
+    cfg = day_cfg(
+        tmp_path,
+        "backend=openai",
+        f"backend.base_url=http://127.0.0.1:{port}/v1",
+        "backend.retries=0",
+        "backend.timeout=5",
+        f"koans.source={koan_dir}",
+        "koans.count=2",
+        "tracking=none",
+        "run_id=down",
+    )
     with pytest.raises(DayError) as e:
         run_day(cfg)
     assert "cannot reach" in str(e.value) and str(port) in str(e.value) and "\n" not in str(e.value)
@@ -139,12 +184,42 @@ def test_unreachable_backend_is_a_one_line_error(tmp_path, koan_dir):
 
 def test_bad_override_names_the_groups_options():
     assert _check_overrides(["agent=nonexistent"]) == (
-        "no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)")
+        "no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"
+    )
     assert "model" in _check_overrides(["model=gpt9"])
     assert "koans.nope" in _check_overrides(["koans.nope=1"])
     assert _check_overrides(["agent=udiff", "model=qwen2.5-coder-0.5b-instruct"]) is None
-    done = subprocess.run([sys.executable, "-m", "sleepy.day", "agent=nonexistent"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "sleepy.day", "agent=nonexistent"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "sleepy-day: error: no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"]
+        "sleepy-day: error: no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"
+    ]
+
+
+def test_day_over_the_openai_backend_against_sleepy_serve(tmp_path, koan_dir):
+    serve = pytest.importorskip("sleepy.serve")
+    from sleepy.llm.hf import HFBackend
+    from sleepy.tiny import MODEL_DIR
+
+    backend = HFBackend(MODEL_DIR, model_id="sleepy-tiny", max_new_tokens=16)
+    with serve.OpenAIServer(backend, port=0) as server:
+        cfg = day_cfg(
+            tmp_path,
+            "backend=openai",
+            f"backend.base_url={server.url}",
+            f"koans.source={koan_dir}",
+            "koans.count=2",
+            "tracking=none",
+            "run_id=served",
+        )
+        result = run_day(cfg)
+    with EpisodeStore(result.episodes_db) as store:
+        eps = store.episodes(run_id="served")
+    assert len(eps) == 2 and all(e.status == "done" and e.tokens_out > 0 for e in eps)
+    assert all(e.trajectory[1]["reply"] is not None for e in eps)

@@ -6,6 +6,18 @@ from sleepy.agent.prompts import Hint, PromptTemplate
 from sleepy.agent.protocol import PROTOCOLS, TOOL_SCHEMAS, Action, FormatError
 
 __all__ = [
-    "PROTOCOLS", "TOOL_SCHEMAS", "Action", "EditError", "EditFormat", "FormatError", "Hint",
-    "KoanRun", "Policy", "PromptTemplate", "get_edit_format", "policy_from", "run_koans", "solve",
+    "PROTOCOLS",
+    "TOOL_SCHEMAS",
+    "Action",
+    "EditError",
+    "EditFormat",
+    "FormatError",
+    "Hint",
+    "KoanRun",
+    "Policy",
+    "PromptTemplate",
+    "get_edit_format",
+    "policy_from",
+    "run_koans",
+    "solve",
 ]

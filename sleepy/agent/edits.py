@@ -82,7 +82,9 @@ class WholeFile(EditFormat):
     def apply(self, code: str, reply: str) -> str:
         blocks = self._FENCE.findall(reply)
         if not blocks:
-            raise EditError("no ```rust code block found: reply with the whole fixed program in one")
+            raise EditError(
+                "no ```rust code block found: reply with the whole fixed program in one"
+            )
         rust = [b for lang, b in blocks if lang in ("rust", "rs")] or [b for _, b in blocks]
         new = max(rust, key=len)
         if not new.strip():
@@ -118,10 +120,14 @@ class SearchReplace(EditFormat):
             k = j + 1
             while k < len(lines) and not self._TAIL.match(lines[k]):
                 if self._HEAD.match(lines[k]) or self._MID.match(lines[k]):
-                    raise EditError(f"SEARCH block at reply line {i + 1} is not closed by >>>>>>> REPLACE")
+                    raise EditError(
+                        f"SEARCH block at reply line {i + 1} is not closed by >>>>>>> REPLACE"
+                    )
                 k += 1
             if k == len(lines):
-                raise EditError(f"SEARCH block at reply line {i + 1} is not closed by >>>>>>> REPLACE")
+                raise EditError(
+                    f"SEARCH block at reply line {i + 1} is not closed by >>>>>>> REPLACE"
+                )
             out.append((lines[i + 1 : j], lines[j + 1 : k]))
             i = k + 1
         return out
@@ -129,16 +135,22 @@ class SearchReplace(EditFormat):
     def apply(self, code: str, reply: str) -> str:
         blocks = self.blocks(reply)
         if not blocks:
-            raise EditError("no SEARCH/REPLACE block found: reply with <<<<<<< SEARCH ... ======= ... >>>>>>> REPLACE")
+            raise EditError(
+                "no SEARCH/REPLACE block found: reply with <<<<<<< SEARCH ... ======= ... >>>>>>> REPLACE"
+            )
         lines = _lines(code)
         for search, replace in blocks:
             if not any(s.strip() for s in search):
                 raise EditError("a SEARCH section is empty: copy the lines to change from the code")
             at = _find(lines, search)
             if not at:
-                raise EditError(f"SEARCH text not found in {FILE}: `{next(s for s in search if s.strip()).strip()}`")
+                raise EditError(
+                    f"SEARCH text not found in {FILE}: `{next(s for s in search if s.strip()).strip()}`"
+                )
             if len(at) > 1:
-                raise EditError(f"SEARCH text matches {len(at)} places in {FILE}: add a nearby line to make it unique")
+                raise EditError(
+                    f"SEARCH text matches {len(at)} places in {FILE}: add a nearby line to make it unique"
+                )
             i, n = at[0], len(search)
             lines[i : i + n] = _reindent(lines[i : i + n], search, replace)
         new = _join(lines, code)
@@ -176,7 +188,9 @@ class SearchReplace(EditFormat):
         k = 0
         while k < len(hunks):
             h, up = hunks[k], True
-            while not (any(s.strip() for s in old[h[0] : h[1]]) and len(_find(old, old[h[0] : h[1]])) == 1):
+            while not (
+                any(s.strip() for s in old[h[0] : h[1]]) and len(_find(old, old[h[0] : h[1]])) == 1
+            ):
                 lo = hunks[k - 1][1] if k > 0 else 0
                 hi = hunks[k + 1][0] if k + 1 < len(hunks) else len(old)
                 if h[0] > lo and (up or h[1] >= hi):
@@ -201,7 +215,9 @@ class UnifiedDiff(EditFormat):
     """A unified diff of src/main.rs; hunks are located by their text, the line numbers are hints."""
 
     name = "udiff"
-    instructions = "Reply with a unified diff of src/main.rs (--- a/src/main.rs, +++ b/src/main.rs, @@ hunks)."
+    instructions = (
+        "Reply with a unified diff of src/main.rs (--- a/src/main.rs, +++ b/src/main.rs, @@ hunks)."
+    )
     _HUNK = re.compile(r"^@@ ?-?(\d+)?(?:,\d+)?(?: \+\d+(?:,\d+)?)? ?@@")
 
     def render(self, old_code: str, new_code: str) -> str:
@@ -233,7 +249,9 @@ class UnifiedDiff(EditFormat):
             elif line.startswith("```"):
                 cur = None
             else:
-                raise EditError(f"diff line does not start with ' ', '-' or '+': `{line.strip()[:60]}`")
+                raise EditError(
+                    f"diff line does not start with ' ', '-' or '+': `{line.strip()[:60]}`"
+                )
         return out
 
     def apply(self, code: str, reply: str) -> str:
@@ -242,12 +260,21 @@ class UnifiedDiff(EditFormat):
             raise EditError("no @@ hunk found: reply with a unified diff of src/main.rs")
         lines, shift = _lines(code), 0
         for start, before, after in hunks:
-            while before and after and before[-1] == after[-1] == "" and not (lines and lines[-1] == ""):
+            while (
+                before
+                and after
+                and before[-1] == after[-1] == ""
+                and not (lines and lines[-1] == "")
+            ):
                 before, after = before[:-1], after[:-1]  # a trailing blank line the model added
             if not before:
-                at = [min(max((start or 1) - 1 + shift, 0), len(lines))] if start is not None else []
+                at = (
+                    [min(max((start or 1) - 1 + shift, 0), len(lines))] if start is not None else []
+                )
                 if not at:
-                    raise EditError("a hunk has no context lines: include the lines around the change")
+                    raise EditError(
+                        "a hunk has no context lines: include the lines around the change"
+                    )
             else:
                 at = _find(lines, before)
                 if not at:
@@ -274,4 +301,6 @@ def get_edit_format(name: str) -> EditFormat:
     try:
         return EDIT_FORMATS[name]()
     except KeyError:
-        raise ValueError(f"unknown edit format '{name}' (choose one of {sorted(EDIT_FORMATS)})") from None
+        raise ValueError(
+            f"unknown edit format '{name}' (choose one of {sorted(EDIT_FORMATS)})"
+        ) from None

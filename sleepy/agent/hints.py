@@ -10,7 +10,9 @@ from sleepy.agent.edits import EditError, EditFormat
 from sleepy.agent.prompts import Hint
 
 
-def hints_for(store, signature, k: int, edit_format: EditFormat, exclude_task: str | None = None) -> list[Hint]:
+def hints_for(
+    store, signature, k: int, edit_format: EditFormat, exclude_task: str | None = None
+) -> list[Hint]:
     """Up to k hints for `signature`, newest first; never the koan's own earlier fix."""
     if store is None or signature is None or k <= 0:
         return []
@@ -26,8 +28,14 @@ def hints_for(store, signature, k: int, edit_format: EditFormat, exclude_task: s
             reply = edit_format.render(start["code"], final)
         except (EditError, IndexError):
             continue
-        out.append(Hint(start.get("description", ""), start.get("feedback", ""), reply.strip(),
-                        str(signature)))
+        out.append(
+            Hint(
+                start.get("description", ""),
+                start.get("feedback", ""),
+                reply.strip(),
+                str(signature),
+            )
+        )
         if len(out) == k:
             break
     return out

@@ -38,9 +38,17 @@ class Policy:
 class KoanRun:
     """One koan's episode. `start()`, then `prompt()` / `step(generation)` until `done`."""
 
-    def __init__(self, koan: Koan, sandbox, template: PromptTemplate, edit_format: EditFormat,
-                 protocol: str = "edit", policy: Policy | None = None, store=None,
-                 **episode_fields: Any):
+    def __init__(
+        self,
+        koan: Koan,
+        sandbox,
+        template: PromptTemplate,
+        edit_format: EditFormat,
+        protocol: str = "edit",
+        policy: Policy | None = None,
+        store=None,
+        **episode_fields: Any,
+    ):
         self.koan, self.template, self.edit_format = koan, template, edit_format
         self.protocol, self.policy, self.store = protocol, policy or Policy(), store
         self.fields = episode_fields  # run_id, cycle, model_id, adapter for the store
@@ -65,23 +73,45 @@ class KoanRun:
         self.start_signature = self.final_signature = v.signature
         self.feedback = self.workspace.feedback(v)
         if self.policy.hints:
-            self.hints = hints_for(self.store, v.signature, self.policy.hints_k, self.edit_format,
-                                   exclude_task=self.koan.id)
+            self.hints = hints_for(
+                self.store,
+                v.signature,
+                self.policy.hints_k,
+                self.edit_format,
+                exclude_task=self.koan.id,
+            )
         self.messages = self._opening()
         self.prompt_hash = messages_hash(self.messages)
         if self.store is not None:
-            start = {"kind": "start", "code": self.koan.buggy_code, "feedback": self.feedback,
-                     "description": self.koan.description, "signature": _str(v.signature),
-                     "hints": [h.reply for h in self.hints], "template": self.template.name,
-                     "template_hash": self.template.hash, "protocol": self.protocol}
+            start = {
+                "kind": "start",
+                "code": self.koan.buggy_code,
+                "feedback": self.feedback,
+                "description": self.koan.description,
+                "signature": _str(v.signature),
+                "hints": [h.reply for h in self.hints],
+                "template": self.template.name,
+                "template_hash": self.template.hash,
+                "protocol": self.protocol,
+            }
             self.episode_id = self.store.start_episode(
-                self.fields.get("run_id", ""), self.koan.id, trajectory=[start],
-                family=self.koan.family, pattern=self.koan.pattern, edit_format=self.edit_format.name,
-                prompt_hash=self.prompt_hash, error_signature=_str(v.signature),
+                self.fields.get("run_id", ""),
+                self.koan.id,
+                trajectory=[start],
+                family=self.koan.family,
+                pattern=self.koan.pattern,
+                edit_format=self.edit_format.name,
+                prompt_hash=self.prompt_hash,
+                error_signature=_str(v.signature),
                 **{k: v for k, v in self.fields.items() if k != "run_id"},
             )
         if v.passed:  # nothing to fix: a broken koan, recorded as such
-            self._finish("already_passing", passed=False, status="error", error="the koan's buggy code already passes")
+            self._finish(
+                "already_passing",
+                passed=False,
+                status="error",
+                error="the koan's buggy code already passes",
+            )
         return self
 
     def prompt(self) -> list[dict]:
@@ -90,7 +120,10 @@ class KoanRun:
         return self._opening() if self.protocol == "edit" else list(self.messages)
 
     def generation_options(self) -> dict:
-        opts = {"max_new_tokens": self.policy.max_new_tokens, "temperature": self.policy.temperature}
+        opts = {
+            "max_new_tokens": self.policy.max_new_tokens,
+            "temperature": self.policy.temperature,
+        }
         if self.protocol == "tools":
             opts["tools"] = TOOL_SCHEMAS
         return opts
@@ -117,24 +150,41 @@ class KoanRun:
         self._converse(generation.text, tool_calls, action, obs)
 
         passed = bool(obs.verdict is not None and obs.verdict.passed)
-        stop = ("passed" if passed
-                else "max_attempts" if self.attempts >= self.policy.max_attempts
-                else "max_steps" if len(self.steps) + 1 >= self.policy.max_steps
-                else "token_budget" if self.tokens_in + self.tokens_out >= self.policy.token_budget
-                else None)
+        stop = (
+            "passed"
+            if passed
+            else "max_attempts"
+            if self.attempts >= self.policy.max_attempts
+            else "max_steps"
+            if len(self.steps) + 1 >= self.policy.max_steps
+            else "token_budget"
+            if self.tokens_in + self.tokens_out >= self.policy.token_budget
+            else None
+        )
         record = {
-            "step": len(self.steps) + 1, "prompt": prompt, "reply": generation.text,
-            "tool_calls": tool_calls, "action": {"name": action.name, "args": action.args},
-            "observation": obs.text, "error": obs.error, "code": self.workspace.code,
+            "step": len(self.steps) + 1,
+            "prompt": prompt,
+            "reply": generation.text,
+            "tool_calls": tool_calls,
+            "action": {"name": action.name, "args": action.args},
+            "observation": obs.text,
+            "error": obs.error,
+            "code": self.workspace.code,
             "passed": passed if obs.verdict is not None else None,
             "signature": _str(obs.verdict.signature) if obs.verdict is not None else None,
-            "tokens_in": generation.tokens_in, "tokens_out": generation.tokens_out,
-            "finish_reason": getattr(generation, "finish_reason", None), "stop": stop,
+            "tokens_in": generation.tokens_in,
+            "tokens_out": generation.tokens_out,
+            "finish_reason": getattr(generation, "finish_reason", None),
+            "stop": stop,
         }
         self.steps.append(record)
         if self.store is not None:
-            self.store.record_step(self.episode_id, record, tokens_in=generation.tokens_in,
-                                   tokens_out=generation.tokens_out)
+            self.store.record_step(
+                self.episode_id,
+                record,
+                tokens_in=generation.tokens_in,
+                tokens_out=generation.tokens_out,
+            )
         if stop:
             self._finish(stop, passed=passed)
 
@@ -150,9 +200,14 @@ class KoanRun:
 
     @property
     def diff_unified(self) -> str:
-        return "".join(difflib.unified_diff(
-            self.koan.buggy_code.splitlines(keepends=True),
-            self.workspace.code.splitlines(keepends=True), f"a/{FILE}", f"b/{FILE}"))
+        return "".join(
+            difflib.unified_diff(
+                self.koan.buggy_code.splitlines(keepends=True),
+                self.workspace.code.splitlines(keepends=True),
+                f"a/{FILE}",
+                f"b/{FILE}",
+            )
+        )
 
     @property
     def wall_clock_ms(self) -> int:
@@ -160,11 +215,19 @@ class KoanRun:
 
     def summary(self) -> dict:
         return {
-            "task_id": self.koan.id, "family": self.koan.family, "pattern": self.koan.pattern,
-            "passed": self.passed, "outcome": self.outcome, "error": self.error,
-            "steps": len(self.steps), "steps_to_green": self.steps_to_green,
-            "attempts": self.attempts, "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
-            "wall_clock_ms": self.wall_clock_ms, "error_signature": _str(self.start_signature),
+            "task_id": self.koan.id,
+            "family": self.koan.family,
+            "pattern": self.koan.pattern,
+            "passed": self.passed,
+            "outcome": self.outcome,
+            "error": self.error,
+            "steps": len(self.steps),
+            "steps_to_green": self.steps_to_green,
+            "attempts": self.attempts,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "wall_clock_ms": self.wall_clock_ms,
+            "error_signature": _str(self.start_signature),
             "first_error_signature": _str(self.first_signature),
             "final_error_signature": _str(self.final_signature),
         }
@@ -173,30 +236,52 @@ class KoanRun:
 
     def _opening(self) -> list[dict]:
         feedback = f"{self.note}\n{self.feedback}" if self.note else self.feedback
-        return self.template.messages(self.koan, self.workspace.code, feedback, self.hints,
-                                      self.edit_format.name, self.protocol)
+        return self.template.messages(
+            self.koan,
+            self.workspace.code,
+            feedback,
+            self.hints,
+            self.edit_format.name,
+            self.protocol,
+        )
 
-    def _converse(self, text: str, tool_calls: list[dict], action: Action, obs: Observation) -> None:
+    def _converse(
+        self, text: str, tool_calls: list[dict], action: Action, obs: Observation
+    ) -> None:
         if self.protocol == "edit":
             return
         if self.protocol == "tools" and action.call_id:
-            call = {"id": action.call_id, "type": "function",
-                    "function": {"name": action.name, "arguments": _json(action.args)}}
+            call = {
+                "id": action.call_id,
+                "type": "function",
+                "function": {"name": action.name, "arguments": _json(action.args)},
+            }
             self.messages.append({"role": "assistant", "content": text, "tool_calls": [call]})
-            self.messages.append({"role": "tool", "tool_call_id": action.call_id, "content": obs.text})
+            self.messages.append(
+                {"role": "tool", "tool_call_id": action.call_id, "content": obs.text}
+            )
             return
         self.messages.append({"role": "assistant", "content": text})
-        self.messages.append({"role": "user", "content": self.template.render_observation(obs.text)})
+        self.messages.append(
+            {"role": "user", "content": self.template.render_observation(obs.text)}
+        )
 
-    def _finish(self, outcome: str, passed: bool, status: str = "done", error: str | None = None) -> None:
+    def _finish(
+        self, outcome: str, passed: bool, status: str = "done", error: str | None = None
+    ) -> None:
         self.done, self.passed, self.outcome, self.error = True, passed, outcome, error
         if passed:
             self.final_signature = None
         if self.store is not None and self.episode_id is not None:
             self.store.finish_episode(
-                self.episode_id, passed, status=status, error=error,
-                steps_to_green=self.steps_to_green, diff_unified=self.diff_unified,
-                wall_clock_ms=self.wall_clock_ms, first_error_signature=_str(self.first_signature),
+                self.episode_id,
+                passed,
+                status=status,
+                error=error,
+                steps_to_green=self.steps_to_green,
+                diff_unified=self.diff_unified,
+                wall_clock_ms=self.wall_clock_ms,
+                first_error_signature=_str(self.first_signature),
                 final_error_signature=_str(self.final_signature),
             )
 
@@ -211,10 +296,21 @@ def _json(args: dict) -> str:
     return json.dumps(args, ensure_ascii=False)
 
 
-def solve(koan: Koan, llm, sandbox, template: PromptTemplate, edit_format: EditFormat,
-          protocol: str = "edit", policy: Policy | None = None, store=None, **episode_fields: Any) -> KoanRun:
+def solve(
+    koan: Koan,
+    llm,
+    sandbox,
+    template: PromptTemplate,
+    edit_format: EditFormat,
+    protocol: str = "edit",
+    policy: Policy | None = None,
+    store=None,
+    **episode_fields: Any,
+) -> KoanRun:
     """One koan, start to finish: the loop in its plainest form."""
-    run = KoanRun(koan, sandbox, template, edit_format, protocol, policy, store, **episode_fields).start()
+    run = KoanRun(
+        koan, sandbox, template, edit_format, protocol, policy, store, **episode_fields
+    ).start()
     while not run.done:
         try:
             generation = llm.generate([run.prompt()], **run.generation_options())[0]
@@ -228,8 +324,14 @@ def solve(koan: Koan, llm, sandbox, template: PromptTemplate, edit_format: EditF
     return run
 
 
-def run_koans(koans: Iterable[Koan], make_run: Callable[[Koan], KoanRun], llm, concurrency: int = 8,
-              workers: int = 2, on_done: Callable[[KoanRun], None] | None = None) -> list[KoanRun]:
+def run_koans(
+    koans: Iterable[Koan],
+    make_run: Callable[[Koan], KoanRun],
+    llm,
+    concurrency: int = 8,
+    workers: int = 2,
+    on_done: Callable[[KoanRun], None] | None = None,
+) -> list[KoanRun]:
     """Many koans in lockstep: up to `concurrency` live episodes, one generate() call per step for
     all of them (batched by hf, concurrent requests over HTTP); a finished one makes room for the
     next koan. Sandbox calls of one step run on `workers` threads."""

@@ -16,7 +16,9 @@ from sleepy.koans.model import Koan
 
 PROMPTS_DIR = Path(__file__).resolve().parents[2] / "conf" / "prompts"
 _ENV = jinja2.Environment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
     lstrip_blocks=True,
 )
 
@@ -57,10 +59,17 @@ class PromptTemplate:
             raise PromptError(f"{path}: missing the 'user' template")
         known = {"system", "user", "observation", "formats"}
         if set(data) - known:
-            raise PromptError(f"{path}: unknown keys {sorted(set(data) - known)} (allowed: {sorted(known)})")
-        tpl = cls(name=path.stem, system=data.get("system"), user=data["user"],
-                  observation=data.get("observation", "{{ output }}"),
-                  formats=data.get("formats") or {}, source=text)
+            raise PromptError(
+                f"{path}: unknown keys {sorted(set(data) - known)} (allowed: {sorted(known)})"
+            )
+        tpl = cls(
+            name=path.stem,
+            system=data.get("system"),
+            user=data["user"],
+            observation=data.get("observation", "{{ output }}"),
+            formats=data.get("formats") or {},
+            source=text,
+        )
         for key in ("system", "user", "observation"):
             if getattr(tpl, key):
                 try:
@@ -90,8 +99,13 @@ class PromptTemplate:
     ) -> list[dict]:
         """The chat messages that open an attempt at `koan` whose current program is `code`."""
         values = dict(
-            koan=koan, code=code if code.endswith("\n") else code + "\n", feedback=feedback.strip(),
-            hints=list(hints), edit_format=edit_format, protocol=protocol, file="src/main.rs",
+            koan=koan,
+            code=code if code.endswith("\n") else code + "\n",
+            feedback=feedback.strip(),
+            hints=list(hints),
+            edit_format=edit_format,
+            protocol=protocol,
+            file="src/main.rs",
             format_instructions=self.formats.get(edit_format, ""),
         )
         out = []

@@ -45,10 +45,17 @@ def _schema(name: str, description: str, **params: str) -> dict:
 TOOL_SCHEMAS: list[dict] = [
     _schema("open_file", "Show a file of the crate with line numbers.", path="e.g. src/main.rs"),
     _schema("search", "Lines of src/main.rs that contain the text.", pattern="text to find"),
-    _schema("apply_patch", "Apply a unified diff to src/main.rs; the verdict comes back.",
-            patch="unified diff (--- a/src/main.rs, +++ b/src/main.rs, @@ hunks)"),
-    _schema("write_file", "Replace a file with new content; the verdict comes back.",
-            path="src/main.rs", content="the whole new file"),
+    _schema(
+        "apply_patch",
+        "Apply a unified diff to src/main.rs; the verdict comes back.",
+        patch="unified diff (--- a/src/main.rs, +++ b/src/main.rs, @@ hunks)",
+    ),
+    _schema(
+        "write_file",
+        "Replace a file with new content; the verdict comes back.",
+        path="src/main.rs",
+        content="the whole new file",
+    ),
     _schema("run_check", "Compile src/main.rs and show rustc's errors."),
     _schema("run_tests", "Build and run the crate's tests; show failures."),
     _schema("submit", "Submit src/main.rs as the fix; ends the attempt if it passes."),
@@ -62,12 +69,20 @@ def parse_text(reply: str) -> Action:
     found = [(n, rest.strip(), body) for n, rest, body in _FENCE.findall(reply) if n in ACTIONS]
     if not found:
         # a bare action name with no body, e.g. "submit" on its own line
-        bare = [n for n in ("submit", "run_check", "run_tests") if re.search(rf"^\s*{n}\s*$", reply, re.M)]
+        bare = [
+            n
+            for n in ("submit", "run_check", "run_tests")
+            if re.search(rf"^\s*{n}\s*$", reply, re.M)
+        ]
         if len(bare) == 1:
             return Action(bare[0])
-        raise FormatError(f"no action found: reply with one fenced block named one of {', '.join(ACTIONS)}")
+        raise FormatError(
+            f"no action found: reply with one fenced block named one of {', '.join(ACTIONS)}"
+        )
     if len(found) > 1:
-        raise FormatError(f"{len(found)} actions in one reply ({', '.join(f[0] for f in found)}): send exactly one")
+        raise FormatError(
+            f"{len(found)} actions in one reply ({', '.join(f[0] for f in found)}): send exactly one"
+        )
     name, rest, body = found[0]
     if name == "open_file":
         return Action(name, {"path": (rest or body.strip() or "src/main.rs")})

@@ -16,15 +16,23 @@ from sleepy.koans.model import Koan
 class Observation:
     text: str
     verdict: Any = None  # the sandbox's Verdict when the action ran it
-    attempt: bool = False  # the action tried a fix (an edit or a submit): counts toward max_attempts
+    attempt: bool = (
+        False  # the action tried a fix (an edit or a submit): counts toward max_attempts
+    )
     error: bool = False  # the reply or its edit was unusable (format or edit error)
 
 
 class Workspace:
     """`execute(action) -> Observation`; the code changes only through the edit actions."""
 
-    def __init__(self, koan: Koan, sandbox, edit_format: EditFormat,
-                 feedback_chars: int | None = None, max_output: int = 3000):
+    def __init__(
+        self,
+        koan: Koan,
+        sandbox,
+        edit_format: EditFormat,
+        feedback_chars: int | None = None,
+        max_output: int = 3000,
+    ):
         self.koan, self.sandbox, self.edit_format = koan, sandbox, edit_format
         self.code = koan.buggy_code
         self.feedback_chars, self.max_output = feedback_chars, max_output
@@ -46,12 +54,20 @@ class Workspace:
     def feedback(self, verdict) -> str:
         if verdict.passed:
             return ""
-        return verdict.feedback() if self.feedback_chars is None else verdict.feedback(self.feedback_chars)
+        return (
+            verdict.feedback()
+            if self.feedback_chars is None
+            else verdict.feedback(self.feedback_chars)
+        )
 
     def _after_edit(self, new_code: str) -> Observation:
         self.code = new_code
         v = self.verdict()
-        text = "The fix passes: it compiles, the tests pass and the output is right." if v.passed else self.feedback(v)
+        text = (
+            "The fix passes: it compiles, the tests pass and the output is right."
+            if v.passed
+            else self.feedback(v)
+        )
         return Observation(text, verdict=v, attempt=True)
 
     # -- actions ------------------------------------------------------------------------------
@@ -80,8 +96,11 @@ class Workspace:
             rx = re.compile(pattern)
         except re.error:
             rx = re.compile(re.escape(pattern))
-        hits = [f"{i:4} | {s}" for i, s in enumerate(self.code.splitlines(), 1)
-                if pattern in s or rx.search(s)]
+        hits = [
+            f"{i:4} | {s}"
+            for i, s in enumerate(self.code.splitlines(), 1)
+            if pattern in s or rx.search(s)
+        ]
         return Observation("\n".join(hits) if hits else f"no line of {FILE} matches `{pattern}`")
 
     def do_run_check(self) -> Observation:
@@ -91,7 +110,9 @@ class Workspace:
         if r.status not in ("ok", "compile_error"):
             return Observation(f"check: {r.status}\n{self._clip(r.stderr)}")
         warnings = len(r.diagnostics) - len(r.errors)
-        return Observation("compiles without errors" + (f" ({warnings} warnings)" if warnings else ""))
+        return Observation(
+            "compiles without errors" + (f" ({warnings} warnings)" if warnings else "")
+        )
 
     def do_run_tests(self) -> Observation:
         r = self.sandbox.test(self.code, self.koan.edition)
@@ -103,7 +124,11 @@ class Workspace:
 
     def do_submit(self) -> Observation:
         v = self.verdict()
-        text = "Submitted: the fix passes." if v.passed else "Submitted, but the verdict fails:\n" + self.feedback(v)
+        text = (
+            "Submitted: the fix passes."
+            if v.passed
+            else "Submitted, but the verdict fails:\n" + self.feedback(v)
+        )
         return Observation(text, verdict=v, attempt=True)
 
     def _clip(self, text: str) -> str:
