@@ -129,6 +129,19 @@ def metrics_of(episodes) -> dict[str, float]:
     return out
 
 
+def save_selection(koans: list[Koan], path: Path) -> None:
+    """The day's koans beside its episodes, so sleep finds generated ones that live nowhere else."""
+    import json
+
+    have = set()
+    if path.exists():
+        have = {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
+    new = [k for k in koans if k.id not in have]
+    if new:
+        with path.open("a") as f:
+            f.writelines(json.dumps(k.to_dict()) + "\n" for k in new)
+
+
 def run_day(cfg: DictConfig) -> DayResult:
     """Run the agent on the selected koans; every step is in the episode store when it happens."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -154,6 +167,7 @@ def run_day(cfg: DictConfig) -> DayResult:
 
     db = Path(str(cfg.paths.episodes_db))
     store = EpisodeStore(db)
+    save_selection(koans, db.parent / "koans.jsonl")
     finished = store.finished_task_ids(run_id)
     if finished and not cfg.resume:
         raise DayError(
