@@ -299,3 +299,47 @@ def test_cli_run_prints_the_verdict(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["passed_tests"]
     assert cli_main(["sandbox", "run", str(tmp_path / "missing.rs")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# -- one build for programs with tests and a main -------------------------------------------
+
+DEEP = """fn depth(n: u64) -> u64 {
+    let pad = [n; 16];
+    if n == 0 { return 0; }
+    std::hint::black_box(&pad);
+    depth(n - 1) + pad[1] - n + 1
+}
+fn main() { print!("depth {}", depth(20_000)); }
+#[test]
+fn shallow() { assert_eq!(depth(10), 10); }
+"""
+
+
+def test_main_and_tests_share_one_build_faithfully(sandbox):
+    # 20k frames need more than a test thread's default 2 MiB stack: main gets main's 8 MiB
+    v = sandbox.judge(DEEP, expected_stdout="depth 20000")
+    assert v.passed, v.feedback()
+    assert v.passed_tests == ["shallow"]  # the harness's own main-runner is not reported
+
+
+def test_cfg_test_dependent_code_gets_a_real_binary(sandbox):
+    code = """#[cfg(not(test))]
+const MODE: &str = "real";
+#[cfg(test)]
+const MODE: &str = "test";
+fn main() { println!("{MODE}"); }
+#[test]
+fn mode() { assert_eq!(MODE, "test"); }
+"""
+    v = sandbox.judge(code, expected_stdout="real\n")
+    assert v.passed, v.feedback()
+
+
+def test_main_with_tests_that_panics_or_exits(sandbox):
+    tests = "\n#[test]\nfn t() { assert!(true); }\n"
+    v = sandbox.judge('fn main() { print!("so far"); panic!("boom {}", 3); }' + tests)
+    assert v.status == "runtime_error" and v.detail == "boom 3" and v.stdout == "so far"
+    v = sandbox.judge('fn main() { println!("bye"); std::process::exit(4); }' + tests)
+    assert v.status == "runtime_error" and v.stdout == "bye\n"
+    v = sandbox.judge('fn main() -> Result<(), String> { Err("bad input".into()) }' + tests)
+    assert v.status == "runtime_error" and "bad input" in v.detail

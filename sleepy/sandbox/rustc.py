@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -125,6 +126,51 @@ def has_tests(code: str) -> bool:
     return re.search(r"#\s*\[\s*test\s*\]", code) is not None
 
 
+# A program with tests and a main is built once: the test harness, plus one extra test that
+# calls main between two markers. Run with --nocapture on its own, it prints exactly what main
+# prints; only cfg(test)-dependent code could tell the difference, and such code gets two builds.
+MAIN_TEST = "__sleepy_main"
+
+
+def can_combine(code: str) -> bool:
+    return (
+        has_main(code)
+        and has_tests(code)
+        and not re.search(r"not\s*\(\s*test\s*\)|cfg!\s*\(\s*test|cfg_attr\s*\(\s*test", code)
+        and not re.search(r"\b" + MAIN_TEST + r"\b", code)
+    )
+
+
+def main_test_source(code: str, nonce: str) -> str:
+    return code + (
+        f"\n\n#[cfg(test)]\n#[test]\nfn {MAIN_TEST}() -> impl std::process::Termination {{\n"
+        f'    print!("\\u{{1}}S-{nonce}\\n");\n    let r = main();\n'
+        f'    print!("\\u{{1}}E-{nonce}\\n");\n    r\n}}\n'
+    )
+
+
+def main_test_args() -> list[str]:
+    return [MAIN_TEST, "--exact", "--nocapture", "--test-threads=1"]
+
+
+def main_output(stdout: str, nonce: str) -> str:
+    """What main printed, cut from the harness's own lines by the two markers."""
+    start, end = f"\x01S-{nonce}\n", f"\x01E-{nonce}\n"
+    i = stdout.find(start)
+    if i == -1:
+        return ""
+    body = stdout[i + len(start) :]
+    j = body.find(end)
+    if j != -1:
+        return body[:j]
+    # main exited or panicked before the end marker: drop the harness's closing report
+    for trailer in ("FAILED\n\nfailures:\n", "\ntest result:"):
+        k = body.rfind(trailer)
+        if k != -1:
+            return body[:k]
+    return body
+
+
 class Workdir:
     """A fresh temp dir per call, removed after: src/main.rs in, binaries out."""
 
@@ -186,6 +232,17 @@ class Sandbox:
         diags, _ = parse_diagnostics(outcome.stderr)
         return diags, outcome
 
+    def _build_combined(self, wd: Workdir, code: str, edition: str, nonce: str):
+        """One harness build that also runs main; None when the extra test does not compile
+        (then the caller builds the two binaries the ordinary way)."""
+        (wd.path / SOURCE).write_text(main_test_source(code, nonce))
+        diags, outcome = self._rustc(wd, "test", edition)
+        last = code.count("\n") + 1
+        if any(d.level.startswith("error") and (d.line or 0) > last for d in diags):
+            (wd.path / SOURCE).write_text(code)
+            return None
+        return [([d for d in diags if (d.line or 0) <= last], outcome)]
+
     def _compile_failure(self, diags: list[Diagnostic], outcome: Outcome) -> tuple[str, str] | None:
         """(status, detail) when the build failed, else None."""
         if outcome.timed_out:
@@ -201,10 +258,12 @@ class Sandbox:
 
     # -- running -----------------------------------------------------------------------------
 
-    def _exec(self, wd: Workdir, binary: str, argv: list[str], stdin: str = "") -> Outcome:
+    def _exec(
+        self, wd: Workdir, binary: str, argv: list[str], stdin: str = "", env: dict | None = None
+    ) -> Outcome:
         rt = runtime_dir()
         cmd, cwd = self.jail.run_command(argv, wd.path / binary, rt)
-        env = self.jail.run_env(rt)
+        env = {**self.jail.run_env(rt), **(env or {})}
         uid = self.jail.sandbox_uid()
         if self.jail.mode == "bwrap":
             cmd = with_env(cmd, env)
@@ -311,11 +370,15 @@ class Sandbox:
             ["check"] if check_only else [k for k, want in (("test", test), ("bin", run)) if want]
         )
         with Workdir(code) as wd:
-            if len(kinds) > 1 and self.parallel_builds and not in_batch():
-                with ThreadPoolExecutor(len(kinds)) as pool:
-                    builds = list(pool.map(lambda k: self._rustc(wd, k, edition), kinds))
-            else:
-                builds = [self._rustc(wd, k, edition) for k in kinds]
+            nonce = secrets.token_hex(8) if test and run and can_combine(code) else ""
+            builds = self._build_combined(wd, code, edition, nonce) if nonce else None
+            if builds is None:
+                nonce = ""
+                if len(kinds) > 1 and self.parallel_builds and not in_batch():
+                    with ThreadPoolExecutor(len(kinds)) as pool:
+                        builds = list(pool.map(lambda k: self._rustc(wd, k, edition), kinds))
+                else:
+                    builds = [self._rustc(wd, k, edition) for k in kinds]
             seen = set()
             for diags, _ in builds:  # both builds report shared errors; keep one of each
                 for d in diags:
@@ -330,7 +393,7 @@ class Sandbox:
             if check_only:
                 return done()
             if test:
-                outcome = self._exec(wd, "test", [])
+                outcome = self._exec(wd, "test", ["--skip", MAIN_TEST] if nonce else [])
                 res.passed_tests, res.failed_tests = parse_test_output(outcome.stdout)
                 res.stderr = outcome.stderr
                 failure = self._run_failure(outcome)
@@ -340,7 +403,12 @@ class Sandbox:
                     first = next(iter(res.failed_tests.values()), outcome.stderr.strip()[-300:])
                     return done("test_failed", first or "the test harness failed")
             if run:
-                outcome = self._exec(wd, "main", [], stdin)
+                if nonce:
+                    stack = {"RUST_MIN_STACK": str(self.limits.stack_bytes)}  # as main's thread
+                    outcome = self._exec(wd, "test", main_test_args(), stdin, stack)
+                    outcome.stdout = main_output(outcome.stdout, nonce)
+                else:
+                    outcome = self._exec(wd, "main", [], stdin)
                 res.stdout, res.stderr = outcome.stdout, outcome.stderr
                 failure = self._run_failure(outcome)
                 if failure:
