@@ -1,0 +1,130 @@
+"""Sleep: curate failures (dedup, clusters, leakage guard), train a real LoRA on sleepy-tiny with trl,
+register it in a real MLflow sqlite store, load it back by registry URI and generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
+from sleepy.config import CONF_DIR
+from sleepy.curate import LeakageError, cluster_failures, curate
+from sleepy.episodes import EpisodeStore
+from sleepy.koans import save_evalset
+from sleepy.sleep import run_sleep
+from sleepy.tiny import MODEL_DIR
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    """A day's record as the agent leaves it: failed attempts (one koan twice) and one success."""
+    from sleepy.day import save_selection
+    from sleepy.koans.generate import generate
+
+    tmp = tmp_path_factory.mktemp("day")
+    koans = generate("lifetimes", 4, seed=11, validate=False) + generate("trait_bounds", 3, seed=11, validate=False)
+    db = tmp / "episodes.sqlite"
+    save_selection(koans, tmp / "koans.jsonl")
+    with EpisodeStore(db) as store:
+        for i, k in enumerate(koans):
+            attempts = 2 if i == 0 else 1
+            for a in range(attempts):
+                eid = store.start_episode("day1", k.id, attempt_idx=a, family=k.family, pattern=k.pattern,
+                                          error_signature=f"{k.expected_code} sig", edit_format="search_replace")
+                passed = i == len(koans) - 1
+                store.finish_episode(eid, passed=passed,
+                                     final_error_signature=None if passed else f"{k.expected_code} sig")
+    return tmp, db, koans
+
+
+def sleep_cfg(tmp_path: Path, *overrides: str):
+    base = [f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'sleep'}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "adapter.max_steps=4", "adapter.batch_size=4",
+            "adapter.target_modules=[q_proj,v_proj]", "curate.augment_k=1", "adapter.logging_steps=1"]
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose("sleep", overrides=[*base, *overrides])
+
+
+def test_curate_dedups_clusters_and_pairs(day):
+    _, db, koans = day
+    with EpisodeStore(db, create=False) as store:
+        eps = store.episodes()
+    by_id = {k.id: k for k in koans}
+    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=0)
+    rows = cur.dataset
+    assert cur.stats["failures"] == 6  # koan 0 failed twice with one signature: counted once
+    assert sorted(set(rows["koan_id"])) == sorted(k.id for k in koans[:-1])  # the success is not trained on
+    first = rows[0]
+    assert first["prompt"][0]["role"] == "user" and by_id[first["koan_id"]].buggy_code in first["prompt"][0]["content"]
+    assert "<<<<<<< SEARCH" in first["completion"][0]["content"]
+    assert sum(c["size"] for c in cur.clusters) == len(rows)
+    replay = curate(eps, by_id, "tiny", "search_replace", replay_ratio=1.0)
+    assert replay.stats["replay_rows"] == 1
+
+
+def test_clusters_follow_signatures():
+    sigs = ["E0106 missing lifetime specifier"] * 3 + ["E0277 the trait bound <ty>: Clone is not satisfied"] * 3
+    diags = ["expected named lifetime parameter"] * 3 + ["the trait Clone is not implemented"] * 3
+    ids = cluster_failures(sigs, diags)
+    assert len(set(ids[:3])) == 1 and len(set(ids[3:])) == 1 and ids[0] != ids[3]
+
+
+def test_leakage_guard_names_the_koan(day, tmp_path):
+    _, db, koans = day
+    frozen = save_evalset([koans[1]], tmp_path / "frozen.json")
+    with EpisodeStore(db, create=False) as store:
+        eps = store.episodes()
+    with pytest.raises(LeakageError, match=koans[1].id):
+        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[frozen])
+
+
+def test_sleep_trains_registers_and_loads_by_uri(day, tmp_path):
+    _, db, _ = day
+    cfg = sleep_cfg(tmp_path, f"curate.episodes={db}", "cycle=1")
+    result = run_sleep(cfg)
+    info = load_adapter_info(result.adapter_dir, MODEL_DIR)
+    assert info.families == ["lifetimes", "trait_bounds"] and info.dataset_hash
+    assert result.metrics["steps"] == 4 and result.metrics["rows"] > 0
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version("sleepy-fixer", result.version)
+    assert version.tags["cycle"] == "1" and version.tags["run_id"] == result.run_id
+    run = client.get_run(result.run_id)
+    assert "train_loss" in run.data.metrics and run.data.metrics["curate_rows"] > 0
+    model = mlflow.pyfunc.load_model(f"models:/sleepy-fixer/{result.version}")
+    out = model.predict([[{"role": "user", "content": "fn main() { let x = 1; x = 2; }"}]],
+                        params={"max_new_tokens": 8})
+    assert isinstance(out[0], str)
+
+
+def test_sleep_bad_inputs_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such episode database"):
+        run_sleep(sleep_cfg(tmp_path, f"curate.episodes={tmp_path}/nope.sqlite"))
+    with pytest.raises(ValueError, match="curate.episodes=PATH or curate.day_run_id"):
+        run_sleep(sleep_cfg(tmp_path))
+
+
+def test_corrupt_or_foreign_adapter_is_refused(day, tmp_path):
+    _, db, _ = day
+    result = run_sleep(sleep_cfg(tmp_path, f"curate.episodes={db}", "register=false"))
+    weights = result.adapter_dir / "adapter_model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:100])
+    with pytest.raises(AdapterError, match="corrupt"):
+        load_peft_model(MODEL_DIR, result.adapter_dir)
+    weights.write_bytes(good)
+    other = tmp_path / "other_base"
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    cfg = AutoConfig.from_pretrained(MODEL_DIR)
+    cfg.num_hidden_layers = 2
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(other)
+    AutoTokenizer.from_pretrained(MODEL_DIR).save_pretrained(other)
+    with pytest.raises(AdapterError, match="trained on base model"):
+        load_adapter_info(result.adapter_dir, other)
+    (result.adapter_dir / "adapter_config.json").unlink()
+    with pytest.raises(AdapterError, match="adapter_config.json missing"):
+        load_adapter_info(result.adapter_dir)
