@@ -46,6 +46,9 @@ class HFBackend(LLM):
         if not path.exists() and not _looks_like_hub_id(name):
             raise BackendError(f"no model at {name}: not a directory and not a hub id (org/name)")
         source = str(path) if path.exists() else name
+        if adapter and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+            # checked before the (slow) model load, so a typo fails at once
+            raise BackendError(f"no adapter at {adapter}: expected adapter_config.json there")
         self.device = (
             ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         )
@@ -86,8 +89,6 @@ class HFBackend(LLM):
     def _load_adapter(model: Any, adapter: Path) -> Any:
         from peft import PeftModel
 
-        if not (adapter / "adapter_config.json").is_file():
-            raise BackendError(f"no adapter at {adapter}: expected adapter_config.json there")
         try:
             return PeftModel.from_pretrained(model, str(adapter))
         except Exception as e:

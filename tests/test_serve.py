@@ -1,0 +1,141 @@
+"""`sleepy serve` on 127.0.0.1: the real server over the tiny model, driven by the openai backend
+(built from conf/backend/openai.yaml), by the raw openai client and by plain HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from sleepy.cli import build_parser
+from sleepy.llm.hf import HFBackend
+from sleepy.serve import OpenAIServer
+from sleepy.tiny import MODEL_DIR
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def prompts(n: int) -> list[list[dict]]:
+    return [
+        [{"role": "user", "content": f"fn main() {{ let x{i} = {i}; }}" + " //" * i}]
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> HFBackend:
+    return HFBackend(MODEL_DIR, model_id="sleepy-tiny", max_new_tokens=10)
+
+
+@pytest.fixture(scope="module")
+def server(tiny):
+    with OpenAIServer(tiny, host="127.0.0.1", port=0, max_batch=8) as s:
+        yield s
+
+
+def test_openai_backend_against_sleepy_serve(server, tiny):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(
+            overrides=[
+                "+backend=openai",
+                f"backend.base_url={server.url}",
+                "backend.retries=0",
+                "+model.name=sleepy-tiny",
+                f"+model.path={MODEL_DIR}",
+                "+model.max_new_tokens=10",
+            ]
+        )
+    backend = instantiate(cfg.backend)
+    batch = prompts(5)
+    over_http = backend.generate(batch)  # five requests in flight, batched by the server
+    direct = tiny.generate(batch)
+    assert [g.text for g in over_http] == [g.text for g in direct]
+    assert [(g.tokens_in, g.tokens_out) for g in over_http] == [
+        (g.tokens_in, g.tokens_out) for g in direct
+    ]
+    assert [g.finish_reason for g in over_http] == [g.finish_reason for g in direct]
+
+
+def test_models_usage_and_streaming_with_the_openai_client(server, tiny):
+    client = openai.OpenAI(base_url=server.url, api_key="EMPTY", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["sleepy-tiny"]
+    msgs = prompts(1)[0]
+    r = client.chat.completions.create(
+        model="sleepy-tiny", messages=msgs, max_tokens=4, temperature=0
+    )
+    assert r.usage.completion_tokens <= 4
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.choices[0].message.role == "assistant"
+    stream = client.chat.completions.create(
+        model="sleepy-tiny",
+        messages=msgs,
+        max_tokens=4,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == r.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == r.usage.completion_tokens
+
+
+def test_bad_requests_get_a_400_with_the_reason(server):
+    url = server.url
+    r = httpx.post(f"{url}/chat/completions", json={"model": "x"})
+    assert (
+        r.status_code == 400
+        and "'messages' must be a non-empty list" in r.json()["error"]["message"]
+    )
+    r = httpx.post(f"{url}/chat/completions", content=b"{not json")
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    r = httpx.post(f"{url}/chat/completions", json={"messages": prompts(1)[0], "max_tokens": -1})
+    assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"]
+    assert httpx.get(f"{url}/nothing").status_code == 404
+
+
+def test_sleepy_serve_command(tmp_path):
+    """The real CLI process: starts, prints its URL, answers /v1/models."""
+    args = build_parser(["serve"]).parse_args(["serve", "--port", "0", "--quiet"])
+    assert args.func is not None and args.port == 0
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sleepy.cli",
+            "serve",
+            "--port",
+            "0",
+            "--quiet",
+            "--max-new-tokens",
+            "4",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving sleepy-tiny at http://127.0.0.1:"), proc.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        assert httpx.get(f"{url}/models", timeout=30).json()["data"][0]["id"] == "sleepy-tiny"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_sleepy_serve_bad_adapter_is_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sleepy.cli", "serve", "--adapter", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("sleepy serve: error: no adapter at")
