@@ -22,6 +22,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
+from sleepy.llm.bench import bench_generation
+
 console = Console()
 
 
@@ -205,6 +207,7 @@ def bench_sandbox(n_koans: int = 50) -> dict[str, float]:
 
 SECTIONS: dict[str, Callable[[], dict]] = {
     "sandbox": bench_sandbox,
+    "generation": bench_generation,  # batched vs one-at-a-time hf generation
 }
 
 

@@ -5,6 +5,7 @@ Run alone with `python -m sleepy.llm.bench`; `make bench` runs it as the "genera
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def bench_generation(
     console = Console()
     console.print(table)
     console.print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
         f"speedup {result['speedup']:.1f}x (target >= 3x); "
         f"mean prompt {result['prompt_tokens_mean']:.0f} tokens; "
         f"greedy outputs identical: {bool(result['same_greedy_text'])}"
