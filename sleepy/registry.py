@@ -105,6 +105,98 @@ def download_adapter(uri: str, dst: str | Path | None = None) -> Path:
     except MlflowException as e:
         raise ValueError(f"cannot load {uri}: {str(e).splitlines()[0]}") from None
     path = Path(local) / "artifacts" / "adapter"
+    if not path.is_dir():  # MLflow keeps the logged folder's own name (e.g. a consolidated `merged/`)
+        found = sorted(p.parent for p in (Path(local) / "artifacts").glob("*/adapter_config.json"))
+        path = found[0] if len(found) == 1 else path
     if not path.is_dir():
         raise ValueError(f"{uri} holds no adapter folder (artifacts/adapter): not a sleepy adapter model")
     return path
+
+
+# -- champion and previous: the aliases the gate moves ---------------------------------------------
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be met; the message is one line saying what to fix."""
+
+
+def _client(uri: str | None = None) -> mlflow.MlflowClient:
+    # the registry lives in the tracking store; setting only the tracking URI keeps it that way
+    # (an explicit registry URI would stick to this store after the caller moves to another)
+    if uri:
+        mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient()
+
+
+def alias_version(name: str, alias: str, uri: str | None = None) -> str | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(uri).get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def get_version(name: str, version_or_alias: str, uri: str | None = None):
+    """The ModelVersion for a number or an alias; RegistryError when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(uri)
+    try:
+        if str(version_or_alias).isdigit():
+            return client.get_model_version(name, str(version_or_alias))
+        return client.get_model_version_by_alias(name, str(version_or_alias))
+    except MlflowException:
+        known = ", ".join(v.version for v in list_versions(name, uri)) or "none"
+        raise RegistryError(f"no version '{version_or_alias}' of model '{name}' (versions: {known})") from None
+
+
+def list_versions(name: str, uri: str | None = None) -> list:
+    """Every version of a registered model, oldest first ([] when the model does not exist)."""
+    versions = _client(uri).search_model_versions(f"name = '{name}'")
+    return sorted(versions, key=lambda v: int(v.version))
+
+
+def promote(name: str, version: str, reason: str, uri: str | None = None) -> str | None:
+    """Point `champion` at `version` and `previous` at the old champion; returns the old one.
+
+    The reason is kept as a tag on the new champion's version, so `registry show` says why.
+    """
+    client = _client(uri)
+    version = str(get_version(name, version, uri).version)
+    old = alias_version(name, CHAMPION, uri)
+    if old == version:
+        raise RegistryError(f"version {version} of '{name}' is already the champion")
+    if old is not None:
+        client.set_registered_model_alias(name, PREVIOUS, old)
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promoted_reason", reason)
+    if old is not None:
+        client.set_model_version_tag(name, old, "demoted_reason", f"replaced by version {version}: {reason}")
+    return old
+
+
+def rollback(name: str, reason: str, uri: str | None = None) -> tuple[str, str]:
+    """Move `champion` back to `previous`; returns (from_version, to_version). Records why as tags."""
+    client = _client(uri)
+    current = alias_version(name, CHAMPION, uri)
+    prev = alias_version(name, PREVIOUS, uri)
+    if prev is None:
+        raise RegistryError(f"model '{name}' has no '{PREVIOUS}' version to roll back to")
+    if current is None:
+        raise RegistryError(f"model '{name}' has no '{CHAMPION}' to roll back from")
+    client.set_registered_model_alias(name, CHAMPION, prev)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    client.set_model_version_tag(name, current, "rolled_back", reason)
+    client.set_model_version_tag(name, prev, "restored_reason", f"rollback from version {current}: {reason}")
+    return current, prev
+
+
+def tag_version(name: str, version: str, tags: dict, uri: str | None = None) -> None:
+    client = _client(uri)
+    for k, v in tags.items():
+        client.set_model_version_tag(name, str(version), k, str(v)[:4900])  # MLflow caps values at 5000

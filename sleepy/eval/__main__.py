@@ -1,0 +1,39 @@
+"""sleepy-eval (also `python -m sleepy.eval`): a thin Hydra entrypoint around `evaluate(cfg)`."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from sleepy.config import CONF_DIR
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="eval")
+def _eval(cfg: DictConfig) -> None:
+    from sleepy.eval import EvalError, evaluate
+
+    try:
+        r = evaluate(cfg)
+    except EvalError as e:
+        print(f"sleepy-eval: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    m, c = r.metrics, r.champion_metrics
+    print(
+        f"candidate {r.candidate.label}: pass rate {m['pass_rate']:.1%}, repeat errors "
+        f"{m['repeat_error_rate']:.1%}  |  champion {r.champion.label}: pass rate {c['pass_rate']:.1%}"
+    )
+    print(
+        f"gains {len(r.gains)}, regressions {len(r.regressions)}  ->  {r.decision.summary()}"
+        + ("  (promoted to champion)" if r.promoted else "")
+    )
+    print(f"per-koan table: {r.table}")
+
+
+def main() -> None:
+    _eval()
+
+
+if __name__ == "__main__":
+    main()

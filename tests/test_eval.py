@@ -1,0 +1,242 @@
+"""sleepy-eval on the tiny model: real adapters, a real MLflow sqlite store and registry, real rustc.
+
+What the tiny model answers is not asserted (its weights change as it is retrained); what eval does
+with the answers is: the per-koan table, the metrics, the tags, and the champion alias."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+from registry_support import make_adapter, register, truncate
+
+from sleepy.config import CONF_DIR
+from sleepy.episodes import Episode, EpisodeStore
+from sleepy.eval import EvalError, evaluate
+from sleepy.eval.metrics import compare, earlier_failure_signatures, eval_metrics, outcomes
+from sleepy.registry import CHAMPION, alias_version, get_version
+
+
+@pytest.fixture(scope="module")
+def evalset(tmp_path_factory) -> Path:
+    from sleepy.koans.generate import generate
+    from sleepy.koans.model import save_evalset
+
+    koans = generate("borrow_checker", 2, seed=11) + generate("mutability", 2, seed=11)
+    return save_evalset(koans, tmp_path_factory.mktemp("evalsets") / "mini.json", name="mini")
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory) -> Path:
+    return make_adapter(tmp_path_factory.mktemp("adapters") / "a1", seed=1)
+
+
+def eval_cfg(tmp_path: Path, evalset: Path, *overrides: str):
+    base = [
+        f"paths.outputs={tmp_path}",
+        f"paths.output_dir={tmp_path / 'eval'}",
+        f"koans.evalset={evalset}",
+        "agent.max_new_tokens=16",
+        "agent.max_attempts=1",
+        "agent.max_steps=2",
+    ]
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose("eval", overrides=[*base, *overrides])
+
+
+def test_registry_candidate_against_base_champion(tmp_path, evalset, adapter):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    version = register(adapter, uri)
+    cfg = eval_cfg(tmp_path, evalset, f"candidate=models:/sleepy-fixer/{version}", "run_id=e1")
+    r = evaluate(cfg)
+
+    assert (r.candidate.version, r.candidate.label, r.champion.label) == (
+        version,
+        f"v{version}",
+        "base",
+    )
+    assert len(r.rows) == 4 and {row["family"] for row in r.rows} == {
+        "borrow_checker",
+        "mutability",
+    }
+    for row in r.rows:
+        want = {
+            (True, True): "kept",
+            (True, False): "lost",
+            (False, True): "gained",
+            (False, False): "failing",
+        }[(row["champion_passed"], row["candidate_passed"])]
+        assert row["change"] == want
+    assert r.regressions == [row["koan_id"] for row in r.rows if row["change"] == "lost"]
+    assert r.metrics["pass_rate"] == sum(row["candidate_passed"] for row in r.rows) / 4
+    assert r.champion_metrics["pass_rate"] == sum(row["champion_passed"] for row in r.rows) / 4
+    assert {
+        "pass_rate.borrow_checker",
+        "pass_rate.mutability",
+        "repeat_error_rate",
+        "median_steps_to_green",
+        "tokens",
+        "wall_time_s",
+    } <= set(r.metrics)
+    assert r.metrics["tokens"] > 0
+    assert r.metrics["repeat_error_rate"] == 0.0  # no earlier cycle in this lineage
+    with r.table.open() as f:
+        assert [row["koan_id"] for row in csv.DictReader(f)] == [row["koan_id"] for row in r.rows]
+
+    # the episodes are the agent's, with the adapter loaded for the candidate only
+    with sqlite3.connect(tmp_path / "eval" / "episodes.sqlite") as c:
+        runs = dict(
+            c.execute("SELECT run_id, MAX(adapter) FROM episodes GROUP BY run_id").fetchall()
+        )
+    assert runs["e1-champion"] is None and runs["e1-candidate"] == str(r.candidate.adapter_dir)
+
+    # the decision is on the run and on the model version; the alias follows the decision
+    mlflow.set_tracking_uri(uri)
+    [run] = mlflow.search_runs(experiment_names=["sleepy-eval"], output_format="list")
+    assert run.info.run_id == r.mlflow_run_id
+    assert run.data.tags["gate.decision"] == r.decision.verdict
+    assert run.data.tags["gate.reasons"] == "; ".join(r.decision.reasons)
+    assert run.data.metrics["pass_rate"] == r.metrics["pass_rate"]
+    assert run.data.metrics["champion_pass_rate"] == r.champion_metrics["pass_rate"]
+    assert run.data.metrics["regressions"] == len(r.regressions)
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "eval")}
+    assert arts == {"eval/per_koan.csv", "eval/per_koan.json"}
+    mv = get_version("sleepy-fixer", version, uri)
+    assert (
+        mv.tags["gate.decision"] == r.decision.verdict
+        and mv.tags["gate.eval_run"] == r.mlflow_run_id
+    )
+    assert (
+        r.promoted
+        == r.decision.promote
+        == (not r.regressions and r.metrics["pass_rate"] >= r.champion_metrics["pass_rate"])
+    )
+    assert alias_version("sleepy-fixer", CHAMPION, uri) == (version if r.promoted else None)
+
+
+def test_adapter_folder_candidate_cannot_be_promoted(tmp_path, evalset, adapter):
+    cfg = eval_cfg(
+        tmp_path,
+        evalset,
+        f"candidate={adapter}",
+        "tracking=none",
+        "run_id=e2",
+        "koans.families=[mutability]",
+    )
+    r = evaluate(cfg)
+    assert r.candidate.adapter_dir == adapter and r.candidate.version is None
+    assert not r.decision.promote and "not a registry version" in r.decision.reasons[0]
+    assert len(r.rows) == 2 and r.mlflow_run_id is None
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_unusable_adapter_is_one_line_and_leaves_champion(tmp_path, evalset, adapter, damage):
+    import shutil
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    champ = register(adapter, uri)
+    from sleepy.registry import promote
+
+    promote("sleepy-fixer", champ, "first", uri)
+    bad = tmp_path / "bad"
+    shutil.copytree(adapter, bad)
+    if damage == "truncated":
+        truncate(bad / "adapter_model.safetensors")
+        spec = str(bad)
+    else:
+        spec = str(tmp_path / "no-such-adapter")
+    with pytest.raises(EvalError) as e:
+        evaluate(eval_cfg(tmp_path, evalset, f"candidate={spec}", "run_id=e3"))
+    msg = str(e.value)
+    assert "\n" not in msg and (
+        "corrupt" in msg if damage == "truncated" else "no such folder" in msg
+    )
+    assert alias_version("sleepy-fixer", CHAMPION, uri) == champ
+
+
+def test_registry_version_corrupted_in_store_is_rejected_and_tagged(tmp_path, evalset, adapter):
+    from sleepy.registry import promote
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    champ, cand = register(adapter, uri), register(adapter, uri)
+    promote("sleepy-fixer", champ, "first", uri)
+    # damage the candidate's stored weights after registration, as a bad disk or copy would
+    model_id = get_version("sleepy-fixer", cand, uri).source.removeprefix("models:/")
+    [weights] = (tmp_path / "artifacts" / "models" / model_id).rglob("adapter_model.safetensors")
+    truncate(weights)
+    with pytest.raises(EvalError, match=f"^version {cand} of 'sleepy-fixer': adapter .*corrupt"):
+        evaluate(eval_cfg(tmp_path, evalset, f"candidate={cand}", "run_id=e4"))
+    assert alias_version("sleepy-fixer", CHAMPION, uri) == champ
+    mv = get_version("sleepy-fixer", cand, uri)
+    assert mv.tags["gate.decision"] == "reject" and "corrupt" in mv.tags["gate.reasons"]
+
+
+def _episode(run_id, task, family, passed, final, cycle, steps=None):
+    return Episode(
+        run_id=run_id,
+        task_id=task,
+        family=family,
+        passed=passed,
+        cycle=cycle,
+        final_error_signature=final,
+        steps_to_green=steps,
+        status="done",
+        timestamp=f"2026-01-01T00:00:0{cycle}",
+        tokens_in=10,
+        tokens_out=5,
+    )
+
+
+def test_repeat_errors_are_failures_seen_in_an_earlier_cycle_of_the_lineage(tmp_path):
+    db = tmp_path / "lineage.sqlite"
+    with EpisodeStore(db) as store:
+        store.add(_episode("day0", "k1", "lifetimes", False, "E0106 missing lifetime specifier", 0))
+        store.add(_episode("day0", "k2", "lifetimes", True, None, 0, 1))
+        store.add(_episode("day1", "k3", "lifetimes", False, "E0499 second mutable borrow", 1))
+        store.add(
+            _episode("day2", "k4", "lifetimes", False, "E0308 mismatched types", 2)
+        )  # same cycle
+    earlier = earlier_failure_signatures([str(tmp_path / "*.sqlite")], before_cycle=2)
+    assert earlier == {"E0106 missing lifetime specifier", "E0499 second mutable borrow"}
+
+    now = [
+        _episode("ev", "a", "lifetimes", False, "E0106 missing lifetime specifier", 2),
+        _episode("ev", "b", "traits", False, "E0277 trait bound not satisfied", 2),
+        _episode("ev", "c", "traits", True, None, 2, 3),
+        _episode("ev", "d", "traits", True, None, 2, 1),
+    ]
+    m = eval_metrics(now, earlier)
+    assert m["repeat_error_rate"] == 0.5 and m["failures"] == 2  # a repeats, b is new
+    assert (
+        m["pass_rate"] == 0.5 and m["pass_rate.traits"] == 2 / 3 and m["pass_rate.lifetimes"] == 0
+    )
+    assert m["median_steps_to_green"] == 2.0 and m["tokens"] == 60
+
+    champion = outcomes(
+        [
+            _episode("ch", "a", "lifetimes", True, None, 2, 1),
+            _episode("ch", "b", "traits", False, "E0277 x", 2),
+            _episode("ch", "c", "traits", False, "E0277 y", 2),
+            _episode("ch", "d", "traits", True, None, 2, 1),
+        ]
+    )
+    rows = {r["koan_id"]: r for r in compare(outcomes(now), champion, earlier)}
+    assert {k: r["change"] for k, r in rows.items()} == {
+        "a": "lost",
+        "b": "failing",
+        "c": "gained",
+        "d": "kept",
+    }
+    assert rows["a"]["repeat_error"] and not rows["b"]["repeat_error"]
+    assert json.loads(json.dumps(list(rows.values())))  # the table is plain JSON
+
+
+def test_no_such_evalset_is_one_line(tmp_path, adapter):
+    with pytest.raises(EvalError, match="no such evalset file") as e:
+        evaluate(eval_cfg(tmp_path, tmp_path / "missing.json", "candidate=base", "tracking=none"))
+    assert "\n" not in str(e.value)
