@@ -176,7 +176,7 @@ def refcell_shared_across_threads(v: Vocab) -> Draft:
     body = """use std::{{{imp}, sync::Arc, thread}};
 
 fn main() {{
-    let {hits} = Arc::new({cell}::new({start}));
+{fill}    let {hits} = Arc::new({cell}::new({start}));
     let {h} = {{
         let {hits} = Arc::clone(&{hits});
         thread::spawn(move || {{
@@ -185,7 +185,7 @@ fn main() {{
             println!("{hits} = {{}}", *n);
         }})
     }};
-{fill}    {h}.join().unwrap();
+    {h}.join().unwrap();
     println!("done");
 }}
 """
