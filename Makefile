@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all bench lint format demo validate
+.PHONY: help setup test test-all bench lint format demo validate tiny-model day sandbox-tools
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory sandbox-tools
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
@@ -19,6 +20,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv: torch 2.13.0 (CPU) first, then sleepy with its dev extra
+
+sandbox-tools: ## install bubblewrap (the sandbox's filesystem/network isolation) when root and missing
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || \
+	  echo "bubblewrap not installed: the sandbox falls back to weaker isolation (see README)"; }
 
 test: setup ## run the test suite (slow tests excluded)
 	$(BIN)/pytest -m "not slow" -q
@@ -39,6 +45,12 @@ format: setup ## ruff format in place
 
 validate: setup ## validate every koan and the frozen evalset with rustc
 	$(BIN)/sleepy koans validate
+
+tiny-model: setup ## retrain sleepy-tiny from scratch (conf/tiny.yaml) and install it in sleepy/tiny/model
+	$(BIN)/sleepy-tiny
+
+day: setup ## one day of the agent on 20 koans with sleepy-tiny
+	$(BIN)/sleepy-day koans.count=20
 
 demo: setup ## set up and run the main job
 	$(BIN)/sleepy koans validate
