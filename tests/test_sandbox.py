@@ -1,4 +1,4 @@
-"""The sandbox on real rustc and cargo: diagnostics, tests, output, the verdict, cargo mode, batches."""
+"""The sandbox on real rustc and cargo: diagnostics, tests, output, verdicts, cargo, batches."""
 
 from __future__ import annotations
 

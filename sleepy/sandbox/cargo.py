@@ -94,7 +94,7 @@ def run_cargo(
             "LC_ALL": "C",
         }
         cmd = sb.jail.compile_command(
-            argv, wd.path, sb.toolchain.binds(), rw_binds=[(str(target), TARGET)]
+            argv, wd.path, sb.toolchain.binds(), rw_binds=[(str(target), TARGET)], net=True
         )
         cmd = with_env(cmd, env)
         lim = sb.limits

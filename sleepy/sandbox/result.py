@@ -1,4 +1,4 @@
-"""What the sandbox reports: rustc diagnostics, test outcomes, and the verdict on a candidate fix."""
+"""What the sandbox reports: rustc diagnostics, test outcomes, the verdict on a candidate fix."""
 
 from __future__ import annotations
 

@@ -60,8 +60,8 @@ class Toolchain:
             [rustc, "--print", "sysroot"], capture_output=True, text=True, check=True
         )
         sysroot = Path(out.stdout.strip()).resolve()
-        host = re.search(r"^host: (\S+)", subprocess.run(
-            [rustc, "-vV"], capture_output=True, text=True, check=True).stdout, re.M).group(1)  # fmt: skip
+        version = subprocess.run([rustc, "-vV"], capture_output=True, text=True, check=True)
+        host = re.search(r"^host: (\S+)", version.stdout, re.M).group(1)
         direct = sysroot / "bin" / "rustc"  # skips the rustup proxy, a few ms per call
         cargo = sysroot / "bin" / "cargo"
         return Toolchain(
@@ -262,9 +262,9 @@ class Sandbox:
         self, wd: Workdir, binary: str, argv: list[str], stdin: str = "", env: dict | None = None
     ) -> Outcome:
         rt = runtime_dir()
-        cmd, cwd = self.jail.run_command(argv, wd.path / binary, rt)
-        env = {**self.jail.run_env(rt), **(env or {})}
         uid = self.jail.sandbox_uid()
+        cmd, switched = self.jail.run_command(argv, wd.path / binary, rt, uid)
+        env = {**self.jail.run_env(rt), **(env or {})}
         if self.jail.mode == "bwrap":
             cmd = with_env(cmd, env)
             cwd = wd.path
@@ -274,7 +274,11 @@ class Sandbox:
             if uid is not None:
                 os.chown(rundir, uid, uid)
             cwd = rundir
-        return execute(cmd, env, self.limits.run_timeout, self.limits.output_bytes, cwd, stdin, uid)
+        lim = self.limits
+        return execute(
+            cmd, env, lim.run_timeout, lim.output_bytes, cwd, stdin,
+            uid=None if switched else uid, cleanup_uid=uid,
+        )  # fmt: skip
 
     def _run_failure(self, outcome: Outcome) -> tuple[str, str] | None:
         """(status, detail) for a program that was stopped or crashed, else None."""
