@@ -151,8 +151,10 @@ def get_version(name: str, version_or_alias: str, uri: str | None = None):
             return client.get_model_version(name, str(version_or_alias))
         return client.get_model_version_by_alias(name, str(version_or_alias))
     except MlflowException:
-        known = ", ".join(v.version for v in list_versions(name, uri)) or "none"
-        raise RegistryError(f"no version '{version_or_alias}' of model '{name}' (versions: {known})") from None
+        known = ", ".join(str(v.version) for v in list_versions(name, uri)) or "none"
+        raise RegistryError(
+            f"no version '{version_or_alias}' of model '{name}' (versions: {known})"
+        ) from None
 
 
 def list_versions(name: str, uri: str | None = None) -> list:
@@ -176,12 +178,13 @@ def promote(name: str, version: str, reason: str, uri: str | None = None) -> str
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promoted_reason", reason)
     if old is not None:
-        client.set_model_version_tag(name, old, "demoted_reason", f"replaced by version {version}: {reason}")
+        why = f"replaced by version {version}: {reason}"
+        client.set_model_version_tag(name, old, "demoted_reason", why)
     return old
 
 
 def rollback(name: str, reason: str, uri: str | None = None) -> tuple[str, str]:
-    """Move `champion` back to `previous`; returns (from_version, to_version). Records why as tags."""
+    """Move `champion` back to `previous`; returns (from_version, to_version). Why goes in tags."""
     client = _client(uri)
     current = alias_version(name, CHAMPION, uri)
     prev = alias_version(name, PREVIOUS, uri)
@@ -192,11 +195,27 @@ def rollback(name: str, reason: str, uri: str | None = None) -> tuple[str, str]:
     client.set_registered_model_alias(name, CHAMPION, prev)
     client.delete_registered_model_alias(name, PREVIOUS)
     client.set_model_version_tag(name, current, "rolled_back", reason)
-    client.set_model_version_tag(name, prev, "restored_reason", f"rollback from version {current}: {reason}")
+    why = f"rollback from version {current}: {reason}"
+    client.set_model_version_tag(name, prev, "restored_reason", why)
     return current, prev
 
 
 def tag_version(name: str, version: str, tags: dict, uri: str | None = None) -> None:
     client = _client(uri)
     for k, v in tags.items():
-        client.set_model_version_tag(name, str(version), k, str(v)[:4900])  # MLflow caps values at 5000
+        # MLflow caps tag values at 5000 characters
+        client.set_model_version_tag(name, str(version), k, str(v)[:4900])
+
+
+def aliases(name: str, uri: str | None = None) -> dict[str, list[str]]:
+    """version -> its aliases ({} without the model); version searches leave aliases out."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client(uri).get_registered_model(name).aliases or {}
+    except MlflowException:
+        return {}
+    out: dict[str, list[str]] = {}
+    for alias, version in found.items():
+        out.setdefault(str(version), []).append(alias)
+    return {v: sorted(a) for v, a in out.items()}

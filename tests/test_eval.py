@@ -1,4 +1,4 @@
-"""sleepy-eval on the tiny model: real adapters, a real MLflow sqlite store and registry, real rustc.
+"""sleepy-eval on the tiny model: real adapters, a real MLflow sqlite store and registry, rustc.
 
 What the tiny model answers is not asserted (its weights change as it is retrained); what eval does
 with the answers is: the per-koan table, the metrics, the tags, and the champion alias."""

@@ -1,7 +1,7 @@
 """Eval: the agent on a frozen evalset with a candidate adapter and with the champion; the gate
 decides, and a passing candidate becomes the champion in the MLflow registry.
 
-`evaluate(cfg)` does the work (tests and sleepy-cycle call it); `sleepy-eval` is its Hydra entrypoint.
+`evaluate(cfg)` does the work (tests and sleepy-cycle call it); `sleepy-eval` is the entrypoint.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sleepy.eval.metrics import (
 
 
 class EvalError(RuntimeError):
-    """An eval that cannot run (a corrupt or missing adapter, no evalset); one line saying what to fix."""
+    """An eval that cannot run (corrupt or missing adapter, no evalset); one line: what to fix."""
 
 
 @dataclass
@@ -61,7 +61,7 @@ class EvalResult:
 def resolve(
     spec: str | None, cfg: DictConfig, dst: Path, missing_alias_is_base: bool = False
 ) -> Contender:
-    """A candidate/champion spec -> Contender with a checked adapter folder (EvalError when unusable)."""
+    """A candidate/champion spec -> Contender with a checked adapter folder (else EvalError)."""
     from sleepy.adapters import AdapterError, load_adapter_info
     from sleepy.registry import (
         RegistryError,
@@ -125,7 +125,7 @@ def _tracking_uri(cfg: DictConfig) -> str | None:
     return str(t.uri) if t.get("enabled", False) and t.get("uri") else None
 
 
-# -- the eval ----------------------------------------------------------------------------------------
+# -- the eval -------------------------------------------------------------------------------------
 
 
 def _run_agent(cfg: DictConfig, who: Contender, side: str):

@@ -22,7 +22,8 @@ def _eval(cfg: DictConfig) -> None:
     m, c = r.metrics, r.champion_metrics
     print(
         f"candidate {r.candidate.label}: pass rate {m['pass_rate']:.1%}, repeat errors "
-        f"{m['repeat_error_rate']:.1%}  |  champion {r.champion.label}: pass rate {c['pass_rate']:.1%}"
+        f"{m['repeat_error_rate']:.1%}  |  champion {r.champion.label}: "
+        f"pass rate {c['pass_rate']:.1%}"
     )
     print(
         f"gains {len(r.gains)}, regressions {len(r.regressions)}  ->  {r.decision.summary()}"

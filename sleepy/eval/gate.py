@@ -1,8 +1,8 @@
-"""The promotion gate: compare a candidate's eval metrics with the champion's and decide, with reasons.
+"""The promotion gate: compare a candidate's eval metrics with the champion's; decide, with reasons.
 
 A candidate is promoted only if its pass rate is at least the champion's plus `min_gain`, at most
 `max_regressions` koans the champion passes fail with it, and no family's pass rate drops by more
-than `max_family_drop`. Every check contributes a reason, passed or not, so a decision explains itself.
+than `max_family_drop`. Every check gives a reason, passed or not, so a decision explains itself.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Gate:
     def decide(
         self, candidate: dict[str, float], champion: dict[str, float], regressions: list[str]
     ) -> GateDecision:
-        """candidate/champion: eval metrics (`pass_rate`, `pass_rate.<family>`); regressions: koan ids."""
+        """Metrics hold `pass_rate` and `pass_rate.<family>`; regressions are koan ids."""
         failed, passed = [], []
 
         def check(ok: bool, text: str) -> None:

@@ -40,7 +40,7 @@ def outcomes(episodes) -> dict[str, KoanOutcome]:
 
 
 def earlier_failure_signatures(databases: list[str | Path], before_cycle: int) -> set[str]:
-    """Final error signatures of failed episodes from cycles before `before_cycle` (globs allowed)."""
+    """Final error signatures of failed episodes of cycles before `before_cycle` (globs allowed)."""
     from sleepy.episodes import EpisodeStore
 
     paths: list[str] = []

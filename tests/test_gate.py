@@ -1,0 +1,58 @@
+"""The promotion gate on constructed metrics: every rule, the reasons it gives, and its config."""
+
+from __future__ import annotations
+
+import hydra
+from hydra import compose, initialize_config_dir
+
+from sleepy.config import CONF_DIR
+from sleepy.eval.gate import Gate
+
+CHAMP = {"pass_rate": 0.50, "pass_rate.lifetimes": 0.50, "pass_rate.trait_bounds": 0.50}
+
+
+def test_better_candidate_without_regressions_is_promoted():
+    cand = {"pass_rate": 0.625, "pass_rate.lifetimes": 0.75, "pass_rate.trait_bounds": 0.50}
+    d = Gate(min_gain=0.05).decide(cand, CHAMP, [])
+    assert d.promote and d.verdict == "promote"
+    assert d.reasons[0] == "pass rate 0.625 >= champion 0.500 + min_gain 0.05"
+    assert "0 regressions <= max 0" in d.reasons
+    assert d.tags() == {"gate.decision": "promote", "gate.reasons": "; ".join(d.reasons)}
+
+
+def test_a_regression_blocks_even_a_higher_pass_rate():
+    cand = {"pass_rate": 0.75, "pass_rate.lifetimes": 1.0, "pass_rate.trait_bounds": 0.50}
+    d = Gate().decide(cand, CHAMP, ["ev-lifetimes-split"])
+    assert not d.promote
+    assert d.reasons[0] == "1 regression > max 0: ev-lifetimes-split"  # failed checks come first
+    assert d.summary().startswith("reject: 1 regression > max 0")
+    assert Gate(max_regressions=1).decide(cand, CHAMP, ["ev-lifetimes-split"]).promote
+
+
+def test_not_enough_gain_is_rejected():
+    cand = dict(CHAMP, pass_rate=0.52)
+    d = Gate(min_gain=0.05).decide(cand, CHAMP, [])
+    assert not d.promote and d.reasons[0] == "pass rate 0.520 < champion 0.500 + min_gain 0.05"
+    assert Gate(min_gain=0.0).decide(dict(CHAMP), CHAMP, []).promote  # equal is enough at 0
+
+
+def test_a_family_that_drops_too_far_is_named():
+    cand = {"pass_rate": 0.60, "pass_rate.lifetimes": 1.0, "pass_rate.trait_bounds": 0.25}
+    d = Gate(max_family_drop=0.2).decide(cand, CHAMP, [])
+    assert not d.promote and d.reasons[0] == "family drop over max 0.2: trait_bounds -0.250"
+    assert Gate(max_family_drop=0.3).decide(cand, CHAMP, []).promote
+    # a family the candidate has no score for counts as zero
+    assert not Gate().decide({"pass_rate": 0.9}, CHAMP, []).promote
+
+
+def test_many_regressions_are_listed_briefly():
+    lost = [f"k{i}" for i in range(8)]
+    d = Gate().decide(dict(CHAMP), CHAMP, lost)
+    assert d.reasons[0] == "8 regressions > max 0: k0, k1, k2, k3, k4 (+3 more)"
+
+
+def test_conf_gate_builds_the_gate_with_visible_defaults():
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("eval", overrides=["candidate=base", "gate.min_gain=0.02"])
+    gate = hydra.utils.instantiate(cfg.gate)
+    assert gate == Gate(min_gain=0.02, max_regressions=0, max_family_drop=0.1)
