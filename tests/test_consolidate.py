@@ -97,3 +97,42 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
     assert lora_params / res.metrics["trainable_params"] >= 30
     factors = read_lora(res.adapter_dir)
     assert all(A.shape[0] == 2 and A.abs().sum() > 0 for A, _ in factors.values())
+
+
+def test_share_phase3_from_previous_bundle_keeps_earlier_tasks(tasks, tmp_path):
+    first = Share(threshold=1.0, k_min=8, k_max=8)(tasks[:1], str(MODEL_DIR), tmp_path / "c1")
+    second = Share(threshold=1.0, k_min=8, k_max=8, previous=str(first.bundle_dir))(
+        tasks[1:], str(MODEL_DIR), tmp_path / "c2")
+    assert set(second.per_task) == {"task0", "task1"}
+    assert all(v["recon_error"] < 1e-5 for v in second.per_task.values())
+    # task0's original adapter is not read again: its bundle reconstruction carries it
+    rebuilt = _delta(read_lora(second.bundle_dir / "tasks" / "task0"))
+    ref = _delta(read_lora(tasks[0].path))
+    assert all(torch.allclose(rebuilt[m], ref[m], atol=1e-4) for m in ref)
+    assert set(Router(second.bundle_dir).table) == {"task0", "task1"}
+
+
+@pytest.mark.parametrize("method", ["none", "mean", "ties", "dare_ties", "svd", "share", "uwsh"])
+def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
+    import mlflow
+    from hydra import compose, initialize_config_dir
+
+    from sleepy.config import CONF_DIR
+    from sleepy.consolidate.run import run_consolidate
+
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = compose("consolidate", overrides=[
+            f"consolidation={method}", f"tasks=[{tasks[0].path},{tasks[1].path}]",
+            f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'out'}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "consolidation.svd_rank=4"
+            if method in ("ties", "dare_ties", "svd") else "cycle=0"])
+    result, version = run_consolidate(cfg)
+    assert version == "1"
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mv = mlflow.MlflowClient().get_model_version("sleepy-fixer", version)
+    assert mv.tags["method"] == method
+    run = mlflow.get_run(mv.tags["run_id"])
+    assert run.data.metrics["task0.lora_bytes"] > 0 and "seconds" in run.data.metrics
+    if method in ("share", "uwsh"):
+        assert any(k.endswith("explained_beta") for k in run.data.metrics)
+        assert "task1.recon_error" in run.data.metrics

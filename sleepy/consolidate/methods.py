@@ -119,59 +119,77 @@ class Share(Consolidator):
     method = "share"
 
     def __init__(self, threshold: float = 0.6, k_min: int = 2, k_max: int = 16, pool: list[str] | None = None,
-                 method: str | None = None):
+                 method: str | None = None, previous: str | None = None, p: int = 2, phi: int = 0):
         self.kw = {"threshold": threshold, "k_min": k_min, "k_max": k_max}
         self.pool = [Path(p) for p in (pool or [])]
         self.method = method or self.method
+        # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from
+        # their original adapters, which Share does not need to keep.
+        self.previous = Path(previous) if previous else None
+        self.p, self.phi = p, phi  # Phase-2 settings, used when sleep trains coefficients in this basis
 
-    def layers(self, tasks: list[TaskAdapter]) -> dict[str, LayerShare]:
-        factors: dict[str, Factors] = {t.name: read_lora(t.path) for t in tasks}
-        for i, p in enumerate(self.pool):  # UWSH: a larger pool shapes the universal basis
-            factors[f"pool{i}"] = read_lora(p)
-        modules = sorted(set.intersection(*(set(f) for f in factors.values())))
-        return {m: fit_layer({t: f[m] for t, f in factors.items()}, **self.kw) for m in modules}
+    def references(self, tasks: list[TaskAdapter]) -> dict[str, Factors]:
+        """Each task's factors before this merge: its adapter, or for a task known only to the
+        previous bundle, its reconstruction there (Share does not keep earlier adapters)."""
+        refs: dict[str, Factors] = {}
+        if self.previous is not None:
+            old = load_bundle(self.previous)
+            for t in next(iter(old.values())).eps_beta:
+                refs[t] = {m: layer.factors(t) for m, layer in old.items()}
+        for t in tasks:
+            if t.name not in refs:
+                refs[t.name] = read_lora(t.path)
+        return refs
 
     def consolidate(self, tasks, base_model, out):
-        layers = self.layers(tasks)
-        names = [t.name for t in tasks]
-        per_layer, per_task = {}, {t: {"share_coeff_params": 0, "recon_error": 0.0} for t in names}
-        for m, layer in layers.items():
-            per_layer[m] = {"k_beta": layer.beta.k, "k_alpha": layer.alpha.k,
-                            "explained_beta": layer.beta.explained, "explained_alpha": layer.alpha.explained}
-        originals = {t.name: read_lora(t.path) for t in tasks}
+        refs = self.references(tasks)
+        pool = {f"pool{i}": read_lora(p) for i, p in enumerate(self.pool)}  # UWSH's larger pool
+        modules = sorted(set.intersection(*(set(f) for f in [*refs.values(), *pool.values()])))
+        layers = {m: fit_layer({t: f[m] for t, f in {**refs, **pool}.items()}, **self.kw) for m in modules}
+        names = list(refs)
+        per_layer = {m: {"k_beta": layer.beta.k, "k_alpha": layer.alpha.k,
+                         "explained_beta": layer.beta.explained, "explained_alpha": layer.alpha.explained}
+                     for m, layer in layers.items()}
+        per_task = {}
         for t in names:
             num = den = 0.0
             for m, layer in layers.items():
-                A, B = originals[t][m]
+                A, B = refs[t][m]
                 ref = B @ A
                 num += float(torch.linalg.norm(layer.delta(t) - ref) ** 2)
                 den += float(torch.linalg.norm(ref) ** 2)
-                per_task[t]["share_coeff_params"] += layer.eps_beta[t].numel() + layer.eps_alpha[t].numel()
-            per_task[t]["recon_error"] = (num / max(den, 1e-30)) ** 0.5
+            per_task[t] = {"recon_error": (num / max(den, 1e-30)) ** 0.5,
+                           "share_coeff_params": sum(layer.eps_beta[t].numel() + layer.eps_alpha[t].numel()
+                                                     for layer in layers.values())}
         bundle = out / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
-        basis = {}
+        tensors = {}
         for m, layer in layers.items():
-            basis[f"{m}.beta"], basis[f"{m}.mu_beta"] = layer.beta.U.float(), layer.beta.mu.float()
-            basis[f"{m}.alpha"], basis[f"{m}.mu_alpha"] = layer.alpha.U.float(), layer.alpha.mu.float()
+            tensors[f"{m}.beta"], tensors[f"{m}.mu_beta"] = layer.beta.U, layer.beta.mu
+            tensors[f"{m}.alpha"], tensors[f"{m}.mu_alpha"] = layer.alpha.U, layer.alpha.mu
             for t in names:
-                basis[f"{m}.{t}.eps_beta"] = layer.eps_beta[t].float()
-                basis[f"{m}.{t}.eps_alpha"] = layer.eps_alpha[t].float()
+                tensors[f"{m}.{t}.eps_beta"] = layer.eps_beta[t]
+                tensors[f"{m}.{t}.eps_alpha"] = layer.eps_alpha[t]
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in basis.items()}, str(bundle / "share.safetensors"))
+        save_file({k: v.float().contiguous() for k, v in tensors.items()}, str(bundle / "share.safetensors"))
         like = tasks[-1].path
+        router = {"tasks": {}, "fallback": "base"}
+        if self.previous is not None and (self.previous / "router.json").exists():
+            router["tasks"] = json.loads((self.previous / "router.json").read_text())["tasks"]
         for t in tasks:
-            write_lora({m: layer.factors(t.name) for m, layer in layers.items()}, like,
-                       bundle / "tasks" / t.name, _info(self.method, [t], base_model))
-        router = {"tasks": {t.name: {"signatures": t.signatures, "families": t.families} for t in tasks},
-                  "fallback": "base"}
+            router["tasks"][t.name] = {"signatures": t.signatures, "families": t.families}
+        for t in names:
+            entry = router["tasks"].get(t, {})
+            info = _info(self.method, [TaskAdapter(t, like, entry.get("families", []),
+                                                   entry.get("signatures", []))], base_model)
+            write_lora({m: layer.factors(t) for m, layer in layers.items()}, like, bundle / "tasks" / t, info)
         (bundle / "router.json").write_text(json.dumps(router, indent=2))
         merged = {m: average_coefficients(layer, names) for m, layer in layers.items()}
         path = write_lora(merged, like, out / "adapter", _info(self.method, tasks, base_model))
-        basis_bytes = (bundle / "share.safetensors").stat().st_size
         return Consolidated(path, self.method, per_task=per_task, per_layer=per_layer, bundle_dir=bundle,
-                            metrics={"basis_bytes": basis_bytes,
+                            metrics={"basis_bytes": (bundle / "share.safetensors").stat().st_size,
+                                     "tasks": len(names),
                                      "mean_recon_error": sum(v["recon_error"] for v in per_task.values()) / len(names)})
 
 

@@ -1,0 +1,83 @@
+"""`sleepy-consolidate`: merge the task adapters learned so far with the chosen method; log, register.
+
+    sleepy-consolidate consolidation=share 'tasks=[outputs/sleep/a/adapter,models:/sleepy-fixer/3]'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from sleepy.config import CONF_DIR
+from sleepy.consolidate.methods import Consolidated, TaskAdapter
+
+
+def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
+    """Adapter folders or registry URIs (oldest first) -> named task adapters."""
+    from sleepy.registry import download_adapter
+
+    if isinstance(sources, dict) or hasattr(sources, "items"):
+        items = list(sources.items())
+    else:
+        items = [(f"task{i}", s) for i, s in enumerate(sources)]
+    tasks = []
+    for name, src in items:
+        src = str(src)
+        path = download_adapter(src, work / "downloads" / name) if src.startswith("models:/") else Path(src)
+        tasks.append(TaskAdapter.from_path(str(name), path))
+    return tasks
+
+
+def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
+    import mlflow
+    from hydra.utils import instantiate
+
+    from sleepy.registry import register_adapter
+    from sleepy.tracking import log_config, mlflow_run
+
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.tasks:
+        raise ValueError("tasks is empty: give the adapters to consolidate, oldest first")
+    method = instantiate(cfg.consolidation)
+    with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name=f"consolidate-{method.method}",
+                    nested=bool(cfg.get("nested", False)),
+                    tags={"stage": "consolidate", "method": method.method, "cycle": str(cfg.cycle)}) as run:
+        log_config(cfg, out)
+        tasks = resolve_tasks(cfg.tasks, out)
+        result = method(tasks, str(cfg.model.path), out)
+        metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}
+        for t, vals in result.per_task.items():
+            metrics.update({f"{t}.{k}": v for k, v in vals.items() if isinstance(v, int | float)})
+        for layer, vals in result.per_layer.items():
+            metrics.update({f"layer.{layer}.{k}": v for k, v in vals.items()})
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict({"per_task": result.per_task, "per_layer": result.per_layer,
+                         "metrics": result.metrics}, "consolidation.json")
+        mlflow.log_artifacts(str(result.adapter_dir), "consolidated_adapter")
+        if result.bundle_dir is not None:
+            mlflow.log_artifacts(str(result.bundle_dir), "bundle")
+        version = None
+        if cfg.register:
+            version = register_adapter(result.adapter_dir, cfg.model.path, cfg.registry.name,
+                                       tags={"run_id": run.info.run_id, "cycle": cfg.cycle,
+                                             "method": method.method, "tasks": ",".join(t.name for t in tasks)})
+            mlflow.set_tag("registered_version", version)
+        (out / "consolidation.json").write_text(json.dumps(
+            {"method": method.method, "adapter": str(result.adapter_dir), "version": version,
+             "bundle": str(result.bundle_dir) if result.bundle_dir else None, **metrics}, indent=2))
+    return result, version
+
+
+@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="consolidate")
+def main(cfg: DictConfig) -> None:
+    result, version = run_consolidate(cfg)
+    print(f"{result.method}: adapter {result.adapter_dir}  version {version}  "
+          f"({result.metrics.get('seconds')} s)")
+
+
+if __name__ == "__main__":
+    main()
