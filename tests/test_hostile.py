@@ -138,8 +138,14 @@ fn main() {
     assert "wrote it all" not in v.stdout
 
 
+def needs_bwrap(sandbox: Sandbox) -> None:
+    if sandbox.jail.mode != "bwrap":
+        pytest.skip(f"needs bubblewrap's private scratch space (`make setup`); {sandbox.isolation}")
+
+
 def test_many_files_cannot_fill_the_disk(sandbox):
     # each file stays under RLIMIT_FSIZE; the sized scratch tmpfs stops the total
+    needs_bwrap(sandbox)
     code = """
 use std::io::Write;
 fn main() {
@@ -157,6 +163,7 @@ fn main() {
 
 
 def test_writes_outside_its_dir_do_not_reach_the_host(sandbox, tmp_path):
+    needs_bwrap(sandbox)
     name = f"sleepy_pwned_{uuid.uuid4().hex}"
     targets = [Path("/tmp") / name, tmp_path / name, Path("/var/tmp") / name]
     writes = "\n".join(f'    let _ = std::fs::write("{t}", "pwned");' for t in targets)
