@@ -1,4 +1,4 @@
-"""Plots of what sleep did: learning curve over cycles, forgetting heatmap (koan x cycle), per-family
+"""Plots of what sleep did: learning curve over cycles, forgetting heatmap (koan x cycle), family
 breakdown, strategy comparison across a sweep. Each takes plain data and writes one PNG;
 `plots_from_mlflow` rebuilds them all from an experiment's eval runs (`sleepy-plots`).
 """
@@ -193,8 +193,8 @@ def strategy_comparison(
     by: str = "strategy",
     title: str | None = None,
 ) -> Path:
-    """results: {strategy or param value: [{"cycle": c, metric: v}, ...]} -> a line per strategy over
-    cycles (left) and the final cycle's value as bars (right)."""
+    """results: {strategy or param value: [{"cycle": c, metric: v}, ...]} -> one line per strategy
+    over cycles (left) and the final cycle's value as bars (right)."""
     label = metric.replace("_", " ")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     names, finals = [], []
@@ -228,7 +228,7 @@ def strategy_comparison(
     return _save(fig, out)
 
 
-# -- from MLflow ------------------------------------------------------------------------------------
+# -- from MLflow -----------------------------------------------------------------------------------
 
 
 class PlotError(ValueError):
@@ -237,8 +237,11 @@ class PlotError(ValueError):
 
 def eval_runs(experiment: str, uri: str) -> list:
     """The finished eval runs of an experiment (nested ones included), oldest first."""
+    import os
+
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
@@ -374,7 +377,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60]
 
 
-# -- the command line -------------------------------------------------------------------------------
+# -- the command line ------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,6 +118,16 @@ def test_registry_candidate_against_base_champion(tmp_path, evalset, adapter):
     )
     assert alias_version("sleepy-fixer", CHAMPION, uri) == (version if r.promoted else None)
 
+    # the plots rebuild from this run alone
+    from sleepy.plots import plots_from_mlflow
+
+    paths = plots_from_mlflow("sleepy-eval", uri, tmp_path / "plots")
+    assert sorted(p.name for p in paths) == [
+        "family_breakdown.png",
+        "forgetting_heatmap.png",
+        "learning_curve.png",
+    ]
+
 
 def test_adapter_folder_candidate_cannot_be_promoted(tmp_path, evalset, adapter):
     cfg = eval_cfg(
@@ -240,3 +250,22 @@ def test_no_such_evalset_is_one_line(tmp_path, adapter):
     with pytest.raises(EvalError, match="no such evalset file") as e:
         evaluate(eval_cfg(tmp_path, tmp_path / "missing.json", "candidate=base", "tracking=none"))
     assert "\n" not in str(e.value)
+
+
+def test_sleepy_eval_command_gives_one_line_errors(tmp_path, evalset):
+    import subprocess
+    import sys
+
+    args = [
+        sys.executable,
+        "-m",
+        "sleepy.eval",
+        f"paths.outputs={tmp_path}",
+        f"koans.evalset={evalset}",
+        f"candidate={tmp_path / 'nowhere'}",
+    ]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"sleepy-eval: error: adapter {tmp_path / 'nowhere'}: no such folder"
+    )
