@@ -68,7 +68,7 @@ class Batcher:
     """One thread owns the model: it takes every request waiting and generates them as a batch
     (grouped by identical options), which is where batched generation pays off."""
 
-    def __init__(self, backend: LLM, max_batch: int = 16):
+    def __init__(self, backend: LLM, max_batch: int = 8):
         self.backend, self.max_batch = backend, max_batch
         self.queue: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="sleepy-serve-batcher")
@@ -255,7 +255,7 @@ class OpenAIServer:
         backend: LLM,
         host: str = "127.0.0.1",
         port: int = 8000,
-        max_batch: int = 16,
+        max_batch: int = 8,
         verbose: bool = False,
     ):
         self.backend, self.verbose = backend, verbose
@@ -302,7 +302,7 @@ def serve(
     dtype: str = "float32",
     device: str = "auto",
     max_new_tokens: int = 256,
-    batch_size: int = 16,
+    batch_size: int = 8,
     verbose: bool = True,
 ) -> None:
     """Load the model (sleepy-tiny by default) and serve it until interrupted."""
@@ -356,6 +356,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto")
     p.add_argument("--max-new-tokens", type=int, default=256, help="default reply length limit")
-    p.add_argument("--batch-size", type=int, default=16, help="most requests generated together")
+    p.add_argument("--batch-size", type=int, default=8, help="most requests generated together")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.set_defaults(func=_run)

@@ -34,11 +34,14 @@ class HFBackend(LLM):
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
-        batch_size: int = 16,
+        batch_size: int = 8,
+        threads: int | None = None,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if threads:  # on a shared CPU, fewer threads than cores can be much faster
+            torch.set_num_threads(int(threads))
         if dtype not in DTYPES:
             raise BackendError(f"dtype must be one of {DTYPES}, not {dtype!r}")
         name = str(model)
