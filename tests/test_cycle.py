@@ -1,0 +1,89 @@
+"""sleepy-cycle end to end on sleepy-tiny: two cycles with real training, a real registry, the gate,
+resume after a crash; plus `mlflow server` on the run's store, queried over its REST API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sleepy.config import CONF_DIR
+from sleepy.cycle import State, run_cycle
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    """A koan folder and a small frozen evalset, disjoint, both from the generator."""
+    from sleepy.koans import save_evalset
+    from sleepy.koans.generate import generate
+
+    tmp = tmp_path_factory.mktemp("world")
+    koans = tmp / "koans"
+    for fam in ("trait_bounds", "lifetimes"):
+        generate(fam, 3, seed=21, out=koans)
+    ev = [k for fam in ("trait_bounds", "lifetimes", "mutability") for k in generate(fam, 2, seed=99)]
+    save_evalset(ev, tmp / "frozen.json")
+    return tmp
+
+
+def cycle_cfg(tmp_path: Path, world: Path, *overrides: str):
+    base = [f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'cycle'}",
+            f"paths.koans={world / 'koans'}", f"evalset={world / 'frozen.json'}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "lineage=test",
+            "curriculum=[{families: [trait_bounds], count: 3},{families: [lifetimes], count: 3}]",
+            "adapter.max_steps=3", "adapter.batch_size=4", "adapter.target_modules=[q_proj,v_proj]",
+            "curate.augment_k=1", "agent.max_attempts=1", "model.max_new_tokens=24",
+            f"curate.evalset_paths=[{world / 'frozen.json'}]"]
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose("cycle", overrides=[*base, *overrides])
+
+
+def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
+    cfg = cycle_cfg(tmp_path, small_world, "cycles=2", "gate.min_gain=-1.0", "gate.max_regressions=100",
+                    "gate.max_family_drop=1.0")
+    summaries = run_cycle(cfg)
+    assert [s["cycle"] for s in summaries] == [1, 2]
+    state = State.load(tmp_path / "cycle" / "state.json")
+    for c in (1, 2):
+        assert {"parent", "day", "sleep", "consolidate", "eval", "lineage"} <= set(state.data[str(c)])
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions("name='sleepy-fixer'")
+    assert len(versions) == 2
+    # a permissive gate promotes both: champion is the newest, previous the one before
+    assert str(client.get_model_version_by_alias("sleepy-fixer", "champion").version) == "2"
+    assert str(client.get_model_version_by_alias("sleepy-fixer", "previous").version) == "1"
+    # each cycle is a parent run with its stages nested under it
+    parent = state.data["1"]["parent"]["run_id"]
+    exp = client.get_run(parent).info.experiment_id
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")
+    assert {r.data.tags["stage"] for r in children} >= {"day", "sleep", "consolidate", "eval"}
+
+    # resume: every stage is already done, so nothing runs again and nothing is duplicated
+    again = run_cycle(cfg)
+    assert again == summaries
+    assert len(client.search_model_versions("name='sleepy-fixer'")) == 2
+
+
+def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world, monkeypatch):
+    import sleepy.eval as ev
+
+    cfg = cycle_cfg(tmp_path, small_world, "cycles=1")
+
+    def crash(_cfg):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(ev, "evaluate", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run_cycle(cfg)
+    state = json.loads((tmp_path / "cycle" / "state.json").read_text())
+    assert {"day", "sleep", "consolidate"} <= set(state["1"]) and "eval" not in state["1"]
+    sleep_adapter = state["1"]["sleep"]["adapter"]
+    monkeypatch.undo()
+    run_cycle(cfg)
+    state = json.loads((tmp_path / "cycle" / "state.json").read_text())
+    assert state["1"]["sleep"]["adapter"] == sleep_adapter and "eval" in state["1"]
+    assert len(mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_model_versions("name='sleepy-fixer'")) == 1
