@@ -172,6 +172,14 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             mlflow.set_tag("decision", ev["decision"][:500])
             summaries.append({"cycle": c, **metrics, "decision": ev["decision"]})
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
+    if cfg.get("plots", True):
+        from sleepy.plots import plots_from_mlflow
+
+        pngs = plots_from_mlflow(experiment, uri, out / "plots")
+        last = state.get(int(cfg.cycles), "parent")["run_id"]
+        with mlflow_run(uri, experiment, run_id=last):
+            for png in pngs:
+                mlflow.log_artifact(str(png), "plots")
     return summaries
 
 

@@ -62,6 +62,10 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
     children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")
     assert {r.data.tags["stage"] for r in children} >= {"day", "sleep", "consolidate", "eval"}
 
+    plots = sorted(p.name for p in (tmp_path / "cycle" / "plots").glob("*.png"))
+    assert any("learning" in p for p in plots) and any("forgetting" in p for p in plots)
+    _query_through_mlflow_server(tmp_path / "mlflow.db", exp, parent)
+
     # resume: every stage is already done, so nothing runs again and nothing is duplicated
     again = run_cycle(cfg)
     assert again == summaries
@@ -87,3 +91,55 @@ def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world,
     state = json.loads((tmp_path / "cycle" / "state.json").read_text())
     assert state["1"]["sleep"]["adapter"] == sleep_adapter and "eval" in state["1"]
     assert len(mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_model_versions("name='sleepy-fixer'")) == 1
+
+
+def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: str) -> None:
+    """`mlflow server` on the run's store (its own process group), the cycle's runs over REST."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError("mlflow server did not come up") from None
+                time.sleep(0.5)
+        body = json.dumps({"experiment_ids": [experiment_id], "max_results": 100}).encode()
+        req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", data=body,
+                                     headers={"Content-Type": "application/json"})
+        runs = json.loads(urllib.request.urlopen(req, timeout=30).read())["runs"]
+        ids = {r["info"]["run_id"] for r in runs}
+        assert parent_run_id in ids
+        stages = {t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "stage"}
+        assert {"cycle", "day", "sleep", "consolidate", "eval"} <= stages
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers: the whole group
+        proc.wait(timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.3)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("mlflow server left processes behind after SIGTERM to its group")
