@@ -20,9 +20,9 @@ class AdapterError(ValueError):
 
 @dataclass
 class AdapterInfo:
-    base_model: str                 # model path or hub id it was trained on
-    base_model_fingerprint: str     # hash of the base config, so another base is caught
-    method: str = "lora"            # lora | share | uwsh | mean | ties | ...
+    base_model: str  # model path or hub id it was trained on
+    base_model_fingerprint: str  # hash of the base config, so another base is caught
+    method: str = "lora"  # lora | share | uwsh | mean | ties | ...
     dataset_hash: str = ""
     koan_ids: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
@@ -38,8 +38,15 @@ def fingerprint(model_path: str | Path) -> str:
     from transformers import AutoConfig
 
     cfg = AutoConfig.from_pretrained(str(model_path)).to_dict()
-    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-            "vocab_size", "num_key_value_heads")
+    keys = (
+        "model_type",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "vocab_size",
+        "num_key_value_heads",
+    )
     text = json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -55,14 +62,18 @@ def load_adapter_info(path: str | Path, base_model: str | Path | None = None) ->
         raise AdapterError(f"adapter {path}: no such folder")
     cfg = path / "adapter_config.json"
     if not cfg.exists():
-        raise AdapterError(f"adapter {path}: adapter_config.json missing — not a PEFT adapter folder")
+        raise AdapterError(
+            f"adapter {path}: adapter_config.json missing — not a PEFT adapter folder"
+        )
     try:
         json.loads(cfg.read_text())
     except json.JSONDecodeError as e:
         raise AdapterError(f"adapter {path}: adapter_config.json is corrupt ({e.msg})") from None
     weights = path / "adapter_model.safetensors"
     if not weights.exists():
-        raise AdapterError(f"adapter {path}: adapter_model.safetensors missing — retrain or re-download it")
+        raise AdapterError(
+            f"adapter {path}: adapter_model.safetensors missing — retrain or re-download it"
+        )
     try:
         from safetensors import safe_open
 
@@ -72,7 +83,9 @@ def load_adapter_info(path: str | Path, base_model: str | Path | None = None) ->
     except AdapterError:
         raise
     except Exception as e:
-        raise AdapterError(f"adapter {path}: adapter_model.safetensors is corrupt ({str(e).splitlines()[0]})") from None
+        raise AdapterError(
+            f"adapter {path}: adapter_model.safetensors is corrupt ({str(e).splitlines()[0]})"
+        ) from None
     meta = path / META_FILE
     if not meta.exists():
         info = AdapterInfo(base_model="", base_model_fingerprint="")
@@ -101,5 +114,7 @@ def load_peft_model(base_model: str | Path, adapter: str | Path, adapter_name: s
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter), adapter_name=adapter_name)
     except Exception as e:
-        raise AdapterError(f"adapter {adapter}: cannot be applied to {base_model} ({str(e).splitlines()[0]})") from None
+        raise AdapterError(
+            f"adapter {adapter}: cannot be applied to {base_model} ({str(e).splitlines()[0]})"
+        ) from None
     return peft_model.eval()

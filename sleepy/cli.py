@@ -20,7 +20,9 @@ GROUPS = {
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sleepy", description="sleepy: a Rust-fixing agent that learns while it sleeps")
+    parser = argparse.ArgumentParser(
+        prog="sleepy", description="sleepy: a Rust-fixing agent that learns while it sleeps"
+    )
     sub = parser.add_subparsers(dest="group", metavar="{" + ",".join(GROUPS) + "}")
     wanted = argv[0] if argv and argv[0] in GROUPS else None
     for name, (module, help_text) in GROUPS.items():

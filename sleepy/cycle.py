@@ -20,7 +20,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from sleepy.config import CONF_DIR
 
 # Groups a stage inherits from the cycle (with every override the user gave on the command line).
-SHARED = ("backend", "model", "agent", "adapter", "curate", "consolidation", "gate", "tracking", "registry")
+SHARED = (
+    "backend",
+    "model",
+    "agent",
+    "adapter",
+    "curate",
+    "consolidation",
+    "gate",
+    "tracking",
+    "registry",
+)
 
 
 class CycleError(RuntimeError):
@@ -92,16 +102,24 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     state = State.load(out / "state.json")
     # One lineage per sweep job: multirun dirs end in the job number.
-    lineage = str(cfg.lineage or (f"{out.parent.name}-{out.name}" if out.name.isdigit() else out.name))
+    lineage = str(
+        cfg.lineage or (f"{out.parent.name}-{out.name}" if out.name.isdigit() else out.name)
+    )
     uri, experiment = str(cfg.tracking.uri), str(cfg.tracking.experiment)
     summaries = []
     for c in range(1, int(cfg.cycles) + 1):
         plan = _curriculum(cfg, c)
         cdir = out / f"cycle{c}"
         parent_id = (state.get(c, "parent") or {}).get("run_id")
-        tags = {"stage": "cycle", "cycle": str(c), "lineage": lineage,
-                "consolidation": str(cfg.consolidation.get("method", "none"))}
-        with mlflow_run(uri, experiment, run_name=f"{lineage}-cycle{c}", tags=tags, run_id=parent_id) as parent:
+        tags = {
+            "stage": "cycle",
+            "cycle": str(c),
+            "lineage": lineage,
+            "consolidation": str(cfg.consolidation.get("method", "none")),
+        }
+        with mlflow_run(
+            uri, experiment, run_name=f"{lineage}-cycle{c}", tags=tags, run_id=parent_id
+        ) as parent:
             state.put(c, "parent", {"run_id": parent.info.run_id})
             if c == 1 and parent_id is None:
                 from sleepy.tracking import log_config
@@ -111,63 +129,122 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
 
             if (day := state.get(c, "day")) is None:
                 dcfg = stage_cfg(
-                    cfg, "day", cdir / "day", run_id=f"{lineage}-c{c}-day", cycle=c, resume=True,
+                    cfg,
+                    "day",
+                    cdir / "day",
+                    run_id=f"{lineage}-c{c}-day",
+                    cycle=c,
+                    resume=True,
                     paths__episodes_db=str(cdir / "day" / "episodes.sqlite"),
-                    koans__families=list(plan.families), koans__count=plan.get("count"),
-                    koans__generate=plan.get("generate", 0), koans__seed=int(cfg.seed) + c,
+                    koans__families=list(plan.families),
+                    koans__count=plan.get("count"),
+                    koans__generate=plan.get("generate", 0),
+                    koans__seed=int(cfg.seed) + c,
                     koans__source=plan.get("source", cfg.paths.koans),
-                    backend__adapter=champion if str(cfg.backend.get("_target_", "")).endswith("HFBackend") else None,
+                    backend__adapter=champion
+                    if str(cfg.backend.get("_target_", "")).endswith("HFBackend")
+                    else None,
                 )
                 r = run_day(dcfg)
-                day = {"run_id": r.run_id, "db": str(r.episodes_db), "pass_rate": r.metrics.get("pass_rate"),
-                       "mlflow_run_id": r.mlflow_run_id}
+                day = {
+                    "run_id": r.run_id,
+                    "db": str(r.episodes_db),
+                    "pass_rate": r.metrics.get("pass_rate"),
+                    "mlflow_run_id": r.mlflow_run_id,
+                }
                 state.put(c, "day", day)
 
             if (slp := state.get(c, "sleep")) is None:
-                scfg = stage_cfg(cfg, "sleep", cdir / "sleep", cycle=c, register=False,
-                                 curate__episodes=day["db"], curate__run_id=day["run_id"],
-                                 curate__koan_paths=[str(cfg.paths.koans)], seed=int(cfg.seed))
+                scfg = stage_cfg(
+                    cfg,
+                    "sleep",
+                    cdir / "sleep",
+                    cycle=c,
+                    register=False,
+                    curate__episodes=day["db"],
+                    curate__run_id=day["run_id"],
+                    curate__koan_paths=[str(cfg.paths.koans)],
+                    seed=int(cfg.seed),
+                )
                 r = run_sleep(scfg)
                 slp = {"adapter": str(r.adapter_dir), "rows": r.stats["rows"], "run_id": r.run_id}
                 state.put(c, "sleep", slp)
 
             if (cons := state.get(c, "consolidate")) is None:
-                tasks = {**(state.get(c - 1, "lineage") or {}).get("tasks", {}), f"c{c}": slp["adapter"]}
+                tasks = {
+                    **(state.get(c - 1, "lineage") or {}).get("tasks", {}),
+                    f"c{c}": slp["adapter"],
+                }
                 previous = (state.get(c - 1, "lineage") or {}).get("bundle")
-                ccfg = stage_cfg(cfg, "consolidate", cdir / "consolidate", cycle=c, tasks=tasks, register=True)
+                ccfg = stage_cfg(
+                    cfg, "consolidate", cdir / "consolidate", cycle=c, tasks=tasks, register=True
+                )
                 if previous and "previous" in ccfg.consolidation:
                     ccfg.consolidation.previous = previous
                 result, version = run_consolidate(ccfg)
-                cons = {"adapter": str(result.adapter_dir), "version": version, "tasks": tasks,
-                        "bundle": str(result.bundle_dir) if result.bundle_dir else None}
+                cons = {
+                    "adapter": str(result.adapter_dir),
+                    "version": version,
+                    "tasks": tasks,
+                    "bundle": str(result.bundle_dir) if result.bundle_dir else None,
+                }
                 state.put(c, "consolidate", cons)
 
             if (ev := state.get(c, "eval")) is None:
                 earlier = [str(out / f"cycle{i}" / "eval" / "episodes.sqlite") for i in range(1, c)]
-                ecfg = stage_cfg(cfg, "eval", cdir / "eval", cycle=c, candidate=cons["version"],
-                                 champion="champion", promote=True, run_id=f"{lineage}-c{c}-eval",
-                                 paths__episodes_db=str(cdir / "eval" / "episodes.sqlite"),
-                                 lineage__name=lineage, lineage__episodes=earlier,
-                                 koans__evalset=str(cfg.evalset))
+                ecfg = stage_cfg(
+                    cfg,
+                    "eval",
+                    cdir / "eval",
+                    cycle=c,
+                    candidate=cons["version"],
+                    champion="champion",
+                    promote=True,
+                    run_id=f"{lineage}-c{c}-eval",
+                    paths__episodes_db=str(cdir / "eval" / "episodes.sqlite"),
+                    lineage__name=lineage,
+                    lineage__episodes=earlier,
+                    koans__evalset=str(cfg.evalset),
+                )
                 r = evaluate(ecfg)
-                ev = {"promoted": r.promoted, "decision": r.decision.summary(),
-                      "pass_rate": r.metrics["pass_rate"], "champion_pass_rate": r.champion_metrics["pass_rate"],
-                      "repeat_error_rate": r.metrics.get("repeat_error_rate"),
-                      "median_steps_to_green": r.metrics.get("median_steps_to_green"),
-                      "regressions": r.regressions, "gains": r.gains, "table": str(r.table),
-                      "family": {k: v for k, v in r.metrics.items() if k.startswith("pass_rate.")},
-                      "champion_adapter": cons["adapter"] if r.promoted else champion}
+                ev = {
+                    "promoted": r.promoted,
+                    "decision": r.decision.summary(),
+                    "pass_rate": r.metrics["pass_rate"],
+                    "champion_pass_rate": r.champion_metrics["pass_rate"],
+                    "repeat_error_rate": r.metrics.get("repeat_error_rate"),
+                    "median_steps_to_green": r.metrics.get("median_steps_to_green"),
+                    "regressions": r.regressions,
+                    "gains": r.gains,
+                    "table": str(r.table),
+                    "family": {k: v for k, v in r.metrics.items() if k.startswith("pass_rate.")},
+                    "champion_adapter": cons["adapter"] if r.promoted else champion,
+                }
                 state.put(c, "eval", ev)
                 # What the next cycle builds on: the promoted lineage (a rejected task is dropped).
                 prev = state.get(c - 1, "lineage") or {"tasks": {}, "bundle": None}
-                state.put(c, "lineage", {"tasks": cons["tasks"], "bundle": cons["bundle"]} if r.promoted else prev)
+                state.put(
+                    c,
+                    "lineage",
+                    {"tasks": cons["tasks"], "bundle": cons["bundle"]} if r.promoted else prev,
+                )
 
-            metrics = {"pass_rate": ev["pass_rate"], "champion_pass_rate": ev["champion_pass_rate"],
-                       "promoted": float(ev["promoted"]), "regressions": len(ev["regressions"]),
-                       "gains": len(ev["gains"]), "day_pass_rate": day["pass_rate"] or 0.0,
-                       **{k: v for k, v in (("repeat_error_rate", ev["repeat_error_rate"]),
-                                            ("median_steps_to_green", ev["median_steps_to_green"]))
-                          if v is not None}}
+            metrics = {
+                "pass_rate": ev["pass_rate"],
+                "champion_pass_rate": ev["champion_pass_rate"],
+                "promoted": float(ev["promoted"]),
+                "regressions": len(ev["regressions"]),
+                "gains": len(ev["gains"]),
+                "day_pass_rate": day["pass_rate"] or 0.0,
+                **{
+                    k: v
+                    for k, v in (
+                        ("repeat_error_rate", ev["repeat_error_rate"]),
+                        ("median_steps_to_green", ev["median_steps_to_green"]),
+                    )
+                    if v is not None
+                },
+            }
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=c)
             mlflow.set_tag("decision", ev["decision"][:500])
             summaries.append({"cycle": c, **metrics, "decision": ev["decision"]})
@@ -190,11 +267,29 @@ def main(cfg: DictConfig) -> None:
 
     summaries = run_cycle(cfg)
     table = Table(title=f"sleepy-cycle {cfg.lineage}")
-    for col in ("cycle", "pass_rate", "champion_pass_rate", "repeat_error_rate", "regressions", "decision"):
+    for col in (
+        "cycle",
+        "pass_rate",
+        "champion_pass_rate",
+        "repeat_error_rate",
+        "regressions",
+        "decision",
+    ):
         table.add_column(col)
     for s in summaries:
-        table.add_row(*(f"{s.get(k):.3f}" if isinstance(s.get(k), float) else str(s.get(k, "")) for k in
-                        ("cycle", "pass_rate", "champion_pass_rate", "repeat_error_rate", "regressions", "decision")))
+        table.add_row(
+            *(
+                f"{s.get(k):.3f}" if isinstance(s.get(k), float) else str(s.get(k, ""))
+                for k in (
+                    "cycle",
+                    "pass_rate",
+                    "champion_pass_rate",
+                    "repeat_error_rate",
+                    "regressions",
+                    "decision",
+                )
+            )
+        )
     Console().print(table)
     print(f"outputs: {cfg.paths.output_dir}")
 

@@ -272,7 +272,11 @@ class _Tracking:
             )
             resume_id = found[0].info.run_id if found else None
         self._cm = mlflow_run(
-            str(t.uri), str(t.experiment), run_name=self.run_id, tags=self.tags, run_id=resume_id,
+            str(t.uri),
+            str(t.experiment),
+            run_name=self.run_id,
+            tags=self.tags,
+            run_id=resume_id,
             nested=bool(self.cfg.get("nested", False)),
         )
         run = self._cm.__enter__()

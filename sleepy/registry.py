@@ -60,17 +60,28 @@ class AdapterModel(PythonModel):
         for messages in batch:
             if isinstance(messages, str):
                 messages = json.loads(messages)
-            ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
-                                                     return_tensors="pt", return_dict=True)
+            ids = self.tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             with torch.no_grad():
-                gen = self.model.generate(**ids, max_new_tokens=int(params.get("max_new_tokens", 128)),
-                                          do_sample=False, pad_token_id=self.tokenizer.pad_token_id)
-            outs.append(self.tokenizer.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+                gen = self.model.generate(
+                    **ids,
+                    max_new_tokens=int(params.get("max_new_tokens", 128)),
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            outs.append(
+                self.tokenizer.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+            )
         return outs
 
 
-def register_adapter(adapter_dir: str | Path, base_model: str | Path, name: str = DEFAULT_NAME,
-                     tags: dict | None = None) -> str:
+def register_adapter(
+    adapter_dir: str | Path,
+    base_model: str | Path,
+    name: str = DEFAULT_NAME,
+    tags: dict | None = None,
+) -> str:
     """Log the adapter as a model in the active run and register it; returns the version number."""
     from sleepy.adapters import load_adapter_info
 
@@ -93,7 +104,11 @@ def register_adapter(adapter_dir: str | Path, base_model: str | Path, name: str 
 
 
 def model_uri(name: str, version_or_alias: str) -> str:
-    return f"models:/{name}@{version_or_alias}" if not str(version_or_alias).isdigit() else f"models:/{name}/{version_or_alias}"
+    return (
+        f"models:/{name}@{version_or_alias}"
+        if not str(version_or_alias).isdigit()
+        else f"models:/{name}/{version_or_alias}"
+    )
 
 
 def download_adapter(uri: str, dst: str | Path | None = None) -> Path:
@@ -101,15 +116,21 @@ def download_adapter(uri: str, dst: str | Path | None = None) -> Path:
     from mlflow.exceptions import MlflowException
 
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst) if dst else None)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(dst) if dst else None
+        )
     except MlflowException as e:
         raise ValueError(f"cannot load {uri}: {str(e).splitlines()[0]}") from None
     path = Path(local) / "artifacts" / "adapter"
-    if not path.is_dir():  # MLflow keeps the logged folder's own name (e.g. a consolidated `merged/`)
+    if (
+        not path.is_dir()
+    ):  # MLflow keeps the logged folder's own name (e.g. a consolidated `merged/`)
         found = sorted(p.parent for p in (Path(local) / "artifacts").glob("*/adapter_config.json"))
         path = found[0] if len(found) == 1 else path
     if not path.is_dir():
-        raise ValueError(f"{uri} holds no adapter folder (artifacts/adapter): not a sleepy adapter model")
+        raise ValueError(
+            f"{uri} holds no adapter folder (artifacts/adapter): not a sleepy adapter model"
+        )
     return path
 
 

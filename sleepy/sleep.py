@@ -1,7 +1,7 @@
 """`sleepy-sleep`: curate a day's failures and train a LoRA adapter on them, tracked and registered.
 
-    sleepy-sleep curate.episodes=outputs/day/.../episodes.sqlite
-    sleepy-sleep curate.day_run_id=<mlflow run id> adapter.rank=16
+sleepy-sleep curate.episodes=outputs/day/.../episodes.sqlite
+sleepy-sleep curate.day_run_id=<mlflow run id> adapter.rank=16
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.koans import Koan, load_koans
-
 from sleepy.config import CONF_DIR as _CONF
+from sleepy.koans import Koan, load_koans
 
 CONF_DIR = str(_CONF)
 
@@ -43,14 +42,17 @@ def episodes_db(curate_cfg, work: Path) -> Path:
     import mlflow
 
     client = mlflow.MlflowClient()
-    names = [a.path for a in client.list_artifacts(curate_cfg.day_run_id) if a.path.endswith(".jsonl")]
+    names = [
+        a.path for a in client.list_artifacts(curate_cfg.day_run_id) if a.path.endswith(".jsonl")
+    ]
     if not names:
         raise ValueError(f"day run {curate_cfg.day_run_id} has no episodes .jsonl artifact")
     db = work / "episodes.sqlite"
     with EpisodeStore(db) as store:
         for name in names:
-            local = mlflow.artifacts.download_artifacts(run_id=curate_cfg.day_run_id, artifact_path=name,
-                                                        dst_path=str(work))
+            local = mlflow.artifacts.download_artifacts(
+                run_id=curate_cfg.day_run_id, artifact_path=name, dst_path=str(work)
+            )
             store.import_jsonl(local)
     return db
 
@@ -81,46 +83,83 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
 
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name=cfg.get("run_name") or "sleep",
-                    nested=bool(cfg.get("nested", False)),
-                    tags={"stage": "sleep", "cycle": str(cfg.get("cycle", 0))}) as run:
+    with mlflow_run(
+        cfg.tracking.uri,
+        cfg.tracking.experiment,
+        run_name=cfg.get("run_name") or "sleep",
+        nested=bool(cfg.get("nested", False)),
+        tags={"stage": "sleep", "cycle": str(cfg.get("cycle", 0))},
+    ) as run:
         log_config(cfg, out)
         db = episodes_db(cfg.curate, out)
         with EpisodeStore(db, create=False) as store:
             episodes = store.episodes(run_id=cfg.curate.run_id)
         curated = curate(
-            episodes, koans_for(db, list(cfg.curate.koan_paths)), cfg.model.prompt_template,
-            cfg.model.edit_format, replay_ratio=cfg.curate.replay_ratio, augment_k=cfg.curate.augment_k,
-            seed=cfg.curate.seed, evalset_paths=list(cfg.curate.evalset_paths),
+            episodes,
+            koans_for(db, list(cfg.curate.koan_paths)),
+            cfg.model.prompt_template,
+            cfg.model.edit_format,
+            replay_ratio=cfg.curate.replay_ratio,
+            augment_k=cfg.curate.augment_k,
+            seed=cfg.curate.seed,
+            evalset_paths=list(cfg.curate.evalset_paths),
             cluster_distance=cfg.curate.cluster_distance,
         )
         curated.dataset.save_to_disk(str(out / "dataset"))
         mlflow.log_metrics({f"curate_{k}": v for k, v in curated.stats.items()})
-        mlflow.log_dict({"clusters": curated.clusters, "stats": curated.stats}, "curate/clusters.json")
+        mlflow.log_dict(
+            {"clusters": curated.clusters, "stats": curated.stats}, "curate/clusters.json"
+        )
         preview = curated.dataset.select(range(min(20, len(curated.dataset))))
-        mlflow.log_table({
-            "koan_id": preview["koan_id"], "family": preview["family"], "signature": preview["signature"],
-            "cluster": preview["cluster"], "role": preview["role"],
-            "completion": [c[0]["content"] for c in preview["completion"]],
-        }, "curate/preview.json")
-        result = train_adapter(curated.dataset, cfg.model.path, cfg.adapter, out, seed=cfg.seed,
-                               extra_info={"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id})
-        mlflow.log_metrics({f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)})
+        mlflow.log_table(
+            {
+                "koan_id": preview["koan_id"],
+                "family": preview["family"],
+                "signature": preview["signature"],
+                "cluster": preview["cluster"],
+                "role": preview["role"],
+                "completion": [c[0]["content"] for c in preview["completion"]],
+            },
+            "curate/preview.json",
+        )
+        result = train_adapter(
+            curated.dataset,
+            cfg.model.path,
+            cfg.adapter,
+            out,
+            seed=cfg.seed,
+            extra_info={"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id},
+        )
+        mlflow.log_metrics(
+            {f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
+        )
         mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
         version = None
         if cfg.register:
-            version = register_adapter(result.adapter_dir, cfg.model.path, cfg.registry.name,
-                                       tags={"run_id": run.info.run_id, "cycle": cfg.get("cycle", 0),
-                                             "method": "lora", "families": ",".join(result.info.families)})
+            version = register_adapter(
+                result.adapter_dir,
+                cfg.model.path,
+                cfg.registry.name,
+                tags={
+                    "run_id": run.info.run_id,
+                    "cycle": cfg.get("cycle", 0),
+                    "method": "lora",
+                    "families": ",".join(result.info.families),
+                },
+            )
             mlflow.set_tag("registered_version", version)
-        return SleepResult(result.adapter_dir, version, run.info.run_id, curated.stats, result.metrics)
+        return SleepResult(
+            result.adapter_dir, version, run.info.run_id, curated.stats, result.metrics
+        )
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="sleep")
 def main(cfg: DictConfig) -> None:
     r = run_sleep(cfg)
-    print(f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
-          f"final loss: {r.metrics['final_loss']:.3f}")
+    print(
+        f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
+        f"final loss: {r.metrics['final_loss']:.3f}"
+    )
 
 
 if __name__ == "__main__":

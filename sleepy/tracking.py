@@ -12,9 +12,9 @@ DEFAULT_URI = "sqlite:///outputs/mlflow.db"
 def store_dir(uri: str) -> Path | None:
     """The folder of a sqlite store (`sqlite:///outputs/mlflow.db` -> outputs/), else None."""
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        return Path(uri[len("sqlite:///") :]).expanduser().resolve().parent
     if uri.startswith("file:"):
-        return Path(uri[len("file:"):]).expanduser().resolve()
+        return Path(uri[len("file:") :]).expanduser().resolve()
     return None
 
 
@@ -41,17 +41,28 @@ def experiment_id(name: str, uri: str = DEFAULT_URI) -> str:
 
 
 @contextmanager
-def mlflow_run(uri: str, experiment: str, run_name: str | None = None, nested: bool = False,
-               tags: dict | None = None, run_id: str | None = None):
+def mlflow_run(
+    uri: str,
+    experiment: str,
+    run_name: str | None = None,
+    nested: bool = False,
+    tags: dict | None = None,
+    run_id: str | None = None,
+):
     """Start (or resume, with run_id) a run in `experiment` on the store at `uri`."""
     import mlflow
 
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(uri[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     exp = experiment_id(experiment, uri)
-    with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else exp, run_name=run_name,
-                          nested=nested, tags=tags) as run:
+    with mlflow.start_run(
+        run_id=run_id,
+        experiment_id=None if run_id else exp,
+        run_name=run_name,
+        nested=nested,
+        tags=tags,
+    ) as run:
         yield run
 
 
@@ -74,6 +85,6 @@ def log_config(cfg, output_dir: str | Path | None = None) -> None:
     walk("", data)
     items = list(flat.items())
     for i in range(0, len(items), 100):
-        mlflow.log_params(dict(items[i:i + 100]))
+        mlflow.log_params(dict(items[i : i + 100]))
     if output_dir is not None and (Path(output_dir) / ".hydra").is_dir():
         mlflow.log_artifacts(str(Path(output_dir) / ".hydra"), ".hydra")

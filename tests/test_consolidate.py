@@ -20,15 +20,24 @@ def _adapter(tmp_path, name, seed, family):
     peft_model = get_peft_model(model, cfg)
     path = tmp_path / name
     peft_model.save_pretrained(str(path))
-    write_info(path, AdapterInfo(base_model=str(MODEL_DIR), base_model_fingerprint=fingerprint(MODEL_DIR),
-                                 families=[family], signatures=[f"E0{seed}00 sig {family}"]))
+    write_info(
+        path,
+        AdapterInfo(
+            base_model=str(MODEL_DIR),
+            base_model_fingerprint=fingerprint(MODEL_DIR),
+            families=[family],
+            signatures=[f"E0{seed}00 sig {family}"],
+        ),
+    )
     return TaskAdapter.from_path(name, path)
 
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("adapters")
-    return [_adapter(tmp, f"task{i}", i + 1, fam) for i, fam in enumerate(["lifetimes", "trait_bounds"])]
+    return [
+        _adapter(tmp, f"task{i}", i + 1, fam) for i, fam in enumerate(["lifetimes", "trait_bounds"])
+    ]
 
 
 def _delta(factors):
@@ -41,10 +50,14 @@ def test_mean_via_peft_cat_is_the_mean_delta(tasks, tmp_path):
     parts = [_delta(read_lora(t.path)) for t in tasks]
     for m, d in merged.items():
         assert torch.allclose(d, (parts[0][m] + parts[1][m]) / 2, atol=1e-5)
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(MODEL_DIR)), str(res.adapter_dir))
+    PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(str(MODEL_DIR)), str(res.adapter_dir)
+    )
 
 
-@pytest.mark.parametrize("ctype,density", [("ties_svd", 0.5), ("dare_ties_svd", 0.5), ("svd", None)])
+@pytest.mark.parametrize(
+    "ctype,density", [("ties_svd", 0.5), ("dare_ties_svd", 0.5), ("svd", None)]
+)
 def test_peft_merges_write_loadable_adapters(tasks, tmp_path, ctype, density):
     res = PeftMerge(ctype, density=density, svd_rank=4)(tasks, str(MODEL_DIR), tmp_path)
     factors = read_lora(res.adapter_dir)
@@ -84,14 +97,34 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
 
     from sleepy.train.coefficients import train_coefficients
 
-    bundle = Share(threshold=0.6, k_min=2, k_max=4)(tasks, str(MODEL_DIR), tmp_path / "share").bundle_dir
-    rows = [{"prompt": [{"role": "user", "content": f"fix: let x{i} = 1; x{i} = 2;"}],
-             "completion": [{"role": "assistant", "content": f"let mut x{i} = 1;"}],
-             "koan_id": f"k{i}", "family": "mutability", "signature": "E0384"} for i in range(8)]
-    cfg = OmegaConf.create({"max_length": 128, "max_steps": 3, "batch_size": 4, "learning_rate": 1e-2,
-                            "logging_steps": 1})
+    bundle = Share(threshold=0.6, k_min=2, k_max=4)(
+        tasks, str(MODEL_DIR), tmp_path / "share"
+    ).bundle_dir
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"fix: let x{i} = 1; x{i} = 2;"}],
+            "completion": [{"role": "assistant", "content": f"let mut x{i} = 1;"}],
+            "koan_id": f"k{i}",
+            "family": "mutability",
+            "signature": "E0384",
+        }
+        for i in range(8)
+    ]
+    cfg = OmegaConf.create(
+        {
+            "max_length": 128,
+            "max_steps": 3,
+            "batch_size": 4,
+            "learning_rate": 1e-2,
+            "logging_steps": 1,
+        }
+    )
     res = train_coefficients(Dataset.from_list(rows), MODEL_DIR, bundle, cfg, tmp_path / "t2", p=2)
-    lora_params = res and tasks[0] and sum(A.numel() + B.numel() for A, B in read_lora(tasks[0].path).values())
+    lora_params = (
+        res
+        and tasks[0]
+        and sum(A.numel() + B.numel() for A, B in read_lora(tasks[0].path).values())
+    )
     # k <= 4 per side, p = 2, two target modules x 4 layers: coefficients only.
     assert res.metrics["trainable_params"] <= 2 * 4 * 2 * 2 * 4
     assert lora_params / res.metrics["trainable_params"] >= 30
@@ -102,7 +135,8 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
 def test_share_phase3_from_previous_bundle_keeps_earlier_tasks(tasks, tmp_path):
     first = Share(threshold=1.0, k_min=8, k_max=8)(tasks[:1], str(MODEL_DIR), tmp_path / "c1")
     second = Share(threshold=1.0, k_min=8, k_max=8, previous=str(first.bundle_dir))(
-        tasks[1:], str(MODEL_DIR), tmp_path / "c2")
+        tasks[1:], str(MODEL_DIR), tmp_path / "c2"
+    )
     assert set(second.per_task) == {"task0", "task1"}
     assert all(v["recon_error"] < 1e-5 for v in second.per_task.values())
     # task0's original adapter is not read again: its bundle reconstruction carries it
@@ -121,11 +155,17 @@ def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
     from sleepy.consolidate.run import run_consolidate
 
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("consolidate", overrides=[
-            f"consolidation={method}", f"tasks=[{tasks[0].path},{tasks[1].path}]",
-            f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'out'}",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "consolidation.svd_rank=4"
-            if method in ("ties", "dare_ties", "svd") else "cycle=0"])
+        cfg = compose(
+            "consolidate",
+            overrides=[
+                f"consolidation={method}",
+                f"tasks=[{tasks[0].path},{tasks[1].path}]",
+                f"paths.outputs={tmp_path}",
+                f"paths.output_dir={tmp_path / 'out'}",
+                f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                "consolidation.svd_rank=4" if method in ("ties", "dare_ties", "svd") else "cycle=0",
+            ],
+        )
     result, version = run_consolidate(cfg)
     assert version == "1"
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

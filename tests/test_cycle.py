@@ -24,31 +24,50 @@ def small_world(tmp_path_factory):
     koans = tmp / "koans"
     for fam in ("trait_bounds", "lifetimes"):
         generate(fam, 3, seed=21, out=koans)
-    ev = [k for fam in ("trait_bounds", "lifetimes", "mutability") for k in generate(fam, 2, seed=99)]
+    ev = [
+        k for fam in ("trait_bounds", "lifetimes", "mutability") for k in generate(fam, 2, seed=99)
+    ]
     save_evalset(ev, tmp / "frozen.json")
     return tmp
 
 
 def cycle_cfg(tmp_path: Path, world: Path, *overrides: str):
-    base = [f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'cycle'}",
-            f"paths.koans={world / 'koans'}", f"evalset={world / 'frozen.json'}",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "lineage=test",
-            "curriculum=[{families: [trait_bounds], count: 3},{families: [lifetimes], count: 3}]",
-            "adapter.max_steps=3", "adapter.batch_size=4", "adapter.target_modules=[q_proj,v_proj]",
-            "curate.augment_k=1", "agent.max_attempts=1", "model.max_new_tokens=24",
-            f"curate.evalset_paths=[{world / 'frozen.json'}]"]
+    base = [
+        f"paths.outputs={tmp_path}",
+        f"paths.output_dir={tmp_path / 'cycle'}",
+        f"paths.koans={world / 'koans'}",
+        f"evalset={world / 'frozen.json'}",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "lineage=test",
+        "curriculum=[{families: [trait_bounds], count: 3},{families: [lifetimes], count: 3}]",
+        "adapter.max_steps=3",
+        "adapter.batch_size=4",
+        "adapter.target_modules=[q_proj,v_proj]",
+        "curate.augment_k=1",
+        "agent.max_attempts=1",
+        "model.max_new_tokens=24",
+        f"curate.evalset_paths=[{world / 'frozen.json'}]",
+    ]
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return compose("cycle", overrides=[*base, *overrides])
 
 
 def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
-    cfg = cycle_cfg(tmp_path, small_world, "cycles=2", "gate.min_gain=-1.0", "gate.max_regressions=100",
-                    "gate.max_family_drop=1.0")
+    cfg = cycle_cfg(
+        tmp_path,
+        small_world,
+        "cycles=2",
+        "gate.min_gain=-1.0",
+        "gate.max_regressions=100",
+        "gate.max_family_drop=1.0",
+    )
     summaries = run_cycle(cfg)
     assert [s["cycle"] for s in summaries] == [1, 2]
     state = State.load(tmp_path / "cycle" / "state.json")
     for c in (1, 2):
-        assert {"parent", "day", "sleep", "consolidate", "eval", "lineage"} <= set(state.data[str(c)])
+        assert {"parent", "day", "sleep", "consolidate", "eval", "lineage"} <= set(
+            state.data[str(c)]
+        )
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='sleepy-fixer'")
@@ -90,7 +109,14 @@ def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world,
     run_cycle(cfg)
     state = json.loads((tmp_path / "cycle" / "state.json").read_text())
     assert state["1"]["sleep"]["adapter"] == sleep_adapter and "eval" in state["1"]
-    assert len(mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_model_versions("name='sleepy-fixer'")) == 1
+    assert (
+        len(
+            mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_model_versions(
+                "name='sleepy-fixer'"
+            )
+        )
+        == 1
+    )
 
 
 def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: str) -> None:
@@ -108,9 +134,22 @@ def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: st
         port = s.getsockname()[1]
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
@@ -123,12 +162,17 @@ def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: st
                     raise AssertionError("mlflow server did not come up") from None
                 time.sleep(0.5)
         body = json.dumps({"experiment_ids": [experiment_id], "max_results": 100}).encode()
-        req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", data=body,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{url}/api/2.0/mlflow/runs/search",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
         runs = json.loads(urllib.request.urlopen(req, timeout=30).read())["runs"]
         ids = {r["info"]["run_id"] for r in runs}
         assert parent_run_id in ids
-        stages = {t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "stage"}
+        stages = {
+            t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "stage"
+        }
         assert {"cycle", "day", "sleep", "consolidate", "eval"} <= stages
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers: the whole group

@@ -8,8 +8,13 @@ from sleepy.consolidate.share import choose_k, fit_basis, fit_layer, merge_layer
 
 def _tasks(T=3, r=4, n=24, d=20, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {f"t{i}": (torch.randn(r, d, generator=g, dtype=torch.float64),
-                      torch.randn(n, r, generator=g, dtype=torch.float64)) for i in range(T)}
+    return {
+        f"t{i}": (
+            torch.randn(r, d, generator=g, dtype=torch.float64),
+            torch.randn(n, r, generator=g, dtype=torch.float64),
+        )
+        for i in range(T)
+    }
 
 
 def test_basis_is_orthonormal():
@@ -38,7 +43,7 @@ def test_analytic_coefficients_equal_least_squares():
 
 def test_truncated_k_loses_accuracy_and_threshold_is_clamped():
     s = torch.ones(40)  # flat spectrum, like near-random A factors
-    assert choose_k(s, 0.6, 2, 8) == 8          # the threshold alone would keep 24
+    assert choose_k(s, 0.6, 2, 8) == 8  # the threshold alone would keep 24
     s = torch.tensor([10.0, 1.0, 0.5, 0.1])
     assert choose_k(s, 0.6, 1, 8) == 1
     assert choose_k(s, 0.6, 2, 8) == 2

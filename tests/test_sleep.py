@@ -25,25 +25,44 @@ def day(tmp_path_factory):
     from sleepy.koans.generate import generate
 
     tmp = tmp_path_factory.mktemp("day")
-    koans = generate("lifetimes", 4, seed=11, validate=False) + generate("trait_bounds", 3, seed=11, validate=False)
+    koans = generate("lifetimes", 4, seed=11, validate=False) + generate(
+        "trait_bounds", 3, seed=11, validate=False
+    )
     db = tmp / "episodes.sqlite"
     save_selection(koans, tmp / "koans.jsonl")
     with EpisodeStore(db) as store:
         for i, k in enumerate(koans):
             attempts = 2 if i == 0 else 1
             for a in range(attempts):
-                eid = store.start_episode("day1", k.id, attempt_idx=a, family=k.family, pattern=k.pattern,
-                                          error_signature=f"{k.expected_code} sig", edit_format="search_replace")
+                eid = store.start_episode(
+                    "day1",
+                    k.id,
+                    attempt_idx=a,
+                    family=k.family,
+                    pattern=k.pattern,
+                    error_signature=f"{k.expected_code} sig",
+                    edit_format="search_replace",
+                )
                 passed = i == len(koans) - 1
-                store.finish_episode(eid, passed=passed,
-                                     final_error_signature=None if passed else f"{k.expected_code} sig")
+                store.finish_episode(
+                    eid,
+                    passed=passed,
+                    final_error_signature=None if passed else f"{k.expected_code} sig",
+                )
     return tmp, db, koans
 
 
 def sleep_cfg(tmp_path: Path, *overrides: str):
-    base = [f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path / 'sleep'}",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "adapter.max_steps=4", "adapter.batch_size=4",
-            "adapter.target_modules=[q_proj,v_proj]", "curate.augment_k=1", "adapter.logging_steps=1"]
+    base = [
+        f"paths.outputs={tmp_path}",
+        f"paths.output_dir={tmp_path / 'sleep'}",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "adapter.max_steps=4",
+        "adapter.batch_size=4",
+        "adapter.target_modules=[q_proj,v_proj]",
+        "curate.augment_k=1",
+        "adapter.logging_steps=1",
+    ]
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return compose("sleep", overrides=[*base, *overrides])
 
@@ -56,9 +75,14 @@ def test_curate_dedups_clusters_and_pairs(day):
     cur = curate(eps, by_id, "tiny", "search_replace", augment_k=0)
     rows = cur.dataset
     assert cur.stats["failures"] == 6  # koan 0 failed twice with one signature: counted once
-    assert sorted(set(rows["koan_id"])) == sorted(k.id for k in koans[:-1])  # the success is not trained on
+    assert sorted(set(rows["koan_id"])) == sorted(
+        k.id for k in koans[:-1]
+    )  # the success is not trained on
     first = rows[0]
-    assert first["prompt"][0]["role"] == "user" and by_id[first["koan_id"]].buggy_code in first["prompt"][0]["content"]
+    assert (
+        first["prompt"][0]["role"] == "user"
+        and by_id[first["koan_id"]].buggy_code in first["prompt"][0]["content"]
+    )
     assert "<<<<<<< SEARCH" in first["completion"][0]["content"]
     assert sum(c["size"] for c in cur.clusters) == len(rows)
     replay = curate(eps, by_id, "tiny", "search_replace", replay_ratio=1.0)
@@ -66,7 +90,9 @@ def test_curate_dedups_clusters_and_pairs(day):
 
 
 def test_clusters_follow_signatures():
-    sigs = ["E0106 missing lifetime specifier"] * 3 + ["E0277 the trait bound <ty>: Clone is not satisfied"] * 3
+    sigs = ["E0106 missing lifetime specifier"] * 3 + [
+        "E0277 the trait bound <ty>: Clone is not satisfied"
+    ] * 3
     diags = ["expected named lifetime parameter"] * 3 + ["the trait Clone is not implemented"] * 3
     ids = cluster_failures(sigs, diags)
     assert len(set(ids[:3])) == 1 and len(set(ids[3:])) == 1 and ids[0] != ids[3]
@@ -95,8 +121,10 @@ def test_sleep_trains_registers_and_loads_by_uri(day, tmp_path):
     run = client.get_run(result.run_id)
     assert "train_loss" in run.data.metrics and run.data.metrics["curate_rows"] > 0
     model = mlflow.pyfunc.load_model(f"models:/sleepy-fixer/{result.version}")
-    out = model.predict([[{"role": "user", "content": "fn main() { let x = 1; x = 2; }"}]],
-                        params={"max_new_tokens": 8})
+    out = model.predict(
+        [[{"role": "user", "content": "fn main() { let x = 1; x = 2; }"}]],
+        params={"max_new_tokens": 8},
+    )
     assert isinstance(out[0], str)
 
 

@@ -17,22 +17,42 @@ from sleepy.consolidate.share import LayerShare
 class CoefficientLinear(nn.Module):
     """Wraps a frozen nn.Linear and adds the coefficient-parameterized low-rank update."""
 
-    def __init__(self, base: nn.Linear, layer: LayerShare, p: int = 2, phi: int = 0,
-                 scale: float = 1.0, init_std: float = 0.02, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        base: nn.Linear,
+        layer: LayerShare,
+        p: int = 2,
+        phi: int = 0,
+        scale: float = 1.0,
+        init_std: float = 0.02,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.base = base
         for prm in self.base.parameters():
             prm.requires_grad_(False)
         dtype = base.weight.dtype
-        self.register_buffer("beta", layer.beta.U.to(dtype))    # n x k, frozen
+        self.register_buffer("beta", layer.beta.U.to(dtype))  # n x k, frozen
         self.register_buffer("alpha", layer.alpha.U.to(dtype))  # d x k, frozen
         n, d = self.beta.shape[0], self.alpha.shape[0]
         k = self.beta.shape[1], self.alpha.shape[1]
         g = generator
-        self.phi_beta = nn.Parameter(torch.randn(n, phi, generator=g, dtype=dtype) * init_std / n**0.5) if phi else None
-        self.phi_alpha = nn.Parameter(torch.randn(d, phi, generator=g, dtype=dtype) * init_std / d**0.5) if phi else None
-        self.eps_beta = nn.Parameter(torch.randn(k[0] + phi, p, generator=g, dtype=dtype) * init_std)
-        self.eps_alpha = nn.Parameter(torch.randn(k[1] + phi, p, generator=g, dtype=dtype) * init_std)
+        self.phi_beta = (
+            nn.Parameter(torch.randn(n, phi, generator=g, dtype=dtype) * init_std / n**0.5)
+            if phi
+            else None
+        )
+        self.phi_alpha = (
+            nn.Parameter(torch.randn(d, phi, generator=g, dtype=dtype) * init_std / d**0.5)
+            if phi
+            else None
+        )
+        self.eps_beta = nn.Parameter(
+            torch.randn(k[0] + phi, p, generator=g, dtype=dtype) * init_std
+        )
+        self.eps_alpha = nn.Parameter(
+            torch.randn(k[1] + phi, p, generator=g, dtype=dtype) * init_std
+        )
         self.scale = scale
 
     def basis(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,12 +67,18 @@ class CoefficientLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         beta, alpha = self.basis()
-        h = (x @ alpha) @ self.eps_alpha          # (..., p)
+        h = (x @ alpha) @ self.eps_alpha  # (..., p)
         return self.base(x) + self.scale * (h @ self.eps_beta.T) @ beta.T
 
 
-def attach(model: nn.Module, layers: dict[str, LayerShare], p: int = 2, phi: int = 0,
-           scale: float = 1.0, seed: int = 0) -> dict[str, CoefficientLinear]:
+def attach(
+    model: nn.Module,
+    layers: dict[str, LayerShare],
+    p: int = 2,
+    phi: int = 0,
+    scale: float = 1.0,
+    seed: int = 0,
+) -> dict[str, CoefficientLinear]:
     """Freeze the model and wrap each basis layer's linear (names as in the base model)."""
     for prm in model.parameters():
         prm.requires_grad_(False)
@@ -72,7 +98,9 @@ def attach(model: nn.Module, layers: dict[str, LayerShare], p: int = 2, phi: int
     return wrapped
 
 
-def detach(model: nn.Module, wrapped: dict[str, CoefficientLinear]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def detach(
+    model: nn.Module, wrapped: dict[str, CoefficientLinear]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Put the original linears back; return each layer's trained (A, B) factors (scale folded into B)."""
     out = {}
     for name, module in wrapped.items():

@@ -54,7 +54,9 @@ def write_lora(factors: Factors, like: str | Path, out: str | Path, info: Adapte
             B = torch.cat([B, B.new_zeros(B.shape[0], r - B.shape[1])], 1)
         tensors[f"{_PREFIX}{module}.lora_A.weight"] = A.float().contiguous()
         tensors[f"{_PREFIX}{module}.lora_B.weight"] = B.float().contiguous()
-    cfg.update({"r": r, "lora_alpha": r, "use_rslora": False, "rank_pattern": {}, "alpha_pattern": {}})
+    cfg.update(
+        {"r": r, "lora_alpha": r, "use_rslora": False, "rank_pattern": {}, "alpha_pattern": {}}
+    )
     (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
     save_file(tensors, str(out / "adapter_model.safetensors"))
     write_info(out, info)

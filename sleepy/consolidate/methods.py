@@ -14,7 +14,13 @@ from pathlib import Path
 import torch
 
 from sleepy.adapters import AdapterInfo, fingerprint, load_adapter_info
-from sleepy.consolidate.lora_io import Factors, adapter_bytes, lora_parameters, read_lora, write_lora
+from sleepy.consolidate.lora_io import (
+    Factors,
+    adapter_bytes,
+    lora_parameters,
+    read_lora,
+    write_lora,
+)
 from sleepy.consolidate.share import LayerShare, average_coefficients, fit_layer
 
 
@@ -33,19 +39,23 @@ class TaskAdapter:
 
 @dataclass
 class Consolidated:
-    adapter_dir: Path                     # the merged adapter, plain PEFT LoRA
+    adapter_dir: Path  # the merged adapter, plain PEFT LoRA
     method: str
     metrics: dict = field(default_factory=dict)
-    per_task: dict = field(default_factory=dict)      # task -> {params, bytes, recon_error}
-    per_layer: dict = field(default_factory=dict)     # layer -> {k_beta, k_alpha, explained_*}
-    bundle_dir: Path | None = None        # Share: basis + coefficients + router
+    per_task: dict = field(default_factory=dict)  # task -> {params, bytes, recon_error}
+    per_layer: dict = field(default_factory=dict)  # layer -> {k_beta, k_alpha, explained_*}
+    bundle_dir: Path | None = None  # Share: basis + coefficients + router
 
 
 def _info(method: str, tasks: list[TaskAdapter], base_model: str) -> AdapterInfo:
-    return AdapterInfo(base_model=str(base_model), base_model_fingerprint=fingerprint(base_model),
-                       method=method, families=sorted({f for t in tasks for f in t.families}),
-                       signatures=sorted({s for t in tasks for s in t.signatures}),
-                       config={"tasks": [t.name for t in tasks]})
+    return AdapterInfo(
+        base_model=str(base_model),
+        base_model_fingerprint=fingerprint(base_model),
+        method=method,
+        families=sorted({f for t in tasks for f in t.families}),
+        signatures=sorted({s for t in tasks for s in t.signatures}),
+        config={"tasks": [t.name for t in tasks]},
+    )
 
 
 class Consolidator:
@@ -60,7 +70,8 @@ class Consolidator:
         result.metrics["merged_bytes"] = adapter_bytes(result.adapter_dir)
         for t in tasks:
             result.per_task.setdefault(t.name, {}).update(
-                lora_params=lora_parameters(read_lora(t.path)), lora_bytes=adapter_bytes(t.path))
+                lora_params=lora_parameters(read_lora(t.path)), lora_bytes=adapter_bytes(t.path)
+            )
         return result
 
     def consolidate(self, tasks, base_model, out) -> Consolidated:
@@ -74,15 +85,23 @@ class Latest(Consolidator):
 
     def consolidate(self, tasks, base_model, out):
         factors = read_lora(tasks[-1].path)
-        path = write_lora(factors, tasks[-1].path, out / "adapter", _info(self.method, tasks[-1:], base_model))
+        path = write_lora(
+            factors, tasks[-1].path, out / "adapter", _info(self.method, tasks[-1:], base_model)
+        )
         return Consolidated(path, self.method)
 
 
 class PeftMerge(Consolidator):
     """PEFT's `add_weighted_adapter`: linear/cat (mean), TIES, DARE-TIES, SVD — not re-implemented here."""
 
-    def __init__(self, combination_type: str = "cat", density: float | None = None,
-                 svd_rank: int | None = None, method: str | None = None, weighting: str = "mean"):
+    def __init__(
+        self,
+        combination_type: str = "cat",
+        density: float | None = None,
+        svd_rank: int | None = None,
+        method: str | None = None,
+        weighting: str = "mean",
+    ):
         self.combination_type, self.density, self.svd_rank = combination_type, density, svd_rank
         self.method = method or combination_type
         self.weighting = weighting
@@ -99,13 +118,20 @@ class PeftMerge(Consolidator):
         kwargs = {"density": self.density} if self.density is not None else {}
         if self.svd_rank:
             kwargs["svd_rank"] = self.svd_rank
-        model.add_weighted_adapter([t.name for t in tasks], [w] * len(tasks), "merged",
-                                   combination_type=self.combination_type, **kwargs)
+        model.add_weighted_adapter(
+            [t.name for t in tasks],
+            [w] * len(tasks),
+            "merged",
+            combination_type=self.combination_type,
+            **kwargs,
+        )
         model.set_adapter("merged")
         raw = out / "peft_merged"
         model.save_pretrained(str(raw), selected_adapters=["merged"])
         src = raw / "merged" if (raw / "merged").exists() else raw
-        path = write_lora(read_lora(src), src, out / "adapter", _info(self.method, tasks, base_model))
+        path = write_lora(
+            read_lora(src), src, out / "adapter", _info(self.method, tasks, base_model)
+        )
         return Consolidated(path, self.method, metrics={"combination_type": self.combination_type})
 
 
@@ -118,15 +144,27 @@ class Share(Consolidator):
 
     method = "share"
 
-    def __init__(self, threshold: float = 0.6, k_min: int = 2, k_max: int = 16, pool: list[str] | None = None,
-                 method: str | None = None, previous: str | None = None, p: int = 2, phi: int = 0):
+    def __init__(
+        self,
+        threshold: float = 0.6,
+        k_min: int = 2,
+        k_max: int = 16,
+        pool: list[str] | None = None,
+        method: str | None = None,
+        previous: str | None = None,
+        p: int = 2,
+        phi: int = 0,
+    ):
         self.kw = {"threshold": threshold, "k_min": k_min, "k_max": k_max}
         self.pool = [Path(p) for p in (pool or [])]
         self.method = method or self.method
         # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from
         # their original adapters, which Share does not need to keep.
         self.previous = Path(previous) if previous else None
-        self.p, self.phi = p, phi  # Phase-2 settings, used when sleep trains coefficients in this basis
+        self.p, self.phi = (
+            p,
+            phi,
+        )  # Phase-2 settings, used when sleep trains coefficients in this basis
 
     def references(self, tasks: list[TaskAdapter]) -> dict[str, Factors]:
         """Each task's factors before this merge: its adapter, or for a task known only to the
@@ -145,11 +183,19 @@ class Share(Consolidator):
         refs = self.references(tasks)
         pool = {f"pool{i}": read_lora(p) for i, p in enumerate(self.pool)}  # UWSH's larger pool
         modules = sorted(set.intersection(*(set(f) for f in [*refs.values(), *pool.values()])))
-        layers = {m: fit_layer({t: f[m] for t, f in {**refs, **pool}.items()}, **self.kw) for m in modules}
+        layers = {
+            m: fit_layer({t: f[m] for t, f in {**refs, **pool}.items()}, **self.kw) for m in modules
+        }
         names = list(refs)
-        per_layer = {m: {"k_beta": layer.beta.k, "k_alpha": layer.alpha.k,
-                         "explained_beta": layer.beta.explained, "explained_alpha": layer.alpha.explained}
-                     for m, layer in layers.items()}
+        per_layer = {
+            m: {
+                "k_beta": layer.beta.k,
+                "k_alpha": layer.alpha.k,
+                "explained_beta": layer.beta.explained,
+                "explained_alpha": layer.alpha.explained,
+            }
+            for m, layer in layers.items()
+        }
         per_task = {}
         for t in names:
             num = den = 0.0
@@ -158,9 +204,13 @@ class Share(Consolidator):
                 ref = B @ A
                 num += float(torch.linalg.norm(layer.delta(t) - ref) ** 2)
                 den += float(torch.linalg.norm(ref) ** 2)
-            per_task[t] = {"recon_error": (num / max(den, 1e-30)) ** 0.5,
-                           "share_coeff_params": sum(layer.eps_beta[t].numel() + layer.eps_alpha[t].numel()
-                                                     for layer in layers.values())}
+            per_task[t] = {
+                "recon_error": (num / max(den, 1e-30)) ** 0.5,
+                "share_coeff_params": sum(
+                    layer.eps_beta[t].numel() + layer.eps_alpha[t].numel()
+                    for layer in layers.values()
+                ),
+            }
         bundle = out / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
         tensors = {}
@@ -172,7 +222,10 @@ class Share(Consolidator):
                 tensors[f"{m}.{t}.eps_alpha"] = layer.eps_alpha[t]
         from safetensors.torch import save_file
 
-        save_file({k: v.float().contiguous() for k, v in tensors.items()}, str(bundle / "share.safetensors"))
+        save_file(
+            {k: v.float().contiguous() for k, v in tensors.items()},
+            str(bundle / "share.safetensors"),
+        )
         like = tasks[-1].path
         router = {"tasks": {}, "fallback": "base"}
         if self.previous is not None and (self.previous / "router.json").exists():
@@ -181,16 +234,32 @@ class Share(Consolidator):
             router["tasks"][t.name] = {"signatures": t.signatures, "families": t.families}
         for t in names:
             entry = router["tasks"].get(t, {})
-            info = _info(self.method, [TaskAdapter(t, like, entry.get("families", []),
-                                                   entry.get("signatures", []))], base_model)
-            write_lora({m: layer.factors(t) for m, layer in layers.items()}, like, bundle / "tasks" / t, info)
+            info = _info(
+                self.method,
+                [TaskAdapter(t, like, entry.get("families", []), entry.get("signatures", []))],
+                base_model,
+            )
+            write_lora(
+                {m: layer.factors(t) for m, layer in layers.items()},
+                like,
+                bundle / "tasks" / t,
+                info,
+            )
         (bundle / "router.json").write_text(json.dumps(router, indent=2))
         merged = {m: average_coefficients(layer, names) for m, layer in layers.items()}
         path = write_lora(merged, like, out / "adapter", _info(self.method, tasks, base_model))
-        return Consolidated(path, self.method, per_task=per_task, per_layer=per_layer, bundle_dir=bundle,
-                            metrics={"basis_bytes": (bundle / "share.safetensors").stat().st_size,
-                                     "tasks": len(names),
-                                     "mean_recon_error": sum(v["recon_error"] for v in per_task.values()) / len(names)})
+        return Consolidated(
+            path,
+            self.method,
+            per_task=per_task,
+            per_layer=per_layer,
+            bundle_dir=bundle,
+            metrics={
+                "basis_bytes": (bundle / "share.safetensors").stat().st_size,
+                "tasks": len(names),
+                "mean_recon_error": sum(v["recon_error"] for v in per_task.values()) / len(names),
+            },
+        )
 
 
 class Router:
@@ -224,8 +293,10 @@ def load_bundle(bundle_dir: str | Path) -> dict[str, LayerShare]:
     for key in t:
         if key.endswith(".mu_beta"):
             m = key[: -len(".mu_beta")]
-            layers[m] = LayerShare(FactorBasis(t[f"{m}.beta"], t[f"{m}.mu_beta"], 1.0),
-                                   FactorBasis(t[f"{m}.alpha"], t[f"{m}.mu_alpha"], 1.0))
+            layers[m] = LayerShare(
+                FactorBasis(t[f"{m}.beta"], t[f"{m}.mu_beta"], 1.0),
+                FactorBasis(t[f"{m}.alpha"], t[f"{m}.mu_alpha"], 1.0),
+            )
     for key, v in t.items():
         for side in ("eps_beta", "eps_alpha"):
             if key.endswith(f".{side}"):

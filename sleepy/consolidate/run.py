@@ -1,6 +1,6 @@
 """`sleepy-consolidate`: merge the task adapters learned so far with the chosen method; log, register.
 
-    sleepy-consolidate consolidation=share 'tasks=[outputs/sleep/a/adapter,models:/sleepy-fixer/3]'
+sleepy-consolidate consolidation=share 'tasks=[outputs/sleep/a/adapter,models:/sleepy-fixer/3]'
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
     tasks = []
     for name, src in items:
         src = str(src)
-        path = download_adapter(src, work / "downloads" / name) if src.startswith("models:/") else Path(src)
+        path = (
+            download_adapter(src, work / "downloads" / name)
+            if src.startswith("models:/")
+            else Path(src)
+        )
         tasks.append(TaskAdapter.from_path(str(name), path))
     return tasks
 
@@ -43,9 +47,13 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
     if not cfg.tasks:
         raise ValueError("tasks is empty: give the adapters to consolidate, oldest first")
     method = instantiate(cfg.consolidation)
-    with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name=f"consolidate-{method.method}",
-                    nested=bool(cfg.get("nested", False)),
-                    tags={"stage": "consolidate", "method": method.method, "cycle": str(cfg.cycle)}) as run:
+    with mlflow_run(
+        cfg.tracking.uri,
+        cfg.tracking.experiment,
+        run_name=f"consolidate-{method.method}",
+        nested=bool(cfg.get("nested", False)),
+        tags={"stage": "consolidate", "method": method.method, "cycle": str(cfg.cycle)},
+    ) as run:
         log_config(cfg, out)
         tasks = resolve_tasks(cfg.tasks, out)
         result = method(tasks, str(cfg.model.path), out)
@@ -55,28 +63,49 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
         for layer, vals in result.per_layer.items():
             metrics.update({f"layer.{layer}.{k}": v for k, v in vals.items()})
         mlflow.log_metrics(metrics)
-        mlflow.log_dict({"per_task": result.per_task, "per_layer": result.per_layer,
-                         "metrics": result.metrics}, "consolidation.json")
+        mlflow.log_dict(
+            {"per_task": result.per_task, "per_layer": result.per_layer, "metrics": result.metrics},
+            "consolidation.json",
+        )
         mlflow.log_artifacts(str(result.adapter_dir), "consolidated_adapter")
         if result.bundle_dir is not None:
             mlflow.log_artifacts(str(result.bundle_dir), "bundle")
         version = None
         if cfg.register:
-            version = register_adapter(result.adapter_dir, cfg.model.path, cfg.registry.name,
-                                       tags={"run_id": run.info.run_id, "cycle": cfg.cycle,
-                                             "method": method.method, "tasks": ",".join(t.name for t in tasks)})
+            version = register_adapter(
+                result.adapter_dir,
+                cfg.model.path,
+                cfg.registry.name,
+                tags={
+                    "run_id": run.info.run_id,
+                    "cycle": cfg.cycle,
+                    "method": method.method,
+                    "tasks": ",".join(t.name for t in tasks),
+                },
+            )
             mlflow.set_tag("registered_version", version)
-        (out / "consolidation.json").write_text(json.dumps(
-            {"method": method.method, "adapter": str(result.adapter_dir), "version": version,
-             "bundle": str(result.bundle_dir) if result.bundle_dir else None, **metrics}, indent=2))
+        (out / "consolidation.json").write_text(
+            json.dumps(
+                {
+                    "method": method.method,
+                    "adapter": str(result.adapter_dir),
+                    "version": version,
+                    "bundle": str(result.bundle_dir) if result.bundle_dir else None,
+                    **metrics,
+                },
+                indent=2,
+            )
+        )
     return result, version
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="consolidate")
 def main(cfg: DictConfig) -> None:
     result, version = run_consolidate(cfg)
-    print(f"{result.method}: adapter {result.adapter_dir}  version {version}  "
-          f"({result.metrics.get('seconds')} s)")
+    print(
+        f"{result.method}: adapter {result.adapter_dir}  version {version}  "
+        f"({result.metrics.get('seconds')} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,13 @@ def choose_k(s: torch.Tensor, threshold: float, k_min: int, k_max: int) -> int:
     return max(1, min(max(k, k_min), k_max, len(s)))
 
 
-def fit_basis(factors: list[torch.Tensor], threshold: float = 0.6, k_min: int = 2, k_max: int = 16,
-              k: int | None = None) -> FactorBasis:
+def fit_basis(
+    factors: list[torch.Tensor],
+    threshold: float = 0.6,
+    k_min: int = 2,
+    k_max: int = 16,
+    k: int | None = None,
+) -> FactorBasis:
     """Phase 1 for one factor side: factors are (m x r_t) matrices, stacked to (m x sum r_t)."""
     D = torch.cat([f.double() for f in factors], dim=1)
     mu = D.mean(dim=1)
@@ -71,7 +76,7 @@ class LayerShare:
 
     beta: FactorBasis
     alpha: FactorBasis
-    eps_beta: dict[str, torch.Tensor] = field(default_factory=dict)   # task -> k x r_t
+    eps_beta: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> k x r_t
     eps_alpha: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> k x r_t
 
     def factors(self, task: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,8 +103,9 @@ def fit_layer(tasks: dict[str, tuple[torch.Tensor, torch.Tensor]], **basis_kw) -
     return layer
 
 
-def merge_layer(layer: LayerShare, new_tasks: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                **basis_kw) -> tuple[LayerShare, dict[str, float]]:
+def merge_layer(
+    layer: LayerShare, new_tasks: dict[str, tuple[torch.Tensor, torch.Tensor]], **basis_kw
+) -> tuple[LayerShare, dict[str, float]]:
     """Phase 3: rebuild every earlier task, stack with the new ones, re-SVD, recompute coefficients.
 
     Returns the new layer and each task's relative reconstruction error of its delta-W.
@@ -115,7 +121,9 @@ def merge_layer(layer: LayerShare, new_tasks: dict[str, tuple[torch.Tensor, torc
     return merged, errors
 
 
-def average_coefficients(layer: LayerShare, tasks: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def average_coefficients(
+    layer: LayerShare, tasks: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of the tasks' coefficients (same rank), as an (A, B) LoRA pair."""
     tasks = tasks or list(layer.eps_beta)
     eb = torch.stack([layer.eps_beta[t] for t in tasks]).mean(0)

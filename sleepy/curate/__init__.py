@@ -25,7 +25,9 @@ class CuratedSet:
     stats: dict = field(default_factory=dict)
 
 
-def cluster_failures(signatures: list[str], diagnostics: list[str], distance: float = 0.6) -> list[int]:
+def cluster_failures(
+    signatures: list[str], diagnostics: list[str], distance: float = 0.6
+) -> list[int]:
     """Cluster ids: TF-IDF of signature + diagnostics, agglomerated by cosine distance.
 
     The signature carries the error class; the diagnostics separate mistakes that share a code
@@ -37,9 +39,12 @@ def cluster_failures(signatures: list[str], diagnostics: list[str], distance: fl
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     docs = [f"{s} {s} {d}" for s, d in zip(signatures, diagnostics, strict=True)]
-    x = TfidfVectorizer(token_pattern=r"[A-Za-z_][A-Za-z0-9_]+|E\d{4}", sublinear_tf=True).fit_transform(docs)
-    model = AgglomerativeClustering(n_clusters=None, distance_threshold=distance, metric="cosine",
-                                    linkage="average")
+    x = TfidfVectorizer(
+        token_pattern=r"[A-Za-z_][A-Za-z0-9_]+|E\d{4}", sublinear_tf=True
+    ).fit_transform(docs)
+    model = AgglomerativeClustering(
+        n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
+    )
     return [int(c) for c in model.fit_predict(x.toarray())]
 
 
@@ -59,13 +64,24 @@ def guard_leakage(koans: list[Koan], evalset_paths: list[str | Path]) -> None:
     ids, hashes = _evalset_index(evalset_paths)
     for k in koans:
         if k.id in ids or k.content_hash in hashes:
-            raise LeakageError(f"koan {k.id} is in the frozen evalset and must never be trained on: "
-                               f"drop it from the day's koans")
+            raise LeakageError(
+                f"koan {k.id} is in the frozen evalset and must never be trained on: "
+                f"drop it from the day's koans"
+            )
 
 
-def curate(episodes, koans: dict[str, Koan], template: str, edit_format: str, *,
-           replay_ratio: float = 0.0, augment_k: int = 0, seed: int = 0,
-           evalset_paths: list[str | Path] = (), cluster_distance: float = 0.6) -> CuratedSet:
+def curate(
+    episodes,
+    koans: dict[str, Koan],
+    template: str,
+    edit_format: str,
+    *,
+    replay_ratio: float = 0.0,
+    augment_k: int = 0,
+    seed: int = 0,
+    evalset_paths: list[str | Path] = (),
+    cluster_distance: float = 0.6,
+) -> CuratedSet:
     """Episodes (finished) -> a conversational prompt/completion `datasets.Dataset` with stats."""
     from datasets import Dataset
 
@@ -79,8 +95,10 @@ def curate(episodes, koans: dict[str, Koan], template: str, edit_format: str, *,
         by_task.setdefault(ep.task_id, []).append(ep)
     missing = sorted(t for t in by_task if t not in koans)
     if missing:
-        raise ValueError(f"{len(missing)} episode koans not found (e.g. {missing[0]}): "
-                         f"add their folder to curate.koan_paths")
+        raise ValueError(
+            f"{len(missing)} episode koans not found (e.g. {missing[0]}): "
+            f"add their folder to curate.koan_paths"
+        )
 
     # Failures, deduplicated: the same koan failing with the same final signature counts once.
     failures, seen = [], set()
@@ -111,7 +129,10 @@ def curate(episodes, koans: dict[str, Koan], template: str, edit_format: str, *,
             family, pattern = pattern_key
             try:
                 fresh = generate(family, augment_k, seed=seed, patterns=[pattern], validate=False)
-            except (KeyError, ValueError):  # a hand-written pattern with no template: nothing to vary
+            except (
+                KeyError,
+                ValueError,
+            ):  # a hand-written pattern with no template: nothing to vary
                 continue
             extra.extend((k, "augment") for k in fresh)
     guard_leakage(train_koans + [k for k, _ in extra], evalset_paths)
@@ -128,21 +149,36 @@ def curate(episodes, koans: dict[str, Koan], template: str, edit_format: str, *,
             fixed = _agent_fix(by_task[koan.id], koan)
             signature = ep.error_signature or (str(v.signature) if v.signature else "")
         else:
-            role, fixed, signature = extra[i - len(train_koans)][1], koan.correct_code, str(v.signature or "")
+            role, fixed, signature = (
+                extra[i - len(train_koans)][1],
+                koan.correct_code,
+                str(v.signature or ""),
+            )
         if v.passed:  # a buggy program that passes teaches nothing
             continue
         messages = prompt.messages(koan, koan.buggy_code, v.feedback(), [], edit_format)
-        rows.append({
-            "prompt": messages,
-            "completion": [{"role": "assistant", "content": fmt.render(koan.buggy_code, fixed)}],
-            "koan_id": koan.id, "family": koan.family, "pattern": koan.pattern or "",
-            "signature": signature, "role": role, "feedback": v.feedback(),
-        })
+        rows.append(
+            {
+                "prompt": messages,
+                "completion": [
+                    {"role": "assistant", "content": fmt.render(koan.buggy_code, fixed)}
+                ],
+                "koan_id": koan.id,
+                "family": koan.family,
+                "pattern": koan.pattern or "",
+                "signature": signature,
+                "role": role,
+                "feedback": v.feedback(),
+            }
+        )
     if not rows:
-        raise ValueError("nothing to learn: the episodes hold no failures (and no replay was asked for)")
+        raise ValueError(
+            "nothing to learn: the episodes hold no failures (and no replay was asked for)"
+        )
     fail_rows = [r for r in rows if r["role"] == "failure"]
-    ids = cluster_failures([r["signature"] for r in fail_rows], [r["feedback"] for r in fail_rows],
-                           cluster_distance)
+    ids = cluster_failures(
+        [r["signature"] for r in fail_rows], [r["feedback"] for r in fail_rows], cluster_distance
+    )
     for r, c in zip(fail_rows, ids, strict=True):
         r["cluster"] = c
     for r in rows:
@@ -151,12 +187,23 @@ def curate(episodes, koans: dict[str, Koan], template: str, edit_format: str, *,
     for c in sorted(set(ids)):
         members = [r for r, i in zip(fail_rows, ids, strict=True) if i == c]
         top = Counter(r["signature"] for r in members).most_common(3)
-        clusters.append({"cluster": c, "size": len(members), "top_signatures": [s for s, _ in top],
-                         "families": sorted({r["family"] for r in members})})
-    stats = {"episodes": sum(len(v) for v in by_task.values()), "failures": len(failures),
-             "rows": len(rows), "failure_rows": len(fail_rows),
-             "replay_rows": sum(r["role"] == "replay" for r in rows),
-             "augment_rows": sum(r["role"] == "augment" for r in rows), "clusters": len(clusters)}
+        clusters.append(
+            {
+                "cluster": c,
+                "size": len(members),
+                "top_signatures": [s for s, _ in top],
+                "families": sorted({r["family"] for r in members}),
+            }
+        )
+    stats = {
+        "episodes": sum(len(v) for v in by_task.values()),
+        "failures": len(failures),
+        "rows": len(rows),
+        "failure_rows": len(fail_rows),
+        "replay_rows": sum(r["role"] == "replay" for r in rows),
+        "augment_rows": sum(r["role"] == "augment" for r in rows),
+        "clusters": len(clusters),
+    }
     return CuratedSet(Dataset.from_list(rows), clusters, stats)
 
 

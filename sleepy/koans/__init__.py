@@ -13,6 +13,13 @@ from sleepy.koans.model import (
 )
 
 __all__ = [
-    "FAMILIES", "Koan", "KoanError", "content_hash", "load_evalset", "load_koan", "load_koans",
-    "save_evalset", "save_koan",
+    "FAMILIES",
+    "Koan",
+    "KoanError",
+    "content_hash",
+    "load_evalset",
+    "load_koan",
+    "load_koans",
+    "save_evalset",
+    "save_koan",
 ]

@@ -48,18 +48,92 @@ def patterns(family: str) -> list[Pattern]:
 
 
 _NOUNS = [
-    "account", "order", "sensor", "book", "player", "ticket", "invoice", "packet", "robot",
-    "planet", "recipe", "student", "vehicle", "message", "record", "sample", "cell", "task",
-    "node", "token", "reading", "item", "batch", "course", "device", "shipment", "voter",
+    "account",
+    "order",
+    "sensor",
+    "book",
+    "player",
+    "ticket",
+    "invoice",
+    "packet",
+    "robot",
+    "planet",
+    "recipe",
+    "student",
+    "vehicle",
+    "message",
+    "record",
+    "sample",
+    "cell",
+    "task",
+    "node",
+    "token",
+    "reading",
+    "item",
+    "batch",
+    "course",
+    "device",
+    "shipment",
+    "voter",
 ]
 _FIELDS = [
-    "id", "name", "count", "total", "score", "level", "price", "weight", "label", "code",
-    "value", "limit", "speed", "owner", "title", "size", "rank", "age", "depth", "amount",
+    "id",
+    "name",
+    "count",
+    "total",
+    "score",
+    "level",
+    "price",
+    "weight",
+    "label",
+    "code",
+    "value",
+    "limit",
+    "speed",
+    "owner",
+    "title",
+    "size",
+    "rank",
+    "age",
+    "depth",
+    "amount",
 ]
-_VERBS = ["process", "update", "compute", "summarize", "describe", "check", "measure",
-          "format", "collect", "render", "register", "inspect", "adjust", "report"]
-_WORDS = ["alpha", "delta", "north", "amber", "cobalt", "maple", "orbit", "quartz", "river",
-          "solar", "tango", "velvet", "willow", "zephyr", "ember", "harbor", "lunar", "pixel"]
+_VERBS = [
+    "process",
+    "update",
+    "compute",
+    "summarize",
+    "describe",
+    "check",
+    "measure",
+    "format",
+    "collect",
+    "render",
+    "register",
+    "inspect",
+    "adjust",
+    "report",
+]
+_WORDS = [
+    "alpha",
+    "delta",
+    "north",
+    "amber",
+    "cobalt",
+    "maple",
+    "orbit",
+    "quartz",
+    "river",
+    "solar",
+    "tango",
+    "velvet",
+    "willow",
+    "zephyr",
+    "ember",
+    "harbor",
+    "lunar",
+    "pixel",
+]
 INT_TYPES = ["i32", "i64", "u32", "u64", "usize"]
 
 
@@ -85,7 +159,14 @@ class Vocab:
 
     def var(self) -> str:
         """A fresh snake_case local name (`order`, `sensor_list`, ...)."""
-        return self._fresh(_NOUNS, lambda s: s if self.rng.random() < 0.6 else f"{s}_{self.rng.choice(['a', 'b', 'x', 'list', 'ref', 'data'])}")
+        return self._fresh(
+            _NOUNS,
+            lambda s: (
+                s
+                if self.rng.random() < 0.6
+                else f"{s}_{self.rng.choice(['a', 'b', 'x', 'list', 'ref', 'data'])}"
+            ),
+        )
 
     def field(self) -> str:
         return self._fresh(_FIELDS)
@@ -95,7 +176,14 @@ class Vocab:
 
     def type_name(self) -> str:
         """A fresh CamelCase struct name."""
-        return self._fresh(_NOUNS, lambda s: s.capitalize() if self.rng.random() < 0.7 else s.capitalize() + self.rng.choice(["Info", "Data", "Entry", "Spec"]))
+        return self._fresh(
+            _NOUNS,
+            lambda s: (
+                s.capitalize()
+                if self.rng.random() < 0.7
+                else s.capitalize() + self.rng.choice(["Info", "Data", "Entry", "Spec"])
+            ),
+        )
 
     def int_type(self) -> str:
         return self.rng.choice(INT_TYPES)
@@ -116,5 +204,5 @@ class Vocab:
             return ""
         v = self._fresh(_WORDS, lambda s: f"{s}_{self.rng.choice(['n', 'k', 'tag'])}")
         if n < 0.7:
-            return f"{indent}let {v} = {self.int()};\n{indent}println!(\"{v} = {{}}\", {v});\n"
-        return f"{indent}let {v} = \"{self.word()}\".len();\n{indent}println!(\"{{}}\", {v});\n"
+            return f'{indent}let {v} = {self.int()};\n{indent}println!("{v} = {{}}", {v});\n'
+        return f'{indent}let {v} = "{self.word()}".len();\n{indent}println!("{{}}", {v});\n'

@@ -36,7 +36,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedT
     )
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
         additional_special_tokens=[f"<|{r}|>" for r in ROLES],
     )
     fast.chat_template = CHAT_TEMPLATE
@@ -44,9 +47,15 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048) -> PreTrainedT
     return fast
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, hidden: int = 256, layers: int = 4,
-                heads: int = 4, intermediate: int = 768, max_positions: int = 1024,
-                seed: int = 0) -> LlamaForCausalLM:
+def build_model(
+    tokenizer: PreTrainedTokenizerFast,
+    hidden: int = 256,
+    layers: int = 4,
+    heads: int = 4,
+    intermediate: int = 768,
+    max_positions: int = 1024,
+    seed: int = 0,
+) -> LlamaForCausalLM:
     import torch
 
     torch.manual_seed(seed)

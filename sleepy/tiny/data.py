@@ -21,8 +21,9 @@ class Example:
     completion: str
 
 
-def koans_for_training(families: list[str], per_family: int, seed: int,
-                       exclude_hashes: set[str] | None = None) -> list[Koan]:
+def koans_for_training(
+    families: list[str], per_family: int, seed: int, exclude_hashes: set[str] | None = None
+) -> list[Koan]:
     """Distinct template drafts of the given families, none in koans/ or evalsets/.
 
     Drafts are not compiled here: `build_examples` compiles each buggy program once anyway (for its
@@ -46,8 +47,9 @@ def koans_for_training(families: list[str], per_family: int, seed: int,
     return out
 
 
-def build_examples(koans: list[Koan], template: str, edit_format: str,
-                   workers: int | None = None) -> tuple[list[Example], dict]:
+def build_examples(
+    koans: list[Koan], template: str, edit_format: str, workers: int | None = None
+) -> tuple[list[Example], dict]:
     """Compile every buggy program once for its feedback; keep the koans that fail as declared."""
     from sleepy.agent.edits import get_edit_format
     from sleepy.agent.prompts import PromptTemplate
@@ -56,19 +58,32 @@ def build_examples(koans: list[Koan], template: str, edit_format: str,
     sandbox = Sandbox()
     prompt = PromptTemplate.load(template)
     fmt = get_edit_format(edit_format)
-    verdicts = run_batch(lambda k: sandbox.verdict(k, k.buggy_code), koans, workers=workers,
-                         desc="compiling buggy programs")
+    verdicts = run_batch(
+        lambda k: sandbox.verdict(k, k.buggy_code),
+        koans,
+        workers=workers,
+        desc="compiling buggy programs",
+    )
     examples, dropped = [], {"passes_already": 0, "other_error": 0}
     for koan, v in zip(koans, verdicts, strict=True):
         if v.passed:
             dropped["passes_already"] += 1
             continue
-        if koan.kind == "compile" and (v.signature is None or v.signature.code != koan.expected_code):
+        if koan.kind == "compile" and (
+            v.signature is None or v.signature.code != koan.expected_code
+        ):
             dropped["other_error"] += 1
             continue
         messages = prompt.messages(koan, koan.buggy_code, v.feedback(), [], edit_format)
-        examples.append(Example(koan.id, koan.family, koan.pattern, messages,
-                                fmt.render(koan.buggy_code, koan.correct_code)))
+        examples.append(
+            Example(
+                koan.id,
+                koan.family,
+                koan.pattern,
+                messages,
+                fmt.render(koan.buggy_code, koan.correct_code),
+            )
+        )
     return examples, dropped
 
 

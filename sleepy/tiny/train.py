@@ -22,7 +22,9 @@ from sleepy.tiny.data import Example, build_examples, koans_for_training
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-def encode(examples: list[Example], tokenizer, max_len: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+def encode(
+    examples: list[Example], tokenizer, max_len: int
+) -> tuple[list[tuple[list[int], list[int]]], int]:
     """(prompt ids, completion ids) pairs; rows over max_len are dropped and counted, never cut."""
     rows, too_long = [], 0
     for ex in examples:
@@ -46,8 +48,8 @@ def batches(rows, batch_size: int, seed: int):
         chunk = batch_size * 32
         epoch = []
         for i in range(0, len(order), chunk):
-            part = sorted(order[i:i + chunk], key=lambda j: len(rows[j][0]) + len(rows[j][1]))
-            epoch.extend(part[k:k + batch_size] for k in range(0, len(part), batch_size))
+            part = sorted(order[i : i + chunk], key=lambda j: len(rows[j][0]) + len(rows[j][1]))
+            epoch.extend(part[k : k + batch_size] for k in range(0, len(part), batch_size))
         rng.shuffle(epoch)
         yield from (b for b in epoch if len(b) == batch_size)
 
@@ -63,7 +65,7 @@ def collate(rows, idx, pad_id: int):
     for r, i in enumerate(idx):
         p, c = rows[i]
         input_ids[r, : len(p) + len(c)] = torch.tensor(p + c)
-        labels[r, len(p): len(p) + len(c)] = torch.tensor(c)  # loss on the completion only
+        labels[r, len(p) : len(p) + len(c)] = torch.tensor(c)  # loss on the completion only
         mask[r, : len(p) + len(c)] = 1
     return input_ids, mask, labels
 
@@ -82,26 +84,40 @@ def train_tiny(cfg: DictConfig) -> dict:
     t0 = time.time()
     koans = koans_for_training(list(cfg.families), cfg.per_family, cfg.seed)
     examples, dropped = build_examples(koans, cfg.template, cfg.edit_format)
-    texts = [m["content"] for ex in examples for m in ex.messages] + [ex.completion for ex in examples]
+    texts = [m["content"] for ex in examples for m in ex.messages] + [
+        ex.completion for ex in examples
+    ]
     tokenizer = train_tokenizer(texts, cfg.tokenizer.vocab_size)
     rows, too_long = encode(examples, tokenizer, cfg.train.max_len)
     data_s = time.time() - t0
     model = build_model(tokenizer, **cfg.arch, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                            betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95)
+    )
     sched = get_cosine_schedule_with_warmup(opt, cfg.train.warmup, cfg.train.steps)
     stream = batches(rows, cfg.train.batch_size, cfg.seed)
     losses: list[float] = []
     with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name="sleepy-tiny"):
         log_config(cfg)
-        mlflow.log_metrics({"examples": len(rows), "dropped_too_long": too_long,
-                            "dropped_passing": dropped["passes_already"],
-                            "dropped_other_error": dropped["other_error"], "parameters": n_params})
+        mlflow.log_metrics(
+            {
+                "examples": len(rows),
+                "dropped_too_long": too_long,
+                "dropped_passing": dropped["passes_already"],
+                "dropped_other_error": dropped["other_error"],
+                "parameters": n_params,
+            }
+        )
         model.train()
         t1 = time.time()
-        cols = [TextColumn("training sleepy-tiny"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
+        cols = [
+            TextColumn("training sleepy-tiny"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TimeRemainingColumn(),
+        ]
         with Progress(*cols) as bar:
             task = bar.add_task("train", total=cfg.train.steps, loss=float("nan"))
             for step in range(1, cfg.train.steps + 1):
@@ -122,10 +138,17 @@ def train_tiny(cfg: DictConfig) -> dict:
         model.eval()
         save(model, tokenizer, out)
         summary = {
-            "parameters": n_params, "vocab_size": len(tokenizer), "examples": len(rows),
-            "distinct_koans": len(koans), "dropped_too_long": too_long, **{f"dropped_{k}": v for k, v in dropped.items()},
-            "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "final_loss": sum(losses[-20:]) / 20,
-            "train_seconds": round(train_s), "data_seconds": round(data_s),
+            "parameters": n_params,
+            "vocab_size": len(tokenizer),
+            "examples": len(rows),
+            "distinct_koans": len(koans),
+            "dropped_too_long": too_long,
+            **{f"dropped_{k}": v for k, v in dropped.items()},
+            "steps": cfg.train.steps,
+            "batch_size": cfg.train.batch_size,
+            "final_loss": sum(losses[-20:]) / 20,
+            "train_seconds": round(train_s),
+            "data_seconds": round(data_s),
             "seconds_per_step": round(train_s / cfg.train.steps, 3),
             "patterns": sorted({f"{e.family}/{e.pattern}" for e in examples}),
             "config": OmegaConf.to_container(cfg, resolve=True),
@@ -147,7 +170,9 @@ def train_tiny(cfg: DictConfig) -> dict:
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="tiny")
 def main(cfg: DictConfig) -> None:
     summary = train_tiny(cfg)
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "patterns")}, indent=2))
+    print(
+        json.dumps({k: v for k, v in summary.items() if k not in ("config", "patterns")}, indent=2)
+    )
 
 
 if __name__ == "__main__":

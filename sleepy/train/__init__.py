@@ -39,8 +39,14 @@ def drop_too_long(dataset, tokenizer, max_length: int):
     return dataset.select(keep), len(dataset) - len(keep)
 
 
-def train_adapter(dataset, base_model: str | Path, adapter_cfg, out_dir: str | Path, seed: int = 0,
-                  extra_info: dict | None = None) -> TrainResult:
+def train_adapter(
+    dataset,
+    base_model: str | Path,
+    adapter_cfg,
+    out_dir: str | Path,
+    seed: int = 0,
+    extra_info: dict | None = None,
+) -> TrainResult:
     """LoRA on `dataset` (conversational prompt/completion rows); saves adapter + metadata to out_dir."""
     import torch
     from peft import LoraConfig
@@ -54,11 +60,19 @@ def train_adapter(dataset, base_model: str | Path, adapter_cfg, out_dir: str | P
         tokenizer.pad_token = tokenizer.eos_token
     dataset, too_long = drop_too_long(dataset, tokenizer, adapter_cfg.max_length)
     if len(dataset) == 0:
-        raise ValueError(f"no training rows fit adapter.max_length={adapter_cfg.max_length} "
-                         f"({too_long} dropped as too long): raise adapter.max_length")
+        raise ValueError(
+            f"no training rows fit adapter.max_length={adapter_cfg.max_length} "
+            f"({too_long} dropped as too long): raise adapter.max_length"
+        )
     model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
-    lora = LoraConfig(r=adapter_cfg.rank, lora_alpha=adapter_cfg.alpha, lora_dropout=adapter_cfg.dropout,
-                      target_modules=list(adapter_cfg.target_modules), task_type="CAUSAL_LM", bias="none")
+    lora = LoraConfig(
+        r=adapter_cfg.rank,
+        lora_alpha=adapter_cfg.alpha,
+        lora_dropout=adapter_cfg.dropout,
+        target_modules=list(adapter_cfg.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     on_cpu = not torch.cuda.is_available()
     args = SFTConfig(
         output_dir=str(out_dir / "trainer"),
@@ -72,7 +86,9 @@ def train_adapter(dataset, base_model: str | Path, adapter_cfg, out_dir: str | P
         completion_only_loss=True,
         # On CPU both make a step 1.5x-12x slower: trl turns them on by default.
         bf16=False if on_cpu else adapter_cfg.get("bf16", True),
-        gradient_checkpointing=False if on_cpu else adapter_cfg.get("gradient_checkpointing", False),
+        gradient_checkpointing=False
+        if on_cpu
+        else adapter_cfg.get("gradient_checkpointing", False),
         use_cpu=on_cpu,
         logging_steps=max(1, adapter_cfg.get("logging_steps", 5)),
         save_strategy="no",
@@ -90,8 +106,14 @@ def train_adapter(dataset, base_model: str | Path, adapter_cfg, out_dir: str | P
             if logs and "loss" in logs and mlflow.active_run() is not None:
                 mlflow.log_metric("train_loss", float(logs["loss"]), step=state.global_step)
 
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora, callbacks=[_MLflowLoss()])
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[_MLflowLoss()],
+    )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     t0 = time.time()
     trainer.train()
@@ -101,21 +123,36 @@ def train_adapter(dataset, base_model: str | Path, adapter_cfg, out_dir: str | P
     tokens = sum(_length(tokenizer, row) for row in dataset)
     steps = trainer.state.global_step
     metrics = {
-        "rows": len(dataset), "dropped_too_long": too_long, "trainable_params": trainable,
-        "train_seconds": round(seconds, 2), "steps": steps,
-        "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), float("nan")),
-        "tokens_per_second": round(tokens * max(1.0, steps * adapter_cfg.batch_size / len(dataset)) / max(seconds, 1e-9), 1),
+        "rows": len(dataset),
+        "dropped_too_long": too_long,
+        "trainable_params": trainable,
+        "train_seconds": round(seconds, 2),
+        "steps": steps,
+        "final_loss": next(
+            (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), float("nan")
+        ),
+        "tokens_per_second": round(
+            tokens * max(1.0, steps * adapter_cfg.batch_size / len(dataset)) / max(seconds, 1e-9), 1
+        ),
     }
     from omegaconf import OmegaConf
 
-    cfg_dict = OmegaConf.to_container(adapter_cfg, resolve=True) if not isinstance(adapter_cfg, dict) else adapter_cfg
+    cfg_dict = (
+        OmegaConf.to_container(adapter_cfg, resolve=True)
+        if not isinstance(adapter_cfg, dict)
+        else adapter_cfg
+    )
     info = AdapterInfo(
-        base_model=str(base_model), base_model_fingerprint=fingerprint(base_model), method="lora",
+        base_model=str(base_model),
+        base_model_fingerprint=fingerprint(base_model),
+        method="lora",
         dataset_hash=dataset_hash(dataset),
         koan_ids=sorted(set(dataset["koan_id"])) if "koan_id" in dataset.column_names else [],
         signatures=sorted(set(dataset["signature"])) if "signature" in dataset.column_names else [],
         families=sorted(set(dataset["family"])) if "family" in dataset.column_names else [],
-        config=cfg_dict, metrics=metrics, **(extra_info or {}),
+        config=cfg_dict,
+        metrics=metrics,
+        **(extra_info or {}),
     )
     write_info(adapter_dir, info)
     return TrainResult(adapter_dir, info, metrics, list(trainer.state.log_history))
