@@ -52,6 +52,5 @@ tiny-model: setup ## retrain sleepy-tiny from scratch (conf/tiny.yaml) and insta
 day: setup ## one day of the agent on 20 koans with sleepy-tiny
 	$(BIN)/sleepy-day koans.count=20
 
-demo: setup ## set up and run the main job
-	$(BIN)/sleepy koans validate
-	$(BIN)/python -m sleepy.bench
+demo: setup ## set up, then two full day -> sleep -> consolidate -> eval cycles on sleepy-tiny
+	$(BIN)/sleepy-cycle experiment=demo
