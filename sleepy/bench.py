@@ -22,7 +22,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
+from sleepy.consolidate.bench import bench_consolidation
 from sleepy.llm.bench import bench_generation
+from sleepy.train.bench import bench_training
 
 console = Console()
 
@@ -213,6 +215,8 @@ def bench_sandbox(n_koans: int = 50) -> dict[str, float]:
 SECTIONS: dict[str, Callable[[], dict]] = {
     "sandbox": bench_sandbox,
     "generation": bench_generation,  # batched vs one-at-a-time hf generation
+    "training": bench_training,  # LoRA tokens/s: sleepy's CPU settings vs trl's defaults
+    "consolidation": bench_consolidation,  # Share vs LoRA: trainable params and bytes per task
 }
 
 
