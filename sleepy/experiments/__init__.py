@@ -1,0 +1,1 @@
+"""Experiments that answer one question each, built from the stages' entry functions."""
