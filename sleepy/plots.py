@@ -235,6 +235,44 @@ class PlotError(ValueError):
     """Nothing to plot; the message says where it looked."""
 
 
+def forgetting_matrix_plot(
+    matrices: dict[str, list[dict[str, float]]], families: list[str], out: str | Path
+) -> Path:
+    """One panel per method: rows = before any sleep, then after learning each family in turn;
+    columns = family; cell = pass rate. `matrices["base"]` is the one row before sleep."""
+    base = matrices.get("base", [])
+    methods = [m for m in matrices if m != "base"]
+    width = 1.0 + 1.3 * len(families) * len(methods)
+    fig, axes = plt.subplots(
+        1, len(methods), figsize=(width + 2.5, 3.4), squeeze=False, sharey=True
+    )
+    labels = ["before sleep"] * len(base) + [f"after {f}" for f in families]
+    for ax, method in zip(axes[0], methods, strict=True):
+        grid = [[row.get(f, 0.0) for f in families] for row in base + matrices[method]]
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if v < 0.5 else "black",
+                )
+        ax.set_xticks(range(len(families)), families, rotation=30, ha="right", fontsize=8)
+        ax.set_title(method, fontsize=10)
+        ax.set_xlabel("family (frozen evalset)", fontsize=8)
+    axes[0][0].set_yticks(range(len(grid)), labels[: len(grid)], fontsize=8)
+    axes[0][0].set_ylabel("model state", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), label="pass rate", shrink=0.8)
+    fig.suptitle(
+        "Forgetting matrix: pass rate per family after each sleep, per method", fontsize=11
+    )
+    return _save(fig, out)
+
+
 def eval_runs(experiment: str, uri: str) -> list:
     """The finished eval runs of an experiment (nested ones included), oldest first."""
     import os

@@ -130,3 +130,17 @@ def test_sleepy_plots_command(store, tmp_path, capsys):
     assert (
         capsys.readouterr().err.strip() == f"sleepy-plots: error: no experiment 'nope' in {store}"
     )
+
+
+def test_forgetting_matrix_plot_writes_one_panel_per_method(tmp_path):
+    from sleepy.plots import forgetting_matrix_plot
+
+    fams = ["trait_bounds", "lifetimes"]
+    row = {"trait_bounds": 0.5, "lifetimes": 0.25}
+    png = forgetting_matrix_plot(
+        {"base": [row], "none": [row, row], "share": [row, row]}, fams, tmp_path / "fm.png"
+    )
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(png)
+    assert img.shape[1] > img.shape[0]  # two panels side by side

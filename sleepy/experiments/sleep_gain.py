@@ -21,8 +21,14 @@ def _compose(name: str, overrides: list[str]):
         return compose(name, overrides=overrides)
 
 
-def sleep_gain(families: list[str], n: int, out: Path, seed: int = 0, uri: str | None = None,
-               adapter_overrides: list[str] = ()) -> dict:
+def sleep_gain(
+    families: list[str],
+    n: int,
+    out: Path,
+    seed: int = 0,
+    uri: str | None = None,
+    adapter_overrides: list[str] = (),
+) -> dict:
     from sleepy.day import run_day
     from sleepy.koans import save_evalset
     from sleepy.koans.generate import generate
@@ -36,25 +42,76 @@ def sleep_gain(families: list[str], n: int, out: Path, seed: int = 0, uri: str |
     seen = [k for f in families for k in generate(f, n, seed=seed + 1, exclude_hashes=exclude)]
     exclude |= {k.content_hash for k in seen}
     held_out = [k for f in families for k in generate(f, n, seed=seed + 2, exclude_hashes=exclude)]
-    seen_path, held_path = save_evalset(seen, out / "day_koans.json"), save_evalset(held_out, out / "held_out.json")
+    seen_path, held_path = (
+        save_evalset(seen, out / "day_koans.json"),
+        save_evalset(held_out, out / "held_out.json"),
+    )
 
-    day = run_day(_compose("day", [*track, f"paths.outputs={out}", f"paths.output_dir={out}/day",
-                                   f"koans.evalset={seen_path}", "run_id=day"]))
-    sleep = run_sleep(_compose("sleep", [*track, f"paths.outputs={out}", f"paths.output_dir={out}/sleep",
-                                         f"curate.episodes={day.episodes_db}", "curate.run_id=day",
-                                         f"seed={seed}", *adapter_overrides]))
-    before = run_day(_compose("day", [*track, f"paths.outputs={out}", f"paths.output_dir={out}/before",
-                                      f"koans.evalset={held_path}", "run_id=before"]))
-    after = run_day(_compose("day", [*track, f"paths.outputs={out}", f"paths.output_dir={out}/after",
-                                     f"koans.evalset={held_path}", "run_id=after",
-                                     f"backend.adapter={sleep.adapter_dir}"]))
+    day = run_day(
+        _compose(
+            "day",
+            [
+                *track,
+                f"paths.outputs={out}",
+                f"paths.output_dir={out}/day",
+                f"koans.evalset={seen_path}",
+                "run_id=day",
+            ],
+        )
+    )
+    sleep = run_sleep(
+        _compose(
+            "sleep",
+            [
+                *track,
+                f"paths.outputs={out}",
+                f"paths.output_dir={out}/sleep",
+                f"curate.episodes={day.episodes_db}",
+                "curate.run_id=day",
+                f"seed={seed}",
+                *adapter_overrides,
+            ],
+        )
+    )
+    before = run_day(
+        _compose(
+            "day",
+            [
+                *track,
+                f"paths.outputs={out}",
+                f"paths.output_dir={out}/before",
+                f"koans.evalset={held_path}",
+                "run_id=before",
+            ],
+        )
+    )
+    after = run_day(
+        _compose(
+            "day",
+            [
+                *track,
+                f"paths.outputs={out}",
+                f"paths.output_dir={out}/after",
+                f"koans.evalset={held_path}",
+                "run_id=after",
+                f"backend.adapter={sleep.adapter_dir}",
+            ],
+        )
+    )
     result = {
-        "families": families, "koans_per_family": n, "day_pass_rate": day.metrics["pass_rate"],
-        "training_rows": sleep.stats["rows"], "train_steps": sleep.metrics["steps"],
-        "held_out_base": before.metrics["pass_rate"], "held_out_adapter": after.metrics["pass_rate"],
+        "families": families,
+        "koans_per_family": n,
+        "day_pass_rate": day.metrics["pass_rate"],
+        "training_rows": sleep.stats["rows"],
+        "train_steps": sleep.metrics["steps"],
+        "held_out_base": before.metrics["pass_rate"],
+        "held_out_adapter": after.metrics["pass_rate"],
         "gain_points": 100 * (after.metrics["pass_rate"] - before.metrics["pass_rate"]),
-        "per_family": {k: (before.metrics.get(k), after.metrics.get(k))
-                       for k in after.metrics if k.startswith("pass_rate.")},
+        "per_family": {
+            k: (before.metrics.get(k), after.metrics.get(k))
+            for k in after.metrics
+            if k.startswith("pass_rate.")
+        },
     }
     (out / "sleep_gain.json").write_text(json.dumps(result, indent=2))
     return result

@@ -1,0 +1,143 @@
+"""Forgetting matrix per consolidation method: families learned one after another.
+
+One day + sleep per family gives one task adapter each (shared by all methods, so methods differ
+only in how they merge). After step t, each method merges tasks 1..t and the merged adapter is
+measured on the frozen evalset's koans of every family in the sequence:
+M[t][family] = pass rate. A method that forgets shows earlier families' rates falling.
+
+    python -m sleepy.experiments.forgetting --family trait_bounds --family lifetimes \
+        --family closures_iterators --method none --method mean --method share --method uwsh
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from sleepy.experiments.sleep_gain import _compose
+
+
+def forgetting(
+    families: list[str],
+    methods: list[str],
+    out: Path,
+    n: int = 24,
+    seed: int = 0,
+    sleep_overrides: list[str] = (),
+) -> dict:
+    import mlflow
+
+    from sleepy.consolidate.run import run_consolidate
+    from sleepy.day import run_day
+    from sleepy.koans import load_evalset, save_evalset
+    from sleepy.koans.generate import generate
+    from sleepy.koans.model import known_hashes
+    from sleepy.plots import forgetting_matrix_plot
+    from sleepy.sleep import run_sleep
+    from sleepy.tracking import mlflow_run
+
+    out.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{out.resolve()}/mlflow.db"
+    track = [f"tracking.uri={uri}", "tracking.experiment=sleepy-forgetting"]
+    frozen = [k for k in load_evalset(Path("evalsets/frozen.json")) if k.family in families]
+    suite = save_evalset(frozen, out / "suite.json")
+    exclude = set(known_hashes(Path("koans"), Path("evalsets")))
+    tasks: dict[str, str] = {}
+    for i, fam in enumerate(families):
+        koans = generate(fam, n, seed=seed + i, exclude_hashes=exclude)
+        path = save_evalset(koans, out / f"day_{fam}.json")
+        day = run_day(
+            _compose(
+                "day",
+                [
+                    *track,
+                    f"paths.outputs={out}",
+                    f"paths.output_dir={out}/day_{fam}",
+                    f"koans.evalset={path}",
+                    f"run_id=day_{fam}",
+                ],
+            )
+        )
+        sleep = run_sleep(
+            _compose(
+                "sleep",
+                [
+                    *track,
+                    f"paths.outputs={out}",
+                    f"paths.output_dir={out}/sleep_{fam}",
+                    f"curate.episodes={day.episodes_db}",
+                    f"curate.run_id=day_{fam}",
+                    "register=false",
+                    f"seed={seed}",
+                    *sleep_overrides,
+                ],
+            )
+        )
+        tasks[fam] = str(sleep.adapter_dir)
+
+    def measure(adapter: str | None, tag: str) -> dict:
+        over = [
+            *track,
+            f"paths.outputs={out}",
+            f"paths.output_dir={out}/eval_{tag}",
+            f"koans.evalset={suite}",
+            f"run_id=eval_{tag}",
+            "tracking=none",
+        ]
+        if adapter:
+            over.append(f"backend.adapter={adapter}")
+        m = run_day(_compose("day", over)).metrics
+        return {f: m.get(f"pass_rate.{f}", 0.0) for f in families} | {"all": m["pass_rate"]}
+
+    matrices = {"base": [measure(None, "base")]}
+    for method in methods:
+        rows = []
+        for t in range(1, len(families) + 1):
+            sub = {f: tasks[f] for f in families[:t]}
+            cfg = _compose(
+                "consolidate",
+                [
+                    *track,
+                    f"consolidation={method}",
+                    f"paths.outputs={out}",
+                    f"paths.output_dir={out}/{method}_{t}",
+                    "register=false",
+                    f"tasks={{{','.join(f'{k}: {v}' for k, v in sub.items())}}}",
+                ],
+            )
+            result, _ = run_consolidate(cfg)
+            rows.append(measure(str(result.adapter_dir), f"{method}_{t}"))
+        matrices[method] = rows
+    with mlflow_run(uri, "sleepy-forgetting", run_name="forgetting-matrix"):
+        mlflow.log_dict({"families": families, "matrices": matrices}, "forgetting.json")
+        png = forgetting_matrix_plot(matrices, families, out / "forgetting_matrix.png")
+        mlflow.log_artifact(str(png))
+        for method, rows in matrices.items():
+            for t, row in enumerate(rows):
+                mlflow.log_metrics({f"{method}.{k}": v for k, v in row.items()}, step=t)
+    result = {"families": families, "matrices": matrices}
+    (out / "forgetting.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--family", action="append", required=True)
+    p.add_argument("--method", action="append", required=True)
+    p.add_argument("--n", type=int, default=24)
+    p.add_argument("--out", default=None)
+    p.add_argument("overrides", nargs="*", help="sleep overrides, e.g. adapter.max_steps=200")
+    a = p.parse_args(argv)
+    out = Path(a.out or tempfile.mkdtemp(prefix="forgetting-", dir="outputs"))
+    r = forgetting(a.family, a.method, out, a.n, sleep_overrides=a.overrides)
+    for method, rows in r["matrices"].items():
+        print(method)
+        for t, row in enumerate(rows):
+            print(f"  after {t}: " + "  ".join(f"{k} {v:.2f}" for k, v in row.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
