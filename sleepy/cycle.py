@@ -294,8 +294,10 @@ def main(cfg: DictConfig) -> None:
     out = Path(str(cfg.paths.output_dir))
     print(f"outputs:   {out}  (state.json, summary.json, one folder per cycle and stage)")
     print(f"plots:     {out / 'plots'}")
-    print(f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking.uri} --port 5000"
-          f"   (experiment '{cfg.tracking.experiment}')")
+    print(
+        f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking.uri} --port 5000"
+        f"   (experiment '{cfg.tracking.experiment}')"
+    )
 
 
 if __name__ == "__main__":

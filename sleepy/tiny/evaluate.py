@@ -23,15 +23,23 @@ def _day(source: Path, out: Path, evalset: bool, max_attempts: int) -> dict:
     from sleepy.config import CONF_DIR
     from sleepy.day import run_day
 
-    overrides = [f"paths.outputs={out}", f"paths.output_dir={out}", "tracking=none", "run_id=tiny-eval",
-                 f"agent.max_attempts={max_attempts}", "agent.temperature=0.0"]
+    overrides = [
+        f"paths.outputs={out}",
+        f"paths.output_dir={out}",
+        "tracking=none",
+        "run_id=tiny-eval",
+        f"agent.max_attempts={max_attempts}",
+        "agent.temperature=0.0",
+    ]
     overrides += [f"koans.evalset={source}"] if evalset else [f"koans.source={source}"]
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose("day", overrides=overrides)
     return run_day(cfg).metrics
 
 
-def evaluate_tiny(known: list[str], per_family: int = 15, seed: int = 5000, max_attempts: int = 3) -> dict:
+def evaluate_tiny(
+    known: list[str], per_family: int = 15, seed: int = 5000, max_attempts: int = 3
+) -> dict:
     from sleepy.koans.generate import generate
     from sleepy.koans.model import known_hashes
 
@@ -44,7 +52,9 @@ def evaluate_tiny(known: list[str], per_family: int = 15, seed: int = 5000, max_
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name, fams in (("fresh_known", known), ("fresh_unknown", unknown)):
-            koans = [k for f in fams for k in generate(f, per_family, seed=seed, exclude_hashes=exclude)]
+            koans = [
+                k for f in fams for k in generate(f, per_family, seed=seed, exclude_hashes=exclude)
+            ]
             path = save_evalset(koans, tmp / f"{name}.json")
             results[name] = _day(path, tmp / name, True, max_attempts)
         from sleepy.koans import load_evalset
@@ -53,7 +63,9 @@ def evaluate_tiny(known: list[str], per_family: int = 15, seed: int = 5000, max_
         for name, fams in (("frozen_known", known), ("frozen_unknown", unknown)):
             path = save_evalset([k for k in frozen if k.family in fams], tmp / f"{name}.json")
             results[name] = _day(path, tmp / name, True, max_attempts)
-    return {name: {k: v for k, v in m.items() if not isinstance(v, str)} for name, m in results.items()}
+    return {
+        name: {k: v for k, v in m.items() if not isinstance(v, str)} for name, m in results.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     results = evaluate_tiny(known, args.per_family, args.seed)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     for name, m in results.items():
-        print(f"{name:15s} pass rate {m.get('pass_rate', 0):.1%}  ({int(m.get('episodes', 0))} koans)")
+        print(
+            f"{name:15s} pass rate {m.get('pass_rate', 0):.1%}  ({int(m.get('episodes', 0))} koans)"
+        )
     return 0
 
 
