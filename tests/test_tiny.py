@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from hydra import compose, initialize_config_dir
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -21,10 +20,11 @@ def test_tokenizer_round_trip_matches_the_trained_one():
     loaded = AutoTokenizer.from_pretrained(str(MODEL_DIR))
     assert loaded(RUST, add_special_tokens=False)["input_ids"] == trained.encode(RUST).ids
     assert loaded.decode(trained.encode(RUST).ids) == RUST
-    text = loaded.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False,
-                                      add_generation_prompt=True)
+    text = loaded.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|user|>\nhi\n<|assistant|>\n"
-    assert loaded.eos_token == "<|eos|>" and loaded.padding_side == "left"
+    assert loaded.eos_token == "<|eos|>" and loaded.pad_token == "<|pad|>"
 
 
 def test_weights_and_card_ship_with_the_package():
@@ -45,25 +45,47 @@ def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path):
     koans = generate("mutability", 4, seed=31337) + generate("borrow_checker", 4, seed=31337)
     suite = save_evalset(koans, tmp_path / "suite.json")
     with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("day", overrides=[f"paths.outputs={tmp_path}", f"paths.output_dir={tmp_path}/day",
-                                        f"koans.evalset={suite}", "tracking=none", "run_id=tiny"])
+        cfg = compose(
+            "day",
+            overrides=[
+                f"paths.outputs={tmp_path}",
+                f"paths.output_dir={tmp_path}/day",
+                f"koans.evalset={suite}",
+                "tracking=none",
+                "run_id=tiny",
+            ],
+        )
     result = run_day(cfg)
     assert result.metrics["pass_rate"] > 0  # real fixes: compiled, tests passed, output matched
 
 
-@pytest.mark.slow
 def test_recipe_is_deterministic_for_a_seed(tmp_path):
     from sleepy.tiny.train import train_tiny
 
     def run(name):
         with initialize_config_dir(str(CONF_DIR), version_base=None):
-            cfg = compose("tiny", overrides=[
-                "families=[mutability]", "per_family=8", "train.steps=2", "train.batch_size=4",
-                "train.warmup=1", "arch.hidden=32", "arch.layers=1", "arch.heads=2", "arch.intermediate=64",
-                "tokenizer.vocab_size=400", f"out={tmp_path / name}", "install=false",
-                f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"])
+            cfg = compose(
+                "tiny",
+                overrides=[
+                    "families=[mutability]",
+                    "per_family=8",
+                    "train.steps=2",
+                    "train.batch_size=4",
+                    "train.warmup=1",
+                    "arch.hidden=32",
+                    "arch.layers=1",
+                    "arch.heads=2",
+                    "arch.intermediate=64",
+                    "tokenizer.vocab_size=400",
+                    f"out={tmp_path / name}",
+                    "install=false",
+                    f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+                ],
+            )
         return train_tiny(cfg)
 
     a, b = run("a"), run("b")
     assert a["final_loss"] == b["final_loss"]
-    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "model.safetensors"
+    ).read_bytes()
