@@ -156,3 +156,16 @@ def test_corrupt_or_foreign_adapter_is_refused(day, tmp_path):
     (result.adapter_dir / "adapter_config.json").unlink()
     with pytest.raises(AdapterError, match="adapter_config.json missing"):
         load_adapter_info(result.adapter_dir)
+
+
+def test_augmentation_skips_patterns_without_templates(day):
+    import dataclasses
+
+    _, db, koans = day
+    with EpisodeStore(db, create=False) as store:
+        eps = store.episodes()
+    by_id = {k.id: k for k in koans}
+    k0 = koans[0]
+    by_id[k0.id] = dataclasses.replace(k0, pattern="a_handwritten_only_pattern")
+    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=1)
+    assert cur.stats["augment_rows"] >= 1  # the templated patterns were varied, the other skipped

@@ -123,16 +123,13 @@ def curate(
     train_koans = [koans[t] for t in chosen]
     extra: list[tuple[Koan, str]] = []
     if augment_k > 0:
-        from sleepy.koans.generate import generate
+        from sleepy.koans.generate import GenerateError, generate
 
         for pattern_key in sorted({(k.family, k.pattern) for k in train_koans if k.pattern}):
             family, pattern = pattern_key
             try:
                 fresh = generate(family, augment_k, seed=seed, patterns=[pattern], validate=False)
-            except (
-                KeyError,
-                ValueError,
-            ):  # a hand-written pattern with no template: nothing to vary
+            except GenerateError:  # a hand-written pattern with no template: nothing to vary
                 continue
             extra.extend((k, "augment") for k in fresh)
     guard_leakage(train_koans + [k for k, _ in extra], evalset_paths)
