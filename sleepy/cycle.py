@@ -266,31 +266,16 @@ def main(cfg: DictConfig) -> None:
     from rich.table import Table
 
     summaries = run_cycle(cfg)
-    table = Table(title=f"sleepy-cycle {cfg.lineage}")
-    for col in (
-        "cycle",
-        "pass_rate",
-        "champion_pass_rate",
-        "repeat_error_rate",
-        "regressions",
-        "decision",
-    ):
+    table = Table(title=f"sleepy-cycle {cfg.lineage or ''}".strip())
+    cols = ("cycle", "pass_rate", "champion_pass_rate", "repeat_error_rate", "regressions", "gains")
+    for col in (*cols, "gate"):
         table.add_column(col)
     for s in summaries:
-        table.add_row(
-            *(
-                f"{s.get(k):.3f}" if isinstance(s.get(k), float) else str(s.get(k, ""))
-                for k in (
-                    "cycle",
-                    "pass_rate",
-                    "champion_pass_rate",
-                    "repeat_error_rate",
-                    "regressions",
-                    "decision",
-                )
-            )
-        )
+        cells = [f"{s[k]:.3f}" if isinstance(s.get(k), float) else str(s.get(k, "")) for k in cols]
+        table.add_row(*cells, s["decision"].split(":")[0])
     Console().print(table)
+    for s in summaries:
+        print(f"cycle {s['cycle']} gate: {s['decision']}")
     out = Path(str(cfg.paths.output_dir))
     print(f"outputs:   {out}  (state.json, summary.json, one folder per cycle and stage)")
     print(f"plots:     {out / 'plots'}")
