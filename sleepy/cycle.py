@@ -106,6 +106,11 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
         cfg.lineage or (f"{out.parent.name}-{out.name}" if out.name.isdigit() else out.name)
     )
     uri, experiment = str(cfg.tracking.uri), str(cfg.tracking.experiment)
+    if out.name.isdigit() and cfg.registry.get("per_sweep_job", True):
+        # Sweep jobs are competing strategies: each gets its own registered model (and champion).
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.registry.name = f"{cfg.registry.name}-{lineage}"
     summaries = []
     for c in range(1, int(cfg.cycles) + 1):
         plan = _curriculum(cfg, c)

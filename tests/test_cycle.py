@@ -187,3 +187,44 @@ def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: st
         else:
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError("mlflow server left processes behind after SIGTERM to its group")
+
+
+def test_sweep_jobs_do_not_collide(tmp_path, small_world):
+    """`sleepy-cycle -m` with two strategies: separate dirs and champions, one MLflow experiment."""
+    import subprocess
+    import sys
+
+    overrides = [
+        f"paths.outputs={tmp_path}",
+        f"paths.koans={small_world / 'koans'}",
+        f"evalset={small_world / 'frozen.json'}",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        "cycles=1",
+        "curriculum=[{families: [trait_bounds], count: 2}]",
+        "adapter.max_steps=2",
+        "adapter.batch_size=4",
+        "adapter.target_modules=[q_proj,v_proj]",
+        "curate.augment_k=0",
+        "agent.max_attempts=1",
+        "model.max_new_tokens=16",
+        "plots=false",
+        f"curate.evalset_paths=[{small_world / 'frozen.json'}]",
+        "run_id=sweep",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "sleepy.cycle", "-m", "consolidation=none,share", *overrides],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = sorted((tmp_path / "cycle" / "multirun" / "sweep").glob("*/state.json"))
+    assert len(jobs) == 2
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("sleepy-cycle")
+    parents = client.search_runs([exp.experiment_id], "tags.stage = 'cycle'")
+    assert {r.data.tags["consolidation"] for r in parents} == {"none", "share"}
+    assert len({r.data.tags["lineage"] for r in parents}) == 2
+    names = {m.name for m in client.search_registered_models()}
+    assert names == {"sleepy-fixer-sweep-0", "sleepy-fixer-sweep-1"}
