@@ -46,6 +46,10 @@ def forgetting(
     exclude = set(known_hashes(Path("koans"), Path("evalsets")))
     tasks: dict[str, str] = {}
     for i, fam in enumerate(families):
+        done = out / f"sleep_{fam}" / "adapter"
+        if done.exists():  # a rerun with more methods reuses the task adapters already trained
+            tasks[fam] = str(done)
+            continue
         koans = generate(fam, n, seed=seed + i, exclude_hashes=exclude)
         path = save_evalset(koans, out / f"day_{fam}.json")
         day = run_day(
@@ -85,14 +89,23 @@ def forgetting(
             f"koans.evalset={suite}",
             f"run_id=eval_{tag}",
             "tracking=none",
+            "resume=true",  # a rerun reuses measurements already made
         ]
         if adapter:
             over.append(f"backend.adapter={adapter}")
         m = run_day(_compose("day", over)).metrics
         return {f: m.get(f"pass_rate.{f}", 0.0) for f in families} | {"all": m["pass_rate"]}
 
-    matrices = {"base": [measure(None, "base")]}
+    previous = out / "forgetting.json"
+    matrices = json.loads(previous.read_text())["matrices"] if previous.exists() else {}
+    matrices["base"] = [measure(None, "base")]
     for method in methods:
+        if method == "uwsh":
+            matrices[method] = [
+                measure(a, f"uwsh_{t + 1}")
+                for t, a in enumerate(uwsh_sequence(families, tasks, out, seed))
+            ]
+            continue
         rows = []
         for t in range(1, len(families) + 1):
             sub = {f: tasks[f] for f in families[:t]}
@@ -120,6 +133,44 @@ def forgetting(
     result = {"families": families, "matrices": matrices}
     (out / "forgetting.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def uwsh_sequence(families: list[str], tasks: dict[str, str], out: Path, seed: int) -> list[str]:
+    """UWSH-style: the first task's LoRA fixes the basis; every later task trains only coefficients
+    in it (p=2, no phi) on its own curated set; after step t the mean of tasks 1..t is measured."""
+    from datasets import load_from_disk
+    from omegaconf import OmegaConf
+
+    from sleepy.consolidate.methods import Share, TaskAdapter
+    from sleepy.tiny import MODEL_DIR
+    from sleepy.train.coefficients import train_coefficients
+
+    first = TaskAdapter.from_path(families[0], tasks[families[0]])
+    bundle = Share(threshold=0.6, k_min=2, k_max=16)(
+        [first], str(MODEL_DIR), out / "uwsh_basis"
+    ).bundle_dir
+    learned, merged = [first], []
+    adapter_cfg = OmegaConf.load(
+        Path(__file__).resolve().parents[2] / "conf" / "adapter" / "lora.yaml"
+    )
+    for i, fam in enumerate(families):
+        if i > 0:
+            data = load_from_disk(str(out / f"sleep_{fam}" / "dataset"))
+            res = train_coefficients(
+                data, MODEL_DIR, bundle, adapter_cfg, out / f"uwsh_task_{fam}", seed=seed
+            )
+            learned.append(TaskAdapter.from_path(fam, res.adapter_dir))
+        # the merged adapter after step i: mean delta-W of the tasks so far (PEFT cat, weights 1/T)
+        from sleepy.consolidate.methods import PeftMerge
+
+        merged.append(
+            str(
+                PeftMerge("cat", method="uwsh")(
+                    learned, str(MODEL_DIR), out / f"uwsh_{i + 1}"
+                ).adapter_dir
+            )
+        )
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
