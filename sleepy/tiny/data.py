@@ -6,7 +6,6 @@ completion = the buggy -> correct edit written in the model's edit format, ended
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 from sleepy.koans import Koan
@@ -85,9 +84,3 @@ def build_examples(
             )
         )
     return examples, dropped
-
-
-def shuffled(items: list, seed: int) -> list:
-    items = list(items)
-    random.Random(seed).shuffle(items)
-    return items
