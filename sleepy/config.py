@@ -25,3 +25,14 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
+
+
+def compose_config(name: str, overrides: list[str] = ()):
+    """conf/<name>.yaml with overrides, as Hydra composes it (inside a running app or not)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(name, overrides=list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        return compose(name, overrides=list(overrides))

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sleepy.config import CONF_DIR
+from sleepy.config import CONF_DIR, compose_config
 
 # Groups a stage inherits from the cycle (with every override the user gave on the command line).
 SHARED = (
@@ -58,19 +58,9 @@ class State:
         tmp.replace(self.path)  # atomic: a crash never leaves half a state file
 
 
-def _compose(name: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():
-        return compose(name, overrides=overrides)
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose(name, overrides=overrides)
-
-
 def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:
     """The stage's own config, with the cycle's groups (resolved) and the given values set."""
-    stage = _compose(name, [f"paths.output_dir={out}", f"paths.outputs={cfg.paths.outputs}"])
+    stage = compose_config(name, [f"paths.output_dir={out}", f"paths.outputs={cfg.paths.outputs}"])
     with open_dict(stage):
         for key in SHARED:
             if key in cfg and (key in stage or key in ("registry",)):

@@ -315,11 +315,10 @@ def _check_overrides(argv: list[str]) -> str | None:
             options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
             if value not in options:
                 return f"no {key} '{value}' (options for {key}: {', '.join(options)})"
-    from hydra import compose, initialize_config_dir
+    from sleepy.config import compose_config
 
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
-            compose("day", overrides=overrides)
+        compose_config("day", overrides)
     except Exception as e:
         return " ".join(str(e).split())
     return None

@@ -16,7 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from sleepy.experiments.sleep_gain import _compose
+from sleepy.config import compose_config
 
 
 def forgetting(
@@ -53,7 +53,7 @@ def forgetting(
         koans = generate(fam, n, seed=seed + i, exclude_hashes=exclude)
         path = save_evalset(koans, out / f"day_{fam}.json")
         day = run_day(
-            _compose(
+            compose_config(
                 "day",
                 [
                     *track,
@@ -65,7 +65,7 @@ def forgetting(
             )
         )
         sleep = run_sleep(
-            _compose(
+            compose_config(
                 "sleep",
                 [
                     *track,
@@ -93,7 +93,7 @@ def forgetting(
         ]
         if adapter:
             over.append(f"backend.adapter={adapter}")
-        m = run_day(_compose("day", over)).metrics
+        m = run_day(compose_config("day", over)).metrics
         return {f: m.get(f"pass_rate.{f}", 0.0) for f in families} | {"all": m["pass_rate"]}
 
     previous = out / "forgetting.json"
@@ -109,7 +109,7 @@ def forgetting(
         rows = []
         for t in range(1, len(families) + 1):
             sub = {f: tasks[f] for f in families[:t]}
-            cfg = _compose(
+            cfg = compose_config(
                 "consolidate",
                 [
                     *track,

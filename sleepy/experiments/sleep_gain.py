@@ -11,14 +11,7 @@ import json
 import tempfile
 from pathlib import Path
 
-
-def _compose(name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    from sleepy.config import CONF_DIR
-
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose(name, overrides=overrides)
+from sleepy.config import compose_config
 
 
 def sleep_gain(
@@ -48,7 +41,7 @@ def sleep_gain(
     )
 
     day = run_day(
-        _compose(
+        compose_config(
             "day",
             [
                 *track,
@@ -60,7 +53,7 @@ def sleep_gain(
         )
     )
     sleep = run_sleep(
-        _compose(
+        compose_config(
             "sleep",
             [
                 *track,
@@ -74,7 +67,7 @@ def sleep_gain(
         )
     )
     before = run_day(
-        _compose(
+        compose_config(
             "day",
             [
                 *track,
@@ -86,7 +79,7 @@ def sleep_gain(
         )
     )
     after = run_day(
-        _compose(
+        compose_config(
             "day",
             [
                 *track,

@@ -18,9 +18,7 @@ from sleepy.tiny import MODEL_DIR
 
 
 def _day(source: Path, out: Path, evalset: bool, max_attempts: int) -> dict:
-    from hydra import compose, initialize_config_dir
-
-    from sleepy.config import CONF_DIR
+    from sleepy.config import compose_config
     from sleepy.day import run_day
 
     overrides = [
@@ -32,9 +30,7 @@ def _day(source: Path, out: Path, evalset: bool, max_attempts: int) -> dict:
         "agent.temperature=0.0",
     ]
     overrides += [f"koans.evalset={source}"] if evalset else [f"koans.source={source}"]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("day", overrides=overrides)
-    return run_day(cfg).metrics
+    return run_day(compose_config("day", overrides)).metrics
 
 
 def evaluate_tiny(
