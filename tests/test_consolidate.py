@@ -120,11 +120,7 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
         }
     )
     res = train_coefficients(Dataset.from_list(rows), MODEL_DIR, bundle, cfg, tmp_path / "t2", p=2)
-    lora_params = (
-        res
-        and tasks[0]
-        and sum(A.numel() + B.numel() for A, B in read_lora(tasks[0].path).values())
-    )
+    lora_params = sum(A.numel() + B.numel() for A, B in read_lora(tasks[0].path).values())
     # k <= 4 per side, p = 2, two target modules x 4 layers: coefficients only.
     assert res.metrics["trainable_params"] <= 2 * 4 * 2 * 2 * 4
     assert lora_params / res.metrics["trainable_params"] >= 30

@@ -39,42 +39,13 @@ def drop_too_long(dataset, tokenizer, max_length: int):
     return dataset.select(keep), len(dataset) - len(keep)
 
 
-def train_adapter(
-    dataset,
-    base_model: str | Path,
-    adapter_cfg,
-    out_dir: str | Path,
-    seed: int = 0,
-    extra_info: dict | None = None,
-) -> TrainResult:
-    """LoRA on `dataset` (conversational prompt/completion rows); saves adapter + metadata to out_dir."""
+def sft_config(adapter_cfg, out_dir: Path, seed: int, **overrides):
+    """trl's SFTConfig from the `adapter` group, the same for LoRA and coefficient training."""
     import torch
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
-    out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dataset, too_long = drop_too_long(dataset, tokenizer, adapter_cfg.max_length)
-    if len(dataset) == 0:
-        raise ValueError(
-            f"no training rows fit adapter.max_length={adapter_cfg.max_length} "
-            f"({too_long} dropped as too long): raise adapter.max_length"
-        )
-    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
-    lora = LoraConfig(
-        r=adapter_cfg.rank,
-        lora_alpha=adapter_cfg.alpha,
-        lora_dropout=adapter_cfg.dropout,
-        target_modules=list(adapter_cfg.target_modules),
-        task_type="CAUSAL_LM",
-        bias="none",
-    )
     on_cpu = not torch.cuda.is_available()
-    args = SFTConfig(
+    args = dict(
         output_dir=str(out_dir / "trainer"),
         max_steps=adapter_cfg.max_steps if adapter_cfg.get("max_steps") else -1,
         num_train_epochs=adapter_cfg.get("epochs") or 1,
@@ -96,8 +67,80 @@ def train_adapter(
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
-        disable_tqdm=False,
     )
+    return SFTConfig(**(args | overrides))
+
+
+def run_metrics(trainer, dataset, too_long: int, trainable: int, seconds: float) -> dict:
+    return {
+        "rows": len(dataset),
+        "dropped_too_long": too_long,
+        "trainable_params": trainable,
+        "train_seconds": round(seconds, 2),
+        "steps": trainer.state.global_step,
+        "final_loss": next(
+            (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), float("nan")
+        ),
+    }
+
+
+def adapter_info(
+    dataset, base_model, method: str, config: dict, metrics: dict, extra_info: dict | None = None
+) -> AdapterInfo:
+    """What an adapter was trained on, read off its dataset's columns."""
+
+    def column(name: str) -> list[str]:
+        return sorted(set(dataset[name])) if name in dataset.column_names else []
+
+    return AdapterInfo(
+        base_model=str(base_model),
+        base_model_fingerprint=fingerprint(base_model),
+        method=method,
+        dataset_hash=dataset_hash(dataset),
+        koan_ids=column("koan_id"),
+        signatures=column("signature"),
+        families=column("family"),
+        config=config,
+        metrics=metrics,
+        **(extra_info or {}),
+    )
+
+
+def train_adapter(
+    dataset,
+    base_model: str | Path,
+    adapter_cfg,
+    out_dir: str | Path,
+    seed: int = 0,
+    extra_info: dict | None = None,
+) -> TrainResult:
+    """LoRA on `dataset` (conversational prompt/completion rows); saves adapter + metadata to out_dir."""
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import SFTTrainer
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset, too_long = drop_too_long(dataset, tokenizer, adapter_cfg.max_length)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"no training rows fit adapter.max_length={adapter_cfg.max_length} "
+            f"({too_long} dropped as too long): raise adapter.max_length"
+        )
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    lora = LoraConfig(
+        r=adapter_cfg.rank,
+        lora_alpha=adapter_cfg.alpha,
+        lora_dropout=adapter_cfg.dropout,
+        target_modules=list(adapter_cfg.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    args = sft_config(adapter_cfg, out_dir, seed)
 
     class _MLflowLoss(TrainerCallback):
         def on_log(self, _args, state, _control, logs=None, **_):
@@ -121,38 +164,20 @@ def train_adapter(
     adapter_dir = out_dir / "adapter"
     trainer.model.save_pretrained(str(adapter_dir))
     tokens = sum(_length(tokenizer, row) for row in dataset)
-    steps = trainer.state.global_step
-    metrics = {
-        "rows": len(dataset),
-        "dropped_too_long": too_long,
-        "trainable_params": trainable,
-        "train_seconds": round(seconds, 2),
-        "steps": steps,
-        "final_loss": next(
-            (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), float("nan")
-        ),
-        "tokens_per_second": round(
-            tokens * max(1.0, steps * adapter_cfg.batch_size / len(dataset)) / max(seconds, 1e-9), 1
-        ),
-    }
+    metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)
+    metrics["tokens_per_second"] = round(
+        tokens
+        * max(1.0, metrics["steps"] * adapter_cfg.batch_size / len(dataset))
+        / max(seconds, 1e-9),
+        1,
+    )
     from omegaconf import OmegaConf
 
     cfg_dict = (
-        OmegaConf.to_container(adapter_cfg, resolve=True)
-        if not isinstance(adapter_cfg, dict)
-        else adapter_cfg
+        adapter_cfg
+        if isinstance(adapter_cfg, dict)
+        else OmegaConf.to_container(adapter_cfg, resolve=True)
     )
-    info = AdapterInfo(
-        base_model=str(base_model),
-        base_model_fingerprint=fingerprint(base_model),
-        method="lora",
-        dataset_hash=dataset_hash(dataset),
-        koan_ids=sorted(set(dataset["koan_id"])) if "koan_id" in dataset.column_names else [],
-        signatures=sorted(set(dataset["signature"])) if "signature" in dataset.column_names else [],
-        families=sorted(set(dataset["family"])) if "family" in dataset.column_names else [],
-        config=cfg_dict,
-        metrics=metrics,
-        **(extra_info or {}),
-    )
+    info = adapter_info(dataset, base_model, "lora", cfg_dict, metrics, extra_info)
     write_info(adapter_dir, info)
     return TrainResult(adapter_dir, info, metrics, list(trainer.state.log_history))

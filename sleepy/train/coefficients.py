@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sleepy.adapters import AdapterInfo, fingerprint
-from sleepy.train import TrainResult, dataset_hash, drop_too_long
+from sleepy.train import TrainResult, adapter_info, drop_too_long, run_metrics, sft_config
 
 
 def train_coefficients(
@@ -26,7 +25,7 @@ def train_coefficients(
 ) -> TrainResult:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     from sleepy.consolidate.coeffs import attach, detach, trainable_parameters
     from sleepy.consolidate.lora_io import write_lora
@@ -42,50 +41,27 @@ def train_coefficients(
     layers = load_bundle(bundle_dir)
     wrapped = attach(model, layers, p=p, phi=phi, seed=seed)
     trainable = trainable_parameters(wrapped)
-    args = SFTConfig(
-        output_dir=str(out_dir / "trainer"),
-        max_steps=adapter_cfg.max_steps or -1,
-        num_train_epochs=adapter_cfg.get("epochs") or 1,
-        per_device_train_batch_size=adapter_cfg.batch_size,
+    # the coefficients start small and random: a higher rate than LoRA's, no warmup
+    args = sft_config(
+        adapter_cfg,
+        out_dir,
+        seed,
+        warmup_steps=0,
         learning_rate=adapter_cfg.get("coeff_learning_rate", adapter_cfg.learning_rate * 5),
-        lr_scheduler_type="cosine",
-        max_length=adapter_cfg.max_length,
-        completion_only_loss=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        use_cpu=not torch.cuda.is_available(),
-        logging_steps=max(1, adapter_cfg.get("logging_steps", 5)),
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     t0 = time.time()
     trainer.train()
     seconds = time.time() - t0
     factors = detach(model, wrapped)
-    metrics = {
-        "rows": len(dataset),
-        "dropped_too_long": too_long,
-        "trainable_params": trainable,
-        "train_seconds": round(seconds, 2),
-        "steps": trainer.state.global_step,
-        "final_loss": next(
-            (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), float("nan")
-        ),
-    }
-    info = AdapterInfo(
-        base_model=str(base_model),
-        base_model_fingerprint=fingerprint(base_model),
-        method="coefficients",
-        dataset_hash=dataset_hash(dataset),
-        koan_ids=sorted(set(dataset["koan_id"])) if "koan_id" in dataset.column_names else [],
-        signatures=sorted(set(dataset["signature"])) if "signature" in dataset.column_names else [],
-        families=sorted(set(dataset["family"])) if "family" in dataset.column_names else [],
-        config={"p": p, "phi": phi, "bundle": str(bundle_dir)},
-        metrics=metrics,
-        **(extra_info or {}),
+    metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)
+    info = adapter_info(
+        dataset,
+        base_model,
+        "coefficients",
+        {"p": p, "phi": phi, "bundle": str(bundle_dir)},
+        metrics,
+        extra_info,
     )
     like = next(Path(bundle_dir, "tasks").iterdir())
     adapter_dir = write_lora(factors, like, out_dir / "adapter", info)
