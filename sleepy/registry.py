@@ -38,42 +38,24 @@ class AdapterModel(PythonModel):
     """Generates replies for chat message lists with the base model + this adapter."""
 
     def load_context(self, context):
-        from transformers import AutoTokenizer
+        from sleepy.adapters import load_adapter_info
+        from sleepy.llm.hf import HFBackend
 
-        from sleepy.adapters import load_peft_model
-
-        self.base = resolve_base(context.model_config["base_model"])
-        self.adapter_dir = context.artifacts["adapter"]
-        self.tokenizer = AutoTokenizer.from_pretrained(self.base)
-        self.model = load_peft_model(self.base, self.adapter_dir)
+        base = resolve_base(context.model_config["base_model"])
+        adapter_dir = context.artifacts["adapter"]
+        load_adapter_info(adapter_dir, base)  # corrupt or foreign adapters fail before loading
+        self.llm = HFBackend(base, adapter=adapter_dir)
 
     def predict(self, context, model_input, params=None):
-        import torch
-
         params = params or {}
         batch = model_input
         if hasattr(batch, "to_dict"):  # a DataFrame with a "messages" column
             batch = list(batch["messages"])
         if isinstance(batch, dict):
             batch = [batch["messages"]]
-        outs = []
-        for messages in batch:
-            if isinstance(messages, str):
-                messages = json.loads(messages)
-            ids = self.tokenizer.apply_chat_template(
-                list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )
-            with torch.no_grad():
-                gen = self.model.generate(
-                    **ids,
-                    max_new_tokens=int(params.get("max_new_tokens", 128)),
-                    do_sample=False,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
-            outs.append(
-                self.tokenizer.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-            )
-        return outs
+        batch = [json.loads(m) if isinstance(m, str) else list(m) for m in batch]
+        gens = self.llm.generate(batch, max_new_tokens=int(params.get("max_new_tokens", 128)))
+        return [g.text for g in gens]
 
 
 def register_adapter(
