@@ -7,10 +7,17 @@ from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
 from sleepy.consolidate.lora_io import read_lora
-from sleepy.consolidate.methods import Latest, PeftMerge, Router, Share, TaskAdapter
+from sleepy.consolidate.methods import Latest, PeftMerge, Share, TaskAdapter
+from sleepy.consolidate.router import Router, RouterError
 from sleepy.tiny import MODEL_DIR
 
 TARGETS = ["q_proj", "v_proj"]
+
+
+SIGNATURES = {
+    "lifetimes": "E0106 missing lifetime specifier",
+    "trait_bounds": "E0277 the trait bound <type>: <id> is not satisfied",
+}
 
 
 def _adapter(tmp_path, name, seed, family):
@@ -26,7 +33,7 @@ def _adapter(tmp_path, name, seed, family):
             base_model=str(MODEL_DIR),
             base_model_fingerprint=fingerprint(MODEL_DIR),
             families=[family],
-            signatures=[f"E0{seed}00 sig {family}"],
+            signatures=[SIGNATURES[family]],
         ),
     )
     return TaskAdapter.from_path(name, path)
@@ -79,10 +86,34 @@ def test_share_full_k_rebuilds_tasks_and_routes(tasks, tmp_path):
         ref = _delta(read_lora(t.path))
         assert all(torch.allclose(rebuilt[m], ref[m], atol=1e-5) for m in ref)
     assert all(v["share_coeff_params"] < v["lora_params"] for v in res.per_task.values())
+    assert res.bundle_dir == res.adapter_dir / "bundle"  # it travels with the adapter
+    assert Router.find(res.adapter_dir) == res.bundle_dir
+
+
+def test_router_routes_by_signature_then_cluster_else_base(tasks, tmp_path):
+    res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
     router = Router(res.bundle_dir)
-    assert router.route("E0200 sig trait_bounds") == res.bundle_dir / "tasks" / "task1"
-    assert router.route("unknown", "lifetimes") == res.bundle_dir / "tasks" / "task0"
-    assert router.route("unknown", "mutability") is None
+    assert router.tasks == ["task0", "task1"]
+    assert router.route(SIGNATURES["trait_bounds"]) == "task1"  # seen in training
+    assert router.route(SIGNATURES["lifetimes"]) == "task0"
+    # unseen, but in the same cluster as a training signature
+    assert router.route("E0277 the trait bound <type>: <id> is not satisfied in <id>") == "task1"
+    assert router.route("E0106 missing lifetime specifier in return type") == "task0"
+    # nothing like it: the base model
+    assert router.route("E0384 cannot assign twice to immutable variable <id>") is None
+    assert router.route(None) is None
+    assert (router.task_dir("task1") / "adapter_config.json").is_file()
+
+
+def test_router_rejects_a_broken_table_in_one_line(tasks, tmp_path):
+    res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
+    (res.bundle_dir / "router.json").write_text("{not json")
+    with pytest.raises(RouterError, match="router.json: not a router table") as e:
+        Router(res.bundle_dir)
+    assert "\n" not in str(e.value)
+    (res.bundle_dir / "router.json").write_text('{"tasks": {"gone": {"signatures": []}}}')
+    with pytest.raises(RouterError, match="no adapter: \\['gone'\\]"):
+        Router(res.bundle_dir)
 
 
 def test_share_truncated_k_reports_error(tasks, tmp_path):
@@ -139,7 +170,7 @@ def test_share_phase3_from_previous_bundle_keeps_earlier_tasks(tasks, tmp_path):
     rebuilt = _delta(read_lora(second.bundle_dir / "tasks" / "task0"))
     ref = _delta(read_lora(tasks[0].path))
     assert all(torch.allclose(rebuilt[m], ref[m], atol=1e-4) for m in ref)
-    assert set(Router(second.bundle_dir).table) == {"task0", "task1"}
+    assert Router(second.bundle_dir).tasks == ["task0", "task1"]
 
 
 @pytest.mark.parametrize("method", ["none", "mean", "ties", "dare_ties", "svd", "share", "uwsh"])

@@ -161,10 +161,7 @@ class Share(Consolidator):
         # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from
         # their original adapters, which Share does not need to keep.
         self.previous = Path(previous) if previous else None
-        self.p, self.phi = (
-            p,
-            phi,
-        )  # Phase-2 settings, used when sleep trains coefficients in this basis
+        self.p, self.phi = p, phi  # Phase 2: used when sleep trains coefficients in this basis
 
     def references(self, tasks: list[TaskAdapter]) -> dict[str, Factors]:
         """Each task's factors before this merge: its adapter, or for a task known only to the
@@ -181,6 +178,9 @@ class Share(Consolidator):
 
     def consolidate(self, tasks, base_model, out):
         refs = self.references(tasks)
+        router = {"tasks": {}, "fallback": "base"}
+        if self.previous is not None and (self.previous / "router.json").exists():
+            router["tasks"] = json.loads((self.previous / "router.json").read_text())["tasks"]
         pool = {f"pool{i}": read_lora(p) for i, p in enumerate(self.pool)}  # UWSH's larger pool
         modules = sorted(set.intersection(*(set(f) for f in [*refs.values(), *pool.values()])))
         layers = {
@@ -211,7 +211,12 @@ class Share(Consolidator):
                     for layer in layers.values()
                 ),
             }
-        bundle = out / "bundle"
+        # The merged adapter (averaged coefficients) is what plain PEFT users load; the bundle
+        # inside it (basis, coefficients, router, every task) travels with it into the registry.
+        merged = {m: average_coefficients(layer, names) for m, layer in layers.items()}
+        like = tasks[-1].path
+        path = write_lora(merged, like, out / "adapter", _info(self.method, tasks, base_model))
+        bundle = path / "bundle"
         bundle.mkdir(parents=True, exist_ok=True)
         tensors = {}
         for m, layer in layers.items():
@@ -226,10 +231,6 @@ class Share(Consolidator):
             {k: v.float().contiguous() for k, v in tensors.items()},
             str(bundle / "share.safetensors"),
         )
-        like = tasks[-1].path
-        router = {"tasks": {}, "fallback": "base"}
-        if self.previous is not None and (self.previous / "router.json").exists():
-            router["tasks"] = json.loads((self.previous / "router.json").read_text())["tasks"]
         for t in tasks:
             router["tasks"][t.name] = {"signatures": t.signatures, "families": t.families}
         for t in names:
@@ -246,8 +247,6 @@ class Share(Consolidator):
                 info,
             )
         (bundle / "router.json").write_text(json.dumps(router, indent=2))
-        merged = {m: average_coefficients(layer, names) for m, layer in layers.items()}
-        path = write_lora(merged, like, out / "adapter", _info(self.method, tasks, base_model))
         return Consolidated(
             path,
             self.method,
@@ -260,23 +259,6 @@ class Share(Consolidator):
                 "mean_recon_error": sum(v["recon_error"] for v in per_task.values()) / len(names),
             },
         )
-
-
-class Router:
-    """Chooses a task adapter by error signature (exact, then by family); None means the base model."""
-
-    def __init__(self, bundle_dir: str | Path):
-        self.bundle = Path(bundle_dir)
-        self.table = json.loads((self.bundle / "router.json").read_text())["tasks"]
-
-    def route(self, signature: str | None, family: str | None = None) -> Path | None:
-        for name, entry in self.table.items():
-            if signature and signature in entry["signatures"]:
-                return self.bundle / "tasks" / name
-        for name, entry in self.table.items():
-            if family and family in entry["families"]:
-                return self.bundle / "tasks" / name
-        return None
 
 
 def load_bundle(bundle_dir: str | Path) -> dict[str, LayerShare]:
