@@ -126,6 +126,9 @@ def metrics_of(episodes) -> dict[str, float]:
     for family in sorted({e.family for e in episodes}):
         group = [e for e in episodes if e.family == family]
         out[f"pass_rate.{family}"] = sum(e.passed for e in group) / len(group)
+    routed = [s for e in episodes for s in e.trajectory if "adapter" in s]
+    if routed:  # a routing backend: how often a task adapter (not the base model) replied
+        out["routed_rate"] = sum(s["adapter"] is not None for s in routed) / len(routed)
     return out
 
 

@@ -268,6 +268,48 @@ def test_wrong_patch_then_feedback_then_pass_records_every_field(sandbox, store)
     assert steps[0]["prompt"] == model.prompts[0]
 
 
+class RoutingModel(ScriptedModel):
+    """A scripted model that says it routes: it reports a task per signature it is given."""
+
+    supports_routing = True
+
+    def generate(self, messages_batch, **opts):
+        out = super().generate(messages_batch, **opts)
+        for g, sig in zip(out, opts["signatures"], strict=True):
+            g.routed, g.adapter = True, ("borrow" if sig and sig.startswith("E0382") else None)
+        return out
+
+
+def test_a_routing_backend_gets_each_runs_current_error_signature(sandbox, store):
+    from sleepy.day import metrics_of
+
+    model = RoutingModel([sr(BUGGY, WRONG), sr(WRONG, CORRECT)])
+    run = solve(
+        KOAN,
+        model,
+        sandbox,
+        PromptTemplate.load("tiny"),
+        get_edit_format("search_replace"),
+        "edit",
+        Policy(max_attempts=3),
+        store,
+        run_id="routed",
+    )
+    assert run.passed
+    # first the buggy code's E0382, then the wrong patch's E0308: the router sees the error at hand
+    sigs = [o["signatures"] for o in model.opts]
+    assert [s[0].split()[0] for s in sigs] == ["E0382", "E0308"]
+    assert [s["adapter"] for s in run.steps] == ["borrow", None]
+    [ep] = store.episodes(run_id="routed")
+    assert [s.get("adapter") for s in ep.trajectory[1:]] == ["borrow", None]
+    assert metrics_of([ep])["routed_rate"] == 0.5
+    # a backend that does not route is never sent signatures
+    plain = ScriptedModel([sr(BUGGY, CORRECT)])
+    fmt = get_edit_format("search_replace")
+    alone = solve(KOAN, plain, sandbox, PromptTemplate.load("tiny"), fmt)
+    assert "signatures" not in plain.opts[0] and "adapter" not in alone.steps[-1]
+
+
 def test_a_reply_that_breaks_the_format_is_a_step_with_the_error_as_observation(sandbox, store):
     model = ScriptedModel(["the fix is to clone it", sr(BUGGY, CORRECT)])
     run = solve(

@@ -177,6 +177,8 @@ class KoanRun:
             "finish_reason": getattr(generation, "finish_reason", None),
             "stop": stop,
         }
+        if getattr(generation, "routed", False):  # a routing backend: which task adapter replied
+            record["adapter"] = generation.adapter
         self.steps.append(record)
         if self.store is not None:
             self.store.record_step(
@@ -313,7 +315,7 @@ def solve(
     ).start()
     while not run.done:
         try:
-            generation = llm.generate([run.prompt()], **run.generation_options())[0]
+            generation = llm.generate([run.prompt()], **options_for(llm, [run]))[0]
         except Exception as e:
             if type(e).__name__ == "BackendUnreachable":
                 run.fail(str(e))
@@ -354,7 +356,7 @@ def run_koans(
             if not live:
                 continue
             batch = live
-            options = batch[0].generation_options()
+            options = options_for(llm, batch)
             try:
                 generations = llm.generate([r.prompt() for r in batch], **options)
             except Exception as e:
@@ -371,6 +373,15 @@ def run_koans(
             for run in batch:
                 (done if run.done else live.append)(run)
     return finished
+
+
+def options_for(llm, runs: list[KoanRun]) -> dict:
+    """One generate() call's options; a routing backend also gets each run's current error
+    signature, from which it picks the task adapter that learned that kind of mistake."""
+    options = runs[0].generation_options()
+    if getattr(llm, "supports_routing", False):
+        options["signatures"] = [_str(r.final_signature) for r in runs]
+    return options
 
 
 def policy_from(cfg: Any) -> Policy:

@@ -21,6 +21,8 @@ class Generation:
     tokens_out: int
     finish_reason: str = "stop"
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "arguments"}]
+    routed: bool = False  # True when a router chose the adapter: `adapter` (None = base model)
+    adapter: str | None = None
 
 
 class BackendError(Exception):
@@ -41,6 +43,9 @@ class LLM:
     model_id: str = "unknown"
     supports_batch: bool = False  # True: one call runs the whole batch at once (hf)
     supports_tools: bool = False  # True: native tool calls come back in Generation.tool_calls
+    # True: generate() takes `signatures` (one error signature or None per conversation) and
+    # routes each conversation to the task adapter that learned it (hf with a Share bundle)
+    supports_routing: bool = False
 
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
         raise NotImplementedError
