@@ -203,3 +203,27 @@ def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
     if method in ("share", "uwsh"):
         assert any(k.endswith("explained_beta") for k in run.data.metrics)
         assert "task1.recon_error" in run.data.metrics
+
+
+def test_hf_backend_routes_each_conversation_to_its_task_adapter(tasks, tmp_path):
+    from sleepy.llm import BackendError
+    from sleepy.llm.hf import HFBackend
+
+    res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
+    routed = HFBackend(MODEL_DIR, adapter=res.adapter_dir, max_new_tokens=12)
+    assert routed.supports_routing and routed.router.tasks == ["task0", "task1"]
+    prompt = [{"role": "user", "content": "fn main() { let x = 1; x = 2; }"}]
+    sigs = [SIGNATURES["trait_bounds"], "E0384 cannot assign twice to immutable variable <id>"]
+    gens = routed.generate([prompt, prompt], signatures=sigs)
+    assert [(g.routed, g.adapter) for g in gens] == [(True, "task1"), (True, None)]
+    # the same text as that task's adapter alone, and as the base model alone
+    alone = HFBackend(MODEL_DIR, adapter=res.bundle_dir / "tasks" / "task1", max_new_tokens=12)
+    base = HFBackend(MODEL_DIR, max_new_tokens=12)
+    assert gens[0].text == alone.generate([prompt])[0].text
+    assert gens[1].text == base.generate([prompt])[0].text
+    assert gens[0].text != gens[1].text  # the adapter changed the reply
+    # route=off: the averaged adapter, no routing
+    averaged = HFBackend(MODEL_DIR, adapter=res.adapter_dir, route="off", max_new_tokens=12)
+    assert not averaged.supports_routing and averaged.router is None
+    with pytest.raises(BackendError, match="route must be 'auto' or 'off'"):
+        HFBackend(MODEL_DIR, adapter=res.adapter_dir, route="maybe")

@@ -6,10 +6,12 @@ are batched together so little compute goes into padding.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
 
+from sleepy.consolidate.router import Router
 from sleepy.llm.base import LLM, BackendError, Generation, Messages, one_line
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -36,6 +38,7 @@ class HFBackend(LLM):
         seed: int | None = None,
         batch_size: int = 8,
         threads: int | None = None,
+        route: str = "auto",
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,8 +65,16 @@ class HFBackend(LLM):
             )
         except Exception as e:  # OSError, ValueError, safetensors and JSON errors all mean the same
             raise BackendError(f"cannot load model from {name}: {one_line(e)}") from None
+        if route not in ("auto", "off"):
+            raise BackendError(f"route must be 'auto' or 'off', not {route!r}")
+        self.router = None
         if adapter:
-            self.model = self._load_adapter(self.model, Path(adapter).expanduser())
+            bundle = Router.find(Path(adapter).expanduser()) if route == "auto" else None
+            if bundle is None:
+                self.model = self._load_adapter(self.model, Path(adapter).expanduser())
+            else:
+                self.model, self.router = self._load_routed(self.model, bundle)
+                self.supports_routing = True
         self.model.to(self.device).eval()
         if self.tokenizer.chat_template is None:
             raise BackendError(f"model {name} has no chat template in its tokenizer config")
@@ -87,6 +98,7 @@ class HFBackend(LLM):
         self.model_id = f"{base_id}+{Path(adapter).name}" if adapter and not model_id else base_id
         self.adapter = str(adapter) if adapter else None
         self._lock = threading.Lock()  # generate() is not re-entrant; serve calls it from threads
+        self._route_lock = threading.Lock()  # one routed batch at a time: it switches adapters
 
     @staticmethod
     def _load_adapter(model: Any, adapter: Path) -> Any:
@@ -97,6 +109,54 @@ class HFBackend(LLM):
         except Exception as e:
             raise BackendError(f"cannot load adapter from {adapter}: {one_line(e)}") from None
 
+    @staticmethod
+    def _load_routed(model: Any, bundle: Path) -> tuple[Any, Router]:
+        """Every task adapter of a Share bundle, each under its task's name, and the router."""
+        from peft import PeftModel
+
+        try:
+            router = Router(bundle)
+            first, *rest = router.tasks
+            model = PeftModel.from_pretrained(model, str(router.task_dir(first)), first)
+            for name in rest:
+                model.load_adapter(str(router.task_dir(name)), adapter_name=name)
+        except Exception as e:
+            raise BackendError(
+                f"cannot load routed adapters from {bundle}: {one_line(e)}"
+            ) from None
+        return model, router
+
+    @contextlib.contextmanager
+    def _active(self, task: str | None):
+        if task is None:  # nothing learned matches this error: the base model answers
+            with self.model.disable_adapter():
+                yield
+        else:
+            self.model.set_adapter(task)
+            yield
+
+    def _generate_routed(
+        self, messages_batch: list[Messages], signatures: list[str | None], opts: dict
+    ) -> list[Generation]:
+        """Conversations grouped by the task their error signature routes to, one group at a
+        time with that task's adapter active; results come back in input order."""
+        if len(signatures) != len(messages_batch):
+            raise BackendError(
+                f"{len(signatures)} signatures for {len(messages_batch)} conversations"
+            )
+        groups: dict[str | None, list[int]] = {}
+        for i, sig in enumerate(signatures):
+            groups.setdefault(self.router.route(sig), []).append(i)
+        results: list[Generation | None] = [None] * len(messages_batch)
+        with self._route_lock:
+            for task, idx in groups.items():
+                with self._active(task):
+                    gens = self._generate([messages_batch[i] for i in idx], **opts)
+                for i, g in zip(idx, gens, strict=True):
+                    g.routed, g.adapter = True, task
+                    results[i] = g
+        return results  # type: ignore[return-value]
+
     def render(self, messages: Messages) -> str:
         """The prompt text the model sees for a conversation (chat template + generation prompt)."""
         return self.tokenizer.apply_chat_template(
@@ -104,6 +164,15 @@ class HFBackend(LLM):
         )
 
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
+        signatures = opts.pop("signatures", None)
+        if self.router is None:
+            return self._generate(messages_batch, **opts)
+        # a conversation without a signature (serve, scripts) gets the base model
+        return self._generate_routed(
+            messages_batch, signatures or [None] * len(messages_batch), opts
+        )
+
+    def _generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
         bad = set(opts) - {*self.defaults, "stop", "tools", "batch_size"}
         if bad:
             raise BackendError(f"unknown generation options {sorted(bad)}")
