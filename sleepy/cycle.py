@@ -150,6 +150,9 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 state.put(c, "day", day)
 
             if (slp := state.get(c, "sleep")) is None:
+                # adapter=coefficients: after the first cycle, train in the lineage's Share basis
+                basis = (state.get(c - 1, "lineage") or {}).get("bundle")
+                phase2 = {"adapter__bundle": basis} if cfg.adapter.method == "coefficients" else {}
                 scfg = stage_cfg(
                     cfg,
                     "sleep",
@@ -160,6 +163,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     curate__run_id=day["run_id"],
                     curate__koan_paths=[str(cfg.paths.koans)],
                     seed=int(cfg.seed),
+                    **phase2,
                 )
                 r = run_sleep(scfg)
                 slp = {"adapter": str(r.adapter_dir), "rows": r.stats["rows"], "run_id": r.run_id}

@@ -122,14 +122,28 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             },
             "curate/preview.json",
         )
-        result = train_adapter(
-            curated.dataset,
-            cfg.model.path,
-            cfg.adapter,
-            out,
-            seed=cfg.seed,
-            extra_info={"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id},
-        )
+        extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id}
+        method = str(cfg.adapter.get("method", "lora"))
+        if method == "coefficients" and cfg.adapter.get("bundle"):
+            from sleepy.train.coefficients import train_coefficients
+
+            result = train_coefficients(
+                curated.dataset,
+                cfg.model.path,
+                cfg.adapter.bundle,
+                cfg.adapter,
+                out,
+                seed=cfg.seed,
+                p=int(cfg.adapter.p),
+                phi=int(cfg.adapter.phi),
+                extra_info=extra,
+            )
+        else:  # LoRA; also the first coefficient task, whose LoRA shapes the basis
+            method = "lora"
+            result = train_adapter(
+                curated.dataset, cfg.model.path, cfg.adapter, out, seed=cfg.seed, extra_info=extra
+            )
+        mlflow.set_tag("adapter_method", method)
         mlflow.log_metrics(
             {f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
         )
@@ -143,7 +157,7 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
                 tags={
                     "run_id": run.info.run_id,
                     "cycle": cfg.get("cycle", 0),
-                    "method": "lora",
+                    "method": method,
                     "families": ",".join(result.info.families),
                 },
             )

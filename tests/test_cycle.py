@@ -10,8 +10,10 @@ import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 
+from sleepy.adapters import load_adapter_info
 from sleepy.config import CONF_DIR
 from sleepy.cycle import State, run_cycle
+from sleepy.episodes import EpisodeStore
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,7 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
         tmp_path,
         small_world,
         "cycles=2",
+        "adapter=coefficients",
         "gate.min_gain=-1.0",
         "gate.max_regressions=100",
         "gate.max_family_drop=1.0",
@@ -68,6 +71,13 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
         assert {"parent", "day", "sleep", "consolidate", "eval", "lineage"} <= set(
             state.data[str(c)]
         )
+    # Share Phase 2: cycle 1's LoRA shaped the basis, cycle 2 trained coefficients in it
+    methods = [load_adapter_info(state.data[c]["sleep"]["adapter"]).method for c in ("1", "2")]
+    assert methods == ["lora", "coefficients"]
+    # cycle 2's day ran the champion (a Share adapter): each koan was routed by its signature
+    with EpisodeStore(state.data["2"]["day"]["db"], create=False) as store:
+        steps = [s for e in store.episodes() for s in e.trajectory if s.get("kind") != "start"]
+    assert steps and all("adapter" in s for s in steps)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='sleepy-fixer'")

@@ -3,7 +3,13 @@
 import torch
 
 from sleepy.consolidate.coeffs import CoefficientLinear, attach, detach, trainable_parameters
-from sleepy.consolidate.share import choose_k, fit_basis, fit_layer, merge_layer
+from sleepy.consolidate.share import (
+    average_coefficients,
+    choose_k,
+    fit_basis,
+    fit_layer,
+    merge_layer,
+)
 
 
 def _tasks(T=3, r=4, n=24, d=20, seed=0):
@@ -82,3 +88,20 @@ def test_phase2_trains_only_coefficients_and_has_gradient():
     assert isinstance(model[0], torch.nn.Linear)
     A, B = factors["0"]
     assert A.shape == (2, 20) and B.shape == (24, 2)
+
+
+def test_average_coefficients_is_the_mean_of_rebuilt_factors_across_ranks():
+    torch.manual_seed(3)
+    n, d = 12, 10
+    tasks = {
+        "lora": (torch.randn(4, d, dtype=torch.float64), torch.randn(n, 4, dtype=torch.float64)),
+        "coeffs": (torch.randn(2, d, dtype=torch.float64), torch.randn(n, 2, dtype=torch.float64)),
+    }
+    layer = fit_layer(tasks, threshold=1.0, k_min=6, k_max=6)
+    A, B = average_coefficients(layer)
+    assert A.shape == (4, d) and B.shape == (n, 4)
+    (A1, B1), (A2, B2) = layer.factors("lora"), layer.factors("coeffs")
+    assert torch.allclose(A[:2], (A1[:2] + A2) / 2) and torch.allclose(A[2:], A1[2:] / 2)
+    assert torch.allclose(B[:, :2], (B1[:, :2] + B2) / 2) and torch.allclose(
+        B[:, 2:], B1[:, 2:] / 2
+    )

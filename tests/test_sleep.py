@@ -169,3 +169,24 @@ def test_augmentation_skips_patterns_without_templates(day):
     by_id[k0.id] = dataclasses.replace(k0, pattern="a_handwritten_only_pattern")
     cur = curate(eps, by_id, "tiny", "search_replace", augment_k=1)
     assert cur.stats["augment_rows"] >= 1  # the templated patterns were varied, the other skipped
+
+
+def test_sleep_trains_coefficients_in_a_share_basis(day, tmp_path):
+    """adapter=coefficients (Share Phase 2): with a bundle, only coefficients train; without one
+    (the lineage's first task) it is an ordinary LoRA that will shape the basis."""
+    from sleepy.consolidate.methods import Share, TaskAdapter
+
+    _, db, _ = day
+    run = [f"curate.episodes={db}", "register=false", "adapter=coefficients"]
+    first = run_sleep(sleep_cfg(tmp_path / "a", *run))
+    assert load_adapter_info(first.adapter_dir, MODEL_DIR).method == "lora"
+    share = Share(threshold=0.6, k_min=2, k_max=4)(
+        [TaskAdapter.from_path("c1", first.adapter_dir)], str(MODEL_DIR), tmp_path / "share"
+    )
+    second = run_sleep(sleep_cfg(tmp_path / "b", *run, f"adapter.bundle={share.bundle_dir}"))
+    info = load_adapter_info(second.adapter_dir, MODEL_DIR)
+    assert info.method == "coefficients" and info.config["bundle"] == str(share.bundle_dir)
+    assert second.metrics["trainable_params"] * 10 < first.metrics["trainable_params"]
+    assert second.metrics["steps"] == 4
+    with pytest.raises(FileNotFoundError, match="not a Share bundle"):
+        run_sleep(sleep_cfg(tmp_path / "c", *run, f"adapter.bundle={tmp_path}"))

@@ -124,8 +124,14 @@ def merge_layer(
 def average_coefficients(
     layer: LayerShare, tasks: list[str] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of the tasks' coefficients (same rank), as an (A, B) LoRA pair."""
-    tasks = tasks or list(layer.eps_beta)
-    eb = torch.stack([layer.eps_beta[t] for t in tasks]).mean(0)
-    ea = torch.stack([layer.eps_alpha[t] for t in tasks]).mean(0)
-    return layer.alpha.rebuild(ea).T, layer.beta.rebuild(eb)
+    """Mean of the tasks' coefficients, as an (A, B) LoRA pair.
+
+    Rebuilding is affine, so this is the mean of the rebuilt factors. Tasks of different rank (a
+    LoRA task and a Phase-2 task of pseudo-rank p) are padded with zero factor columns first:
+    a column a task does not have contributes nothing to its delta-W.
+    """
+    pairs = [layer.factors(t) for t in tasks or list(layer.eps_beta)]
+    r = max(A.shape[0] for A, _ in pairs)
+    As = [torch.cat([A, A.new_zeros(r - A.shape[0], A.shape[1])]) for A, _ in pairs]
+    Bs = [torch.cat([B, B.new_zeros(B.shape[0], r - B.shape[1])], 1) for _, B in pairs]
+    return torch.stack(As).mean(0), torch.stack(Bs).mean(0)
