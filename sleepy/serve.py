@@ -74,9 +74,11 @@ class Batcher:
         self.thread = threading.Thread(target=self._loop, daemon=True, name="sleepy-serve-batcher")
         self.thread.start()
 
-    def submit(self, messages: list[dict[str, Any]], opts: dict[str, Any]) -> Generation:
+    def submit(
+        self, messages: list[dict[str, Any]], opts: dict[str, Any], signature: str | None = None
+    ) -> Generation:
         fut: Future = Future()
-        self.queue.put((messages, opts, fut))
+        self.queue.put((messages, opts, fut, signature))
         return fut.result()
 
     def stop(self) -> None:
@@ -102,13 +104,16 @@ class Batcher:
             for it in items:
                 groups.setdefault(json.dumps(it[1], sort_keys=True), []).append(it)
             for group in groups.values():
+                opts = dict(group[0][1])
+                if getattr(self.backend, "supports_routing", False):
+                    opts["signatures"] = [sig for *_, sig in group]
                 try:
-                    gens = self.backend.generate([m for m, _, _ in group], **group[0][1])
+                    gens = self.backend.generate([m for m, *_ in group], **opts)
                 except Exception as e:
-                    for _, _, fut in group:
+                    for _, _, fut, _ in group:
                         fut.set_exception(e)
                     continue
-                for (_, _, fut), g in zip(group, gens, strict=True):
+                for (_, _, fut, _), g in zip(group, gens, strict=True):
                     fut.set_result(g)
 
 
@@ -163,6 +168,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 raise RequestError("the request body must be a JSON object")
             messages, opts = _messages(body), _options(body)
+            signature = body.get("error_signature")  # sleepy's extension: routes to a task
+            if signature is not None and not isinstance(signature, str):
+                raise RequestError("'error_signature' must be a string")
         except (json.JSONDecodeError, ValueError) as e:
             self._error(400, f"the request body is not valid JSON: {e}")
             return
@@ -171,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         app = self.server.app
         try:
-            g = app.batcher.submit(messages, opts)
+            g = app.batcher.submit(messages, opts, signature)
         except BackendError as e:
             self._error(400, str(e))
             return
@@ -203,6 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 ],
                 "usage": usage,
+                **({"adapter": g.adapter} if g.routed else {}),
             },
         )
 

@@ -227,3 +227,25 @@ def test_hf_backend_routes_each_conversation_to_its_task_adapter(tasks, tmp_path
     assert not averaged.supports_routing and averaged.router is None
     with pytest.raises(BackendError, match="route must be 'auto' or 'off'"):
         HFBackend(MODEL_DIR, adapter=res.adapter_dir, route="maybe")
+
+
+def test_sleepy_serve_routes_requests_that_carry_an_error_signature(tasks, tmp_path):
+    from sleepy.llm.hf import HFBackend
+    from sleepy.llm.openai import OpenAIBackend
+    from sleepy.serve import OpenAIServer
+
+    res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
+    routed = HFBackend(MODEL_DIR, adapter=res.adapter_dir, model_id="tiny", max_new_tokens=12)
+    prompt = [{"role": "user", "content": "fn main() { let x = 1; x = 2; }"}]
+    sigs = [SIGNATURES["lifetimes"], SIGNATURES["trait_bounds"], None]
+    direct = routed.generate([prompt] * 3, signatures=sigs)
+    with OpenAIServer(routed, host="127.0.0.1", port=0, max_batch=8) as server:
+        client = OpenAIBackend(
+            "tiny", base_url=server.url, retries=0, route=True, max_new_tokens=12
+        )
+        over_http = client.generate([prompt] * 3, signatures=sigs)
+        plain = OpenAIBackend("tiny", base_url=server.url, retries=0).generate([prompt])[0]
+    assert [g.adapter for g in over_http] == ["task0", "task1", None]
+    assert all(g.routed for g in over_http)
+    assert [g.text for g in over_http] == [g.text for g in direct]
+    assert plain.routed and plain.adapter is None  # no signature sent: the base model

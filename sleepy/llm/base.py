@@ -78,11 +78,18 @@ class HTTPBackend(LLM):
     concurrency: int = 8
 
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
-        if len(messages_batch) <= 1:
-            return [self.generate_one(m, **opts) for m in messages_batch]
-        workers = min(self.concurrency, len(messages_batch))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda m: self.generate_one(m, **opts), messages_batch))
+        # a routing server gets each conversation's error signature with its request
+        sigs = opts.pop("signatures", None) or [None] * len(messages_batch)
+
+        def one(pair: tuple[Messages, str | None]) -> Generation:
+            messages, sig = pair
+            return self.generate_one(messages, **opts, **({"signature": sig} if sig else {}))
+
+        pairs = list(zip(messages_batch, sigs, strict=True))
+        if len(pairs) <= 1:
+            return [one(p) for p in pairs]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(pairs))) as pool:
+            return list(pool.map(one, pairs))
 
     def generate_one(self, messages: Messages, **opts: Any) -> Generation:
         raise NotImplementedError

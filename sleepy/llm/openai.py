@@ -42,6 +42,7 @@ class OpenAIBackend(HTTPBackend):
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        route: bool = False,
     ):
         import openai
 
@@ -55,6 +56,8 @@ class OpenAIBackend(HTTPBackend):
             base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0
         )
         self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
+        # `sleepy serve` over a Share adapter routes by error signature: send it with each request
+        self.supports_routing = route
         self.defaults = {
             "max_new_tokens": max_new_tokens,
             "temperature": temperature,
@@ -78,6 +81,8 @@ class OpenAIBackend(HTTPBackend):
                 request[key] = opts[key]
         if opts.get("tools") and self.supports_tools:
             request["tools"] = opts["tools"]
+        if opts.get("signature") and self.supports_routing:
+            request["extra_body"] = {"error_signature": opts["signature"]}
 
         def call():
             try:
@@ -115,10 +120,13 @@ class OpenAIBackend(HTTPBackend):
                 args = {"_raw": c.function.arguments}  # the agent reports the format error
             calls.append({"name": c.function.name, "arguments": args})
         usage = r.usage
+        extra = r.model_extra or {}
         return Generation(
             text=choice.message.content or "",
             tokens_in=usage.prompt_tokens if usage else 0,
             tokens_out=usage.completion_tokens if usage else 0,
             finish_reason="length" if choice.finish_reason == "length" else "stop",
             tool_calls=calls,
+            routed="adapter" in extra,  # sleepy serve says which task adapter replied
+            adapter=extra.get("adapter"),
         )
