@@ -6,7 +6,8 @@ measured on the frozen evalset's koans of every family in the sequence:
 M[t][family] = pass rate. A method that forgets shows earlier families' rates falling.
 
     python -m sleepy.experiments.forgetting --family trait_bounds --family lifetimes \
-        --family closures_iterators --method none --method mean --method share --method uwsh
+        --family closures_iterators --method none --method mean --method share --method uwsh \
+        --method share_router
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def forgetting(
         )
         tasks[fam] = str(sleep.adapter_dir)
 
-    def measure(adapter: str | None, tag: str) -> dict:
+    def measure(adapter: str | None, tag: str, route: bool = False) -> dict:
         over = [
             *track,
             f"paths.outputs={out}",
@@ -92,7 +93,7 @@ def forgetting(
             "resume=true",  # a rerun reuses measurements already made
         ]
         if adapter:
-            over.append(f"backend.adapter={adapter}")
+            over += [f"backend.adapter={adapter}", f"backend.route={'auto' if route else 'off'}"]
         m = run_day(compose_config("day", over)).metrics
         return {f: m.get(f"pass_rate.{f}", 0.0) for f in families} | {"all": m["pass_rate"]}
 
@@ -106,6 +107,12 @@ def forgetting(
                 for t, a in enumerate(uwsh_sequence(families, tasks, out, seed))
             ]
             continue
+        # "share_router": the Share bundle, each koan routed by its error signature to a task;
+        # "name@key=value,..." sets consolidation keys, e.g. share_router@threshold=0.95,k_max=48
+        name, _, settings = method.partition("@")
+        routed = name == "share_router"
+        extra = [f"consolidation.{kv}" for kv in settings.split(",") if kv]
+        tag = method.replace("@", "_").replace("=", "").replace(",", "_")
         rows = []
         for t in range(1, len(families) + 1):
             sub = {f: tasks[f] for f in families[:t]}
@@ -113,16 +120,17 @@ def forgetting(
                 "consolidate",
                 [
                     *track,
-                    f"consolidation={method}",
+                    f"consolidation={'share' if routed else name}",
+                    *extra,
                     f"paths.outputs={out}",
-                    f"paths.output_dir={out}/{method}_{t}",
+                    f"paths.output_dir={out}/{tag}_{t}",
                     "register=false",
                     f"tasks={{{','.join(f'{k}: {v}' for k, v in sub.items())}}}",
                 ],
             )
             result, _ = run_consolidate(cfg)
-            rows.append(measure(str(result.adapter_dir), f"{method}_{t}"))
-        matrices[method] = rows
+            rows.append(measure(str(result.adapter_dir), f"{tag}_{t}", route=routed))
+        matrices[tag] = rows  # a name MLflow accepts in metric keys
     with mlflow_run(uri, "sleepy-forgetting", run_name="forgetting-matrix"):
         mlflow.log_dict({"families": families, "matrices": matrices}, "forgetting.json")
         png = forgetting_matrix_plot(matrices, families, out / "forgetting_matrix.png")
