@@ -75,9 +75,14 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
     methods = [load_adapter_info(state.data[c]["sleep"]["adapter"]).method for c in ("1", "2")]
     assert methods == ["lora", "coefficients"]
     # cycle 2's day ran the champion (a Share adapter): each koan was routed by its signature
-    with EpisodeStore(state.data["2"]["day"]["db"], create=False) as store:
-        steps = [s for e in store.episodes() for s in e.trajectory if s.get("kind") != "start"]
-    assert steps and all("adapter" in s for s in steps)
+    # and so did cycle 2's eval, on adapters downloaded from the registry (the bundle inside)
+    for db in (
+        state.data["2"]["day"]["db"],
+        tmp_path / "cycle" / "cycle2" / "eval" / "episodes.sqlite",
+    ):
+        with EpisodeStore(db, create=False) as store:
+            steps = [s for e in store.episodes() for s in e.trajectory if s.get("kind") != "start"]
+        assert steps and all("adapter" in s for s in steps)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     client = mlflow.MlflowClient()
     versions = client.search_model_versions("name='sleepy-fixer'")
