@@ -44,7 +44,9 @@ class AdapterModel(PythonModel):
         base = resolve_base(context.model_config["base_model"])
         adapter_dir = context.artifacts["adapter"]
         load_adapter_info(adapter_dir, base)  # corrupt or foreign adapters fail before loading
-        self.llm = HFBackend(base, adapter=adapter_dir)
+        # the averaged adapter, as any PEFT user loads it; routing needs each request's error
+        # signature, which the agent (hf backend) and `sleepy serve` (error_signature) pass
+        self.llm = HFBackend(base, adapter=adapter_dir, route="off")
 
     def predict(self, context, model_input, params=None):
         params = params or {}
