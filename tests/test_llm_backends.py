@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from sleepy.llm import BackendError, BackendUnreachable, Generation
-from sleepy.llm.hf import HFBackend
+from sleepy.llm.hf import HFBackend, plan_batches
 from sleepy.llm.ollama import OllamaBackend
 from sleepy.llm.openai import OpenAIBackend
 from sleepy.tiny import MODEL_DIR
@@ -58,6 +58,32 @@ def test_hf_batched_greedy_equals_one_at_a_time(tiny):
     small_batches = tiny.generate(batch, batch_size=4)
     assert [g.text for g in together] == [g.text for g in alone] == [g.text for g in small_batches]
     assert [g.tokens_out for g in together] == [g.tokens_out for g in alone]
+
+
+def test_hf_greedy_loop_matches_model_generate(tiny):
+    """The greedy loop (grouped prefill, static cache, ended rows dropped) answers exactly what
+    model.generate answers; a long max_new_tokens lets rows end at different steps."""
+    batch = prompts(7) + [[{"role": "user", "content": "fn main() { }" + " x" * 90}]]
+    assert tiny.plain_greedy
+    fast = tiny.generate(batch, max_new_tokens=40, batch_size=3)
+    assert sum(tiny.last_plan) == len(batch) and max(tiny.last_plan) <= 3
+    assert {g.finish_reason for g in fast} == {"stop", "length"}
+    tiny.plain_greedy = False
+    try:
+        slow = tiny.generate(batch, max_new_tokens=40)
+    finally:
+        tiny.plain_greedy = True
+    assert [(g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in fast] == [
+        (g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in slow
+    ]
+
+
+def test_plan_batches_splits_lengths_where_padding_costs_more_than_steps():
+    lengths = [100, 480, 90, 110, 470, 95, 105, 98]
+    assert plan_batches(lengths, 8, 64) == [[2, 5, 7, 0, 6, 3], [4, 1]]
+    assert plan_batches(lengths, 8, 64, step_cost=10**6) == [[2, 5, 7, 0, 6, 3, 4, 1]]
+    assert plan_batches(lengths, 3, 64, step_cost=10**6) == [[2, 5, 7], [0, 6, 3], [4, 1]]
+    assert plan_batches([], 8, 64) == []
 
 
 def test_hf_token_counts_and_finish_reason(tiny):
