@@ -176,13 +176,15 @@ class HFBackend(LLM):
         self.adapter = str(adapter) if adapter else None
         # Greedy decoding gets its own loop where generate() would do nothing but argmax: no
         # logits processors, and a static cache of full-attention layers only (no sliding window).
-        self._n_layers = self._full_attention_layers(self.model.config)
-        self.plain_greedy = self._n_layers > 0 and self._greedy_has_no_processors(
-            self.model.generation_config
-        )
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         params = inspect.signature(base.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in 5.x
+        self._n_layers = self._full_attention_layers(self.model.config)
+        self.plain_greedy = (
+            self._n_layers > 0
+            and {"position_ids", "logits_to_keep"} <= set(params)
+            and self._greedy_has_no_processors(self.model.generation_config)
+        )
         self.last_plan: list[int] = []  # prompts per batch in the last generate(), in order
         self._lock = threading.Lock()  # generate() is not re-entrant; serve calls it from threads
         self._route_lock = threading.Lock()  # one routed batch at a time: it switches adapters
