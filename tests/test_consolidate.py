@@ -203,6 +203,11 @@ def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
     if method in ("share", "uwsh"):
         assert any(k.endswith("explained_beta") for k in run.data.metrics)
         assert "task1.recon_error" in run.data.metrics
+        # the registered version carries the router bundle: what a routed eval downloads
+        from sleepy.registry import download_adapter, model_uri
+
+        got = download_adapter(model_uri("sleepy-fixer", version), tmp_path / "dl")
+        assert (got / "bundle" / "router.json").is_file()
 
 
 def test_hf_backend_routes_each_conversation_to_its_task_adapter(tasks, tmp_path):

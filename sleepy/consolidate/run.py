@@ -67,9 +67,8 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
             {"per_task": result.per_task, "per_layer": result.per_layer, "metrics": result.metrics},
             "consolidation.json",
         )
+        # Share's bundle (basis, coefficients, router, task adapters) lives inside the adapter
         mlflow.log_artifacts(str(result.adapter_dir), "consolidated_adapter")
-        if result.bundle_dir is not None:
-            mlflow.log_artifacts(str(result.bundle_dir), "bundle")
         version = None
         if cfg.register:
             version = register_adapter(
