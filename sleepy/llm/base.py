@@ -50,6 +50,21 @@ class LLM:
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
         raise NotImplementedError
 
+    def set_defaults(
+        self, max_new_tokens: int, temperature: float, top_p: float, seed: int | None
+    ) -> None:
+        """The generation options a call gets when it does not give them."""
+        self.defaults = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "seed": seed,
+        }
+
+    def options(self, opts: dict[str, Any]) -> dict[str, Any]:
+        """A call's options over the defaults (an option given as None keeps its default)."""
+        return {**self.defaults, **{k: v for k, v in opts.items() if v is not None}}
+
     def chat(self, messages: Messages, **opts: Any) -> Generation:
         return self.generate([messages], **opts)[0]
 

@@ -164,12 +164,7 @@ class HFBackend(LLM):
             eos = self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.context = getattr(self.model.config, "max_position_embeddings", None)
-        self.defaults = {
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "seed": seed,
-        }
+        self.set_defaults(max_new_tokens, temperature, top_p, seed)
         self.batch_size = batch_size
         base_id = model_id or (path.name if path.exists() else name)
         self.model_id = f"{base_id}+{Path(adapter).name}" if adapter and not model_id else base_id
@@ -285,7 +280,7 @@ class HFBackend(LLM):
         bad = set(opts) - {*self.defaults, "stop", "tools", "batch_size"}
         if bad:
             raise BackendError(f"unknown generation options {sorted(bad)}")
-        opts = {**self.defaults, **{k: v for k, v in opts.items() if v is not None}}
+        opts = self.options(opts)
         size = opts.pop("batch_size", None) or self.batch_size
         prompts = [self.render(m) for m in messages_batch]
         limit = self.context - opts["max_new_tokens"] if self.context else None

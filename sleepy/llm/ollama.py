@@ -40,18 +40,13 @@ class OllamaBackend(HTTPBackend):
         self.client = ollama.Client(host=self.host, timeout=timeout)
         self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
         self.keep_alive = keep_alive
-        self.defaults = {
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "seed": seed,
-        }
+        self.set_defaults(max_new_tokens, temperature, top_p, seed)
 
     def generate_one(self, messages: Messages, **opts: Any) -> Generation:
         import httpx
         import ollama
 
-        opts = {**self.defaults, **{k: v for k, v in opts.items() if v is not None}}
+        opts = self.options(opts)
         options = {
             "num_predict": opts["max_new_tokens"],
             "temperature": opts["temperature"],

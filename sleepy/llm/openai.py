@@ -58,17 +58,12 @@ class OpenAIBackend(HTTPBackend):
         self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
         # `sleepy serve` over a Share adapter routes by error signature: send it with each request
         self.supports_routing = route
-        self.defaults = {
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "seed": seed,
-        }
+        self.set_defaults(max_new_tokens, temperature, top_p, seed)
 
     def generate_one(self, messages: Messages, **opts: Any) -> Generation:
         import openai
 
-        opts = {**self.defaults, **{k: v for k, v in opts.items() if v is not None}}
+        opts = self.options(opts)
         request: dict[str, Any] = {
             "model": self.model_id,
             "messages": messages,
