@@ -129,6 +129,8 @@ class HFBackend(LLM):
         if not path.exists() and not _looks_like_hub_id(name):
             raise BackendError(f"no model at {name}: not a directory and not a hub id (org/name)")
         source = str(path) if path.exists() else name
+        if route not in ("auto", "off"):
+            raise BackendError(f"route must be 'auto' or 'off', not {route!r}")
         if adapter and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
             # checked before the (slow) model load, so a typo fails at once
             raise BackendError(f"no adapter at {adapter}: expected adapter_config.json there")
@@ -142,8 +144,6 @@ class HFBackend(LLM):
             )
         except Exception as e:  # OSError, ValueError, safetensors and JSON errors all mean the same
             raise BackendError(f"cannot load model from {name}: {one_line(e)}") from None
-        if route not in ("auto", "off"):
-            raise BackendError(f"route must be 'auto' or 'off', not {route!r}")
         self.router = None
         if adapter:
             bundle = Router.find(Path(adapter).expanduser()) if route == "auto" else None
