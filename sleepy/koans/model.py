@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 FAMILIES: tuple[str, ...] = (
     "borrow_checker",
@@ -157,17 +158,20 @@ def _parse(data: dict, where: str) -> Koan:
     return koan
 
 
-def load_koan(path: str | Path) -> Koan:
-    path = Path(path)
+def _read_json(path: Path, what: str) -> Any:
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise KoanError(f"{path}: no such koan file") from None
+        raise KoanError(f"{path}: no such {what} file") from None
     except json.JSONDecodeError as e:
         raise KoanError(
             f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from None
-    koan = _parse(data, str(path))
+
+
+def load_koan(path: str | Path) -> Koan:
+    path = Path(path)
+    koan = _parse(_read_json(path, "koan"), str(path))
     if path.parent.name in FAMILIES and path.parent.name != koan.family:
         raise KoanError(
             f"{path}: field 'family': '{koan.family}' but the file is under {path.parent.name}/"
@@ -178,14 +182,7 @@ def load_koan(path: str | Path) -> Koan:
 def load_evalset(path: str | Path) -> list[Koan]:
     """An evalset file: {"name": ..., "koans": [koan with content_hash, ...]}."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KoanError(f"{path}: no such evalset file") from None
-    except json.JSONDecodeError as e:
-        raise KoanError(
-            f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
-        ) from None
+    data = _read_json(path, "evalset")
     items = data.get("koans") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise KoanError(
