@@ -8,7 +8,7 @@ from sleepy.consolidate.share import (
     choose_k,
     fit_basis,
     fit_layer,
-    merge_layer,
+    merge_layers,
 )
 
 
@@ -61,12 +61,12 @@ def test_phase3_merge_keeps_earlier_tasks():
     tasks = _tasks(T=2)
     layer = fit_layer(tasks, k=8)
     new = _tasks(T=1, seed=7)
-    merged, errors = merge_layer(layer, {"new": new["t0"]}, k=12)
+    merged, errors = merge_layers({"m": layer}, {"new": {"m": new["t0"]}}, k=12)
     assert set(errors) == {"t0", "t1", "new"}
     assert max(errors.values()) < 1e-6  # full k after the merge: every task is rebuilt exactly
     for t, (A, B) in tasks.items():
-        assert torch.allclose(merged.delta(t), B @ A, atol=1e-6)
-    _, lossy = merge_layer(layer, {"new": new["t0"]}, k=3)
+        assert torch.allclose(merged["m"].delta(t), B @ A, atol=1e-6)
+    _, lossy = merge_layers({"m": layer}, {"new": {"m": new["t0"]}}, k=3)
     assert all(0 < e < 1.0 for e in lossy.values())
 
 

@@ -11,17 +11,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from sleepy.adapters import AdapterInfo, fingerprint, load_adapter_info
 from sleepy.consolidate.lora_io import (
-    Factors,
     adapter_bytes,
     lora_parameters,
     read_lora,
     write_lora,
 )
-from sleepy.consolidate.share import LayerShare, average_coefficients, fit_layer
+from sleepy.consolidate.share import LayerShare, average_coefficients, merge_layers
 
 
 @dataclass
@@ -163,30 +160,18 @@ class Share(Consolidator):
         self.previous = Path(previous) if previous else None
         self.p, self.phi = p, phi  # Phase 2: used when sleep trains coefficients in this basis
 
-    def references(self, tasks: list[TaskAdapter]) -> dict[str, Factors]:
-        """Each task's factors before this merge: its adapter, or for a task known only to the
-        previous bundle, its reconstruction there (Share does not keep earlier adapters)."""
-        refs: dict[str, Factors] = {}
-        if self.previous is not None:
-            old = load_bundle(self.previous)
-            for t in next(iter(old.values())).eps_beta:
-                refs[t] = {m: layer.factors(t) for m, layer in old.items()}
-        for t in tasks:
-            if t.name not in refs:
-                refs[t.name] = read_lora(t.path)
-        return refs
-
     def consolidate(self, tasks, base_model, out):
-        refs = self.references(tasks)
+        earlier = load_bundle(self.previous) if self.previous is not None else {}
         router = {"tasks": {}, "fallback": "base"}
         if self.previous is not None and (self.previous / "router.json").exists():
             router["tasks"] = json.loads((self.previous / "router.json").read_text())["tasks"]
-        pool = {f"pool{i}": read_lora(p) for i, p in enumerate(self.pool)}  # UWSH's larger pool
-        modules = sorted(set.intersection(*(set(f) for f in [*refs.values(), *pool.values()])))
-        layers = {
-            m: fit_layer({t: f[m] for t, f in {**refs, **pool}.items()}, **self.kw) for m in modules
-        }
-        names = list(refs)
+        layers, errors = merge_layers(
+            earlier,
+            {t.name: read_lora(t.path) for t in tasks},
+            {f"pool{i}": read_lora(p) for i, p in enumerate(self.pool)},  # UWSH's larger pool
+            **self.kw,
+        )
+        names = list(errors)
         per_layer = {
             m: {
                 "k_beta": layer.beta.k,
@@ -196,21 +181,16 @@ class Share(Consolidator):
             }
             for m, layer in layers.items()
         }
-        per_task = {}
-        for t in names:
-            num = den = 0.0
-            for m, layer in layers.items():
-                A, B = refs[t][m]
-                ref = B @ A
-                num += float(torch.linalg.norm(layer.delta(t) - ref) ** 2)
-                den += float(torch.linalg.norm(ref) ** 2)
-            per_task[t] = {
-                "recon_error": (num / max(den, 1e-30)) ** 0.5,
+        per_task = {
+            t: {
+                "recon_error": errors[t],
                 "share_coeff_params": sum(
                     layer.eps_beta[t].numel() + layer.eps_alpha[t].numel()
                     for layer in layers.values()
                 ),
             }
+            for t in names
+        }
         # The merged adapter (averaged coefficients) is what plain PEFT users load; the bundle
         # inside it (basis, coefficients, router, every task) travels with it into the registry.
         merged = {m: average_coefficients(layer, names) for m, layer in layers.items()}

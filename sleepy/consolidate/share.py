@@ -103,22 +103,38 @@ def fit_layer(tasks: dict[str, tuple[torch.Tensor, torch.Tensor]], **basis_kw) -
     return layer
 
 
-def merge_layer(
-    layer: LayerShare, new_tasks: dict[str, tuple[torch.Tensor, torch.Tensor]], **basis_kw
-) -> tuple[LayerShare, dict[str, float]]:
-    """Phase 3: rebuild every earlier task, stack with the new ones, re-SVD, recompute coefficients.
+def merge_layers(
+    earlier: dict[str, LayerShare],
+    new: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]],
+    pool: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None,
+    **basis_kw,
+) -> tuple[dict[str, LayerShare], dict[str, float]]:
+    """Phase 3 over every adapted layer: rebuild each earlier task from basis and coefficients
+    (a task known there keeps that version), stack with the new tasks, re-SVD, recompute every
+    task's coefficients. `pool` adapters (UWSH) shape the basis but are no task.
 
-    Returns the new layer and each task's relative reconstruction error of its delta-W.
+    earlier: layer -> LayerShare; new, pool: name -> {layer: (A (r x d), B (n x r))}.
+    Returns the layers and each task's relative reconstruction error of delta-W over all layers.
     """
-    tasks = {t: layer.factors(t) for t in layer.eps_beta}
-    tasks.update({t: (A.double(), B.double()) for t, (A, B) in new_tasks.items()})
-    merged = fit_layer(tasks, **basis_kw)
+    tasks: dict[str, dict] = {}
+    if earlier:
+        for t in next(iter(earlier.values())).eps_beta:
+            tasks[t] = {m: layer.factors(t) for m, layer in earlier.items()}
+    for t, f in new.items():
+        tasks.setdefault(t, {m: (A.double(), B.double()) for m, (A, B) in f.items()})
+    fitted = {**tasks, **(pool or {})}
+    modules = sorted(set.intersection(*(set(f) for f in fitted.values())))
+    layers = {m: fit_layer({t: f[m] for t, f in fitted.items()}, **basis_kw) for m in modules}
     errors = {}
-    for t, (A, B) in tasks.items():
-        ref = B @ A
-        err = torch.linalg.norm(merged.delta(t) - ref) / torch.linalg.norm(ref).clamp_min(1e-12)
-        errors[t] = float(err)
-    return merged, errors
+    for t, f in tasks.items():
+        num = den = 0.0
+        for m, layer in layers.items():
+            A, B = f[m]
+            ref = B @ A
+            num += float(torch.linalg.norm(layer.delta(t) - ref) ** 2)
+            den += float(torch.linalg.norm(ref) ** 2)
+        errors[t] = (num / max(den, 1e-30)) ** 0.5
+    return layers, errors
 
 
 def average_coefficients(
