@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sleepy.koans import generator
+from sleepy.koans import generator, variation
 from sleepy.koans.generator import Pattern, Vocab
 from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
 from sleepy.koans.validate import (
@@ -20,8 +20,12 @@ from sleepy.koans.validate import (
     shared_sandbox,
     validate_candidate,
 )
+from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
 
 DEFAULT_EXCLUDE = (Path("koans"), Path("evalsets"))
+# Seeds reserved for evaluation (the eval's learning sets): training data is never drawn from them,
+# so a learning-set koan is never a training koan's twin by construction.
+EVAL_SEEDS = range(1_000_000_000, 2_000_000_000)
 # A pattern whose first few validated drafts all fail is broken, not unlucky.
 NEVER_VALIDATES_AFTER = 4
 MAX_BATCH = 512
@@ -40,11 +44,18 @@ class PatternStats:
     failures: list[str] = field(default_factory=list)
 
 
-def draft(pattern: Pattern, seed: int, index: int) -> Koan:
-    """Candidate `index` of a seeded run: its own Random, so any candidate can be redrawn alone."""
+def draft(pattern: Pattern, seed: int, index: int, items: tuple[str, ...] = ()) -> Koan:
+    """Candidate `index` of a seeded run: its own Random, so any candidate can be redrawn alone.
+
+    With `items` (a pool of sleepy.koans.variation), 0-2 of them are added to the program (1-2 for
+    the eval pool, whose programs must all be new).
+    """
     rng = random.Random(f"{seed}:{pattern.family}:{index}")
     try:
         d = pattern.make(Vocab(rng))
+        if items:
+            lo = 1 if items is EVAL_ITEMS else 0
+            d = variation.vary(d, items, rng, rng.randint(lo, 2))
         koan = Koan(
             id="gen-x",
             family=pattern.family,
@@ -111,8 +122,13 @@ def generate(
     workers: int | None = None,
     validate: bool = True,
     patterns: list[str] | None = None,
+    purpose: str = "train",
+    vary: bool = False,
 ) -> list[Koan]:
     """`n` distinct, valid koans of `family`, the same ones for the same seed.
+
+    `purpose="eval"` draws from the reserved EVAL_SEEDS and only from them; anything else (training
+    data, augmentation, the corpus) may not touch them.
 
     Candidate i uses pattern i mod len(patterns) and its own Random(seed, family, i); the result
     is the first n candidates that are new (hash not excluded nor seen) and valid, so batch sizes
@@ -123,6 +139,12 @@ def generate(
 
     if n < 0:
         raise GenerateError(f"n must be >= 0, got {n}")
+    if (seed in EVAL_SEEDS) != (purpose == "eval"):
+        raise GenerateError(
+            f"seed {seed} with purpose '{purpose}': seeds {EVAL_SEEDS.start}..{EVAL_SEEDS.stop - 1} "
+            "are reserved for evaluation and only for it"
+        )
+    items = EVAL_ITEMS if purpose == "eval" else TRAIN_ITEMS if vary else ()
     pats = select_patterns(family, patterns)
     seen = set(known_hashes(*DEFAULT_EXCLUDE) if exclude_hashes is None else exclude_hashes)
     stats = {p.name: PatternStats() for p in pats}
@@ -136,7 +158,7 @@ def generate(
         batch: list[Koan] = []
         while len(batch) < want and index < cap:
             p = pats[index % len(pats)]
-            koan = draft(p, seed, index)
+            koan = draft(p, seed, index, items)
             index += 1
             stats[p.name].drafted += 1
             if koan.content_hash in seen:

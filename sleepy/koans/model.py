@@ -54,6 +54,11 @@ class Koan:
     def content_hash(self) -> str:
         return content_hash(self.buggy_code, self.correct_code)
 
+    @property
+    def normalized_hash(self) -> str:
+        """Equal for programs that differ only in names, literals, comments and layout."""
+        return _hash(normalized_form(self.buggy_code), normalized_form(self.correct_code))
+
     def to_dict(self) -> dict:
         d = asdict(self)
         if not d["meta"]:
@@ -73,11 +78,53 @@ def normalize_code(code: str) -> str:
 
 
 def content_hash(buggy_code: str, correct_code: str) -> str:
-    h = hashlib.sha256()
-    h.update(normalize_code(buggy_code).encode())
-    h.update(b"\x00")
-    h.update(normalize_code(correct_code).encode())
-    return h.hexdigest()[:16]
+    return _hash(normalize_code(buggy_code), normalize_code(correct_code))
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+# Rust's keywords stay; every other name is abstracted. Literals become their kind.
+_KEYWORDS = frozenset(
+    "as async await break const continue crate dyn else enum extern false fn for if impl in let "
+    "loop match mod move mut pub ref return self Self static struct super trait true type unsafe "
+    "use where while".split()
+)
+_TOKEN_RE = re.compile(
+    r"""(?P<comment>//[^\n]*|/\*.*?\*/)
+      | (?P<str>b?r(?P<hashes>\#*)".*?"(?P=hashes)|b?"(?:[^"\\]|\\.)*")
+      | (?P<char>b?'(?:[^'\\\n]|\\[^\n]+?)')
+      | (?P<lifetime>'[A-Za-z_]\w*)
+      | (?P<num>\d[\w.]*)
+      | (?P<ident>[A-Za-z_]\w*)
+      | (?P<punct>\S)""",
+    re.S | re.X,
+)
+
+
+def normalized_form(code: str) -> str:
+    """The program's token stream with names renamed in order of appearance (`v0`, `v1`, ...),
+    lifetimes likewise, literals replaced by their kind, comments and layout dropped.
+
+    Two programs with the same normalized form are the same program with other names or values:
+    the leakage guard and the learning set use it to catch renamed copies of a koan.
+    """
+    names: dict[str, str] = {}
+    out = []
+    for m in _TOKEN_RE.finditer(code):
+        kind, text = m.lastgroup, m.group()
+        if kind == "comment":
+            continue
+        if kind in ("str", "char", "num"):
+            out.append(f"<{kind}>")
+        elif kind == "ident" and text not in _KEYWORDS:
+            out.append(names.setdefault(text, f"v{len(names)}"))
+        elif kind == "lifetime":
+            out.append(names.setdefault(text, f"'l{len(names)}"))
+        else:
+            out.append(text)
+    return " ".join(out)
 
 
 def _parse(data: dict, where: str) -> Koan:
