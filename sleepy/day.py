@@ -52,6 +52,8 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
             name = str(kcfg.evalset)
             path = Path(name) if name.endswith(".json") else Path(evalsets_dir) / f"{name}.json"
             koans, where = load_evalset(path), f"evalset {path}"
+        elif kcfg.source is None:  # only generated koans (koans.generate)
+            koans, where = [], "generated koans"
         else:
             src = Path(str(kcfg.source))
             koans, where = (load_koans(src) if src.exists() else []), str(src)
@@ -208,8 +210,9 @@ def run_day(cfg: DictConfig) -> DayResult:
             adapter=str(adapter) if adapter else None,
         )
 
+    label = str(cfg.get("label") or f"day {run_id}")  # what this pass over koans is, in words
     columns = (
-        TextColumn("[bold]day[/] {task.description}"),
+        TextColumn(f"[bold]{label}[/]: {{task.description}}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -14,9 +14,10 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.config import CONF_DIR as _CONF
-from sleepy.koans import Koan, load_koans
+from sleepy.koans import Koan, load_koans, save_evalset
 
 CONF_DIR = str(_CONF)
+TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
 
 
 @dataclass
@@ -26,6 +27,7 @@ class SleepResult:
     run_id: str
     stats: dict
     metrics: dict
+    training_koans: Path | None = None
 
 
 def episodes_db(curate_cfg, work: Path) -> Path:
@@ -106,6 +108,8 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             cluster_distance=cfg.curate.cluster_distance,
         )
         curated.dataset.save_to_disk(str(out / "dataset"))
+        # What this sleep trained on, koan by koan: the eval keeps its learning sets disjoint from it.
+        save_evalset(curated.koans, out / TRAINING_KOANS, name="training")
         mlflow.log_metrics({f"curate_{k}": v for k, v in curated.stats.items()})
         mlflow.log_dict(
             {"clusters": curated.clusters, "stats": curated.stats}, "curate/clusters.json"
@@ -163,7 +167,12 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             )
             mlflow.set_tag("registered_version", version)
         return SleepResult(
-            result.adapter_dir, version, run.info.run_id, curated.stats, result.metrics
+            result.adapter_dir,
+            version,
+            run.info.run_id,
+            curated.stats,
+            result.metrics,
+            out / TRAINING_KOANS,
         )
 
 

@@ -56,3 +56,30 @@ def test_conf_gate_builds_the_gate_with_visible_defaults():
         cfg = compose("eval", overrides=["candidate=base", "gate.min_gain=0.02"])
     gate = hydra.utils.instantiate(cfg.gate)
     assert gate == Gate(min_gain=0.02, max_regressions=0, max_family_drop=0.1)
+
+
+LEARN_CHAMP = {"pass_rate": 0.10, "pass_rate.trait_bounds": 0.10}
+
+
+def test_a_frozen_regression_rejects_even_a_large_learning_gain():
+    learned = {"pass_rate": 0.90, "pass_rate.trait_bounds": 0.90}
+    d = Gate(min_gain=0.05).decide(dict(CHAMP), CHAMP, ["hw-borrow-1"], (learned, LEARN_CHAMP))
+    assert not d.promote
+    assert d.reasons[0] == "1 regression > max 0: hw-borrow-1"
+    assert "learning-set pass rate 0.900 >= champion 0.100 + min_gain 0.05" in d.reasons
+    assert Gate(min_gain=0.05).decide(dict(CHAMP), CHAMP, [], (learned, LEARN_CHAMP)).promote
+
+
+def test_with_a_learning_set_the_gain_is_measured_there_not_on_the_frozen_suite():
+    better_frozen = dict(CHAMP, pass_rate=0.9)
+    d = Gate(min_gain=0.05).decide(better_frozen, CHAMP, [], (LEARN_CHAMP, LEARN_CHAMP))
+    assert not d.promote
+    assert d.reasons[0] == "learning-set pass rate 0.100 < champion 0.100 + min_gain 0.05"
+
+
+def test_an_earlier_family_forgotten_on_the_learning_set_is_a_family_drop():
+    champ = {"pass_rate": 0.5, "pass_rate.trait_bounds": 0.8, "pass_rate.lifetimes": 0.2}
+    cand = {"pass_rate": 0.6, "pass_rate.trait_bounds": 0.4, "pass_rate.lifetimes": 0.8}
+    d = Gate(max_family_drop=0.1).decide(dict(CHAMP), CHAMP, [], (cand, champ))
+    assert not d.promote
+    assert d.reasons[0] == "family drop over max 0.1: learning trait_bounds -0.400"

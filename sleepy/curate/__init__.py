@@ -23,6 +23,7 @@ class CuratedSet:
     dataset: object  # datasets.Dataset: prompt/completion (conversational) + koan_id, family, ...
     clusters: list[dict] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    koans: list[Koan] = field(default_factory=list)  # the koan behind each row, for disjointness
 
 
 def cluster_failures(
@@ -128,7 +129,9 @@ def curate(
         for pattern_key in sorted({(k.family, k.pattern) for k in train_koans if k.pattern}):
             family, pattern = pattern_key
             try:
-                fresh = generate(family, augment_k, seed=seed, patterns=[pattern], validate=False)
+                fresh = generate(
+                    family, augment_k, seed=seed, patterns=[pattern], validate=False, vary=True
+                )
             except GenerateError:  # a hand-written pattern with no template: nothing to vary
                 continue
             extra.extend((k, "augment") for k in fresh)
@@ -139,7 +142,7 @@ def curate(
     verdicts = run_batch(lambda k: sandbox.verdict(k, k.buggy_code), all_koans, desc="curating")
     prompt = PromptTemplate.load(template)
     fmt = get_edit_format(edit_format)
-    rows = []
+    rows, used = [], []
     for i, (koan, v) in enumerate(zip(all_koans, verdicts, strict=True)):
         if i < len(train_koans):
             ep, role = chosen[koan.id]
@@ -154,6 +157,7 @@ def curate(
         if v.passed:  # a buggy program that passes teaches nothing
             continue
         messages = prompt.messages(koan, koan.buggy_code, v.feedback(), [], edit_format)
+        used.append(koan)
         rows.append(
             {
                 "prompt": messages,
@@ -201,7 +205,7 @@ def curate(
         "augment_rows": sum(r["role"] == "augment" for r in rows),
         "clusters": len(clusters),
     }
-    return CuratedSet(Dataset.from_list(rows), clusters, stats)
+    return CuratedSet(Dataset.from_list(rows), clusters, stats, used)
 
 
 def _agent_fix(eps, koan: Koan) -> str:

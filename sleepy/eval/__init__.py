@@ -1,11 +1,14 @@
-"""Eval: the agent on a frozen evalset with a candidate adapter and with the champion; the gate
-decides, and a passing candidate becomes the champion in the MLflow registry.
+"""Eval: the agent with a candidate adapter and with the champion on two sets, as the design has
+them: a learning set (did the candidate learn what the lineage failed on?) and the frozen suite
+(did it break anything?). The gate decides; a passing candidate becomes the champion in the MLflow
+registry. A champion's results are kept by (weights, evalset, policy) and not measured again.
 
 `evaluate(cfg)` does the work (tests and sleepy-cycle call it); `sleepy-eval` is the entrypoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -14,14 +17,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sleepy.eval.cache import ResultCache, result_key
 from sleepy.eval.gate import Gate, GateDecision
 from sleepy.eval.metrics import (
     compare,
     earlier_failure_signatures,
-    eval_metrics,
     gains,
     outcomes,
     regressions,
+    with_repeats,
     write_table,
 )
 
@@ -53,6 +57,8 @@ class EvalResult:
     mlflow_run_id: str | None = None
     regressions: list[str] = field(default_factory=list)
     gains: list[str] = field(default_factory=list)
+    learning: SetResult | None = None  # the learning set, when one was given
+    cached: list[str] = field(default_factory=list)  # frozen-suite sides taken from the cache
 
 
 # -- who is evaluated ------------------------------------------------------------------------------
@@ -128,14 +134,16 @@ def _tracking_uri(cfg: DictConfig) -> str | None:
 # -- the eval -------------------------------------------------------------------------------------
 
 
-def _run_agent(cfg: DictConfig, who: Contender, side: str):
-    """One day over the evalset with this contender's adapter; its MLflow logging is the eval's."""
+def _run_agent(cfg: DictConfig, who: Contender, side: str, evalset: str):
+    """One day over an evalset with this contender's adapter; its MLflow logging is the eval's."""
     from sleepy.day import DayError, run_day
     from sleepy.episodes import EpisodeStore
 
     day_cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(day_cfg, False)
     day_cfg.run_id = f"{cfg.run_id}-{side}"
+    day_cfg.koans.evalset = evalset
+    day_cfg.label = f"eval {who.label} ({side.split('-')[0]}) on {Path(evalset).stem}"
     day_cfg.tracking = {"enabled": False, "uri": None, "experiment": None}
     if who.adapter_dir is not None:
         if "adapter" not in day_cfg.backend:
@@ -153,8 +161,58 @@ def _run_agent(cfg: DictConfig, who: Contender, side: str):
     return episodes, result.metrics["wall_time_s"]
 
 
+@dataclass
+class SetResult:
+    """Both contenders on one set: per-koan outcomes, metrics, and the per-koan comparison."""
+
+    name: str  # "frozen" | "learning"
+    metrics: dict[str, float]  # the candidate's
+    champion_metrics: dict[str, float]
+    rows: list[dict]
+    cached: list[str] = field(default_factory=list)  # sides whose results came from the cache
+
+
+def _evalset_path(cfg: DictConfig, name: str) -> Path:
+    return Path(name) if name.endswith(".json") else Path(str(cfg.paths.evalsets)) / f"{name}.json"
+
+
+def _measure(
+    cfg, who: Contender, side: str, evalset: Path, cache, earlier
+) -> tuple[dict, dict, bool]:
+    """(outcomes, metrics) of one contender on one set, from the cache when the key is there."""
+    from sleepy.day import metrics_of
+
+    key = result_key(who.adapter_dir, evalset, cfg) if evalset.is_file() else None
+    hit = cache.get(key) if key else None
+    if hit is None:
+        episodes, wall = _run_agent(cfg, who, side, str(evalset))
+        res, day_metrics = outcomes(episodes), metrics_of(episodes)
+        day_metrics["wall_time_s"] = wall
+        if key:
+            cache.put(key, res, day_metrics)
+    else:
+        res, day_metrics = hit
+    return res, with_repeats(day_metrics, res, earlier), hit is not None
+
+
+def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier) -> SetResult:
+    cand_res, metrics, cand_hit = _measure(
+        cfg, candidate, f"candidate-{name}", evalset, cache, earlier
+    )
+    if _same(candidate, champion):
+        champ_res, champ_metrics, champ_hit = cand_res, dict(metrics), cand_hit
+    else:
+        champ_res, champ_metrics, champ_hit = _measure(
+            cfg, champion, f"champion-{name}", evalset, cache, earlier
+        )
+    cached = [s for s, hit in (("candidate", cand_hit), ("champion", champ_hit)) if hit]
+    return SetResult(name, metrics, champ_metrics, compare(cand_res, champ_res, earlier), cached)
+
+
 def evaluate(cfg: DictConfig) -> EvalResult:
-    """Evaluate cfg.candidate against cfg.champion on the evalset, gate, tag, and maybe promote."""
+    """Evaluate cfg.candidate against cfg.champion on the learning set (when given: does it learn?)
+    and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
+    from sleepy.koans import KoanError, load_evalset
     from sleepy.registry import promote as registry_promote
     from sleepy.registry import tag_version
     from sleepy.tracking import log_config, mlflow_run
@@ -163,6 +221,14 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     out.mkdir(parents=True, exist_ok=True)
     gate: Gate = hydra.utils.instantiate(cfg.gate)
     name, uri = str(cfg.registry.name), _tracking_uri(cfg)
+    frozen_path = _evalset_path(cfg, str(cfg.koans.evalset))
+    learning_path = cfg.koans.get("learning_set")
+    learning_path = _evalset_path(cfg, str(learning_path)) if learning_path else None
+    for path in filter(None, (frozen_path, learning_path)):
+        try:
+            load_evalset(path)  # a missing or edited evalset stops the eval before any model runs
+        except KoanError as e:
+            raise EvalError(str(e).splitlines()[0]) from None
 
     try:
         candidate = resolve(cfg.candidate, cfg, out / "adapters")
@@ -182,9 +248,9 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         "champion_version": champion.version or "none",
         "sleepy.run_id": str(cfg.run_id),
     }
-    earlier = earlier_failure_signatures(
-        [*cfg.lineage.episodes, str(cfg.paths.episodes_db)], int(cfg.cycle)
-    )
+    # The lineage's failures up to this cycle's day: failing with one of them again is a repeat.
+    earlier = earlier_failure_signatures(list(cfg.lineage.episodes), int(cfg.cycle) + 1)
+    cache = ResultCache(Path(str(cfg.paths.outputs)) / "eval_cache")
 
     ctx = (
         mlflow_run(
@@ -195,52 +261,45 @@ def evaluate(cfg: DictConfig) -> EvalResult:
             tags=tags,
         )
         if uri
-        else _NoRun()
+        else contextlib.nullcontext()
     )
     with ctx as run:
         if run is not None:
             log_config(cfg, out)
         t0 = time.monotonic()
-        cand_eps, cand_wall = _run_agent(cfg, candidate, "candidate")
-        metrics = eval_metrics(cand_eps, earlier)
-        metrics["wall_time_s"] = cand_wall
-        if _same(candidate, champion):
-            champ_eps, champ_metrics = cand_eps, dict(metrics)
-        else:
-            champ_eps, champ_wall = _run_agent(cfg, champion, "champion")
-            champ_metrics = eval_metrics(champ_eps, earlier)
-            champ_metrics["wall_time_s"] = champ_wall
-        rows = compare(outcomes(cand_eps), outcomes(champ_eps), earlier)
-        lost, won = regressions(rows), gains(rows)
-        csv_path, json_path = write_table(rows, out)
+        learning = None
+        if learning_path is not None:
+            learning = _measure_set(
+                cfg, "learning", learning_path, candidate, champion, cache, earlier
+            )
+        frozen = _measure_set(cfg, "frozen", frozen_path, candidate, champion, cache, earlier)
+        metrics, champ_metrics = frozen.metrics, frozen.champion_metrics
+        lost, won = regressions(frozen.rows), gains(frozen.rows)
+        csv_path, json_path = write_table(frozen.rows, out)
+        if learning is not None:
+            write_table(learning.rows, out / "learning")
+        both = (learning.metrics, learning.champion_metrics) if learning else None
 
         if candidate.version is None:
             decision = gate.refuse(
                 f"candidate {candidate.label} is not a registry version: register it to promote"
             )
-            decision.reasons += gate.decide(metrics, champ_metrics, lost).reasons
+            decision.reasons += gate.decide(metrics, champ_metrics, lost, both).reasons
         elif candidate.version == champion.version:
             decision = gate.refuse(f"candidate v{candidate.version} is already the champion")
         else:
-            decision = gate.decide(metrics, champ_metrics, lost)
+            decision = gate.decide(metrics, champ_metrics, lost, both)
         promoted = False
         if decision.promote and cfg.promote:
             registry_promote(name, candidate.version, decision.summary(), uri)
             promoted = True
 
         if run is not None:
-            _log(
-                cfg,
-                metrics,
-                champ_metrics,
-                lost,
-                won,
-                csv_path,
-                json_path,
-                decision,
-                promoted,
-                time.monotonic() - t0,
-            )
+            _log(cfg, frozen, learning, lost, won, out, decision, promoted, time.monotonic() - t0)
+            if learning_path is not None:
+                import mlflow
+
+                mlflow.log_artifact(str(learning_path), "eval")
             if candidate.version is not None:
                 tag_version(
                     name,
@@ -249,6 +308,11 @@ def evaluate(cfg: DictConfig) -> EvalResult:
                         **decision.tags(),
                         "gate.eval_run": run.info.run_id,
                         "eval.pass_rate": f"{metrics['pass_rate']:.4f}",
+                        **(
+                            {"eval.learning_pass_rate": f"{learning.metrics['pass_rate']:.4f}"}
+                            if learning
+                            else {}
+                        ),
                     },
                     uri,
                 )
@@ -257,13 +321,15 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         champion,
         metrics,
         champ_metrics,
-        rows,
+        frozen.rows,
         decision,
         promoted,
         csv_path,
         run.info.run_id if run is not None else None,
         lost,
         won,
+        learning,
+        frozen.cached,
     )
 
 
@@ -273,26 +339,29 @@ def _same(a: Contender, b: Contender) -> bool:
     return a.adapter_dir == b.adapter_dir
 
 
-def _log(
-    cfg, metrics, champ_metrics, lost, won, csv_path, json_path, decision, promoted, wall
-) -> None:
+def _log(cfg, frozen, learning, lost, won, out, decision, promoted, wall) -> None:
+    """Frozen-suite metrics under their plain names (pass_rate, champion_pass_rate, ...), learning
+    set ones prefixed learning_ (learning_pass_rate, champion_learning_pass_rate, ...)."""
     import mlflow
 
     def clean(m: dict, prefix: str = "") -> dict:
         return {prefix + k.replace("pass_rate.", "pass_rate_"): float(v) for k, v in m.items()}
 
-    mlflow.log_metrics(
-        {
-            **clean(metrics),
-            **clean(champ_metrics, "champion_"),
-            "regressions": len(lost),
-            "gains": len(won),
-            "eval_wall_time_s": wall,
-            "promoted": float(promoted),
-        }
-    )
-    mlflow.log_artifact(str(csv_path), "eval")
-    mlflow.log_artifact(str(json_path), "eval")
+    values = {
+        **clean(frozen.metrics),
+        **clean(frozen.champion_metrics, "champion_"),
+        "regressions": len(lost),
+        "gains": len(won),
+        "eval_wall_time_s": wall,
+        "promoted": float(promoted),
+    }
+    if learning is not None:
+        values |= clean(learning.metrics, "learning_")
+        values |= clean(learning.champion_metrics, "champion_learning_")
+        mlflow.log_artifacts(str(out / "learning"), "eval/learning")
+    mlflow.log_metrics(values)
+    mlflow.log_artifact(str(out / "per_koan.csv"), "eval")
+    mlflow.log_artifact(str(out / "per_koan.json"), "eval")
     mlflow.set_tags({**decision.tags(), "promoted": str(promoted).lower()})
 
 
@@ -317,14 +386,6 @@ def _tag_unusable(cfg: DictConfig, reason: str) -> None:
         )
     except MlflowException:
         pass  # no such version: the error already says so
-
-
-class _NoRun:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 __all__ = ["Contender", "EvalError", "EvalResult", "Gate", "GateDecision", "evaluate", "resolve"]

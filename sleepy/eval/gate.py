@@ -1,8 +1,11 @@
 """The promotion gate: compare a candidate's eval metrics with the champion's; decide, with reasons.
 
-A candidate is promoted only if its pass rate is at least the champion's plus `min_gain`, at most
-`max_regressions` koans the champion passes fail with it, and no family's pass rate drops by more
-than `max_family_drop`. Every check gives a reason, passed or not, so a decision explains itself.
+Two sets, as the eval has them. On the learning set (what the lineage failed on, as fresh
+programs) the candidate's pass rate must be at least the champion's plus `min_gain`. On the frozen
+suite at most `max_regressions` koans the champion passes may fail with it. On both sets no
+family's pass rate may drop by more than `max_family_drop` (on the learning set that is an earlier
+family being forgotten). Without a learning set, the gain is measured on the frozen suite. Every
+check gives a reason, passed or not, so a decision explains itself.
 """
 
 from __future__ import annotations
@@ -36,20 +39,27 @@ class Gate:
     max_family_drop: float = 0.1
 
     def decide(
-        self, candidate: dict[str, float], champion: dict[str, float], regressions: list[str]
+        self,
+        candidate: dict[str, float],
+        champion: dict[str, float],
+        regressions: list[str],
+        learning: tuple[dict[str, float], dict[str, float]] | None = None,
     ) -> GateDecision:
-        """Metrics hold `pass_rate` and `pass_rate.<family>`; regressions are koan ids."""
+        """Frozen-suite metrics (candidate, champion) hold `pass_rate` and `pass_rate.<family>`;
+        regressions are frozen koan ids; `learning` is (candidate, champion) on the learning set."""
         failed, passed = [], []
 
         def check(ok: bool, text: str) -> None:
             (passed if ok else failed).append(text)
 
-        cand, champ = candidate["pass_rate"], champion["pass_rate"]
+        gain_on = learning or (candidate, champion)
+        where = "learning-set pass rate" if learning else "pass rate"
+        cand, champ = gain_on[0]["pass_rate"], gain_on[1]["pass_rate"]
         need = champ + self.min_gain
         # a tolerance so 0.1 + 0.2 style float sums do not block an equal candidate
         check(
             cand >= need - 1e-9,
-            f"pass rate {cand:.3f} {'>=' if cand >= need - 1e-9 else '<'} champion {champ:.3f} "
+            f"{where} {cand:.3f} {'>=' if cand >= need - 1e-9 else '<'} champion {champ:.3f} "
             f"+ min_gain {self.min_gain:g}",
         )
         n = len(regressions)
@@ -60,11 +70,15 @@ class Gate:
             f"max {self.max_regressions}" + (f": {shown}" if n else ""),
         )
         drops = []
-        for key in sorted(k for k in champion if k.startswith(FAMILY_PREFIX)):
-            family = key[len(FAMILY_PREFIX) :]
-            drop = champion[key] - candidate.get(key, 0.0)
-            if drop > self.max_family_drop + 1e-9:
-                drops.append(f"{family} -{drop:.3f}")
+        sets = [("", candidate, champion)]
+        if learning:
+            sets.append(("learning ", *learning))
+        for label, cand_m, champ_m in sets:
+            for key in sorted(k for k in champ_m if k.startswith(FAMILY_PREFIX)):
+                family = key[len(FAMILY_PREFIX) :]
+                drop = champ_m[key] - cand_m.get(key, 0.0)
+                if drop > self.max_family_drop + 1e-9:
+                    drops.append(f"{label}{family} -{drop:.3f}")
         check(
             not drops,
             (f"family drop over max {self.max_family_drop:g}: " + ", ".join(drops))

@@ -68,12 +68,18 @@ def repeat_failures(results: dict[str, KoanOutcome], earlier: set[str]) -> list[
 def eval_metrics(episodes, earlier: set[str]) -> dict[str, float]:
     """The day's metrics (pass rate, per family, steps, tokens, time) plus repeat_error_rate.
 
-    repeat_error_rate = failures whose final error signature is among an earlier cycle's failures,
+    repeat_error_rate = failures whose final error signature is among the lineage's failures,
     over all failures (0 when nothing failed): the share of mistakes the lineage has made before.
     """
-    m = metrics_of(episodes)
+    return with_repeats(metrics_of(episodes), outcomes(episodes), earlier)
+
+
+def with_repeats(
+    day_metrics: dict[str, float], res: dict[str, KoanOutcome], earlier: set[str]
+) -> dict[str, float]:
+    """A day's metrics plus the repeat-error counts of these outcomes against `earlier`."""
+    m = dict(day_metrics)
     m["tokens"] = m["tokens_in"] + m["tokens_out"]
-    res = outcomes(episodes)
     failures = sum(not o.passed for o in res.values())
     repeats = len(repeat_failures(res, earlier))
     m["failures"] = float(failures)
@@ -149,5 +155,6 @@ __all__ = [
     "outcomes",
     "regressions",
     "repeat_failures",
+    "with_repeats",
     "write_table",
 ]
