@@ -71,6 +71,49 @@ def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:
     return stage
 
 
+def _families(metrics: dict) -> dict[str, float]:
+    return {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("pass_rate.")}
+
+
+def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage: str) -> dict:
+    """Cycle c's learning set: the lineage's day failures so far as fresh programs, disjoint from
+    every koan its sleeps trained on; saved as an evalset file."""
+    from sleepy.episodes import EpisodeStore
+    from sleepy.eval.learning import LearningSetError, build_learning_set
+    from sleepy.koans import load_evalset, save_evalset
+    from sleepy.sleep import koans_for
+
+    failed, training = [], []
+    for i in range(1, c + 1):
+        day, slp = state.get(i, "day"), state.get(i, "sleep")
+        known = koans_for(Path(day["db"]), [str(cfg.paths.koans)])
+        with EpisodeStore(day["db"], create=False) as store:
+            ids = {e.task_id for e in store.episodes(run_id=day["run_id"], passed=False)}
+        failed += [known[t] for t in sorted(ids) if t in known]
+        training += load_evalset(slp["training_koans"])
+    previous = (state.get(c - 1, "learning_set") or {}).get("path")
+    frozen = Path(str(cfg.paths.evalsets)) / f"{cfg.evalset}.json"
+    try:
+        built = build_learning_set(
+            failed,
+            training,
+            load_evalset(frozen if frozen.exists() else str(cfg.evalset)),
+            load_evalset(previous) if previous else (),
+            k=int(cfg.learning_set.k),
+            seed=int(cfg.seed),
+        )
+    except LearningSetError as e:
+        raise CycleError(str(e)) from None
+    save_evalset(built.koans, path, name=f"learning-{lineage}-c{c}")
+    return {
+        "path": str(path),
+        "koans": len(built.koans),
+        "patterns": built.patterns,
+        "transfer": built.transfer,
+        "renamed_twins_dropped": built.renamed_twins,
+    }
+
+
 def _curriculum(cfg: DictConfig, c: int) -> DictConfig:
     items = cfg.curriculum
     if not items:
@@ -166,7 +209,12 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     **phase2,
                 )
                 r = run_sleep(scfg)
-                slp = {"adapter": str(r.adapter_dir), "rows": r.stats["rows"], "run_id": r.run_id}
+                slp = {
+                    "adapter": str(r.adapter_dir),
+                    "rows": r.stats["rows"],
+                    "run_id": r.run_id,
+                    "training_koans": str(r.training_koans),
+                }
                 state.put(c, "sleep", slp)
 
             if (cons := state.get(c, "consolidate")) is None:
@@ -189,8 +237,14 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 }
                 state.put(c, "consolidate", cons)
 
+            if (learn := state.get(c, "learning_set")) is None:
+                learn = learning_set_for(
+                    cfg, state, c, cdir / "eval" / "learning_set.json", lineage
+                )
+                state.put(c, "learning_set", learn)
+
             if (ev := state.get(c, "eval")) is None:
-                earlier = [str(out / f"cycle{i}" / "eval" / "episodes.sqlite") for i in range(1, c)]
+                days = [state.get(i, "day")["db"] for i in range(1, c + 1)]
                 ecfg = stage_cfg(
                     cfg,
                     "eval",
@@ -202,21 +256,28 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     run_id=f"{lineage}-c{c}-eval",
                     paths__episodes_db=str(cdir / "eval" / "episodes.sqlite"),
                     lineage__name=lineage,
-                    lineage__episodes=earlier,
+                    lineage__episodes=days,
                     koans__evalset=str(cfg.evalset),
+                    koans__learning_set=learn["path"],
                 )
                 r = evaluate(ecfg)
+                lm, lcm = r.learning.metrics, r.learning.champion_metrics
                 ev = {
                     "promoted": r.promoted,
                     "decision": r.decision.summary(),
                     "pass_rate": r.metrics["pass_rate"],
                     "champion_pass_rate": r.champion_metrics["pass_rate"],
-                    "repeat_error_rate": r.metrics.get("repeat_error_rate"),
-                    "median_steps_to_green": r.metrics.get("median_steps_to_green"),
+                    "learning_pass_rate": lm["pass_rate"],
+                    "champion_learning_pass_rate": lcm["pass_rate"],
+                    "repeat_error_rate": lm["repeat_error_rate"],
+                    "champion_repeat_error_rate": lcm["repeat_error_rate"],
+                    "median_steps_to_green": lm["median_steps_to_green"],
                     "regressions": r.regressions,
                     "gains": r.gains,
                     "table": str(r.table),
-                    "family": {k: v for k, v in r.metrics.items() if k.startswith("pass_rate.")},
+                    "family": _families(r.metrics),
+                    "learning_family": _families(lm),
+                    "champion_learning_family": _families(lcm),
                     "champion_adapter": cons["adapter"] if r.promoted else champion,
                 }
                 state.put(c, "eval", ev)
@@ -229,24 +290,30 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 )
 
             metrics = {
+                "learning_pass_rate": ev["learning_pass_rate"],
+                "champion_learning_pass_rate": ev["champion_learning_pass_rate"],
+                "repeat_error_rate": ev["repeat_error_rate"],
+                "champion_repeat_error_rate": ev["champion_repeat_error_rate"],
+                "median_steps_to_green": ev["median_steps_to_green"],
                 "pass_rate": ev["pass_rate"],
                 "champion_pass_rate": ev["champion_pass_rate"],
                 "promoted": float(ev["promoted"]),
                 "regressions": len(ev["regressions"]),
                 "gains": len(ev["gains"]),
                 "day_pass_rate": day["pass_rate"] or 0.0,
-                **{
-                    k: v
-                    for k, v in (
-                        ("repeat_error_rate", ev["repeat_error_rate"]),
-                        ("median_steps_to_green", ev["median_steps_to_green"]),
-                    )
-                    if v is not None
-                },
             }
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=c)
             mlflow.set_tag("decision", ev["decision"][:500])
-            summaries.append({"cycle": c, **metrics, "decision": ev["decision"]})
+            summaries.append(
+                {
+                    "cycle": c,
+                    **metrics,
+                    "families": list(plan.families),
+                    "learning_family": ev["learning_family"],
+                    "champion_learning_family": ev["champion_learning_family"],
+                    "decision": ev["decision"],
+                }
+            )
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
     if cfg.get("plots", True):
         from sleepy.plots import plots_from_mlflow
@@ -259,26 +326,77 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     return summaries
 
 
+def kept_families(summaries: list[dict], tolerance: float = 0.05) -> list[dict[str, tuple]]:
+    """Per cycle, each earlier family: (rate right after its own sleep, rate now, kept?)."""
+    learned_at: dict[str, float] = {}
+    out = []
+    for s in summaries:
+        now = s["learning_family"]
+        out.append(
+            {
+                f: (post, now.get(f, 0.0), now.get(f, 0.0) >= post - tolerance)
+                for f, post in learned_at.items()
+            }
+        )
+        if s["promoted"]:
+            learned_at.update({f: now.get(f, 0.0) for f in s["families"]})
+    return out
+
+
+def summary_table(summaries: list[dict], title: str):
+    """The closing table, in words: what each cycle learned and whether it kept the rest."""
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=True)
+    for col in (
+        "cycle",
+        "learned",
+        "learning set\nbefore → after",
+        "repeat errors\nbefore → after",
+        "frozen\nregressions",
+        "earlier families\n(kept: within 5 points)",
+        "gate",
+    ):
+        table.add_column(col, overflow="fold")
+    for s, kept in zip(summaries, kept_families(summaries), strict=True):
+        earlier = (
+            "\n".join(
+                f"{f} {post:.0%} → {now:.0%} {'kept' if ok else '[red]LOST[/]'}"
+                for f, (post, now, ok) in kept.items()
+            )
+            or "—"
+        )
+        verdict = s["decision"].split(":")[0]
+        table.add_row(
+            str(s["cycle"]),
+            ", ".join(s["families"]),
+            f"{s['champion_learning_pass_rate']:.0%} → {s['learning_pass_rate']:.0%}",
+            f"{s['champion_repeat_error_rate']:.0%} → {s['repeat_error_rate']:.0%}",
+            str(int(s["regressions"])),
+            earlier,
+            f"[green]{verdict}[/]" if verdict == "promote" else f"[red]{verdict}[/]",
+        )
+    return table
+
+
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="cycle")
 def main(cfg: DictConfig) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     summaries = run_cycle(cfg)
-    table = Table(title=f"sleepy-cycle {cfg.lineage or ''}".strip())
-    cols = ("cycle", "pass_rate", "champion_pass_rate", "repeat_error_rate", "regressions", "gains")
-    for col in (*cols, "gate"):
-        table.add_column(col)
+    console = Console()
+    console.print(summary_table(summaries, f"sleepy-cycle {cfg.lineage or ''}".strip()))
+    console.print(
+        "[dim]learning set: fresh programs with the mistakes the days failed on (never trained "
+        "on); repeat errors: failures with an error the lineage already failed with; frozen: "
+        "koans the champion passed and the candidate fails.[/]"
+    )
     for s in summaries:
-        cells = [f"{s[k]:.3f}" if isinstance(s.get(k), float) else str(s.get(k, "")) for k in cols]
-        table.add_row(*cells, s["decision"].split(":")[0])
-    Console().print(table)
-    for s in summaries:
-        print(f"cycle {s['cycle']} gate: {s['decision']}")
+        console.print(f"cycle {s['cycle']} gate: {s['decision']}", overflow="fold")
     out = Path(str(cfg.paths.output_dir))
-    print(f"outputs:   {out}  (state.json, summary.json, one folder per cycle and stage)")
-    print(f"plots:     {out / 'plots'}")
-    print(
+    console.print(f"outputs:   {out}  (state.json, summary.json, one folder per cycle and stage)")
+    console.print(f"plots:     {out / 'plots'}")
+    console.print(
         f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking.uri} --port 5000"
         f"   (experiment '{cfg.tracking.experiment}')"
     )
