@@ -16,6 +16,7 @@ GROUPS = {
     "episodes": ("sleepy.episodes.cli", "episode store: export, import, stats"),
     "serve": ("sleepy.serve", "OpenAI-compatible server over a local model (+ adapter)"),
     "registry": ("sleepy.registry_cli", "MLflow model registry: list, show, promote, rollback"),
+    "report": ("sleepy.report", "results tables rebuilt from the MLflow store (markdown)"),
 }
 
 

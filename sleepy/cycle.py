@@ -258,10 +258,12 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     lineage__name=lineage,
                     lineage__episodes=days,
                     koans__evalset=str(cfg.evalset),
-                    koans__learning_set=learn["path"],
+                    koans__learning_set=learn["path"] if learn["koans"] else None,
                 )
                 r = evaluate(ecfg)
-                lm, lcm = r.learning.metrics, r.learning.champion_metrics
+                # no failures, no learning set: learning is measured on the frozen suite
+                on = r.learning or r
+                lm, lcm = on.metrics, on.champion_metrics
                 ev = {
                     "promoted": r.promoted,
                     "decision": r.decision.summary(),
@@ -302,8 +304,18 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 "gains": len(ev["gains"]),
                 "day_pass_rate": day["pass_rate"] or 0.0,
             }
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=c)
-            mlflow.set_tag("decision", ev["decision"][:500])
+            per_family = {
+                **{f"learning_pass_rate_{f}": v for f, v in ev["learning_family"].items()},
+                **{
+                    f"champion_learning_pass_rate_{f}": v
+                    for f, v in ev["champion_learning_family"].items()
+                },
+            }
+            mlflow.log_metrics({k: float(v) for k, v in {**metrics, **per_family}.items()}, step=c)
+            # what `sleepy report` rebuilds this cycle's row from
+            mlflow.set_tags(
+                {"decision": ev["decision"][:4900], "families": ",".join(plan.families)}
+            )
             summaries.append(
                 {
                     "cycle": c,
@@ -316,9 +328,10 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             )
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
     if cfg.get("plots", True):
-        from sleepy.plots import plots_from_mlflow
+        from sleepy.plots import family_cycle_matrix, plots_from_mlflow
 
-        pngs = plots_from_mlflow(experiment, uri, out / "plots")
+        pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
+        pngs += plots_from_mlflow(experiment, uri, out / "plots")
         last = state.get(int(cfg.cycles), "parent")["run_id"]
         with mlflow_run(uri, experiment, run_id=last):
             for png in pngs:

@@ -240,13 +240,47 @@ def forgetting_matrix_plot(
 ) -> Path:
     """One panel per method: rows = before any sleep, then after learning each family in turn;
     columns = family; cell = pass rate. `matrices["base"]` is the one row before sleep."""
+    return _matrix_plot(
+        matrices,
+        families,
+        out,
+        "Forgetting matrix: pass rate per family after each sleep, per method",
+        "family (frozen evalset)",
+    )
+
+
+def family_cycle_matrix(summaries: list[dict], out: str | Path) -> Path:
+    """A lineage's families x cycles: each family's learning-set pass rate before its own sleep,
+    then after every cycle (the candidate; a rejected cycle is marked). Earlier families whose
+    rates hold across later rows were kept."""
+    families = list(dict.fromkeys(f for s in summaries for f in s["families"]))
+    before = {}
+    for s in summaries:
+        for f in s["families"]:
+            before.setdefault(f, s["champion_learning_family"].get(f, 0.0))
+    rows = [s["learning_family"] for s in summaries]
+    labels = [
+        f"after c{s['cycle']} ({', '.join(s['families'])})" + ("" if s["promoted"] else " REJECTED")
+        for s in summaries
+    ]
+    return _matrix_plot(
+        {"base": [before], "lineage": rows},
+        families,
+        out,
+        "Does it keep what it learned? Learning-set pass rate per family after each cycle",
+        "family (its learning set: fresh programs, never trained on)",
+        labels,
+    )
+
+
+def _matrix_plot(matrices, families, out, title, xlabel, labels=None) -> Path:
     base = matrices.get("base", [])
     methods = [m for m in matrices if m != "base"]
     width = 1.0 + 1.3 * len(families) * len(methods)
     fig, axes = plt.subplots(
         1, len(methods), figsize=(width + 2.5, 3.4), squeeze=False, sharey=True
     )
-    labels = ["before sleep"] * len(base) + [f"after {f}" for f in families]
+    labels = ["before sleep"] * len(base) + (labels or [f"after {f}" for f in families])
     for ax, method in zip(axes[0], methods, strict=True):
         grid = [[row.get(f, 0.0) for f in families] for row in base + matrices[method]]
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -262,14 +296,12 @@ def forgetting_matrix_plot(
                     color="white" if v < 0.5 else "black",
                 )
         ax.set_xticks(range(len(families)), families, rotation=30, ha="right", fontsize=8)
-        ax.set_title(method, fontsize=10)
-        ax.set_xlabel("family (frozen evalset)", fontsize=8)
+        ax.set_title(method if len(methods) > 1 else "", fontsize=10)
+        ax.set_xlabel(xlabel, fontsize=8)
     axes[0][0].set_yticks(range(len(grid)), labels[: len(grid)], fontsize=8)
     axes[0][0].set_ylabel("model state", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), label="pass rate", shrink=0.8)
-    fig.suptitle(
-        "Forgetting matrix: pass rate per family after each sleep, per method", fontsize=11
-    )
+    fig.suptitle(title, fontsize=11)
     return _save(fig, out)
 
 
@@ -321,12 +353,16 @@ def plots_from_mlflow(
         lineages[str(key or r.data.tags.get("lineage", "default"))].append(r)
     by = by or "lineage"
 
+    learning = any("learning_pass_rate" in r.data.metrics for r in runs)
+
     def point(r, prefix: str = "") -> dict:
+        """The run's curve point: learning-set metrics when the eval had a learning set."""
         m = r.data.metrics
         p = {"cycle": int(r.data.tags.get("cycle", 0))}
         for metric_name, _, _ in CURVES:
-            if prefix + metric_name in m:
-                p[metric_name] = m[prefix + metric_name]
+            key = prefix + ("learning_" if learning else "") + metric_name
+            if key in m:
+                p[metric_name] = m[key]
         return p
 
     def family_rates(r, prefix: str = "") -> dict[str, float]:
@@ -337,9 +373,17 @@ def plots_from_mlflow(
     curves = {name: [point(r) for r in rs] for name, rs in lineages.items()}
     if len(lineages) == 1:
         [(name, rs)] = lineages.items()
-        curves = {"candidate": curves[name], "champion": [point(r, "champion_") for r in rs]}
+        curves = {
+            "after sleep (candidate)": curves[name],
+            "before sleep (champion)": [point(r, "champion_") for r in rs],
+        }
+    where = "learning set: fresh programs with the mistakes the days failed on"
     paths.append(
-        learning_curve(curves, out / "learning_curve.png", f"Learning curve — {experiment}")
+        learning_curve(
+            curves,
+            out / "learning_curve.png",
+            f"Learning curve — {experiment}\n({where if learning else 'frozen suite'})",
+        )
     )
 
     for name, rs in lineages.items():

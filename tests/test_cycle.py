@@ -46,6 +46,7 @@ def cycle_cfg(tmp_path: Path, world: Path, *overrides: str):
         "adapter.batch_size=4",
         "adapter.target_modules=[q_proj,v_proj]",
         "curate.augment_k=1",
+        "learning_set.k=2",
         "agent.max_attempts=1",
         "model.max_new_tokens=24",
         f"curate.evalset_paths=[{world / 'frozen.json'}]",
@@ -96,6 +97,8 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
     children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'")
     assert {r.data.tags["stage"] for r in children} >= {"day", "sleep", "consolidate", "eval"}
 
+    _check_learning_sets(state, client, exp)
+
     plots = sorted(p.name for p in (tmp_path / "cycle" / "plots").glob("*.png"))
     assert any("learning" in p for p in plots) and any("forgetting" in p for p in plots)
     _query_through_mlflow_server(tmp_path / "mlflow.db", exp, parent)
@@ -104,6 +107,37 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
     again = run_cycle(cfg)
     assert again == summaries
     assert len(client.search_model_versions("name='sleepy-fixer'")) == 2
+
+
+def _check_learning_sets(state: State, client, experiment_id: str) -> None:
+    """Each cycle's eval measured a learning set built from the lineage's day failures, disjoint
+    from every koan its sleeps trained on, grown from the previous cycle's; gate on both sets."""
+    from sleepy.koans import load_evalset
+    from sleepy.koans.generate import EVAL_SEEDS
+
+    sets, training = [], []
+    for c in ("1", "2"):
+        info = state.data[c]["learning_set"]
+        koans = load_evalset(info["path"])
+        assert koans and len(koans) == info["koans"]
+        assert all(k.meta["learning"] in ("template", "transfer") for k in koans)
+        assert all(k.meta["seed"] in EVAL_SEEDS for k in koans if k.meta["learning"] == "template")
+        training += load_evalset(state.data[c]["sleep"]["training_koans"])
+        assert not {k.content_hash for k in koans} & {t.content_hash for t in training}
+        assert not {k.normalized_hash for k in koans} & {t.normalized_hash for t in training}
+        sets.append({k.id for k in koans})
+    assert sets[0] <= sets[1]  # cycle 1's koans are re-measured in cycle 2
+    for c in ("1", "2"):
+        ev = state.data[c]["eval"]
+        assert "learning-set pass rate" in ev["decision"]
+        assert 0.0 <= ev["learning_pass_rate"] <= 1.0
+    evals = client.search_runs([experiment_id], "tags.stage = 'eval'")
+    assert len(evals) == 2
+    for run in evals:
+        assert {"learning_pass_rate", "champion_learning_pass_rate", "pass_rate"} <= set(
+            run.data.metrics
+        )
+        assert "regressions" in run.data.metrics
 
 
 def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world, monkeypatch):

@@ -269,3 +269,64 @@ def test_sleepy_eval_command_gives_one_line_errors(tmp_path, evalset):
     assert done.stderr.strip().splitlines()[-1] == (
         f"sleepy-eval: error: adapter {tmp_path / 'nowhere'}: no such folder"
     )
+
+
+def test_results_are_kept_by_weights_evalset_and_policy_and_not_measured_again(
+    tmp_path, evalset, adapter
+):
+    cfg = eval_cfg(tmp_path, evalset, f"candidate={adapter}", "tracking=none", "run_id=c1")
+    first = evaluate(cfg)
+    assert first.cached == []
+    again = evaluate(
+        eval_cfg(tmp_path, evalset, f"candidate={adapter}", "tracking=none", "run_id=c2")
+    )
+    assert again.cached == ["candidate", "champion"]
+    assert again.rows == first.rows and again.metrics["pass_rate"] == first.metrics["pass_rate"]
+    # another policy is another result: nothing is taken from the cache
+    other = evaluate(
+        eval_cfg(
+            tmp_path,
+            evalset,
+            f"candidate={adapter}",
+            "tracking=none",
+            "run_id=c3",
+            "agent.max_steps=3",
+        )
+    )
+    assert other.cached == []
+    # an edited adapter is another result too
+    edited = tmp_path / "edited"
+    import shutil
+
+    shutil.copytree(adapter, edited)
+    (edited / "README.md").write_text("edited")
+    moved = evaluate(
+        eval_cfg(tmp_path, evalset, f"candidate={edited}", "tracking=none", "run_id=c4")
+    )
+    assert moved.cached == ["champion"]
+
+
+def test_a_learning_set_is_measured_beside_the_frozen_suite(tmp_path, evalset, adapter):
+    from sleepy.koans.generate import EVAL_SEEDS, generate
+    from sleepy.koans.model import save_evalset
+
+    learning = save_evalset(
+        generate("trait_bounds", 2, seed=EVAL_SEEDS.start, purpose="eval"),
+        tmp_path / "learning.json",
+        name="learning",
+    )
+    r = evaluate(
+        eval_cfg(
+            tmp_path,
+            evalset,
+            f"candidate={adapter}",
+            "tracking=none",
+            "run_id=l1",
+            f"koans.learning_set={learning}",
+        )
+    )
+    assert r.learning is not None and len(r.learning.rows) == 2
+    assert {row["family"] for row in r.learning.rows} == {"trait_bounds"}
+    assert len(r.rows) == 4  # the frozen suite, unchanged
+    assert any(reason.startswith("learning-set pass rate") for reason in r.decision.reasons)
+    assert (tmp_path / "eval" / "learning" / "per_koan.json").exists()

@@ -196,14 +196,16 @@ def _measure(
 
 
 def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier) -> SetResult:
+    # the day's run ids: <run_id>-candidate on the frozen suite, <run_id>-candidate-learning, ...
+    side = lambda who: who if name == "frozen" else f"{who}-{name}"  # noqa: E731
     cand_res, metrics, cand_hit = _measure(
-        cfg, candidate, f"candidate-{name}", evalset, cache, earlier
+        cfg, candidate, side("candidate"), evalset, cache, earlier
     )
     if _same(candidate, champion):
         champ_res, champ_metrics, champ_hit = cand_res, dict(metrics), cand_hit
     else:
         champ_res, champ_metrics, champ_hit = _measure(
-            cfg, champion, f"champion-{name}", evalset, cache, earlier
+            cfg, champion, side("champion"), evalset, cache, earlier
         )
     cached = [s for s, hit in (("candidate", cand_hit), ("champion", champ_hit)) if hit]
     return SetResult(name, metrics, champ_metrics, compare(cand_res, champ_res, earlier), cached)

@@ -27,7 +27,12 @@ def forgetting(
     n: int = 24,
     seed: int = 0,
     sleep_overrides: list[str] = (),
+    suite: Path | None = None,
+    trained: dict[str, str] | None = None,
 ) -> dict:
+    """`suite`: an evalset to measure on instead of the frozen koans of these families (e.g. a
+    cycle's learning set); `trained`: family -> task adapter already trained (e.g. a cycle's
+    sleeps), so methods are compared on the same tasks without training again."""
     import mlflow
 
     from sleepy.consolidate.run import run_consolidate
@@ -42,12 +47,15 @@ def forgetting(
     out.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{out.resolve()}/mlflow.db"
     track = [f"tracking.uri={uri}", "tracking.experiment=sleepy-forgetting"]
-    frozen = [k for k in load_evalset(Path("evalsets/frozen.json")) if k.family in families]
-    suite = save_evalset(frozen, out / "suite.json")
+    source = suite or Path("evalsets/frozen.json")
+    measured = [k for k in load_evalset(source) if k.family in families]
+    suite = save_evalset(measured, out / "suite.json")
     exclude = set(known_hashes(Path("koans"), Path("evalsets")))
-    tasks: dict[str, str] = {}
+    tasks: dict[str, str] = dict(trained or {})
     for i, fam in enumerate(families):
         done = out / f"sleep_{fam}" / "adapter"
+        if fam in tasks:
+            continue
         if done.exists():  # a rerun with more methods reuses the task adapters already trained
             tasks[fam] = str(done)
             continue
@@ -82,7 +90,7 @@ def forgetting(
         )
         tasks[fam] = str(sleep.adapter_dir)
 
-    def measure(adapter: str | None, tag: str, route: bool = False) -> dict:
+    def measure(adapter: str | None, tag: str, route: str = "off") -> dict:
         over = [
             *track,
             f"paths.outputs={out}",
@@ -93,7 +101,7 @@ def forgetting(
             "resume=true",  # a rerun reuses measurements already made
         ]
         if adapter:
-            over += [f"backend.adapter={adapter}", f"backend.route={'auto' if route else 'off'}"]
+            over += [f"backend.adapter={adapter}", f"backend.route={route}"]
         m = run_day(compose_config("day", over)).metrics
         return {f: m.get(f"pass_rate.{f}", 0.0) for f in families} | {"all": m["pass_rate"]}
 
@@ -108,9 +116,11 @@ def forgetting(
             ]
             continue
         # "share_router": the Share bundle, each koan routed by its error signature to a task;
+        # "arrow": the same bundle's task adapters mixed per token by PEFT's Arrow router;
         # "name@key=value,..." sets consolidation keys, e.g. share_router@threshold=0.95,k_max=48
         name, _, settings = method.partition("@")
-        routed = name == "share_router"
+        route = {"share_router": "auto", "arrow": "arrow"}.get(name, "off")
+        routed = route != "off"
         extra = [f"consolidation.{kv}" for kv in settings.split(",") if kv]
         tag = method.replace("@", "_").replace("=", "").replace(",", "_")
         rows = []
@@ -129,7 +139,7 @@ def forgetting(
                 ],
             )
             result, _ = run_consolidate(cfg)
-            rows.append(measure(str(result.adapter_dir), f"{tag}_{t}", route=routed))
+            rows.append(measure(str(result.adapter_dir), f"{tag}_{t}", route=route))
         matrices[tag] = rows  # a name MLflow accepts in metric keys
     with mlflow_run(uri, "sleepy-forgetting", run_name="forgetting-matrix"):
         mlflow.log_dict({"families": families, "matrices": matrices}, "forgetting.json")
@@ -187,10 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", action="append", required=True)
     p.add_argument("--n", type=int, default=24)
     p.add_argument("--out", default=None)
+    p.add_argument("--suite", default=None, help="evalset to measure on (default: frozen koans)")
+    p.add_argument(
+        "--task", action="append", default=[], help="family=adapter folder already trained"
+    )
     p.add_argument("overrides", nargs="*", help="sleep overrides, e.g. adapter.max_steps=200")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="forgetting-", dir="outputs"))
-    r = forgetting(a.family, a.method, out, a.n, sleep_overrides=a.overrides)
+    trained = dict(t.split("=", 1) for t in a.task)
+    suite = Path(a.suite) if a.suite else None
+    r = forgetting(a.family, a.method, out, a.n, 0, a.overrides, suite, trained)
     for method, rows in r["matrices"].items():
         print(method)
         for t, row in enumerate(rows):

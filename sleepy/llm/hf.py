@@ -98,6 +98,11 @@ def plan_batches(
     return groups[::-1]
 
 
+# auto: an adapter carrying a Share bundle routes by error signature; off: the averaged adapter;
+# arrow: PEFT's Arrow mixes the bundle's task adapters per token (a training-free baseline)
+ROUTES = ("auto", "off", "arrow")
+
+
 class HFBackend(LLM):
     supports_batch = True
     supports_tools = False  # small local models use the text action protocol
@@ -129,8 +134,8 @@ class HFBackend(LLM):
         if not path.exists() and not _looks_like_hub_id(name):
             raise BackendError(f"no model at {name}: not a directory and not a hub id (org/name)")
         source = str(path) if path.exists() else name
-        if route not in ("auto", "off"):
-            raise BackendError(f"route must be 'auto' or 'off', not {route!r}")
+        if route not in ROUTES:
+            raise BackendError(f"route must be one of {ROUTES}, not {route!r}")
         if adapter and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
             # checked before the (slow) model load, so a typo fails at once
             raise BackendError(f"no adapter at {adapter}: expected adapter_config.json there")
@@ -146,8 +151,10 @@ class HFBackend(LLM):
             raise BackendError(f"cannot load model from {name}: {one_line(e)}") from None
         self.router = None
         if adapter:
-            bundle = Router.find(Path(adapter).expanduser()) if route == "auto" else None
-            if bundle is None:
+            bundle = Router.find(Path(adapter).expanduser()) if route != "off" else None
+            if route == "arrow":
+                self.model = self._load_arrow(self.model, bundle or Path(adapter))
+            elif bundle is None:
                 self.model = self._load_adapter(self.model, Path(adapter).expanduser())
             else:
                 self.model, self.router = self._load_routed(self.model, bundle)
@@ -229,6 +236,22 @@ class HFBackend(LLM):
                 f"cannot load routed adapters from {bundle}: {one_line(e)}"
             ) from None
         return model, router
+
+    @staticmethod
+    def _load_arrow(model: Any, bundle: Path) -> Any:
+        """PEFT's training-free Arrow router over the bundle's task adapters: per token and layer,
+        the top-k task LoRAs whose main direction best matches the hidden state are mixed."""
+        from peft.tuners.lora import ArrowConfig, create_arrow_model
+
+        tasks = sorted(p.parent for p in (bundle / "tasks").glob("*/adapter_config.json"))
+        if not tasks:
+            raise BackendError(f"route=arrow: {bundle} has no task adapters (tasks/<name>/)")
+        try:
+            return create_arrow_model(
+                model, [str(t) for t in tasks], ArrowConfig(top_k=min(3, len(tasks)), rng_seed=0)
+            )
+        except Exception as e:
+            raise BackendError(f"cannot build Arrow over {bundle}: {one_line(e)}") from None
 
     @contextlib.contextmanager
     def _active(self, task: str | None):

@@ -1,0 +1,151 @@
+"""`sleepy report`: the results tables, rebuilt from the MLflow store, so the numbers a README
+shows come from one command anyone can rerun.
+
+    sleepy report                       # the newest lineage of the sleepy-cycle experiment
+    sleepy report --lineage <name>      # a given one
+    sleepy report --forgetting          # the forgetting matrix (python -m sleepy.experiments.forgetting)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sleepy.cycle import kept_families
+from sleepy.tracking import DEFAULT_URI
+
+
+class ReportError(ValueError):
+    """Nothing to report; the message says where it looked."""
+
+
+def _family_metrics(metrics: dict, prefix: str) -> dict[str, float]:
+    return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def cycle_summaries(uri: str, experiment: str, lineage: str | None = None) -> tuple[str, list]:
+    """The cycle rows of one lineage (default: the newest), as sleepy-cycle summarised them."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ReportError(f"no experiment '{experiment}' in {uri}: run sleepy-cycle first")
+    query = "tags.stage = 'cycle' and status = 'FINISHED'"
+    runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
+    runs = [r for r in runs if "learning_pass_rate" in r.data.metrics]
+    if lineage is None and runs:
+        lineage = runs[0].data.tags.get("lineage")
+    runs = [r for r in runs if r.data.tags.get("lineage") == lineage]
+    if not runs:
+        raise ReportError(f"no finished cycle with a learning set for lineage '{lineage}' in {uri}")
+    rows = []
+    for r in sorted(runs, key=lambda r: int(r.data.tags.get("cycle", 0))):
+        m = r.data.metrics
+        rows.append(
+            {
+                "cycle": int(r.data.tags["cycle"]),
+                "families": [f for f in r.data.tags.get("families", "").split(",") if f],
+                **{
+                    k: m.get(k, 0.0)
+                    for k in (
+                        "learning_pass_rate",
+                        "champion_learning_pass_rate",
+                        "repeat_error_rate",
+                        "champion_repeat_error_rate",
+                        "regressions",
+                        "promoted",
+                    )
+                },
+                "learning_family": _family_metrics(m, "learning_pass_rate_"),
+                "champion_learning_family": _family_metrics(m, "champion_learning_pass_rate_"),
+                "decision": r.data.tags.get("decision", ""),
+            }
+        )
+    return str(lineage), rows
+
+
+def cycles_markdown(rows: list[dict]) -> str:
+    head = (
+        "| cycle | learned | learning set before → after | repeat errors before → after "
+        "| frozen regressions | earlier families (after their sleep → now) | gate |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for s, kept in zip(rows, kept_families(rows), strict=True):
+        earlier = "; ".join(
+            f"{f} {post:.0%} → {now:.0%} {'kept' if ok else 'lost'}"
+            for f, (post, now, ok) in kept.items()
+        )
+        lines.append(
+            f"| {s['cycle']} | {', '.join(s['families'])} "
+            f"| {s['champion_learning_pass_rate']:.0%} → {s['learning_pass_rate']:.0%} "
+            f"| {s['champion_repeat_error_rate']:.0%} → {s['repeat_error_rate']:.0%} "
+            f"| {int(s['regressions'])} | {earlier or '—'} | {s['decision'].split(':')[0]} |"
+        )
+    return head + "\n".join(lines)
+
+
+def forgetting_markdown(uri: str, experiment: str = "sleepy-forgetting") -> str:
+    """The newest forgetting matrix: per method, each family's rate after each sleep."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [exp.experiment_id],
+            "attributes.run_name = 'forgetting-matrix'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if exp
+        else []
+    )
+    if not runs:
+        raise ReportError(
+            f"no forgetting matrix in {uri}: run python -m sleepy.experiments.forgetting"
+        )
+    path = mlflow.artifacts.download_artifacts(
+        run_id=runs[0].info.run_id, artifact_path="forgetting.json", tracking_uri=uri
+    )
+    data = json.loads(open(path).read())
+    families, matrices = data["families"], data["matrices"]
+    head = "| method | " + " | ".join(f"after {f}" for f in families) + " |\n"
+    head += "|---|" + "---|" * len(families) + "\n"
+    lines = []
+    for method, rows in matrices.items():
+        if method == "base":
+            continue
+        cells = [" / ".join(f"{row.get(f, 0.0):.2f}" for f in families) for row in rows]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    note = f"Cells: pass rate of {' / '.join(families)} on the frozen suite.\n\n"
+    return note + head + "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.forgetting:
+        print(forgetting_markdown(args.uri, args.experiment or "sleepy-forgetting"))
+        return 0
+    lineage, rows = cycle_summaries(args.uri, args.experiment or "sleepy-cycle", args.lineage)
+    print(f"lineage {lineage}\n")
+    print(cycles_markdown(rows))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="results tables rebuilt from the MLflow store (markdown)")
+    p.add_argument("--uri", default=DEFAULT_URI, help=f"tracking store (default {DEFAULT_URI})")
+    p.add_argument(
+        "--experiment", default=None, help="default: sleepy-cycle (or sleepy-forgetting)"
+    )
+    p.add_argument("--lineage", default=None, help="default: the newest lineage")
+    p.add_argument("--forgetting", action="store_true", help="the forgetting matrix instead")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return cmd_report(args)
+    except ReportError as e:
+        raise SystemExit(f"sleepy report: error: {e}") from None
