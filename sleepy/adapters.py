@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 META_FILE = "sleepy_adapter.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 class AdapterError(ValueError):
@@ -31,6 +32,7 @@ class AdapterInfo:
     metrics: dict = field(default_factory=dict)
     cycle: int | None = None
     run_id: str | None = None
+    weights_sha256: str = ""  # of adapter_model.safetensors as written: flipped bytes are caught
 
 
 def fingerprint(model_path: str | Path) -> str:
@@ -51,8 +53,50 @@ def fingerprint(model_path: str | Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def weights_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with (Path(path) / WEIGHTS_FILE).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_weights(path: Path) -> None:
+    """The weights file opens, holds tensors, and every value is finite.
+
+    A NaN or inf anywhere makes the model generate nothing useful (the tiny model answered with
+    empty text), so such an adapter is refused, not served.
+    """
+    import torch
+    from safetensors import safe_open
+
+    weights = path / WEIGHTS_FILE
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            names = list(f.keys())
+            if not names:
+                raise AdapterError(f"adapter {path}: {WEIGHTS_FILE} holds no tensors")
+            for name in names:
+                t = f.get_tensor(name)
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise AdapterError(
+                        f"adapter {path}: {WEIGHTS_FILE} tensor {name} holds NaN or inf — the "
+                        "training diverged or the file is damaged; retrain it"
+                    )
+    except AdapterError:
+        raise
+    except Exception as e:
+        raise AdapterError(
+            f"adapter {path}: {WEIGHTS_FILE} is corrupt ({str(e).splitlines()[0]})"
+        ) from None
+
+
 def write_info(path: str | Path, info: AdapterInfo) -> None:
-    (Path(path) / META_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
+    """Write sleepy's metadata beside weights already saved, with their checksum."""
+    path = Path(path)
+    _check_weights(path)
+    info.weights_sha256 = weights_sha256(path)
+    (path / META_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
 
 
 def load_adapter_info(path: str | Path, base_model: str | Path | None = None) -> AdapterInfo:
@@ -69,23 +113,8 @@ def load_adapter_info(path: str | Path, base_model: str | Path | None = None) ->
         json.loads(cfg.read_text())
     except json.JSONDecodeError as e:
         raise AdapterError(f"adapter {path}: adapter_config.json is corrupt ({e.msg})") from None
-    weights = path / "adapter_model.safetensors"
-    if not weights.exists():
-        raise AdapterError(
-            f"adapter {path}: adapter_model.safetensors missing — retrain or re-download it"
-        )
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as f:
-            if not list(f.keys()):
-                raise AdapterError(f"adapter {path}: adapter_model.safetensors holds no tensors")
-    except AdapterError:
-        raise
-    except Exception as e:
-        raise AdapterError(
-            f"adapter {path}: adapter_model.safetensors is corrupt ({str(e).splitlines()[0]})"
-        ) from None
+    if not (path / WEIGHTS_FILE).exists():
+        raise AdapterError(f"adapter {path}: {WEIGHTS_FILE} missing — retrain or re-download it")
     meta = path / META_FILE
     if not meta.exists():
         info = AdapterInfo(base_model="", base_model_fingerprint="")
@@ -94,6 +123,13 @@ def load_adapter_info(path: str | Path, base_model: str | Path | None = None) ->
             info = AdapterInfo(**json.loads(meta.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
             raise AdapterError(f"adapter {path}: {META_FILE} is corrupt ({e})") from None
+    # The checksum first: bytes flipped inside a tensor leave a file that still opens.
+    if info.weights_sha256 and weights_sha256(path) != info.weights_sha256:
+        raise AdapterError(
+            f"adapter {path}: {WEIGHTS_FILE} does not match the checksum in {META_FILE} — the "
+            "file was damaged or replaced after training; re-download or retrain it"
+        )
+    _check_weights(path)
     if base_model is not None and info.base_model_fingerprint:
         fp = fingerprint(base_model)
         if fp != info.base_model_fingerprint:
