@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_DIR
+from sleepy.config import CONF_DIR, ConfigError, check_config
 from sleepy.koans.model import FAMILIES, Koan, KoanError, load_evalset, load_koans
 
 GROUPS = ("backend", "model", "agent", "tracking", "paths")
@@ -152,6 +152,10 @@ def run_day(cfg: DictConfig) -> DayResult:
     from sleepy.episodes import EpisodeError, EpisodeStore
 
     t0 = time.monotonic()
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        raise DayError(str(e)) from None
     run_id, agent = str(cfg.run_id), cfg.agent
     try:
         edit_format = get_edit_format(agent.edit_format)
@@ -271,6 +275,14 @@ class _Tracking:
         self.cfg, self.run_id, self.tags, self._cm = cfg, run_id, tags, None
 
     def __enter__(self):
+        from sleepy.tracking import TrackingError
+
+        try:
+            return self._start()
+        except TrackingError as e:
+            raise DayError(str(e)) from None
+
+    def _start(self):
         t = self.cfg.tracking
         if not t.get("enabled", False):
             return None

@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sleepy.config import check_config
 from sleepy.eval.gate import Gate, GateDecision
 from sleepy.eval.metrics import (
     compare,
@@ -159,6 +160,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     from sleepy.registry import tag_version
     from sleepy.tracking import log_config, mlflow_run
 
+    check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
     gate: Gate = hydra.utils.instantiate(cfg.gate)
