@@ -61,40 +61,38 @@ def weights_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _check_weights(path: Path) -> None:
-    """The weights file opens, holds tensors, and every value is finite.
+def _open_weights(path: Path) -> dict:
+    """Every tensor of the weights file, or AdapterError when it does not parse."""
+    from safetensors.torch import load_file
 
-    A NaN or inf anywhere makes the model generate nothing useful (the tiny model answered with
-    empty text), so such an adapter is refused, not served.
-    """
-    import torch
-    from safetensors import safe_open
-
-    weights = path / WEIGHTS_FILE
     try:
-        with safe_open(str(weights), framework="pt") as f:
-            names = list(f.keys())
-            if not names:
-                raise AdapterError(f"adapter {path}: {WEIGHTS_FILE} holds no tensors")
-            for name in names:
-                t = f.get_tensor(name)
-                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                    raise AdapterError(
-                        f"adapter {path}: {WEIGHTS_FILE} tensor {name} holds NaN or inf — the "
-                        "training diverged or the file is damaged; retrain it"
-                    )
-    except AdapterError:
-        raise
+        tensors = load_file(str(path / WEIGHTS_FILE))
     except Exception as e:
         raise AdapterError(
             f"adapter {path}: {WEIGHTS_FILE} is corrupt ({str(e).splitlines()[0]})"
         ) from None
+    if not tensors:
+        raise AdapterError(f"adapter {path}: {WEIGHTS_FILE} holds no tensors")
+    return tensors
+
+
+def _check_finite(path: Path, tensors: dict) -> None:
+    """A NaN or inf anywhere makes the model generate nothing useful (the tiny model answered
+    with empty text), so such an adapter is refused, not served."""
+    import torch
+
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise AdapterError(
+                f"adapter {path}: {WEIGHTS_FILE} tensor {name} holds NaN or inf — the training "
+                "diverged or the file is damaged; retrain it"
+            )
 
 
 def write_info(path: str | Path, info: AdapterInfo) -> None:
     """Write sleepy's metadata beside weights already saved, with their checksum."""
     path = Path(path)
-    _check_weights(path)
+    _check_finite(path, _open_weights(path))
     info.weights_sha256 = weights_sha256(path)
     (path / META_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
 
@@ -123,13 +121,14 @@ def load_adapter_info(path: str | Path, base_model: str | Path | None = None) ->
             info = AdapterInfo(**json.loads(meta.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
             raise AdapterError(f"adapter {path}: {META_FILE} is corrupt ({e})") from None
-    # The checksum first: bytes flipped inside a tensor leave a file that still opens.
+    tensors = _open_weights(path)
+    # Bytes flipped inside a tensor leave a file that still parses: the checksum catches them.
     if info.weights_sha256 and weights_sha256(path) != info.weights_sha256:
         raise AdapterError(
-            f"adapter {path}: {WEIGHTS_FILE} does not match the checksum in {META_FILE} — the "
-            "file was damaged or replaced after training; re-download or retrain it"
+            f"adapter {path}: {WEIGHTS_FILE} is corrupt: it does not match the checksum in "
+            f"{META_FILE} (damaged or replaced after training); re-download or retrain it"
         )
-    _check_weights(path)
+    _check_finite(path, tensors)
     if base_model is not None and info.base_model_fingerprint:
         fp = fingerprint(base_model)
         if fp != info.base_model_fingerprint:
