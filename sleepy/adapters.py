@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 META_FILE = "sleepy_adapter.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 class AdapterError(ValueError):
@@ -31,6 +32,7 @@ class AdapterInfo:
     metrics: dict = field(default_factory=dict)
     cycle: int | None = None
     run_id: str | None = None
+    weights_sha256: str = ""  # of adapter_model.safetensors as written: flipped bytes are caught
 
 
 def fingerprint(model_path: str | Path) -> str:
@@ -51,8 +53,48 @@ def fingerprint(model_path: str | Path) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def weights_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with (Path(path) / WEIGHTS_FILE).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _open_weights(path: Path) -> dict:
+    """Every tensor of the weights file, or AdapterError when it does not parse."""
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path / WEIGHTS_FILE))
+    except Exception as e:
+        raise AdapterError(
+            f"adapter {path}: {WEIGHTS_FILE} is corrupt ({str(e).splitlines()[0]})"
+        ) from None
+    if not tensors:
+        raise AdapterError(f"adapter {path}: {WEIGHTS_FILE} holds no tensors")
+    return tensors
+
+
+def _check_finite(path: Path, tensors: dict) -> None:
+    """A NaN or inf anywhere makes the model generate nothing useful (the tiny model answered
+    with empty text), so such an adapter is refused, not served."""
+    import torch
+
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise AdapterError(
+                f"adapter {path}: {WEIGHTS_FILE} tensor {name} holds NaN or inf — the training "
+                "diverged or the file is damaged; retrain it"
+            )
+
+
 def write_info(path: str | Path, info: AdapterInfo) -> None:
-    (Path(path) / META_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
+    """Write sleepy's metadata beside weights already saved, with their checksum."""
+    path = Path(path)
+    _check_finite(path, _open_weights(path))
+    info.weights_sha256 = weights_sha256(path)
+    (path / META_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
 
 
 def load_adapter_info(path: str | Path, base_model: str | Path | None = None) -> AdapterInfo:
@@ -69,23 +111,8 @@ def load_adapter_info(path: str | Path, base_model: str | Path | None = None) ->
         json.loads(cfg.read_text())
     except json.JSONDecodeError as e:
         raise AdapterError(f"adapter {path}: adapter_config.json is corrupt ({e.msg})") from None
-    weights = path / "adapter_model.safetensors"
-    if not weights.exists():
-        raise AdapterError(
-            f"adapter {path}: adapter_model.safetensors missing — retrain or re-download it"
-        )
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(weights), framework="pt") as f:
-            if not list(f.keys()):
-                raise AdapterError(f"adapter {path}: adapter_model.safetensors holds no tensors")
-    except AdapterError:
-        raise
-    except Exception as e:
-        raise AdapterError(
-            f"adapter {path}: adapter_model.safetensors is corrupt ({str(e).splitlines()[0]})"
-        ) from None
+    if not (path / WEIGHTS_FILE).exists():
+        raise AdapterError(f"adapter {path}: {WEIGHTS_FILE} missing — retrain or re-download it")
     meta = path / META_FILE
     if not meta.exists():
         info = AdapterInfo(base_model="", base_model_fingerprint="")
@@ -94,6 +121,14 @@ def load_adapter_info(path: str | Path, base_model: str | Path | None = None) ->
             info = AdapterInfo(**json.loads(meta.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
             raise AdapterError(f"adapter {path}: {META_FILE} is corrupt ({e})") from None
+    tensors = _open_weights(path)
+    # Bytes flipped inside a tensor leave a file that still parses: the checksum catches them.
+    if info.weights_sha256 and weights_sha256(path) != info.weights_sha256:
+        raise AdapterError(
+            f"adapter {path}: {WEIGHTS_FILE} is corrupt: it does not match the checksum in "
+            f"{META_FILE} (damaged or replaced after training); re-download or retrain it"
+        )
+    _check_finite(path, tensors)
     if base_model is not None and info.base_model_fingerprint:
         fp = fingerprint(base_model)
         if fp != info.base_model_fingerprint:

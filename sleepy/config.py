@@ -6,6 +6,7 @@ Importing this module registers the resolvers; every entrypoint that composes co
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -36,3 +37,152 @@ def compose_config(name: str, overrides: list[str] = ()):
         return compose(name, overrides=list(overrides))
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         return compose(name, overrides=list(overrides))
+
+
+# -- the values a run may be given: checked before any work starts ------------------------------
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type or out of range; one line naming the key and the range."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one key accepts: its type, an inclusive range (`gt` for an exclusive lower bound),
+    and whether null is allowed."""
+
+    kind: type  # int | float | bool
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    nullable: bool = False
+
+    def allowed(self) -> str:
+        what = {int: "an integer", float: "a number", bool: "true or false"}[self.kind]
+        parts = [f">= {self.ge:g}"] if self.ge is not None else []
+        parts += [f"> {self.gt:g}"] if self.gt is not None else []
+        parts += [f"<= {self.le:g}"] if self.le is not None else []
+        return (
+            what
+            + (" " + " and ".join(parts) if parts else "")
+            + (" or null" if self.nullable else "")
+        )
+
+    def accepts(self, value: object) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) != (self.kind is bool):
+            return False
+        if self.kind is bool:
+            return True
+        if not isinstance(value, int | float) or (self.kind is int and not isinstance(value, int)):
+            return False
+        if value != value or value in (float("inf"), float("-inf")):  # NaN, infinities
+            return False
+        return not (
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+        )
+
+
+# Every numeric or boolean knob of every entrypoint, in one place. A key a config does not have
+# is not checked (each entrypoint composes only its own groups).
+SCHEMA: dict[str, Rule] = {
+    "cycle": Rule(int, ge=0),
+    "cycles": Rule(int, ge=1),
+    "seed": Rule(int, ge=0),
+    "resume": Rule(bool),
+    "register": Rule(bool),
+    "promote": Rule(bool),
+    "koans.count": Rule(int, ge=1, nullable=True),
+    "koans.seed": Rule(int, ge=0),
+    "koans.generate": Rule(int, ge=0),
+    "agent.max_attempts": Rule(int, ge=1),
+    "agent.max_steps": Rule(int, ge=1),
+    "agent.token_budget": Rule(int, ge=1),
+    "agent.temperature": Rule(float, ge=0, le=2),
+    "agent.max_new_tokens": Rule(int, ge=1),
+    "agent.feedback_chars": Rule(int, ge=0, nullable=True),
+    "agent.hints": Rule(bool),
+    "agent.hints_k": Rule(int, ge=0),
+    "agent.concurrency": Rule(int, ge=1),
+    "agent.workers": Rule(int, ge=1),
+    "adapter.rank": Rule(int, ge=1),
+    "adapter.alpha": Rule(float, gt=0),
+    "adapter.dropout": Rule(float, ge=0, le=0.99),
+    "adapter.learning_rate": Rule(float, gt=0),
+    "adapter.coeff_learning_rate": Rule(float, gt=0),
+    "adapter.max_steps": Rule(int, ge=1, nullable=True),
+    "adapter.epochs": Rule(float, gt=0, nullable=True),
+    "adapter.batch_size": Rule(int, ge=1),
+    "adapter.warmup_steps": Rule(int, ge=0),
+    "adapter.max_length": Rule(int, ge=16),
+    "adapter.logging_steps": Rule(int, ge=1),
+    "adapter.p": Rule(int, ge=1),
+    "adapter.phi": Rule(int, ge=0),
+    "curate.replay_ratio": Rule(float, ge=0),
+    "curate.augment_k": Rule(int, ge=0),
+    "curate.cluster_distance": Rule(float, gt=0, le=2),
+    "curate.seed": Rule(int, ge=0),
+    "gate.min_gain": Rule(float, ge=-1, le=1),
+    "gate.max_regressions": Rule(int, ge=0),
+    "gate.max_family_drop": Rule(float, ge=0, le=1),
+    "consolidation.threshold": Rule(float, gt=0, le=1),
+    "consolidation.k_min": Rule(int, ge=1),
+    "consolidation.k_max": Rule(int, ge=1),
+    "consolidation.p": Rule(int, ge=1),
+    "consolidation.phi": Rule(int, ge=0),
+    "tracking.enabled": Rule(bool),
+    "learning_set.k": Rule(int, ge=1),
+}
+
+
+def check_config(cfg) -> None:
+    """Raise ConfigError for the first value SCHEMA refuses (or a max_steps/epochs pair that
+    leaves training without a length); call before any work starts."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for key, rule in SCHEMA.items():
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True, default=_ABSENT)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{key}: {' '.join(str(e).split())[:200]}") from None
+        if value is _ABSENT:
+            continue
+        if not rule.accepts(value):
+            raise ConfigError(f"{key}={value!r}: must be {rule.allowed()}")
+    adapter = OmegaConf.select(cfg, "adapter", default=None)
+    if adapter is not None and "max_steps" in adapter and "epochs" in adapter:
+        if adapter.max_steps is None and adapter.epochs is None:
+            raise ConfigError("adapter.max_steps and adapter.epochs are both null: set one")
+    tracking = OmegaConf.select(cfg, "tracking", default=None)
+    if tracking is not None and tracking.get("enabled") and not tracking.get("uri"):
+        raise ConfigError(
+            "tracking.uri: null while tracking.enabled is true: set a uri or tracking=none"
+        )
+
+
+_ABSENT = object()
+
+
+def one_line_errors(prog: str, *errors: type[BaseException]):
+    """Wrap an entrypoint: the given errors (and ConfigError) end it with one line on stderr and
+    exit status 2, not a traceback."""
+    import functools
+    import sys
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (ConfigError, *errors) as e:
+                msg = " ".join(str(e).split()) or type(e).__name__
+                print(f"{prog}: error: {msg}", file=sys.stderr)
+                sys.exit(2)
+
+        return run
+
+    return wrap

@@ -17,7 +17,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sleepy.config import CONF_DIR, compose_config
+from sleepy.config import CONF_DIR, check_config, compose_config, one_line_errors
+from sleepy.tracking import TrackingError
 
 # Groups a stage inherits from the cycle (with every override the user gave on the command line).
 SHARED = (
@@ -129,8 +130,9 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     from sleepy.day import run_day
     from sleepy.eval import evaluate
     from sleepy.sleep import run_sleep
-    from sleepy.tracking import mlflow_run
+    from sleepy.tracking import mlflow_run, tracking_uri
 
+    check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
     state = State.load(out / "state.json")
@@ -138,7 +140,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     lineage = str(
         cfg.lineage or (f"{out.parent.name}-{out.name}" if out.name.isdigit() else out.name)
     )
-    uri, experiment = str(cfg.tracking.uri), str(cfg.tracking.experiment)
+    uri, experiment = tracking_uri(cfg.tracking), str(cfg.tracking.experiment)
     if out.name.isdigit() and cfg.registry.get("per_sweep_job", True):
         # Sweep jobs are competing strategies: each gets its own registered model (and champion).
         cfg = cfg.copy()
@@ -158,8 +160,9 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
         with mlflow_run(
             uri, experiment, run_name=f"{lineage}-cycle{c}", tags=tags, run_id=parent_id
         ) as parent:
-            state.put(c, "parent", {"run_id": parent.info.run_id})
-            if c == 1 and parent_id is None:
+            if parent is not None:  # None: tracking is off
+                state.put(c, "parent", {"run_id": parent.info.run_id})
+            if c == 1 and parent_id is None and parent is not None:
                 from sleepy.tracking import log_config
 
                 log_config(cfg, out)
@@ -250,7 +253,8 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     "eval",
                     cdir / "eval",
                     cycle=c,
-                    candidate=cons["version"],
+                    # without tracking there is no registry: the candidate is the adapter folder
+                    candidate=cons["version"] or cons["adapter"],
                     champion="champion",
                     promote=True,
                     run_id=f"{lineage}-c{c}-eval",
@@ -311,11 +315,14 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     for f, v in ev["champion_learning_family"].items()
                 },
             }
-            mlflow.log_metrics({k: float(v) for k, v in {**metrics, **per_family}.items()}, step=c)
-            # what `sleepy report` rebuilds this cycle's row from
-            mlflow.set_tags(
-                {"decision": ev["decision"][:4900], "families": ",".join(plan.families)}
-            )
+            if parent is not None:
+                mlflow.log_metrics(
+                    {k: float(v) for k, v in {**metrics, **per_family}.items()}, step=c
+                )
+                # what `sleepy report` rebuilds this cycle's row from
+                mlflow.set_tags(
+                    {"decision": ev["decision"][:4900], "families": ",".join(plan.families)}
+                )
             summaries.append(
                 {
                     "cycle": c,
@@ -327,7 +334,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 }
             )
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
-    if cfg.get("plots", True):
+    if cfg.get("plots", True) and uri is not None:  # the plots read the MLflow store
         from sleepy.plots import family_cycle_matrix, plots_from_mlflow
 
         pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
@@ -393,6 +400,7 @@ def summary_table(summaries: list[dict], title: str):
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="cycle")
+@one_line_errors("sleepy-cycle", CycleError, TrackingError)
 def main(cfg: DictConfig) -> None:
     from rich.console import Console
 

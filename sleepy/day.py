@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_DIR
+from sleepy.config import CONF_DIR, ConfigError, check_config
 from sleepy.koans.model import FAMILIES, Koan, KoanError, load_evalset, load_koans
 
 GROUPS = ("backend", "model", "agent", "tracking", "paths")
@@ -149,16 +149,15 @@ def save_selection(koans: list[Koan], path: Path) -> None:
 
 def run_day(cfg: DictConfig) -> DayResult:
     """Run the agent on the selected koans; every step is in the episode store when it happens."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from sleepy.agent import PromptTemplate, get_edit_format, policy_from
-    from sleepy.agent.loop import KoanRun, run_koans
     from sleepy.agent.protocol import PROTOCOLS
-    from sleepy.episodes import EpisodeStore
-    from sleepy.llm import BackendUnreachable
-    from sleepy.sandbox import Sandbox
+    from sleepy.episodes import EpisodeError, EpisodeStore
 
     t0 = time.monotonic()
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        raise DayError(str(e)) from None
     run_id, agent = str(cfg.run_id), cfg.agent
     try:
         edit_format = get_edit_format(agent.edit_format)
@@ -171,7 +170,27 @@ def run_day(cfg: DictConfig) -> DayResult:
     koans = select_koans(cfg.koans, cfg.paths.evalsets)
 
     db = Path(str(cfg.paths.episodes_db))
-    store = EpisodeStore(db)
+    try:
+        store = EpisodeStore(db)
+    except EpisodeError as e:
+        raise DayError(str(e).splitlines()[0]) from None
+    # The run belongs to this process until it returns: a second process resuming the same
+    # run_id would otherwise work the same open koans and record every one of them twice.
+    try:
+        with store, store.own_run(run_id):
+            return _run_owned(cfg, store, db, koans, t0, edit_format, template, policy)
+    except EpisodeError as e:
+        raise DayError(str(e).splitlines()[0]) from None
+
+
+def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayResult:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sleepy.agent.loop import KoanRun, run_koans
+    from sleepy.llm import BackendUnreachable
+    from sleepy.sandbox import Sandbox
+
+    run_id, agent = str(cfg.run_id), cfg.agent
     save_selection(koans, db.parent / "koans.jsonl")
     finished = store.finished_task_ids(run_id)
     if finished and not cfg.resume:
@@ -242,7 +261,6 @@ def run_day(cfg: DictConfig) -> DayResult:
         metrics["wall_time_s"] = time.monotonic() - t0
         if mlflow_run is not None:
             _log_results(cfg, store, run_id, metrics)
-    store.close()
     return DayResult(
         run_id,
         db,
@@ -260,6 +278,14 @@ class _Tracking:
         self.cfg, self.run_id, self.tags, self._cm = cfg, run_id, tags, None
 
     def __enter__(self):
+        from sleepy.tracking import TrackingError
+
+        try:
+            return self._start()
+        except TrackingError as e:
+            raise DayError(str(e)) from None
+
+    def _start(self):
         t = self.cfg.tracking
         if not t.get("enabled", False):
             return None

@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from sleepy.tracking import use_store  # noqa: E402
+
 CURVES = (  # metric, axis label, y limits (None: from the data)
     ("pass_rate", "pass rate", (0, 1.02)),
     ("repeat_error_rate", "repeat error rate\n(failures seen before)", (0, 1.02)),
@@ -312,7 +314,7 @@ def eval_runs(experiment: str, uri: str) -> list:
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    mlflow.set_tracking_uri(uri)
+    use_store(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         raise PlotError(f"no experiment '{experiment}' in {uri}")

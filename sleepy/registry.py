@@ -13,6 +13,8 @@ from pathlib import Path
 import mlflow
 from mlflow.pyfunc import PythonModel
 
+from sleepy.tracking import use_store
+
 DEFAULT_NAME = "sleepy-fixer"
 
 
@@ -132,7 +134,7 @@ def _client(uri: str | None = None) -> mlflow.MlflowClient:
     # the registry lives in the tracking store; setting only the tracking URI keeps it that way
     # (an explicit registry URI would stick to this store after the caller moves to another)
     if uri:
-        mlflow.set_tracking_uri(uri)
+        use_store(uri)
     return mlflow.MlflowClient()
 
 

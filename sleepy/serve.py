@@ -1,67 +1,120 @@
 """`sleepy serve`: an OpenAI-compatible HTTP server over the `hf` backend (optionally with an
-adapter), so a trained adapter can be used from any OpenAI client.
+adapter, or a Share bundle that routes by `error_signature`), so a trained adapter can be used from
+any OpenAI client.
 
-Endpoints: GET /v1/models, POST /v1/chat/completions (with usage; `stream: true` is answered as
-server-sent events carrying the whole reply in one chunk). Requests that arrive together are
-generated as one batch.
+FastAPI and uvicorn serve it; the request is a pydantic model of OpenAI's, so every bad field is a
+4xx in OpenAI's error shape. What a careless or hostile client could do is bounded (`Limits`):
+body size (413), time to send a request (408 or a closed connection), requests waiting for the
+model (429), and max_tokens (the model's context). Endpoints: GET /v1/models, POST
+/v1/chat/completions (with usage; `stream: true` is answered as server-sent events carrying the
+whole reply in one chunk). Requests that arrive together are generated as one batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hmac
+import ipaddress
 import json
+import os
 import queue
+import socket
 import threading
 import time
 import uuid
 from concurrent.futures import Future
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sleepy.llm.base import LLM, BackendError, Generation
 
 
-class RequestError(Exception):
-    """A malformed request: answered with HTTP 400 and this message."""
+class ServeError(RuntimeError):
+    """The server cannot start as asked; one line saying what to fix."""
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    msgs = body.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise RequestError("'messages' must be a non-empty list")
-    out = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or "role" not in m:
-            raise RequestError(f"messages[{i}] must be an object with 'role' and 'content'")
-        content = m.get("content") or ""
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            raise RequestError(f"messages[{i}].content must be a string or a list of text parts")
-        out.append({"role": m["role"], "content": content})
-    return out
+@dataclass(frozen=True)
+class Limits:
+    """What one client can make the server hold; each bounds one way to exhaust it."""
+
+    max_body_bytes: int = 1_000_000  # a request body (413 past it): memory per request
+    read_timeout_s: float = 30.0  # to send the headers or the body: a half-sent request's socket
+    max_queue: int = 64  # requests waiting for or in generation (429 past it): memory, latency
+    max_stop: int = 4  # stop sequences, as OpenAI allows
 
 
-def _options(body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("n", 1) != 1:
-        raise RequestError("only n=1 is supported")
-    opts: dict[str, Any] = {}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None:
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise RequestError("'max_tokens' must be a positive integer")
-        opts["max_new_tokens"] = max_tokens
-    for key in ("temperature", "top_p"):
-        if body.get(key) is not None:
-            if not isinstance(body[key], int | float) or body[key] < 0:
-                raise RequestError(f"'{key}' must be a non-negative number")
-            opts[key] = float(body[key])
-    if body.get("seed") is not None:
-        opts["seed"] = int(body["seed"])
-    stop = body.get("stop")
-    if stop:
-        opts["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    return opts
+# -- the request, as OpenAI defines it (the fields sleepy uses; others are ignored) -------------
+
+NonNeg = Annotated[StrictFloat | StrictInt, Field(ge=0, allow_inf_nan=False)]
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: StrictStr
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: StrictStr | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text for p in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: StrictBool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: StrictStr
+    messages: Annotated[list[Message], Field(min_length=1)]
+    max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
+    temperature: Annotated[NonNeg, Field(le=2)] | None = None
+    top_p: Annotated[NonNeg, Field(le=1)] | None = None
+    seed: StrictInt | None = None
+    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=Limits.max_stop)] | None = None
+    n: Literal[1] | None = None
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    error_signature: StrictStr | None = None  # sleepy's extension: routes to a task adapter
+
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        if max_tokens is not None:
+            opts["max_new_tokens"] = max_tokens
+        if self.temperature is not None:
+            opts["temperature"] = float(self.temperature)
+        if self.top_p is not None:
+            opts["top_p"] = float(self.top_p)
+        if self.seed is not None:
+            opts["seed"] = self.seed
+        if self.stop:
+            opts["stop"] = [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        return opts
 
 
 class Batcher:
@@ -76,10 +129,11 @@ class Batcher:
 
     def submit(
         self, messages: list[dict[str, Any]], opts: dict[str, Any], signature: str | None = None
-    ) -> Generation:
+    ) -> Future:
+        """Queue one conversation; the future holds its Generation."""
         fut: Future = Future()
         self.queue.put((messages, opts, fut, signature))
-        return fut.result()
+        return fut
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -117,91 +171,157 @@ class Batcher:
                     fut.set_result(g)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
+def _error(
+    status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+    code: str | None = None, headers: dict[str, str] | None = None,
+) -> JSONResponse:  # fmt: skip
+    """OpenAI's error shape, which its clients parse."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.app.verbose:
-            super().log_message(format, *args)
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _first_problem(e: ValidationError) -> tuple[str, str]:
+    err = e.errors()[0]
+    where = ".".join(
+        str(x) for x in err["loc"] if not str(x).startswith(("function-", "constrained"))
+    )
+    where = where.replace(".str", "").replace(".list[TextPart]", "").replace(".list[str]", "")
+    for suffix in (".int", ".float", ".bool", ".literal['text']"):
+        where = where.replace(suffix, "")
+    return where, f"'{where}': {err['msg']}"
 
-    def _error(self, status: int, message: str, kind: str = "invalid_request_error") -> None:
-        self._json(status, {"error": {"message": message, "type": kind, "code": status}})
 
-    def do_GET(self) -> None:
-        app = self.server.app
-        if self.path.rstrip("/") == "/v1/models":
-            self._json(
-                200,
-                {
-                    "object": "list",
-                    "data": [
-                        {
-                            "id": app.model_id,
-                            "object": "model",
-                            "created": app.created,
-                            "owned_by": "sleepy",
-                        }
-                    ],
-                },
+class _RequestTooLarge(Exception):
+    pass
+
+
+class _RequestTimeout(Exception):
+    pass
+
+
+async def _read_body(request: Request, limits: Limits) -> bytes:
+    """The body, refused once it passes the size limit or stalls for longer than the timeout."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise _RequestTooLarge
+    chunks, size = [], 0
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), limits.read_timeout_s)
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise _RequestTimeout from None
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise _RequestTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def build_app(server: OpenAIServer) -> FastAPI:
+    """The FastAPI app around one server's batcher."""
+    app = FastAPI(title="sleepy serve", docs_url=None, redoc_url=None, openapi_url=None)
+    limits = server.limits
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return _error(exc.status_code, f"no route {request.method} {request.url.path}", kind)
+
+    @app.middleware("http")
+    async def api_key(request: Request, call_next):
+        if server.api_key is not None:
+            given = request.headers.get("authorization", "")
+            token = given[len("Bearer ") :] if given.startswith("Bearer ") else ""
+            if not hmac.compare_digest(token.encode(), server.api_key.encode()):
+                return _error(
+                    401, "missing or wrong API key (Authorization: Bearer ...)",
+                    "invalid_request_error", code="invalid_api_key",
+                )  # fmt: skip
+        return await call_next(request)
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        data = [{"id": server.model_id, "object": "model", "created": server.created,
+                 "owned_by": "sleepy"}]  # fmt: skip
+        return {"object": "list", "data": data}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": server.model_id, "waiting": server.waiting}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        try:
+            raw = await _read_body(request, limits)
+        except _RequestTooLarge:
+            return _error(413, f"the request body is over {limits.max_body_bytes} bytes")
+        except _RequestTimeout:
+            return _error(
+                408, f"the request body did not arrive within {limits.read_timeout_s:g} s"
             )
-        elif self.path.rstrip("/") in ("/health", ""):
-            self._json(200, {"status": "ok", "model": app.model_id})
-        else:
-            self._error(404, f"no route GET {self.path}", "not_found_error")
-
-    def do_POST(self) -> None:
-        if self.path.rstrip("/") != "/v1/chat/completions":
-            self._error(404, f"no route POST {self.path}", "not_found_error")
-            return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
-            if not isinstance(body, dict):
-                raise RequestError("the request body must be a JSON object")
-            messages, opts = _messages(body), _options(body)
-            signature = body.get("error_signature")  # sleepy's extension: routes to a task
-            if signature is not None and not isinstance(signature, str):
-                raise RequestError("'error_signature' must be a string")
-        except (json.JSONDecodeError, ValueError) as e:
-            self._error(400, f"the request body is not valid JSON: {e}")
-            return
-        except RequestError as e:
-            self._error(400, str(e))
-            return
-        app = self.server.app
+            data = json.loads(raw or b"null", parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as e:
+            return _error(400, f"the request body is not valid JSON: {e}")
+        if not isinstance(data, dict):
+            return _error(400, "the request body must be a JSON object")
         try:
-            g = app.batcher.submit(messages, opts, signature)
+            req = ChatRequest.model_validate(data)
+        except ValidationError as e:
+            param, message = _first_problem(e)
+            return _error(400, message, param=param)
+        if req.model != server.model_id:
+            return _error(
+                404, f"model '{req.model}' is not served here (GET /v1/models: {server.model_id})",
+                "invalid_request_error", param="model", code="model_not_found",
+            )  # fmt: skip
+        opts = req.options()
+        if server.context and opts.get("max_new_tokens", 0) > server.context:
+            key = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+            return _error(
+                400, f"'{key}': must be <= {server.context} (the model's context)", param=key
+            )
+        if not server.try_enter():
+            return _error(
+                429, f"the server is busy ({limits.max_queue} requests waiting): retry shortly",
+                "rate_limit_error", code="rate_limit_exceeded", headers={"Retry-After": "1"},
+            )  # fmt: skip
+        try:
+            messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+            g = await asyncio.wrap_future(
+                server.batcher.submit(messages, opts, req.error_signature)
+            )
         except BackendError as e:
-            self._error(400, str(e))
-            return
+            return _error(400, str(e).splitlines()[0])
         except Exception as e:  # the model failed: the client gets a 500 it may retry
-            self._error(500, f"generation failed: {e}", "server_error")
-            return
-        rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        usage = {
-            "prompt_tokens": g.tokens_in,
-            "completion_tokens": g.tokens_out,
-            "total_tokens": g.tokens_in + g.tokens_out,
-        }
-        if body.get("stream"):
-            self._stream(rid, created, g, usage, (body.get("stream_options") or {}))
-            return
-        self._json(
-            200,
+            return _error(500, f"generation failed: {str(e).splitlines()[0]}", "server_error")
+        finally:
+            server.leave()
+        return _reply(server, req, g)
+
+    return app
+
+
+def _reply(server: OpenAIServer, req: ChatRequest, g: Generation) -> Response:
+    rid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    usage = {
+        "prompt_tokens": g.tokens_in,
+        "completion_tokens": g.tokens_out,
+        "total_tokens": g.tokens_in + g.tokens_out,
+    }
+    base = {"id": rid, "created": created, "model": server.model_id}
+    if not req.stream:
+        return JSONResponse(
             {
-                "id": rid,
+                **base,
                 "object": "chat.completion",
-                "created": created,
-                "model": app.model_id,
                 "choices": [
                     {
                         "index": 0,
@@ -212,48 +332,59 @@ class _Handler(BaseHTTPRequestHandler):
                 ],
                 "usage": usage,
                 **({"adapter": g.adapter} if g.routed else {}),
-            },
+            }
         )
-
-    def _stream(
-        self, rid: str, created: int, g: Generation, usage: dict, stream_options: dict
-    ) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        base = {
-            "id": rid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": self.server.app.model_id,
-        }
-        chunks = [
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": g.text},
-                        "finish_reason": None,
-                    }
-                ],
-            },
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": g.finish_reason}]},
-        ]
-        if stream_options.get("include_usage"):
-            chunks.append({**base, "choices": [], "usage": usage})
-        for c in chunks:
-            self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+    chunk = {**base, "object": "chat.completion.chunk"}
+    chunks = [
+        {
+            **chunk,
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": g.text},
+                    "finish_reason": None,
+                }
+            ],
+        },  # fmt: skip
+        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": g.finish_reason}]},
+    ]
+    if req.stream_options is not None and req.stream_options.include_usage:
+        chunks.append({**chunk, "choices": [], "usage": usage})
+    text = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return Response(text, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    app: OpenAIServer
+class _TimedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, plus a deadline for the request line and headers: uvicorn
+    waits for a half-sent request forever, each holding a socket and a buffer."""
+
+    read_timeout_s = Limits.read_timeout_s
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._seen = None
+        self._deadline = self.loop.call_later(self.read_timeout_s, self._check)
+
+    def _check(self) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and self._seen is self.cycle:  # no new request began in a whole period
+            self.transport.close()
+            return
+        self._seen = self.cycle
+        self._deadline = self.loop.call_later(self.read_timeout_s, self._check)
+
+    def connection_lost(self, exc) -> None:
+        self._deadline.cancel()
+        super().connection_lost(exc)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class OpenAIServer:
@@ -266,33 +397,92 @@ class OpenAIServer:
         port: int = 8000,
         max_batch: int = 8,
         verbose: bool = False,
+        api_key: str | None = None,
+        limits: Limits = Limits(),
     ):
-        self.backend, self.verbose = backend, verbose
+        import uvicorn
+
+        if not api_key and not _is_loopback(host):
+            raise ServeError(
+                f"binding to {host} (not loopback) needs an API key: pass --api-key or set "
+                "SLEEPY_API_KEY"
+            )
+        self.backend, self.verbose, self.limits = backend, verbose, limits
+        self.api_key = api_key or None
         self.model_id = backend.model_id
+        self.context = getattr(backend, "context", None)
         self.created = int(time.time())
-        self.httpd = _HTTPServer((host, port), _Handler)
-        self.httpd.app = self
+        self.waiting = 0
+        self._waiting_lock = threading.Lock()
         self.batcher = Batcher(backend, max_batch=max_batch)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as e:
+            self.sock.close()
+            self.batcher.stop()
+            raise ServeError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+        self.sock.listen(2048)  # a burst of clients queues in the kernel, not in resets
+        protocol = type("TimedH11", (_TimedH11,), {"read_timeout_s": limits.read_timeout_s})
+        config = uvicorn.Config(
+            build_app(self),
+            http=protocol,
+            log_level="info" if verbose else "warning",
+            access_log=verbose,
+            timeout_keep_alive=5,
+            backlog=2048,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
+        host, port = self.sock.getsockname()[:2]
         return f"http://{host}:{port}/v1"
+
+    def try_enter(self) -> bool:
+        """Take a place in the bounded queue; False when it is full."""
+        with self._waiting_lock:
+            if self.waiting >= self.limits.max_queue:
+                return False
+            self.waiting += 1
+            return True
+
+    def leave(self) -> None:
+        with self._waiting_lock:
+            self.waiting -= 1
 
     def start(self) -> OpenAIServer:
         self._thread = threading.Thread(
-            target=self.httpd.serve_forever, daemon=True, name="sleepy-serve"
-        )
+            target=self._server.run, kwargs={"sockets": [self.sock]}, daemon=True,
+            name="sleepy-serve",
+        )  # fmt: skip
         self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ServeError(f"the server at {self.url} did not start")
+            time.sleep(0.02)
         return self
 
     def serve_forever(self) -> None:
-        self.httpd.serve_forever()
+        """Serve in this thread until interrupted (Ctrl-C, SIGTERM)."""
+        try:
+            self._server.run(sockets=[self.sock])
+        finally:
+            self.close()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
         self.batcher.stop()
 
     def __enter__(self) -> OpenAIServer:
@@ -313,6 +503,8 @@ def serve(
     max_new_tokens: int = 256,
     batch_size: int = 8,
     verbose: bool = True,
+    api_key: str | None = None,
+    limits: Limits = Limits(),
 ) -> None:
     """Load the model (sleepy-tiny by default) and serve it until interrupted."""
     from sleepy.llm.hf import HFBackend
@@ -327,12 +519,12 @@ def serve(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
     )
-    server = OpenAIServer(backend, host=host, port=port, max_batch=batch_size, verbose=verbose)
+    server = OpenAIServer(
+        backend, host=host, port=port, max_batch=batch_size, verbose=verbose, api_key=api_key,
+        limits=limits,
+    )  # fmt: skip
     print(f"serving {backend.model_id} at {server.url} (Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.httpd.server_close()
+    server.serve_forever()
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -347,6 +539,12 @@ def _run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size,
         verbose=not args.quiet,
+        api_key=args.api_key or os.environ.get("SLEEPY_API_KEY") or None,
+        limits=Limits(
+            max_body_bytes=args.max_body_bytes,
+            read_timeout_s=args.read_timeout,
+            max_queue=args.max_queue,
+        ),
     )
     return 0
 
@@ -367,4 +565,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256, help="default reply length limit")
     p.add_argument("--batch-size", type=int, default=8, help="most requests generated together")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
+    p.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' (default: $SLEEPY_API_KEY; needed off loopback)",
+    )
+    p.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes, help="413 past it")
+    p.add_argument(
+        "--read-timeout", type=float, default=Limits.read_timeout_s,
+        help="seconds a client may take to send its request",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=Limits.max_queue,
+        help="requests held at once (429 past it)",
+    )
     p.set_defaults(func=_run)

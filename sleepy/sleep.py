@@ -14,7 +14,10 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.config import CONF_DIR as _CONF
+from sleepy.config import check_config, one_line_errors
+from sleepy.curate import LeakageError
 from sleepy.koans import Koan, load_koans, save_evalset
+from sleepy.tracking import TrackingError
 
 CONF_DIR = str(_CONF)
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
@@ -80,19 +83,23 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
     from sleepy.curate import curate
     from sleepy.episodes import EpisodeStore
     from sleepy.registry import register_adapter
-    from sleepy.tracking import log_config, mlflow_run
+    from sleepy.tracking import log_config, mlflow_run, tracking_uri
     from sleepy.train import train_adapter
 
+    check_config(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri(cfg.tracking)
     with mlflow_run(
-        cfg.tracking.uri,
+        uri,
         cfg.tracking.experiment,
         run_name=cfg.get("run_name") or "sleep",
         nested=bool(cfg.get("nested", False)),
         tags={"stage": "sleep", "cycle": str(cfg.get("cycle", 0))},
     ) as run:
-        log_config(cfg, out)
+        tracked = run is not None
+        if tracked:
+            log_config(cfg, out)
         db = episodes_db(cfg.curate, out)
         with EpisodeStore(db, create=False) as store:
             episodes = store.episodes(run_id=cfg.curate.run_id)
@@ -110,23 +117,12 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         curated.dataset.save_to_disk(str(out / "dataset"))
         # What this sleep trained on, koan by koan: the eval keeps its learning sets disjoint from it.
         save_evalset(curated.koans, out / TRAINING_KOANS, name="training")
-        mlflow.log_metrics({f"curate_{k}": v for k, v in curated.stats.items()})
-        mlflow.log_dict(
-            {"clusters": curated.clusters, "stats": curated.stats}, "curate/clusters.json"
+        (out / "clusters.json").write_text(
+            json.dumps({"clusters": curated.clusters, "stats": curated.stats}, indent=2)
         )
-        preview = curated.dataset.select(range(min(20, len(curated.dataset))))
-        mlflow.log_table(
-            {
-                "koan_id": preview["koan_id"],
-                "family": preview["family"],
-                "signature": preview["signature"],
-                "cluster": preview["cluster"],
-                "role": preview["role"],
-                "completion": [c[0]["content"] for c in preview["completion"]],
-            },
-            "curate/preview.json",
-        )
-        extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id}
+        if tracked:
+            _log_curation(curated)
+        extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id if tracked else None}
         method = str(cfg.adapter.get("method", "lora"))
         if method == "coefficients" and cfg.adapter.get("bundle"):
             from sleepy.train.coefficients import train_coefficients
@@ -147,13 +143,14 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             result = train_adapter(
                 curated.dataset, cfg.model.path, cfg.adapter, out, seed=cfg.seed, extra_info=extra
             )
-        mlflow.set_tag("adapter_method", method)
-        mlflow.log_metrics(
-            {f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
-        )
-        mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
         version = None
-        if cfg.register:
+        if tracked:
+            mlflow.set_tag("adapter_method", method)
+            mlflow.log_metrics(
+                {f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
+            )
+            mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
+        if cfg.register and tracked:  # the registry lives in the tracking store
             version = register_adapter(
                 result.adapter_dir,
                 cfg.model.path,
@@ -169,14 +166,34 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         return SleepResult(
             result.adapter_dir,
             version,
-            run.info.run_id,
+            run.info.run_id if tracked else str(cfg.run_id),
             curated.stats,
             result.metrics,
             out / TRAINING_KOANS,
         )
 
 
+def _log_curation(curated) -> None:
+    import mlflow
+
+    mlflow.log_metrics({f"curate_{k}": v for k, v in curated.stats.items()})
+    mlflow.log_dict({"clusters": curated.clusters, "stats": curated.stats}, "curate/clusters.json")
+    preview = curated.dataset.select(range(min(20, len(curated.dataset))))
+    mlflow.log_table(
+        {
+            "koan_id": preview["koan_id"],
+            "family": preview["family"],
+            "signature": preview["signature"],
+            "cluster": preview["cluster"],
+            "role": preview["role"],
+            "completion": [c[0]["content"] for c in preview["completion"]],
+        },
+        "curate/preview.json",
+    )
+
+
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="sleep")
+@one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError)
 def main(cfg: DictConfig) -> None:
     r = run_sleep(cfg)
     print(

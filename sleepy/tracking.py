@@ -3,10 +3,79 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_URI = "sqlite:///outputs/mlflow.db"
+
+
+class TrackingError(RuntimeError):
+    """The MLflow store cannot be used; one line naming the file and what to do."""
+
+
+_READY: set[str] = set()
+
+
+def _store_problem(path: Path, err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    text = re.sub(r"\[SQL: .*?\]|\(Background on this error at: [^)]*\)", "", text).strip()
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return (
+            f"MLflow store {path} is locked by another process (database is locked): wait for "
+            "it to finish, or stop it, then rerun"
+        )
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return (
+            f"MLflow store {path} is corrupt ({'file is not a database' if 'not a database' in low else 'database disk image is malformed'}): "
+            f"move it aside (mv {path} {path}.broken) and rerun to start a fresh store"
+        )
+    if any(
+        w in low
+        for w in ("out-of-date", "alembic", "migrat", "revision", "duplicate column", "no such")
+    ):
+        return (
+            f"MLflow store {path} has an unfinished or unknown schema: run "
+            f"'mlflow db upgrade sqlite:///{path}', or move it aside (mv {path} {path}.broken)"
+        )
+    return f"MLflow store {path} cannot be opened ({text[:160]}): move it aside and rerun"
+
+
+def ensure_store(uri: str) -> None:
+    """Create and migrate a sqlite store once, under a file lock, before this process uses it.
+
+    MLflow creates and migrates a new store on first use, and two processes doing that at once
+    (a parallel sweep on a fresh checkout) race each other, sometimes leaving a broken store.
+    Whoever takes the lock first builds it; the others then find it whole.
+    """
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return
+    from filelock import FileLock, Timeout
+
+    path = Path(uri[len("sqlite:///") :]).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(f"{path}.lock", timeout=600):
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            SqlAlchemyStore(f"sqlite:///{path}", (path.parent / "artifacts").as_uri())
+    except Timeout:
+        raise TrackingError(
+            f"MLflow store {path}: another process has held {path}.lock for 10 minutes; "
+            "stop it, or remove the lock file if no sleepy process is running"
+        ) from None
+    except Exception as e:
+        raise TrackingError(_store_problem(path, e)) from None
+    _READY.add(uri)
+
+
+def use_store(uri: str) -> None:
+    """Point MLflow at `uri`, with the store made ready first."""
+    import mlflow
+
+    ensure_store(uri)
+    mlflow.set_tracking_uri(uri)
 
 
 def store_dir(uri: str) -> Path | None:
@@ -22,8 +91,11 @@ def experiment_id(name: str, uri: str = DEFAULT_URI) -> str:
     """Get or create the experiment, with its artifacts kept beside the store (not ./mlruns)."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name(name)
+    use_store(uri)
+    try:
+        exp = mlflow.get_experiment_by_name(name)
+    except Exception as e:
+        raise TrackingError(_store_problem(Path(uri.removeprefix("sqlite:///")), e)) from None
     if exp is not None:
         return exp.experiment_id
     folder = store_dir(uri)
@@ -42,14 +114,20 @@ def experiment_id(name: str, uri: str = DEFAULT_URI) -> str:
 
 @contextmanager
 def mlflow_run(
-    uri: str,
-    experiment: str,
+    uri: str | None,
+    experiment: str | None,
     run_name: str | None = None,
     nested: bool = False,
     tags: dict | None = None,
     run_id: str | None = None,
 ):
-    """Start (or resume, with run_id) a run in `experiment` on the store at `uri`."""
+    """Start (or resume, with run_id) a run in `experiment` on the store at `uri`.
+
+    With tracking off (`uri` None) nothing is started and the block gets None.
+    """
+    if not uri:
+        yield None
+        return
     import mlflow
 
     if uri.startswith("sqlite:///"):
@@ -88,3 +166,8 @@ def log_config(cfg, output_dir: str | Path | None = None) -> None:
         mlflow.log_params(dict(items[i : i + 100]))
     if output_dir is not None and (Path(output_dir) / ".hydra").is_dir():
         mlflow.log_artifacts(str(Path(output_dir) / ".hydra"), ".hydra")
+
+
+def tracking_uri(tracking) -> str | None:
+    """The store of a `tracking` config group, or None when tracking is off."""
+    return str(tracking.uri) if tracking.get("enabled", False) and tracking.get("uri") else None

@@ -277,3 +277,14 @@ def test_sweep_jobs_do_not_collide(tmp_path, small_world):
     assert len({r.data.tags["lineage"] for r in parents}) == 2
     names = {m.name for m in client.search_registered_models()}
     assert names == {"sleepy-fixer-sweep-0", "sleepy-fixer-sweep-1"}
+
+
+def test_a_cycle_runs_with_tracking_off(tmp_path, small_world):
+    """tracking=none used to crash sleepy-cycle; without a registry nothing is promoted."""
+    cfg = cycle_cfg(tmp_path, small_world, "tracking=none", "cycles=1", "consolidation=mean")
+    summaries = run_cycle(cfg)
+    assert [s["cycle"] for s in summaries] == [1]
+    assert "not a registry version" in summaries[0]["decision"]
+    state = State.load(tmp_path / "cycle" / "state.json")
+    assert (Path(state.data["1"]["consolidate"]["adapter"]) / "adapter_model.safetensors").is_file()
+    assert not list(tmp_path.rglob("mlflow.db"))

@@ -153,6 +153,41 @@ def test_kill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_path,
     assert ".hydra" in arts
 
 
+def test_a_second_day_on_a_run_another_process_holds_is_a_one_line_error(tmp_path, koan_dir):
+    """Two sleepy-day processes resuming one run_id used to record every open koan twice."""
+    db = tmp_path / "day" / "shared" / "episodes.sqlite"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from sleepy.episodes import EpisodeStore; "
+            "s = EpisodeStore(sys.argv[1]); c = s.own_run('shared'); c.__enter__(); "
+            "print('holding', flush=True); sys.stdin.read()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        second = subprocess.run(
+            [
+                sys.executable, "-m", "sleepy.day", "model=tiny", f"koans.source={koan_dir}",
+                "run_id=shared", "resume=true", f"paths.outputs={tmp_path}", "tracking=none",
+            ],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert second.returncode == 2
+    err = second.stderr.strip().splitlines()
+    assert len(err) == 1 and "run shared is being recorded by another process" in err[0]
+    assert f"pid {holder.pid}" in err[0]
+    assert finished(db, "shared") == []  # the refused day recorded nothing
+
+
 def test_empty_selection_is_a_one_line_error(tmp_path, koan_dir):
     with pytest.raises(DayError) as e:
         run_day(day_cfg(tmp_path, f"koans.source={koan_dir}", "koans.families=[lifetimes]"))

@@ -241,3 +241,171 @@ def test_sigkill_mid_run_keeps_every_committed_step(tmp_path):
 def test_episode_from_dict_rejects_unknown_fields():
     with pytest.raises(EpisodeError, match="colour"):
         Episode.from_dict({"run_id": "r", "task_id": "t", "colour": "red"})
+
+
+# -- files that are not sleepy's, and damaged ones --------------------------------------------
+
+
+def test_an_empty_file_is_refused_not_migrated(tmp_path, capsys):
+    empty = tmp_path / "episodes.sqlite"
+    empty.touch()
+    assert sleepy_main(["episodes", "stats", "--db", str(empty)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "not a usable episode database: it is an empty file" in err
+        and len(err.strip().splitlines()) == 1
+    )
+    assert empty.stat().st_size == 0  # untouched: no tables, no WAL
+
+
+def test_somebody_elses_sqlite_database_is_refused_not_migrated(tmp_path, capsys):
+    other = tmp_path / "inventory.db"
+    with sqlite3.connect(other) as c:
+        c.execute("CREATE TABLE parts (name TEXT)")
+        c.execute("INSERT INTO parts VALUES ('bolt')")
+    before = other.read_bytes()
+    assert sleepy_main(["episodes", "stats", "--db", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "not sleepy's episode store (tables: parts)" in err
+    assert other.read_bytes() == before
+    with sqlite3.connect(other) as c:
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    with pytest.raises(EpisodeError, match="not sleepy's episode store"):
+        EpisodeStore(other)  # for writing too
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    notes = tmp_path / "notes.sqlite"
+    notes.write_text("these are my notes\n")
+    with pytest.raises(EpisodeError, match="it is not an SQLite file"):
+        EpisodeStore(notes)
+    assert notes.read_text() == "these are my notes\n"
+
+
+def test_a_damaged_database_fails_its_integrity_check_with_a_clear_error(tmp_path):
+    db = tmp_path / "ep.sqlite"
+    with EpisodeStore(db) as store:
+        for i in range(200):
+            record(store, "run1", f"k{i}", passed=i % 2 == 0)
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page = c.execute("PRAGMA page_size").fetchone()[0]
+        pages = c.execute("PRAGMA page_count").fetchone()[0]
+    assert pages > 4
+    data = bytearray(db.read_bytes())
+    for p in range(2, pages - 1):  # scribble over the middle of every page but the first
+        mid = p * page + page // 2
+        data[mid : mid + 64] = b"\xa5" * 64
+    db.write_bytes(bytes(data))
+    with pytest.raises(EpisodeError) as e:
+        EpisodeStore(db, create=False)
+    msg = str(e.value)
+    assert str(db) in msg and "\n" not in msg
+    assert "integrity check" in msg or "not a usable episode database" in msg
+
+
+def test_a_trajectory_that_is_not_json_names_the_file_and_episode(tmp_path):
+    db = tmp_path / "ep.sqlite"
+    with EpisodeStore(db) as store:
+        eid = record(store, "run1", "k1", passed=True)
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE episodes SET trajectory = '[{\"step\": ' WHERE episode_id = ?", (eid,))
+    with EpisodeStore(db, create=False) as store:
+        with pytest.raises(EpisodeError) as e:
+            store.episodes()
+    assert str(db) in str(e.value) and eid in str(e.value) and "not valid JSON" in str(e.value)
+
+
+def test_processes_creating_the_same_new_database_at_once_all_succeed(tmp_path):
+    """A new database appears whole, so nobody mistakes another's half-made file for foreign."""
+    db = tmp_path / "new" / "ep.sqlite"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(db), f"w{w}", "2"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for w in range(4)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+    with EpisodeStore(db, create=False) as store:
+        assert len(store.episodes()) == 8
+    assert sorted(f.name for f in db.parent.iterdir() if f.name.endswith(".new")) == []
+
+
+# -- one live process per run -------------------------------------------------------------------
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from sleepy.episodes import EpisodeStore
+    store = EpisodeStore(sys.argv[1])
+    with store.own_run(sys.argv[2]):
+        print("holding", flush=True)
+        sys.stdin.read()  # until the test closes our stdin
+    print("released", flush=True)
+""")
+
+
+def hold_run(tmp_path, db, run_id) -> subprocess.Popen:
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(db), run_id],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "holding"
+    return proc
+
+
+def test_a_run_held_by_a_live_process_is_refused_then_free_after_it_ends(tmp_path):
+    from sleepy.episodes.store import RunOwnedError
+
+    db = tmp_path / "ep.sqlite"
+    holder = hold_run(tmp_path, db, "day1")
+    try:
+        with EpisodeStore(db) as store:
+            with pytest.raises(RunOwnedError) as e:
+                with store.own_run("day1"):
+                    pass
+            assert f"pid {holder.pid}" in str(e.value) and "\n" not in str(e.value)
+            with store.own_run("day2"):  # other runs are free
+                pass
+    finally:
+        holder.stdin.close()
+        assert holder.wait(timeout=60) == 0
+    with EpisodeStore(db) as store, store.own_run("day1"):
+        pass
+
+
+def test_a_killed_owner_does_not_block_the_resume(tmp_path):
+    db = tmp_path / "ep.sqlite"
+    holder = hold_run(tmp_path, db, "day1")
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with EpisodeStore(db) as store, store.own_run("day1"):
+        pass  # the dead pid's claim is taken over at once
+
+
+def test_a_silent_owner_on_another_host_is_taken_over_once_stale(tmp_path):
+    import time
+
+    from sleepy.episodes.store import RunOwnedError
+
+    db = tmp_path / "ep.sqlite"
+    with EpisodeStore(db) as store:
+        pass
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO run_owners VALUES ('day1', 'x', 'elsewhere', 1, ?)", (time.time(),))
+    with EpisodeStore(db) as store:
+        with pytest.raises(RunOwnedError, match="on elsewhere"):
+            with store.own_run("day1"):
+                pass
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE run_owners SET heartbeat = heartbeat - 3600")
+    with EpisodeStore(db) as store, store.own_run("day1"):
+        pass

@@ -12,6 +12,7 @@ from sleepy.koans.model import (
     load_evalset,
     load_koan,
     load_koans,
+    normalized_form,
     save_evalset,
     save_koan,
 )
@@ -126,3 +127,76 @@ def test_known_hashes_reads_corpus_and_evalsets_leniently(tmp_path):
         koan.content_hash,
         other.content_hash,
     }
+
+
+@pytest.mark.parametrize(
+    "field, edit",
+    [
+        ("expected_stdout", lambda v: "b\n"),
+        ("buggy_code", lambda v: v.replace('"a"', '"a  "')),  # inside a literal: was not hashed
+        ("correct_code", lambda v: v.replace('"a"', '"// a"')),  # looked like a comment
+        ("edition", lambda v: "2018"),
+        ("id", lambda v: "renamed-koan"),
+        ("expected_error", lambda v: "cannot move out of"),
+        ("description", lambda v: v + " Edited."),
+    ],
+)
+def test_every_edit_of_a_frozen_koan_is_detected_on_load(tmp_path, field, edit):
+    path = save_evalset([Koan.from_dict(GOOD)], tmp_path / "frozen.json")
+    data = json.loads(path.read_text())
+    data["koans"][0][field] = edit(data["koans"][0].get(field) or "")
+    path.write_text(json.dumps(data))
+    with pytest.raises(KoanError, match=r"frozen\.json\[0\]: field '(frozen|content)_hash'") as e:
+        load_evalset(path)
+    assert "edited after it was frozen" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_evalset_without_frozen_hashes_is_refused(tmp_path):
+    item = {**GOOD, "content_hash": Koan.from_dict(GOOD).content_hash}
+    path = write(tmp_path, {"name": "frozen", "koans": [item]}, name="frozen.json")
+    with pytest.raises(KoanError, match=r"field 'frozen_hash': missing"):
+        load_evalset(path)
+
+
+def test_the_shipped_frozen_evalset_carries_and_passes_its_hashes():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "evalsets" / "frozen.json"
+    items = json.loads(path.read_text())["koans"]
+    koans = load_evalset(path)
+    assert len(koans) == len(items) > 0
+    assert all(item["frozen_hash"] == k.frozen_hash for item, k in zip(items, koans, strict=True))
+
+
+def test_an_edited_evalset_stops_the_eval_day_before_it_runs(tmp_path):
+    """sleepy-eval used to run an edited evalset (0% pass, no warning)."""
+    from omegaconf import OmegaConf
+
+    from sleepy.day import DayError, select_koans
+
+    path = save_evalset([Koan.from_dict(GOOD)], tmp_path / "frozen.json")
+    data = json.loads(path.read_text())
+    data["koans"][0]["expected_stdout"] = "nothing\n"
+    path.write_text(json.dumps(data))
+    kcfg = OmegaConf.create(
+        {"evalset": str(path), "source": None, "families": [], "ids": [], "count": None,
+         "seed": 0, "generate": 0}
+    )  # fmt: skip
+    with pytest.raises(DayError, match="frozen_hash.*edited after it was frozen"):
+        select_koans(kcfg, tmp_path)
+
+
+def test_normalized_form_sees_through_renames_and_literals_only():
+    code = 'fn total(items: &[u32]) -> u32 {\n    // sum\n    items.iter().sum::<u32>() + 1\n}\nfn main() { println!("{}", total(&[1, 2])); }\n'
+    renamed = 'fn add_up(xs: &[u32]) -> u32 { xs.iter().sum::<u32>() + 7 }\nfn main() {\n    println!("sum: {}", add_up(&[3, 4]));\n}\n'
+    assert normalized_form(code) == normalized_form(renamed)
+    assert "<str>" in normalized_form(code) and "<num>" in normalized_form(code)
+    # different use of names, or a different type, is a different program
+    assert normalized_form(code) != normalized_form(code.replace("items.iter()", "total.iter()"))
+    assert normalized_form(code) != normalized_form(code.replace("u32", "u64"))
+    a = Koan.from_dict(GOOD)
+    b = Koan.from_dict(
+        {**GOOD, "id": "copy", "buggy_code": GOOD["buggy_code"].replace("eat", "consume"),
+         "correct_code": GOOD["correct_code"].replace("eat", "consume")}
+    )  # fmt: skip
+    assert a.content_hash != b.content_hash and a.normalized_hash == b.normalized_hash

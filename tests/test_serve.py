@@ -88,16 +88,17 @@ def test_models_usage_and_streaming_with_the_openai_client(server, tiny):
 
 def test_bad_requests_get_a_400_with_the_reason(server):
     url = server.url
-    r = httpx.post(f"{url}/chat/completions", json={"model": "x"})
-    assert (
-        r.status_code == 400
-        and "'messages' must be a non-empty list" in r.json()["error"]["message"]
-    )
+    r = httpx.post(f"{url}/chat/completions", json={"model": "sleepy-tiny"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
     r = httpx.post(f"{url}/chat/completions", content=b"{not json")
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
-    r = httpx.post(f"{url}/chat/completions", json={"messages": prompts(1)[0], "max_tokens": -1})
-    assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"]
-    assert httpx.get(f"{url}/nothing").status_code == 404
+    r = httpx.post(
+        f"{url}/chat/completions",
+        json={"model": "sleepy-tiny", "messages": prompts(1)[0], "max_tokens": -1},
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "max_tokens"
+    r = httpx.get(f"{url}/nothing")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
 
 
 def test_sleepy_serve_command(tmp_path):
@@ -139,3 +140,21 @@ def test_sleepy_serve_bad_adapter_is_one_line(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("sleepy serve: error: no adapter at")
+
+
+def test_an_api_key_is_required_when_set_and_off_loopback(tiny):
+    from sleepy.serve import ServeError
+
+    with pytest.raises(ServeError, match="needs an API key"):
+        OpenAIServer(tiny, host="0.0.0.0", port=0)  # refused before it binds anything
+    body = {"model": "sleepy-tiny", "messages": prompts(1)[0], "max_tokens": 2}
+    with OpenAIServer(tiny, host="127.0.0.1", port=0, api_key="s3cret") as server:
+        url = f"{server.url}/chat/completions"
+        r = httpx.post(url, json=body, timeout=60)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        r = httpx.post(url, json=body, headers={"Authorization": "Bearer nope"}, timeout=60)
+        assert r.status_code == 401
+        r = httpx.post(url, json=body, headers={"Authorization": "Bearer s3cret"}, timeout=60)
+        assert r.status_code == 200
+        client = openai.OpenAI(base_url=server.url, api_key="s3cret", max_retries=0)
+        assert client.models.list().data[0].id == "sleepy-tiny"

@@ -17,6 +17,8 @@ from sleepy.koans import save_evalset
 from sleepy.sleep import run_sleep
 from sleepy.tiny import MODEL_DIR
 
+FROZEN = [str(Path(__file__).resolve().parents[1] / "evalsets" / "frozen.json")]
+
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
@@ -72,7 +74,7 @@ def test_curate_dedups_clusters_and_pairs(day):
     with EpisodeStore(db, create=False) as store:
         eps = store.episodes()
     by_id = {k.id: k for k in koans}
-    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=0)
+    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=0, evalset_paths=FROZEN)
     rows = cur.dataset
     assert cur.stats["failures"] == 6  # koan 0 failed twice with one signature: counted once
     assert sorted(set(rows["koan_id"])) == sorted(
@@ -85,7 +87,7 @@ def test_curate_dedups_clusters_and_pairs(day):
     )
     assert "<<<<<<< SEARCH" in first["completion"][0]["content"]
     assert sum(c["size"] for c in cur.clusters) == len(rows)
-    replay = curate(eps, by_id, "tiny", "search_replace", replay_ratio=1.0)
+    replay = curate(eps, by_id, "tiny", "search_replace", replay_ratio=1.0, evalset_paths=FROZEN)
     assert replay.stats["replay_rows"] == 1
 
 
@@ -105,6 +107,76 @@ def test_leakage_guard_names_the_koan(day, tmp_path):
         eps = store.episodes()
     with pytest.raises(LeakageError, match=koans[1].id):
         curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[frozen])
+
+
+def test_leakage_guard_fails_closed_on_a_missing_evalset(day, tmp_path):
+    """A typo in curate.evalset_paths used to turn the guard off and train on the evalset."""
+    _, db, koans = day
+    with EpisodeStore(db, create=False) as store:
+        eps = store.episodes()
+    typo = tmp_path / "evalsets" / "frozn.json"
+    with pytest.raises(LeakageError, match=r"frozn\.json: no such evalset file") as e:
+        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[typo])
+    assert "\n" not in str(e.value)
+    with pytest.raises(LeakageError, match="is empty"):
+        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[])
+    unreadable = tmp_path / "frozen.json"
+    unreadable.write_text('{"name": "frozen", "koans": [')
+    with pytest.raises(LeakageError, match="not valid JSON"):
+        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[unreadable])
+
+
+def test_sleep_with_a_mistyped_evalset_path_fails_before_training(day, tmp_path):
+    _, db, _ = day
+    cfg = sleep_cfg(
+        tmp_path, f"curate.episodes={db}", f"curate.evalset_paths=[{tmp_path}/nope.json]"
+    )
+    with pytest.raises(LeakageError, match="nope.json"):
+        run_sleep(cfg)
+    assert not (tmp_path / "sleep" / "adapter").exists()
+
+
+def renamed(koan, **names):
+    """The koan with identifiers renamed and literals changed, as a careless copy would be."""
+    import re
+
+    def edit(code: str) -> str:
+        for old, new in names.items():
+            code = re.sub(rf"\b{old}\b", new, code)
+        return code
+
+    return koan.__class__.from_dict(
+        koan.to_dict()
+        | {
+            "id": koan.id + "-copy",
+            "buggy_code": edit(koan.buggy_code),
+            "correct_code": edit(koan.correct_code),
+        }
+    )
+
+
+def test_leakage_guard_catches_a_renamed_evalset_koan(day, tmp_path):
+    """A frozen koan with its names changed is the same koan: it is never trained on."""
+    import re
+
+    _, db, koans = day
+    frozen = save_evalset([koans[1]], tmp_path / "frozen.json")
+    names = sorted(set(re.findall(r"\bfn\s+([a-z_]\w*)", koans[1].buggy_code)) - {"main"})
+    assert names, "the koan defines a function to rename"
+    copy = renamed(koans[1], **{n: f"{n}_renamed" for n in names})
+    assert copy.content_hash != koans[1].content_hash  # the old exact-hash guard let it through
+    assert copy.normalized_hash == koans[1].normalized_hash
+    with EpisodeStore(tmp_path / "ep.sqlite") as store:
+        for k in (copy, koans[2]):
+            eid = store.start_episode("d", k.id, family=k.family, pattern=k.pattern)
+            store.finish_episode(eid, passed=False, final_error_signature="E0106 sig")
+        eps = store.episodes()
+    cur = curate(
+        eps, {copy.id: copy, koans[2].id: koans[2]}, "tiny", "search_replace",
+        evalset_paths=[frozen], augment_k=0,
+    )  # fmt: skip
+    assert set(cur.dataset["koan_id"]) == {koans[2].id}
+    assert cur.stats["evalset_variants_dropped"] == 1
 
 
 def test_sleep_trains_registers_and_loads_by_uri(day, tmp_path):
@@ -167,7 +239,7 @@ def test_augmentation_skips_patterns_without_templates(day):
     by_id = {k.id: k for k in koans}
     k0 = koans[0]
     by_id[k0.id] = dataclasses.replace(k0, pattern="a_handwritten_only_pattern")
-    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=1)
+    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=1, evalset_paths=FROZEN)
     assert cur.stats["augment_rows"] >= 1  # the templated patterns were varied, the other skipped
 
 

@@ -337,6 +337,8 @@ def run_koans(
     """Many koans in lockstep: up to `concurrency` live episodes, one generate() call per step for
     all of them (batched by hf, concurrent requests over HTTP); a finished one makes room for the
     next koan. Sandbox calls of one step run on `workers` threads."""
+    if concurrency < 1:  # no room for any episode: the loop would spin forever
+        raise ValueError(f"concurrency must be >= 1, not {concurrency}")
     pending: list[Koan] = list(koans)[::-1]
     live: list[KoanRun] = []
     finished: list[KoanRun] = []

@@ -11,8 +11,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_DIR
+from sleepy.adapters import AdapterError
+from sleepy.config import CONF_DIR, check_config, one_line_errors
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
+from sleepy.tracking import TrackingError
 
 
 def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
@@ -40,21 +42,24 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
     from hydra.utils import instantiate
 
     from sleepy.registry import register_adapter
-    from sleepy.tracking import log_config, mlflow_run
+    from sleepy.tracking import log_config, mlflow_run, tracking_uri
 
+    check_config(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.tasks:
         raise ValueError("tasks is empty: give the adapters to consolidate, oldest first")
     method = instantiate(cfg.consolidation)
     with mlflow_run(
-        cfg.tracking.uri,
+        tracking_uri(cfg.tracking),
         cfg.tracking.experiment,
         run_name=f"consolidate-{method.method}",
         nested=bool(cfg.get("nested", False)),
         tags={"stage": "consolidate", "method": method.method, "cycle": str(cfg.cycle)},
     ) as run:
-        log_config(cfg, out)
+        tracked = run is not None
+        if tracked:
+            log_config(cfg, out)
         tasks = resolve_tasks(cfg.tasks, out)
         result = method(tasks, str(cfg.model.path), out)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}
@@ -62,15 +67,20 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
             metrics.update({f"{t}.{k}": v for k, v in vals.items() if isinstance(v, int | float)})
         for layer, vals in result.per_layer.items():
             metrics.update({f"layer.{layer}.{k}": v for k, v in vals.items()})
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict(
-            {"per_task": result.per_task, "per_layer": result.per_layer, "metrics": result.metrics},
-            "consolidation.json",
-        )
-        # Share's bundle (basis, coefficients, router, task adapters) lives inside the adapter
-        mlflow.log_artifacts(str(result.adapter_dir), "consolidated_adapter")
         version = None
-        if cfg.register:
+        if tracked:
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict(
+                {
+                    "per_task": result.per_task,
+                    "per_layer": result.per_layer,
+                    "metrics": result.metrics,
+                },
+                "consolidation.json",
+            )
+            # Share's bundle (basis, coefficients, router, task adapters) lives inside the adapter
+            mlflow.log_artifacts(str(result.adapter_dir), "consolidated_adapter")
+        if cfg.register and tracked:  # the registry lives in the tracking store
             version = register_adapter(
                 result.adapter_dir,
                 cfg.model.path,
@@ -99,6 +109,7 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
 
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="consolidate")
+@one_line_errors("sleepy-consolidate", TrackingError, AdapterError)
 def main(cfg: DictConfig) -> None:
     result, version = run_consolidate(cfg)
     print(

@@ -49,26 +49,62 @@ def cluster_failures(
     return [int(c) for c in model.fit_predict(x.toarray())]
 
 
-def _evalset_index(evalset_paths: list[str | Path]) -> tuple[set[str], set[str]]:
-    from sleepy.koans import load_koans
+def _evalset_index(evalset_paths: list[str | Path]) -> dict[str, str]:
+    """Every evalset koan under each key it could be matched by: id, code, normalized code.
 
-    ids, hashes = set(), set()
+    Fails closed: a path that does not exist or does not load is an error, never a guard that
+    quietly checks nothing.
+    """
+    from sleepy.koans import KoanError, load_evalset
+
+    if not evalset_paths:
+        raise LeakageError(
+            "curate.evalset_paths is empty: the leakage guard needs the frozen evalset(s)"
+        )
+    index: dict[str, str] = {}
     for p in evalset_paths:
-        if Path(p).exists():
-            for k in load_koans(p):
-                ids.add(k.id)
-                hashes.add(k.content_hash)
-    return ids, hashes
+        try:
+            koans = load_evalset(p)
+        except KoanError as e:
+            raise LeakageError(
+                f"curate.evalset_paths: {str(e).splitlines()[0]} (the leakage guard cannot run "
+                "without it)"
+            ) from None
+        for k in koans:
+            for key in (f"id:{k.id}", f"code:{k.content_hash}", f"form:{k.normalized_hash}"):
+                index.setdefault(key, k.id)
+    return index
 
 
-def guard_leakage(koans: list[Koan], evalset_paths: list[str | Path]) -> None:
-    ids, hashes = _evalset_index(evalset_paths)
+def evalset_match(koan: Koan, index: dict[str, str]) -> tuple[str, str] | None:
+    """(how, evalset koan id) when this koan is an evalset koan: by "id", by "code", or by
+    "form" (the same program with names or literals changed); else None."""
+    for how, key in (
+        ("id", koan.id),
+        ("code", koan.content_hash),
+        ("form", koan.normalized_hash),
+    ):
+        if f"{how}:{key}" in index:
+            return how, index[f"{how}:{key}"]
+    return None
+
+
+def guard_leakage(koans: list[Koan], evalset_paths: list[str | Path]) -> list[Koan]:
+    """Raise LeakageError for an evalset koan itself (the day ran on the evalset: a setup
+    mistake); return the koans without renamed copies of evalset koans, which corpora and
+    generators produce by chance and which must not be trained on either."""
+    index = _evalset_index(evalset_paths)
+    kept = []
     for k in koans:
-        if k.id in ids or k.content_hash in hashes:
+        match = evalset_match(k, index)
+        if match is None:
+            kept.append(k)
+        elif match[0] != "form":
             raise LeakageError(
                 f"koan {k.id} is in the frozen evalset and must never be trained on: "
                 f"drop it from the day's koans"
             )
+    return kept
 
 
 def curate(
@@ -80,7 +116,7 @@ def curate(
     replay_ratio: float = 0.0,
     augment_k: int = 0,
     seed: int = 0,
-    evalset_paths: list[str | Path] = (),
+    evalset_paths: list[str | Path],
     cluster_distance: float = 0.6,
 ) -> CuratedSet:
     """Episodes (finished) -> a conversational prompt/completion `datasets.Dataset` with stats."""
@@ -121,11 +157,13 @@ def curate(
     for e in replay:
         chosen.setdefault(e.task_id, (e, "replay"))
 
-    train_koans = [koans[t] for t in chosen]
+    train_koans = guard_leakage([koans[t] for t in chosen], evalset_paths)
+    evalset_variants = len(chosen) - len(train_koans)
     extra: list[tuple[Koan, str]] = []
     if augment_k > 0:
         from sleepy.koans.generate import GenerateError, generate
 
+        index = _evalset_index(evalset_paths)
         for pattern_key in sorted({(k.family, k.pattern) for k in train_koans if k.pattern}):
             family, pattern = pattern_key
             try:
@@ -134,8 +172,9 @@ def curate(
                 )
             except GenerateError:  # a hand-written pattern with no template: nothing to vary
                 continue
-            extra.extend((k, "augment") for k in fresh)
-    guard_leakage(train_koans + [k for k, _ in extra], evalset_paths)
+            kept = [k for k in fresh if evalset_match(k, index) is None]
+            evalset_variants += len(fresh) - len(kept)
+            extra.extend((k, "augment") for k in kept)
 
     sandbox = Sandbox()
     all_koans = train_koans + [k for k, _ in extra]
@@ -203,6 +242,7 @@ def curate(
         "failure_rows": len(fail_rows),
         "replay_rows": sum(r["role"] == "replay" for r in rows),
         "augment_rows": sum(r["role"] == "augment" for r in rows),
+        "evalset_variants_dropped": evalset_variants,
         "clusters": len(clusters),
     }
     return CuratedSet(Dataset.from_list(rows), clusters, stats, used)

@@ -8,8 +8,11 @@ let several processes record into the same file at once.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -58,11 +61,29 @@ MIGRATIONS: list[str] = [
     CREATE INDEX episodes_run ON episodes (run_id, task_id, attempt_idx);
     CREATE INDEX episodes_signature ON episodes (error_signature, passed);
     """,
+    # One live process records a run: two resuming the same run would each redo its open koans.
+    """
+    CREATE TABLE run_owners (
+        run_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        heartbeat REAL NOT NULL
+    );
+    """,
 ]
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# A run's owner that has not beaten for this long is taken to be dead (a killed process, or a
+# machine that went away); on the same host a dead pid is noticed at once.
+OWNER_STALE_S = 30.0
 
 
 class EpisodeError(Exception):
     """A bad request to the store (unknown episode, unreadable file); the message says what to fix."""
+
+
+class RunOwnedError(EpisodeError):
+    """Another live process is recording this run."""
 
 
 @dataclass
@@ -129,11 +150,27 @@ def _to_row(values: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _from_row(row: sqlite3.Row) -> Episode:
+def _from_row(row: sqlite3.Row, path: Path) -> Episode:
     d = dict(row)
     d["passed"] = bool(d["passed"])
-    d["trajectory"] = json.loads(d["trajectory"])
+    try:
+        d["trajectory"] = json.loads(d["trajectory"])
+    except (TypeError, json.JSONDecodeError) as e:
+        raise EpisodeError(
+            f"{path}: episode {d['episode_id']}: trajectory is not valid JSON ({e}); "
+            "the row was edited outside sleepy"
+        ) from None
     return Episode(**d)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process: alive
+        return True
+    return True
 
 
 class EpisodeStore:
@@ -141,9 +178,11 @@ class EpisodeStore:
 
     def __init__(self, path: str | Path, busy_timeout_ms: int = 60_000, create: bool = True):
         self.path = Path(path)
-        if not create and not self.path.exists():
-            raise EpisodeError(f"no episode database at {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            if not create:
+                raise EpisodeError(f"no episode database at {self.path}")
+            self._create(busy_timeout_ms)
+        self._check_file()
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up
         # front and waits (busy_timeout) instead of failing half-way through a transaction.
         self._db = sqlite3.connect(
@@ -153,6 +192,7 @@ class EpisodeStore:
         self._lock = threading.RLock()
         try:
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._check_schema()
             self._db.execute("PRAGMA journal_mode = WAL")
             # NORMAL in WAL mode survives a killed process (only an OS crash can lose the last
             # commits), and keeps one fsync per step out of the agent's way.
@@ -161,6 +201,69 @@ class EpisodeStore:
         except sqlite3.DatabaseError as e:
             self._db.close()
             raise EpisodeError(f"{self.path} is not a usable episode database: {e}") from None
+        except EpisodeError:
+            self._db.close()
+            raise
+
+    def _create(self, busy_timeout_ms: int) -> None:
+        """A new database, built aside and linked into place whole: whoever opens the path sees
+        either nothing or sleepy's schema, never a half-made file (so an empty file is foreign)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.new")
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                db.execute("INSERT INTO schema_version (version) VALUES (0)")
+                db.execute("COMMIT")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:  # another process created it first: use theirs
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _check_file(self) -> None:
+        """Refuse what is not sleepy's before anything is written to it."""
+        if self.path.is_dir():
+            raise EpisodeError(f"{self.path} is a folder, not an episode database")
+        try:
+            with self.path.open("rb") as f:
+                head = f.read(len(_SQLITE_MAGIC))
+        except OSError as e:
+            raise EpisodeError(f"{self.path}: cannot read ({e.strerror})") from None
+        if not head:
+            raise EpisodeError(
+                f"{self.path} is not a usable episode database: it is an empty file; remove it "
+                "or pick another path"
+            )
+        if head != _SQLITE_MAGIC:
+            raise EpisodeError(
+                f"{self.path} is not a usable episode database: it is not an SQLite file; pick "
+                "another path"
+            )
+
+    def _check_schema(self) -> None:
+        tables = {
+            r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "schema_version" not in tables:
+            shown = ", ".join(sorted(tables)[:5]) or "none"
+            raise EpisodeError(
+                f"{self.path} is an SQLite database but not sleepy's episode store "
+                f"(tables: {shown}); sleepy will not change it: pick another path"
+            )
+        problems = [r[0] for r in self._db.execute("PRAGMA integrity_check(5)")]
+        if problems != ["ok"]:
+            first = " ".join(problems[0].split("\n")[:2]).replace("*** in database main *** ", "")
+            raise EpisodeError(
+                f"{self.path} fails SQLite's integrity check ({first}): restore it from a "
+                "copy, or salvage it with `sqlite3 FILE .recover` into a new file"
+            )
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -208,6 +311,57 @@ class EpisodeStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- run ownership ------------------------------------------------------------------------
+
+    @contextmanager
+    def own_run(self, run_id: str, stale_after_s: float = OWNER_STALE_S) -> Iterator[None]:
+        """Hold `run_id` for this process while the block runs; a heartbeat keeps the claim.
+
+        Raises RunOwnedError when another live process holds it. A claim left by a process that
+        died (its pid gone on this host, or no heartbeat for `stale_after_s`) is taken over.
+        """
+        me, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT host, pid, heartbeat FROM run_owners WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is not None:
+                age = time.time() - row["heartbeat"]
+                dead = row["host"] == host and not _pid_alive(row["pid"])
+                if age < stale_after_s and not dead:
+                    raise RunOwnedError(
+                        f"run {run_id} is being recorded by another process (pid {row['pid']} on "
+                        f"{row['host']}, alive {age:.0f} s ago) in {self.path}: wait for it to "
+                        "finish, or use another run_id"
+                    )
+            db.execute(
+                "INSERT OR REPLACE INTO run_owners (run_id, owner, host, pid, heartbeat) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (run_id, me, host, pid, time.time()),
+            )
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(stale_after_s / 5):
+                try:
+                    with self._write() as db:
+                        db.execute(
+                            "UPDATE run_owners SET heartbeat = ? WHERE run_id = ? AND owner = ?",
+                            (time.time(), run_id, me),
+                        )
+                except sqlite3.Error:  # a busy file: the next beat tries again
+                    continue
+
+        thread = threading.Thread(target=beat, daemon=True, name=f"sleepy-owner-{run_id}")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with self._write() as db:
+                db.execute("DELETE FROM run_owners WHERE run_id = ? AND owner = ?", (run_id, me))
 
     # -- recording ----------------------------------------------------------------------------
 
@@ -313,7 +467,7 @@ class EpisodeStore:
             ).fetchone()
         if row is None:
             raise EpisodeError(f"no episode {episode_id!r} in {self.path}")
-        return _from_row(row)
+        return _from_row(row, self.path)
 
     def episodes(
         self,
@@ -347,7 +501,7 @@ class EpisodeStore:
             sql += " WHERE " + " AND ".join(where)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY timestamp, rowid", args).fetchall()
-        return [_from_row(r) for r in rows]
+        return [_from_row(r, self.path) for r in rows]
 
     def finished_task_ids(self, run_id: str, max_attempts: int | None = None) -> set[str]:
         """Tasks a resumed run should skip: passed, or out of attempts.
@@ -372,7 +526,7 @@ class EpisodeStore:
                 "ORDER BY timestamp DESC, rowid DESC LIMIT ?",
                 (str(signature), k),
             ).fetchall()
-        return [_from_row(r) for r in rows]
+        return [_from_row(r, self.path) for r in rows]
 
     def stats(self, run_id: str | None = None, cycle: int | None = None, top: int = 5) -> dict:
         """Pass rate and most frequent starting error signatures, overall and per family."""

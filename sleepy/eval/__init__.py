@@ -17,6 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sleepy.config import check_config
 from sleepy.eval.cache import ResultCache, result_key
 from sleepy.eval.gate import Gate, GateDecision
 from sleepy.eval.metrics import (
@@ -219,6 +220,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     from sleepy.registry import tag_version
     from sleepy.tracking import log_config, mlflow_run
 
+    check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
     gate: Gate = hydra.utils.instantiate(cfg.gate)

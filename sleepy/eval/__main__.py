@@ -12,11 +12,13 @@ from sleepy.config import CONF_DIR
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="eval")
 def _eval(cfg: DictConfig) -> None:
+    from sleepy.config import ConfigError
     from sleepy.eval import EvalError, evaluate
+    from sleepy.tracking import TrackingError
 
     try:
         r = evaluate(cfg)
-    except EvalError as e:
+    except (EvalError, ConfigError, TrackingError) as e:
         print(f"sleepy-eval: error: {e}", file=sys.stderr)
         sys.exit(2)
     m, c = r.metrics, r.champion_metrics

@@ -55,9 +55,23 @@ class Koan:
         return content_hash(self.buggy_code, self.correct_code)
 
     @property
+    def frozen_hash(self) -> str:
+        """Every field that decides a verdict or what the agent is shown, byte for byte.
+
+        `content_hash` forgives comments and whitespace (it names the code, and generated ids are
+        built from it); a frozen koan must not change at all, so this one forgives nothing.
+        """
+        return frozen_hash(self)
+
+    @property
     def normalized_hash(self) -> str:
-        """Equal for programs that differ only in names, literals, comments and layout."""
-        return _hash(normalized_form(self.buggy_code), normalized_form(self.correct_code))
+        """The code with names, literals and layout abstracted (`normalized_form`): equal for a
+        koan and its renamed copy, which the leakage guard must treat as the same koan."""
+        h = hashlib.sha256()
+        h.update(normalized_form(self.buggy_code).encode())
+        h.update(b"\x00")
+        h.update(normalized_form(self.correct_code).encode())
+        return h.hexdigest()[:16]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -77,60 +91,70 @@ def normalize_code(code: str) -> str:
     return " ".join(code.split())
 
 
-def content_hash(buggy_code: str, correct_code: str) -> str:
-    return _hash(normalize_code(buggy_code), normalize_code(correct_code))
-
-
-def _hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
-
-
-# Rust's keywords stay; every other name is abstracted. Literals become their kind.
-_KEYWORDS = frozenset(
+# Words of Rust that are not the program's own names: kept as they are by `normalized_form`.
+_RUST_WORDS = frozenset(
     "as async await break const continue crate dyn else enum extern false fn for if impl in let "
     "loop match mod move mut pub ref return self Self static struct super trait true type unsafe "
-    "use where while".split()
+    "use where while union macro_rules "
+    "i8 i16 i32 i64 i128 isize u8 u16 u32 u64 u128 usize f32 f64 bool char str".split()
 )
 _TOKEN_RE = re.compile(
     r"""(?P<comment>//[^\n]*|/\*.*?\*/)
-      | (?P<str>b?r(?P<hashes>\#*)".*?"(?P=hashes)|b?"(?:[^"\\]|\\.)*")
-      | (?P<char>b?'(?:[^'\\\n]|\\[^\n]+?)')
-      | (?P<lifetime>'[A-Za-z_]\w*)
-      | (?P<num>\d[\w.]*)
-      | (?P<ident>[A-Za-z_]\w*)
-      | (?P<punct>\S)""",
+    |(?P<str>b?r(?P<hashes>\#*)".*?"(?P=hashes)|b?"(?:[^"\\]|\\.)*")
+    |(?P<char>b?'(?:[^'\\]|\\.[^']*)')
+    |(?P<lifetime>'[A-Za-z_]\w*)
+    |(?P<num>\d[\w.]*)
+    |(?P<ident>[A-Za-z_]\w*)
+    |(?P<space>\s+)
+    |(?P<other>.)""",
     re.S | re.X,
 )
 
 
 def normalized_form(code: str) -> str:
-    """The program's token stream with names renamed in order of appearance (`v0`, `v1`, ...),
-    lifetimes likewise, literals replaced by their kind, comments and layout dropped.
+    """The code as error signatures see messages: names, literals and layout abstracted.
 
-    Two programs with the same normalized form are the same program with other names or values:
-    the leakage guard and the learning set use it to catch renamed copies of a koan.
+    Comments and whitespace go; string, char and number literals become `<str>`, `<char>`,
+    `<num>`; each of the program's own names (anything but a Rust keyword or primitive type)
+    becomes `v<n>`, numbered by first appearance, so a consistently renamed copy of a program has
+    the same form while programs that use names differently do not. Public: the leakage guard and
+    the eval's learning-set checks compare koans with it.
     """
     names: dict[str, str] = {}
-    out = []
+    out: list[str] = []
     for m in _TOKEN_RE.finditer(code):
-        kind, text = m.lastgroup, m.group()
-        if kind == "comment":
+        kind, tok = m.lastgroup, m.group()
+        if kind == "hashes":  # the inner group of a raw string; its outer group is "str"
+            kind = "str"
+        if kind in ("comment", "space"):
             continue
-        if kind in ("str", "char", "num"):
-            out.append(f"<{kind}>")
-        elif kind == "ident" and text not in _KEYWORDS:
-            out.append(names.setdefault(text, f"v{len(names)}"))
+        if kind == "ident":
+            tok = tok if tok in _RUST_WORDS else names.setdefault(tok, f"v{len(names)}")
         elif kind == "lifetime":
-            out.append(names.setdefault(text, f"'l{len(names)}"))
-        else:
-            out.append(text)
+            tok = "'" + names.setdefault(tok, f"v{len(names)}")
+        elif kind in ("str", "char", "num"):
+            tok = f"<{kind}>"
+        out.append(tok)
     return " ".join(out)
+
+
+def frozen_hash(koan: Koan) -> str:
+    fields_ = {k: v for k, v in koan.to_dict().items() if k != "meta"}
+    return hashlib.sha256(json.dumps(fields_, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def content_hash(buggy_code: str, correct_code: str) -> str:
+    h = hashlib.sha256()
+    h.update(normalize_code(buggy_code).encode())
+    h.update(b"\x00")
+    h.update(normalize_code(correct_code).encode())
+    return h.hexdigest()[:16]
 
 
 def _parse(data: dict, where: str) -> Koan:
     if not isinstance(data, dict):
         raise KoanError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(Koan)} | {"content_hash"}
+    known = {f.name for f in fields(Koan)} | {"content_hash", "frozen_hash"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise KoanError(f"{where}: field '{unknown[0]}': unknown field (allowed: {sorted(known)})")
@@ -202,7 +226,25 @@ def _parse(data: dict, where: str) -> Koan:
             f"{where}: field 'content_hash': stored {stored} but the code hashes to "
             f"{koan.content_hash} — the koan was edited after it was frozen"
         )
+    stored = data.get("frozen_hash")
+    if stored is not None and stored != koan.frozen_hash:
+        raise KoanError(
+            f"{where}: field 'frozen_hash': stored {stored} but the koan hashes to "
+            f"{koan.frozen_hash} — the koan was edited after it was frozen; restore it, or "
+            "re-freeze the evalset with `sleepy koans freeze`"
+        )
     return koan
+
+
+def parse_frozen(item: Any, where: str) -> Koan:
+    """One koan of an evalset: it must carry its hashes, and they must match what it holds now."""
+    for name in ("content_hash", "frozen_hash"):
+        if not isinstance(item, dict) or name not in item:
+            raise KoanError(
+                f"{where}: field '{name}': missing (frozen koans carry their hashes; "
+                "re-freeze the evalset with `sleepy koans freeze`)"
+            )
+    return _parse(item, where)
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -235,15 +277,7 @@ def load_evalset(path: str | Path) -> list[Koan]:
         raise KoanError(
             f'{path}: field \'koans\': missing (an evalset is {{"name": ..., "koans": [...]}})'
         )
-    out = []
-    for i, item in enumerate(items):
-        where = f"{path}[{i}]"
-        if not isinstance(item, dict) or "content_hash" not in item:
-            raise KoanError(
-                f"{where}: field 'content_hash': missing (frozen koans carry their hash)"
-            )
-        out.append(_parse(item, where))
-    return out
+    return [parse_frozen(item, f"{path}[{i}]") for i, item in enumerate(items)]
 
 
 def load_koans(*paths: str | Path) -> list[Koan]:
@@ -301,6 +335,8 @@ def save_koan(koan: Koan, root: str | Path) -> Path:
 def save_evalset(koans: list[Koan], path: str | Path, name: str = "frozen") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    items = [{**k.to_dict(), "content_hash": k.content_hash} for k in koans]
+    items = [
+        {**k.to_dict(), "content_hash": k.content_hash, "frozen_hash": k.frozen_hash} for k in koans
+    ]
     path.write_text(json.dumps({"name": name, "koans": items}, indent=2) + "\n")
     return path

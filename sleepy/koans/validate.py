@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan
+from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
 
 DEFAULT_PATHS = (Path("koans"), Path("evalsets/frozen.json"))
 # statuses that say more about a loaded machine than about the koan: worth one more try
@@ -184,11 +184,7 @@ def collect(paths: Iterable[str | Path]) -> list[Entry]:
             for i, item in enumerate(items):
                 where = f"{f}[{i}]"
                 try:
-                    if not isinstance(item, dict) or "content_hash" not in item:
-                        raise KoanError(
-                            f"{where}: field 'content_hash': missing (frozen koans carry their hash)"
-                        )
-                    entries.append(Entry(Koan.from_dict(item, where), where, True))
+                    entries.append(Entry(parse_frozen(item, where), where, True))
                 except KoanError as e:
                     entries.append(Entry(None, where, True, [str(e)]))
     return entries

@@ -1,0 +1,97 @@
+"""Config values are checked, before any work starts, in one place (sleepy.config.SCHEMA): each
+bad value from the issue is refused with one line naming the key and the allowed range."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sleepy.config import ConfigError, check_config, compose_config
+
+
+@pytest.mark.parametrize(
+    "config, override, message",
+    [
+        ("day", "agent.concurrency=0", "agent.concurrency=0: must be an integer >= 1"),
+        ("day", "agent.max_attempts=abc", "agent.max_attempts='abc': must be an integer >= 1"),
+        ("day", "agent.temperature=nan", "agent.temperature=nan: must be a number >= 0"),
+        ("sleep", "adapter.rank=0", "adapter.rank=0: must be an integer >= 1"),
+        ("sleep", "adapter.rank=-5", "adapter.rank=-5: must be an integer >= 1"),
+        ("sleep", "adapter.rank=abc", "adapter.rank='abc': must be an integer >= 1"),
+        ("sleep", "adapter.max_steps=-1", "adapter.max_steps=-1: must be an integer >= 1 or null"),
+        ("sleep", "adapter.learning_rate=0", "adapter.learning_rate=0: must be a number > 0"),
+        ("cycle", "gate.min_gain=abc", "gate.min_gain='abc': must be a number >= -1 and <= 1"),
+        ("cycle", "gate.max_regressions=-1", "gate.max_regressions=-1: must be an integer >= 0"),
+        ("cycle", "cycles=0", "cycles=0: must be an integer >= 1"),
+        ("consolidate", "consolidation.k_min=0", "consolidation.k_min=0: must be an integer >= 1"),
+    ],
+)
+def test_bad_values_are_one_line_naming_key_and_range(config, override, message):
+    extra = ["tasks=[a]"] if config == "consolidate" else []
+    with pytest.raises(ConfigError) as e:
+        check_config(compose_config(config, [override, *extra]))
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "config, overrides",
+    [
+        ("day", []),
+        ("sleep", []),
+        ("sleep", ["adapter=coefficients"]),
+        ("consolidate", ["tasks=[a]", "consolidation=uwsh"]),
+        ("eval", ["candidate=base"]),
+        ("cycle", ["experiment=demo"]),
+        ("cycle", ["experiment=three_families", "tracking=none"]),
+    ],
+)
+def test_the_shipped_configs_pass(config, overrides):
+    check_config(compose_config(config, overrides))
+
+
+def run(module: str, *args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def last_line(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_day_with_no_concurrency_stops_at_once_instead_of_spinning(tmp_path):
+    proc = run("sleepy.day", "agent.concurrency=0", f"paths.outputs={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert last_line(proc) == ("sleepy-day: error: agent.concurrency=0: must be an integer >= 1")
+    assert not list(tmp_path.rglob("episodes.sqlite"))
+
+
+def test_sleep_with_a_bad_rank_fails_before_curation_and_leaves_no_mlflow_run(tmp_path):
+    proc = run(
+        "sleepy.sleep", "adapter.rank=abc", "curate.episodes=none.sqlite",
+        f"paths.outputs={tmp_path}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert last_line(proc) == "sleepy-sleep: error: adapter.rank='abc': must be an integer >= 1"
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_cycle_with_a_bad_gate_fails_before_the_first_day(tmp_path):
+    proc = run("sleepy.cycle", "gate.min_gain=abc", f"paths.outputs={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "gate.min_gain='abc': must be a number >= -1 and <= 1" in last_line(proc)
+    assert not (tmp_path / "mlflow.db").exists() and not list(tmp_path.rglob("state.json"))
+
+
+def test_run_koans_refuses_zero_concurrency():
+    from sleepy.agent.loop import run_koans
+
+    with pytest.raises(ValueError, match="concurrency must be >= 1"):
+        run_koans([object()], lambda k: None, None, concurrency=0)
