@@ -20,7 +20,15 @@ from pathlib import Path
 
 from sleepy.sandbox.batch import in_batch
 from sleepy.sandbox.guard import deny_reason
-from sleepy.sandbox.isolation import WORKDIR, Jail, Limits, Outcome, execute, with_env
+from sleepy.sandbox.isolation import (
+    EXPORT_FAILED,
+    WORKDIR,
+    Jail,
+    Limits,
+    Outcome,
+    execute,
+    with_env,
+)
 from sleepy.sandbox.result import (
     Diagnostic,
     SandboxResult,
@@ -247,13 +255,27 @@ class Sandbox:
             argv += ["--test", "--emit=metadata"]
         else:
             argv += (["--test"] if kind == "test" else []) + BUILD_FLAGS
-        cmd = self.jail.compile_command(argv, wd.path, self.toolchain.binds())
         inside = self.jail.mode == "bwrap"
-        env = {"PATH": "/usr/bin:/bin", "HOME": WORKDIR if inside else str(wd.path), "LC_ALL": "C"}
+        # the source read-only; inside, the binary is built in the tmpfs and copied out
+        binds = [*self.toolchain.binds(), (str(wd.path / "src"), f"{WORKDIR}/src")]
+        export = None if kind == "check" or not inside else f"cat -- {out}"
+        uid = self.jail.compile_uid()
+        cmd, switched = self.jail.compile_command(argv, binds, uid, export)
+        home = WORKDIR if inside else str(wd.path)
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LC_ALL": "C"}
         cmd = with_env(cmd, env)  # bwrap starts from --clearenv
-        outcome = execute(
-            cmd, env, self.limits.compile_timeout, self.limits.compile_output_bytes, cwd=wd.path
+        lim = self.limits
+        fd = (
+            os.open(wd.path / out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755) if export else None
         )
+        try:
+            outcome = execute(
+                cmd, env, lim.compile_timeout, lim.compile_output_bytes, cwd=wd.path,
+                uid=None if switched else uid, cleanup_uid=uid, export_to=fd,
+            )  # fmt: skip
+        finally:
+            if fd is not None:
+                os.close(fd)
         diags, _ = parse_diagnostics(outcome.stderr)
         return diags, outcome
 
@@ -274,6 +296,13 @@ class Sandbox:
             return "timeout", f"compilation ran past {self.limits.compile_timeout:g} s"
         if "memory allocation of" in outcome.stderr:
             return "memory", "the compiler ran out of memory"
+        if (
+            "No space left on device" in outcome.stderr
+            or outcome.signal_name == "SIGXFSZ"
+            or outcome.returncode == EXPORT_FAILED
+        ):
+            scratch = self.limits.compile_scratch_bytes >> 20
+            return "killed", f"the build wrote more than the compiler's {scratch} MiB of scratch"
         errors = [d for d in diags if d.level.startswith("error")]
         if errors:
             return "compile_error", errors[0].message
@@ -302,7 +331,7 @@ class Sandbox:
         lim = self.limits
         return execute(
             cmd, env, lim.run_timeout, lim.output_bytes, cwd, stdin,
-            uid=None if switched else uid, cleanup_uid=uid,
+            uid=None if switched else uid, cleanup_uid=uid, reap=self.jail.mode != "bwrap",
         )  # fmt: skip
 
     def _run_failure(self, outcome: Outcome) -> tuple[str, str] | None:
