@@ -249,7 +249,7 @@ def run_cargo(
             "LC_ALL": "C",
         }
         uid = sb.jail.compile_uid()
-        cmd, switched = sb.jail.compile_command(argv, binds, uid, export, prepare)
+        cmd, switched = sb.jail.compile_command(argv, binds, uid, export=export, prepare=prepare)
         cmd = with_env(cmd, env)
         tar = wd.path / "target.tar"
         fd = os.open(tar, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) if export else None

@@ -228,16 +228,19 @@ class Jail:
         argv: list[str],
         binds: list[tuple[str, str]],
         uid: int | None,
+        output: tuple[str, str] | None = None,
         export: str | None = None,
         prepare: str = "",
     ) -> tuple[list[str], bool]:
         """rustc or cargo as `uid`, seeing only the system, the toolchain and `binds` (read-only,
         host path -> path inside), writing only into a sized tmpfs at /sandbox (its cwd).
 
-        `prepare` (a fixed shell command) runs first; after a successful build `export` (a
-        fixed shell command) writes what the build made to its stdout, redirected to the one
-        way out of the tmpfs: the command's stdin, a host file opened for writing (see
-        `execute(export_to=...)`). Returns (command, switched) as `run_command` does.
+        What the build makes leaves the tmpfs one of two ways: `output`, a host file (made by
+        the caller, writable by `uid`) bound at one path inside, which rustc links into
+        directly; or `export`, a fixed shell command run after a successful build, whose
+        stdout goes to the command's stdin, a host file opened for writing (see
+        `execute(export_to=...)`). `prepare`, a fixed shell command, runs first. Returns
+        (command, switched) as `run_command` does.
 
         Outside bubblewrap the command runs as it is, in the caller's cwd, and writes there.
         """
@@ -253,13 +256,16 @@ class Jail:
         view += _reachable(dest for _, dest in binds)
         for src, dest in binds:
             view += ["--ro-bind", src, dest]
+        if output:
+            view += ["--bind", *output]
         # a writable /dev would be an unsized tmpfs the compiler could fill
         view += ["--remount-ro", "/dev", "--chdir", WORKDIR, "--clearenv"]
-        script = f'{prepare + " && " if prepare else ""}"$@" </dev/null; rc=$?'
-        if export:  # stdin is the host file opened for writing (`execute(export_to=...)`)
-            script += f"; if [ $rc = 0 ]; then {{ {export}; }} >&0 || rc={EXPORT_FAILED}; fi"
-        shell = ["/bin/sh", "-c", script + "; exit $rc", "sh"]
-        return view + ["--", *inner, *prefix, *shell, *argv], bool(inner)
+        if export or prepare:
+            script = f'{prepare + " && " if prepare else ""}"$@" </dev/null; rc=$?'
+            if export:
+                script += f"; if [ $rc = 0 ]; then {{ {export}; }} >&0 || rc={EXPORT_FAILED}; fi"
+            argv = ["/bin/sh", "-c", script + "; exit $rc", "sh", *argv]
+        return prefix + view + ["--", *inner, *argv], bool(inner)
 
     def run_command(
         self, argv: list[str], binary: Path, runtime_dir: Path, uid: int | None

@@ -256,26 +256,28 @@ class Sandbox:
         else:
             argv += (["--test"] if kind == "test" else []) + BUILD_FLAGS
         inside = self.jail.mode == "bwrap"
-        # the source read-only; inside, the binary is built in the tmpfs and copied out
-        binds = [*self.toolchain.binds(), (str(wd.path / "src"), f"{WORKDIR}/src")]
-        export = None if kind == "check" or not inside else f"cat -- {out}"
         uid = self.jail.compile_uid()
-        cmd, switched = self.jail.compile_command(argv, binds, uid, export)
+        # the source read-only; inside, rustc links straight into the one host file it may write
+        binds = [*self.toolchain.binds(), (str(wd.path / "src"), f"{WORKDIR}/src")]
+        output = None
+        if inside and kind != "check":
+            host = wd.path / out
+            os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755))
+            if uid is not None:
+                os.chown(host, uid, uid)
+            output = (str(host), f"{WORKDIR}/{out}")
+        cmd, switched = self.jail.compile_command(argv, binds, uid, output)
         home = WORKDIR if inside else str(wd.path)
         env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LC_ALL": "C"}
         cmd = with_env(cmd, env)  # bwrap starts from --clearenv
         lim = self.limits
-        fd = (
-            os.open(wd.path / out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755) if export else None
-        )
-        try:
-            outcome = execute(
-                cmd, env, lim.compile_timeout, lim.compile_output_bytes, cwd=wd.path,
-                uid=None if switched else uid, cleanup_uid=uid, export_to=fd,
-            )  # fmt: skip
-        finally:
-            if fd is not None:
-                os.close(fd)
+        outcome = execute(
+            cmd, env, lim.compile_timeout, lim.compile_output_bytes, cwd=wd.path,
+            uid=None if switched else uid, cleanup_uid=uid,
+        )  # fmt: skip
+        if output and uid is not None:  # ours again (which clears set-id bits) before it runs
+            os.chown(output[0], os.getuid(), os.getgid())
+            os.chmod(output[0], 0o755)
         diags, _ = parse_diagnostics(outcome.stderr)
         return diags, outcome
 
