@@ -585,6 +585,7 @@ def test_cargo_build_time_code_past_the_checks_runs_as_nobody_in_particular(
         f"/proc/{os.getpid()}/root{secret.path}",
         f"/proc/{other.pid}/environ",
         f"/proc/{os.getpid()}/environ",
+        "/proc/self/status",  # who the build-time code runs as, and with which capabilities
     ]
     grab = f"""
 fn grab() -> String {{
@@ -623,6 +624,11 @@ fn grab() -> String {{
     assert result["status"] == "ok", result  # the build ran, its reads and writes failed
     assert "Permission denied" in result["stdout"] or "No such file" in result["stdout"]
     assert "wrote" not in result["stdout"]
+    status = result["stdout"]
+    assert status.count("CapEff:\t0000000000000000") == 2  # the macro and the build script
+    assert status.count("CapBnd:\t0000000000000000") == 2
+    if os.geteuid() == 0:
+        assert "Uid:\t0\t" not in status
     assert secret.value not in text and env_secret not in text
     assert not pwned.exists() and not Path("/tmp", pwned.name).exists()
     _assert_nothing_left(host_tmp)
