@@ -1,5 +1,8 @@
-"""A static check that refuses compile-time reads of host files (`include_str!("/etc/passwd")`,
-`#[path = "../.."]`) before rustc runs; bubblewrap hides host files too, this says so clearly."""
+"""A static check that refuses the known compile-time reads of host files
+(`include_str!("/etc/passwd")`, `#[path = "../.."]`, `.incbin` in asm, ...) before rustc runs.
+
+It is an early, clear message, not the defence: a pattern list always misses a way, so the
+compiler itself runs where no host file can be reached (see `Jail.compile_command`)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,14 @@ import re
 _INCLUDE = re.compile(r"\binclude(?:_str|_bytes)?\b")
 _LITERAL_CALL = re.compile(r"\s*!\s*[(\[{]\s*\"S(\d+)\"\s*[)\]}]")
 _PATH_ATTR = re.compile(r"\bpath\s*=\s*\"S(\d+)\"")
+# attributes that read a file into the binary
+_FILE_ATTR = re.compile(r"\b(gdb_script_file|natvis_file)\s*=\s*\"S(\d+)\"")
+_LINK_ATTR = re.compile(r"#\s*!?\s*\[\s*link\s*\(([^\]]*)\]")
+_LINK_NAME = re.compile(r"\bname\s*=\s*\"S(\d+)\"")
+# assembler directives that read a file, inside a string literal of asm!/global_asm!
+_ASM_FILE = re.compile(
+    r'(?:^|(?<=[\s;])|(?<=\\n)|(?<=\\t))\.(incbin|include)\b\s*(?:\\?"([^"\\]*))?'
+)
 
 
 def _mask(code: str) -> tuple[str, list[str]]:
@@ -66,6 +77,11 @@ def _outside(path: str) -> bool:
 
 def deny_reason(code: str) -> str | None:
     """Why the code may not be compiled, or None. Only relative paths inside the crate pass."""
+    try:
+        code.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate, as json.loads makes from "\ud800"
+        line = code.count("\n", 0, e.start) + 1
+        return f"the code is not valid UTF-8 ({ascii(code[e.start])} on line {line})"
     masked, literals = _mask(code)
     for m in _INCLUDE.finditer(masked):
         name = m.group(0)
@@ -85,4 +101,18 @@ def deny_reason(code: str) -> str | None:
         path = literals[int(m.group(1))]
         if _outside(path):
             return f"#[path] to a file outside the crate ({path!r}) is not allowed"
+    for m in _FILE_ATTR.finditer(masked):
+        path = literals[int(m.group(2))]
+        if _outside(path):
+            return f"{m.group(1)} outside the crate ({path!r}) is not allowed"
+    for m in _LINK_ATTR.finditer(masked):
+        for name in _LINK_NAME.finditer(m.group(1)):
+            lib = literals[int(name.group(1))]
+            if "/" in lib or _outside(lib):
+                return f"#[link] to a file path ({lib!r}) is not allowed; name a library"
+    for literal in literals:
+        for m in _ASM_FILE.finditer(literal):
+            path = m.group(2) or ""
+            if not path or _outside(path):
+                return f"assembler .{m.group(1)} of {path or 'a computed path'!r} is not allowed"
     return None

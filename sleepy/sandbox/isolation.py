@@ -22,6 +22,8 @@ _SETPRIV = shutil.which("setpriv")
 # Where the program sees its own files inside bubblewrap; rustc sees the same path, so
 # diagnostics say src/main.rs relative to it.
 WORKDIR = "/sandbox"
+# The exit status of a compile whose build succeeded but could not be written out of its tmpfs.
+EXPORT_FAILED = 125
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,10 @@ class Limits:
     compile_timeout: float = 60.0
     compile_cpu_seconds: int = 60
     compile_memory_bytes: int = 4 << 30
-    compile_output_bytes: int = 8 << 20
+    compile_output_bytes: int = 8 << 20  # the compiler's stdout and stderr, each
+    # size of the tmpfs holding everything rustc/cargo write (objects, binaries, the crate's
+    # target dir), and RLIMIT_FSIZE of the compiler everywhere
+    compile_scratch_bytes: int = 256 << 20
 
 
 @dataclass
@@ -114,10 +119,27 @@ def _root_view() -> list[str]:
         elif p.is_dir():
             args += ["--ro-bind", top, top]
     # The C linker driver resolves `cc` through /etc/alternatives; ld.so needs its cache.
+    args += ["--perms", "0755", "--dir", "/etc"]
     for etc in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d"):
         if os.path.exists(etc):
             args += ["--ro-bind", etc, etc]
     return args + ["--proc", "/proc", "--dev", "/dev"]
+
+
+def _reachable(paths) -> list[str]:
+    """bwrap arguments that make the parents of bind targets traversable (0755).
+
+    bwrap creates a missing parent with its host mode, so a toolchain under /root would sit
+    behind a 0700 dir that the throwaway uid cannot enter.
+    """
+    args, seen = [], {"/usr", "/etc", WORKDIR}
+    for path in paths:
+        for parent in reversed(Path(path).parents[:-1]):
+            p = str(parent)
+            if p not in seen and not p.startswith(("/usr/", "/etc/", f"{WORKDIR}/")):
+                seen.add(p)
+                args += ["--perms", "0755", "--dir", p]
+    return args
 
 
 class Jail:
@@ -143,16 +165,23 @@ class Jail:
         parts = {"bwrap": "bwrap", "netns": "netns", "none": ""}[self.mode]
         text = "+".join(p for p in (parts, "rlimits" if self.prlimit else "") if p) or "none"
         weaker = []
-        if self.asked in ("auto", "bwrap") and self.mode != "bwrap":
+        if self.mode != "bwrap":
             weaker.append(
-                "no bubblewrap: host files are hidden from rustc only by the static include check"
+                "no bubblewrap: the compiler sees the host's files (only the static include "
+                "check guards them) and its disk use is bounded per file only"
             )
-        if self.asked != "none" and self.mode == "none":
+        if self.mode == "none":
             weaker.append("no network namespace: the program can reach the network")
+        if self.mode == "bwrap" and self.root and not _SETPRIV:
+            weaker.append(
+                "no setpriv: the compiler and the program run as root in a user namespace"
+            )
         if not self.prlimit:
             weaker.append("prlimit missing: no rlimits")
         if not self.root:
             weaker.append("not root: process count not limited")
+            if self.mode == "none":
+                weaker.append("not root: a process the program detaches can outlive the run")
         return f"{text} (weaker: {'; '.join(weaker)})" if weaker else text
 
     # -- command lines ---------------------------------------------------------------------
@@ -175,34 +204,68 @@ class Jail:
             args.append(f"--stack={stack}")
         return args + ["--"]
 
+    def _bwrap(self, uid: int | None) -> tuple[list[str], list[str]]:
+        """bwrap's namespaces, and the command that drops to `uid` inside them.
+
+        As root, bwrap needs no user namespace (the slow part of starting it): it keeps only the
+        capabilities setpriv needs, and setpriv drops to the throwaway uid, clearing every
+        capability set and the bounding set, so nothing inside can read a root-only file.
+        Without root (or setpriv), a user namespace maps the caller's own uid.
+        """
+        if uid is not None and _SETPRIV:
+            spaces = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+            spaces += ["--cap-drop", "ALL"]
+            for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
+                spaces += ["--cap-add", cap]
+            inner = [_SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+            inner += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        else:
+            spaces, inner = ["--unshare-all"], []
+        return ["bwrap", *spaces, "--die-with-parent", "--new-session", *_root_view()], inner
+
     def compile_command(
         self,
         argv: list[str],
-        workdir: Path,
         binds: list[tuple[str, str]],
-        rw_binds: list[tuple[str, str]] = (),
-        net: bool = False,
-    ) -> list[str]:
-        """rustc or cargo, seeing only the system, the toolchain (`binds`) and the workdir."""
+        uid: int | None,
+        output: tuple[str, str] | None = None,
+        export: str | None = None,
+        prepare: str = "",
+    ) -> tuple[list[str], bool]:
+        """rustc or cargo as `uid`, seeing only the system, the toolchain and `binds` (read-only,
+        host path -> path inside), writing only into a sized tmpfs at /sandbox (its cwd).
+
+        What the build makes leaves the tmpfs one of two ways: `output`, a host file (made by
+        the caller, writable by `uid`) bound at one path inside, which rustc links into
+        directly; or `export`, a fixed shell command run after a successful build, whose
+        stdout goes to the command's stdin, a host file opened for writing (see
+        `execute(export_to=...)`). `prepare`, a fixed shell command, runs first. Returns
+        (command, switched) as `run_command` does.
+
+        Outside bubblewrap the command runs as it is, in the caller's cwd, and writes there.
+        """
         lim = self.limits
+        scratch = lim.compile_scratch_bytes
         prefix = self._rlimits(
-            lim.compile_cpu_seconds, lim.compile_memory_bytes, 1 << 30, None, None
+            lim.compile_cpu_seconds, lim.compile_memory_bytes, scratch, None, None
         )
         if self.mode != "bwrap":
-            return prefix + argv
-        # rustc runs no user code (no build scripts, no proc macros): a private filesystem view
-        # is what it needs; the namespaces a program needs cost milliseconds per call
-        spaces = ["--unshare-net", "--unshare-ipc"] if net else []
-        if not self.root:
-            spaces.append("--unshare-user")
-        view = ["bwrap", *spaces, "--die-with-parent", *_root_view(), "--tmpfs", "/tmp"]
+            return prefix + argv, False
+        head, inner = self._bwrap(uid)
+        view = [*head, "--perms", "1777", "--size", str(scratch), "--tmpfs", WORKDIR]
+        view += _reachable(dest for _, dest in binds)
         for src, dest in binds:
             view += ["--ro-bind", src, dest]
-        view += ["--bind", str(workdir), WORKDIR]
-        for src, dest in rw_binds:
-            view += ["--bind", src, dest]
-        view += ["--chdir", WORKDIR, "--clearenv"]
-        return prefix + view + ["--"] + argv
+        if output:
+            view += ["--bind", *output]
+        # a writable /dev would be an unsized tmpfs the compiler could fill
+        view += ["--remount-ro", "/dev", "--chdir", WORKDIR, "--clearenv"]
+        if export or prepare:
+            script = f'{prepare + " && " if prepare else ""}"$@" </dev/null; rc=$?'
+            if export:
+                script += f"; if [ $rc = 0 ]; then {{ {export}; }} >&0 || rc={EXPORT_FAILED}; fi"
+            argv = ["/bin/sh", "-c", script + "; exit $rc", "sh", *argv]
+        return prefix + view + ["--", *inner, *argv], bool(inner)
 
     def run_command(
         self, argv: list[str], binary: Path, runtime_dir: Path, uid: int | None
@@ -218,16 +281,7 @@ class Jail:
         )
         if self.mode == "bwrap":
             size = str(lim.scratch_bytes)
-            if uid is not None and _SETPRIV:
-                # As root, bwrap needs no user namespace (the slow part of starting it); the
-                # program drops to its throwaway uid inside, losing every capability.
-                spaces = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-                spaces += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-                inner = [_SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-                inner += ["--no-new-privs", "--"]
-            else:
-                spaces, inner = ["--unshare-all"], []
-            view = ["bwrap", *spaces, "--die-with-parent", "--new-session", *_root_view()]
+            view, inner = self._bwrap(uid)
             for scratch in ("/tmp", WORKDIR):
                 view += ["--perms", "1777", "--size", size, "--tmpfs", scratch]
             view += ["--ro-bind", str(binary), f"{WORKDIR}/main"]
@@ -256,6 +310,11 @@ class Jail:
     def sandbox_uid(self) -> int | None:
         return _SANDBOX_UID_BASE + random.randrange(_UID_SPAN) if self.root else None
 
+    def compile_uid(self) -> int | None:
+        """The compiler's throwaway uid: only where bwrap can drop to it, since the toolchain
+        (under /root as a rule) is reachable only through bwrap's own view."""
+        return self.sandbox_uid() if self.mode == "bwrap" and _SETPRIV else None
+
 
 def with_env(cmd: list[str], env: dict[str, str]) -> list[str]:
     """Insert --setenv pairs after bwrap's --clearenv (a no-op for commands without bwrap)."""
@@ -275,11 +334,16 @@ def execute(
     stdin: str = "",
     uid: int | None = None,
     cleanup_uid: int | None = None,
+    reap: bool = False,
+    export_to: int | None = None,
 ) -> Outcome:
     """Run `cmd` in a new session; kill the whole group on timeout or when output overflows.
 
     The wall clock includes everything; the process group is always killed at the end so that
-    nothing the program started outlives the call.
+    nothing the program started outlives the call. With `reap`, every process of the run's uid
+    is killed too, however it ended (a pid namespace does that for bubblewrap; without one, a
+    double-forked daemon leaves the group). `export_to`, a file descriptor open for writing,
+    stands in for stdin: a compile writes what it built there (see `Jail.compile_command`).
     """
     start = time.perf_counter()
     as_user = {}
@@ -288,9 +352,10 @@ def execute(
             cmd = [_SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *cmd]
         else:
             as_user = {"user": uid, "group": uid, "extra_groups": []}
+    feed = subprocess.DEVNULL if export_to is None else export_to
     proc = subprocess.Popen(
         cmd,
-        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdin=subprocess.PIPE if stdin else feed,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -334,7 +399,7 @@ def execute(
     proc.wait()
     rc = proc.returncode
     owner = uid if uid is not None else cleanup_uid
-    if owner is not None and (timed_out or truncated or rc < 0 or rc > 128):
+    if owner is not None and (reap or timed_out or truncated or rc < 0 or rc > 128):
         _kill_uid(owner)
     proc.stdout.close()
     proc.stderr.close()

@@ -3,11 +3,13 @@ test harness and `main` run contained, and the one definition of a passing fix (
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -18,7 +20,15 @@ from pathlib import Path
 
 from sleepy.sandbox.batch import in_batch
 from sleepy.sandbox.guard import deny_reason
-from sleepy.sandbox.isolation import WORKDIR, Jail, Limits, Outcome, execute, with_env
+from sleepy.sandbox.isolation import (
+    EXPORT_FAILED,
+    WORKDIR,
+    Jail,
+    Limits,
+    Outcome,
+    execute,
+    with_env,
+)
 from sleepy.sandbox.result import (
     Diagnostic,
     SandboxResult,
@@ -82,40 +92,59 @@ _RUNTIME_LOCK = threading.Lock()
 
 @functools.cache
 def runtime_dir() -> Path:
-    """A world-readable copy of libstd-*.so for programs built with prefer-dynamic.
+    """A copy of libstd-*.so for programs built with prefer-dynamic, readable by their uid.
 
-    The toolchain usually lives under /root, which the program's throwaway uid cannot read.
+    The toolchain usually lives under /root, which the program's throwaway uid cannot read. One
+    copy per user and toolchain is shared between processes; when its path holds something else
+    (another user can create that name in a shared temp dir), this process makes its own.
     """
     tc = Toolchain.find()
     libs = sorted(tc.libstd_dir.glob("libstd-*.so"))
     key = "-".join(p.name.removeprefix("libstd-").removesuffix(".so") for p in libs) or "none"
     base = Path(tempfile.gettempdir()) / f"sleepy-runtime-{os.getuid()}-{key}"
     with _RUNTIME_LOCK:
-        if not _trusted(base) or any(not (base / p.name).exists() for p in libs):
-            tmp = Path(tempfile.mkdtemp(prefix="sleepy-runtime-"))
-            for p in libs:
-                shutil.copy2(p, tmp / p.name)
-                os.chmod(tmp / p.name, 0o755)
-            os.chmod(tmp, 0o755)
-            if base.exists():
-                shutil.rmtree(base, ignore_errors=True)
-            try:
-                os.rename(tmp, base)
-            except OSError:  # another process made it first
-                shutil.rmtree(tmp, ignore_errors=True)
-        if not _trusted(base):
-            raise SandboxError(
-                f"{base} is not owned by this user or is writable by others; remove it"
-            )
+        return shared_runtime_copy(base, libs)
+
+
+def shared_runtime_copy(base: Path, libs: list[Path]) -> Path:
+    """`base` when it is (or can atomically become) this user's own copy of `libs`, else a
+    private copy removed when the process exits. Nothing at `base` is followed or removed."""
+    if _trusted(base, libs):
+        return base
+    tmp = Path(tempfile.mkdtemp(prefix="sleepy-runtime-"))
+    for p in libs:
+        shutil.copyfile(p, tmp / p.name)
+        os.chmod(tmp / p.name, 0o755)
+    # others may enter it (the program's uid opens libstd by name) but not list or change it
+    os.chmod(tmp, 0o711)
+    try:
+        os.rename(tmp, base)  # fails on a symlink, a file or a dir that is not empty
+    except OSError:
+        if _trusted(base, libs):  # another process made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+            return base
+        atexit.register(shutil.rmtree, tmp, True)
+        return tmp
     return base
 
 
-def _trusted(path: Path) -> bool:
+def _trusted(path: Path, libs: list[Path]) -> bool:
+    """A real dir (lstat: a symlink is not trusted) of this user's, writable by no one else,
+    holding a regular file of this user's for each lib, of the lib's size."""
+    uid = os.getuid()
     try:
-        st = path.stat()
-    except FileNotFoundError:
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & 0o022:
+            return False
+        for lib in libs:
+            f = os.lstat(path / lib.name)
+            if not stat.S_ISREG(f.st_mode) or f.st_uid != uid or f.st_mode & 0o022:
+                return False
+            if f.st_size != lib.stat().st_size:
+                return False
+    except OSError:
         return False
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+    return True
 
 
 def has_main(code: str) -> bool:
@@ -176,11 +205,15 @@ class Workdir:
 
     def __init__(self, code: str | None = None):
         self.path = Path(tempfile.mkdtemp(prefix="sleepy-sbx-"))
-        # the program's uid must reach its binary to bind it; nothing here is secret
-        os.chmod(self.path, 0o711)
-        if code is not None:
-            (self.path / "src").mkdir()
-            (self.path / SOURCE).write_text(code)
+        try:
+            # the program's uid must reach its binary to bind it; nothing here is secret
+            os.chmod(self.path, 0o711)
+            if code is not None:
+                (self.path / "src").mkdir()
+                (self.path / SOURCE).write_text(code)
+        except BaseException:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     def __enter__(self) -> Workdir:
         return self
@@ -222,13 +255,29 @@ class Sandbox:
             argv += ["--test", "--emit=metadata"]
         else:
             argv += (["--test"] if kind == "test" else []) + BUILD_FLAGS
-        cmd = self.jail.compile_command(argv, wd.path, self.toolchain.binds())
         inside = self.jail.mode == "bwrap"
-        env = {"PATH": "/usr/bin:/bin", "HOME": WORKDIR if inside else str(wd.path), "LC_ALL": "C"}
+        uid = self.jail.compile_uid()
+        # the source read-only; inside, rustc links straight into the one host file it may write
+        binds = [*self.toolchain.binds(), (str(wd.path / "src"), f"{WORKDIR}/src")]
+        output = None
+        if inside and kind != "check":
+            host = wd.path / out
+            os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755))
+            if uid is not None:
+                os.chown(host, uid, uid)
+            output = (str(host), f"{WORKDIR}/{out}")
+        cmd, switched = self.jail.compile_command(argv, binds, uid, output)
+        home = WORKDIR if inside else str(wd.path)
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LC_ALL": "C"}
         cmd = with_env(cmd, env)  # bwrap starts from --clearenv
+        lim = self.limits
         outcome = execute(
-            cmd, env, self.limits.compile_timeout, self.limits.compile_output_bytes, cwd=wd.path
-        )
+            cmd, env, lim.compile_timeout, lim.compile_output_bytes, cwd=wd.path,
+            uid=None if switched else uid, cleanup_uid=uid,
+        )  # fmt: skip
+        if output and uid is not None:  # ours again (which clears set-id bits) before it runs
+            os.chown(output[0], os.getuid(), os.getgid())
+            os.chmod(output[0], 0o755)
         diags, _ = parse_diagnostics(outcome.stderr)
         return diags, outcome
 
@@ -249,6 +298,13 @@ class Sandbox:
             return "timeout", f"compilation ran past {self.limits.compile_timeout:g} s"
         if "memory allocation of" in outcome.stderr:
             return "memory", "the compiler ran out of memory"
+        if (
+            "No space left on device" in outcome.stderr
+            or outcome.signal_name == "SIGXFSZ"
+            or outcome.returncode == EXPORT_FAILED
+        ):
+            scratch = self.limits.compile_scratch_bytes >> 20
+            return "killed", f"the build wrote more than the compiler's {scratch} MiB of scratch"
         errors = [d for d in diags if d.level.startswith("error")]
         if errors:
             return "compile_error", errors[0].message
@@ -277,7 +333,7 @@ class Sandbox:
         lim = self.limits
         return execute(
             cmd, env, lim.run_timeout, lim.output_bytes, cwd, stdin,
-            uid=None if switched else uid, cleanup_uid=uid,
+            uid=None if switched else uid, cleanup_uid=uid, reap=self.jail.mode != "bwrap",
         )  # fmt: skip
 
     def _run_failure(self, outcome: Outcome) -> tuple[str, str] | None:
