@@ -476,16 +476,13 @@ def test_a_lone_surrogate_from_a_json_reply_is_a_verdict(host_tmp):
     _assert_nothing_left(host_tmp)
 
 
-@pytest.mark.xfail(
-    reason="the episode store (sleepy/episodes) cannot write a lone surrogate: "
-    "sqlite raises UnicodeEncodeError for the reply's code; the sandbox's verdict is fine",
-    raises=UnicodeEncodeError,
-    strict=True,
-)
 def test_a_lone_surrogate_from_a_json_reply_does_not_end_the_day(host_tmp, tmp_path):
     code = json.loads('"fn main() { println!(\\"\\ud800\\"); }"')
-    run, _ = through_the_day(code, tmp_path)
+    run, stored = through_the_day(code, tmp_path)
     assert run.done and not run.passed and run.steps[-1]["signature"].startswith("denied")
+    with EpisodeStore(tmp_path / "episodes.sqlite", create=False) as store:
+        [episode] = store.episodes()  # stored, the reply with it: escaped, not lost
+    assert episode.status == "done" and "\\ud800" in json.dumps(episode.trajectory)
 
 
 def test_a_symlink_planted_at_the_shared_runtime_path_is_not_followed(tmp_path):

@@ -138,15 +138,35 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _json(value: Any) -> str:
+    """JSON text SQLite can store: a model's reply may hold a lone surrogate (from a JSON reply's
+    "\\ud800"), which UTF-8 cannot encode; escaped as \\ud800 it reads back as the same string."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
+
+
+def _text(value: Any) -> Any:
+    """A text column SQLite can store: characters UTF-8 cannot encode become backslash escapes."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def _to_row(values: dict[str, Any]) -> dict[str, Any]:
-    row = dict(values)
+    row = {k: _text(v) for k, v in values.items() if k != "trajectory"}
+    if "trajectory" in values:
+        row["trajectory"] = values["trajectory"]
     for key in ("error_signature", "first_error_signature", "final_error_signature"):
         if row.get(key) is not None:  # an ErrorSignature is stored as its readable form
             row[key] = str(row[key])
     if "passed" in row:
         row["passed"] = int(bool(row["passed"]))
     if "trajectory" in row:
-        row["trajectory"] = json.dumps(row["trajectory"], ensure_ascii=False)
+        row["trajectory"] = _json(row["trajectory"])
     return row
 
 
@@ -426,11 +446,11 @@ class EpisodeStore:
                 sets.append(f"{key} = {key} + ?")
             else:
                 sets.append(f"{key} = ?")
-            args.append(value)
+            args.append(_text(value))
         if step is not None:
             # json_insert appends in SQL, so a step costs one small UPDATE, not a rewrite.
             sets += ["trajectory = json_insert(trajectory, '$[#]', json(?))", "steps = steps + 1"]
-            args.append(json.dumps(step, ensure_ascii=False))
+            args.append(_json(step))
         sets.append("updated_at = ?")
         args.append(_now())
         with self._write() as db:
