@@ -133,6 +133,7 @@ SCHEMA: dict[str, Rule] = {
     "consolidation.k_max": Rule(int, ge=1),
     "consolidation.p": Rule(int, ge=1),
     "consolidation.phi": Rule(int, ge=0),
+    "consolidation.route_distance": Rule(float, ge=0, le=2),
     "tracking.enabled": Rule(bool),
     "learning_set.k": Rule(int, ge=1),
 }

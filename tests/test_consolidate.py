@@ -105,6 +105,23 @@ def test_router_routes_by_signature_then_cluster_else_base(tasks, tmp_path):
     assert (router.task_dir("task1") / "adapter_config.json").is_file()
 
 
+def test_router_distance_is_the_bundles_and_a_bare_test_failure_routes_nowhere(tasks, tmp_path):
+    import json
+
+    res = Share(threshold=1.0, k_min=8, k_max=8, route_distance=0.01)(
+        tasks, str(MODEL_DIR), tmp_path
+    )
+    table = json.loads((res.bundle_dir / "router.json").read_text())
+    assert table["distance"] == 0.01
+    tight = Router(res.bundle_dir)
+    assert tight.route(SIGNATURES["trait_bounds"]) == "task1"  # exact still routes
+    assert tight.route("E0277 the trait bound <type>: <id> is not satisfied in <id>") is None
+    # a failing assertion names no mistake: even when a task trained on it, it is not routed
+    table["tasks"]["task1"]["signatures"].append("test_failed assertion left == right failed")
+    (res.bundle_dir / "router.json").write_text(json.dumps(table))
+    assert Router(res.bundle_dir).route("test_failed assertion left == right failed") is None
+
+
 def test_router_rejects_a_broken_table_in_one_line(tasks, tmp_path):
     res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
     (res.bundle_dir / "router.json").write_text("{not json")

@@ -151,8 +151,10 @@ class Share(Consolidator):
         previous: str | None = None,
         p: int = 2,
         phi: int = 0,
+        route_distance: float = 0.3,
     ):
         self.kw = {"threshold": threshold, "k_min": k_min, "k_max": k_max}
+        self.route_distance = route_distance  # written into router.json: what routes where
         self.pool = [Path(p) for p in (pool or [])]
         self.method = method or self.method
         # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from
@@ -162,7 +164,7 @@ class Share(Consolidator):
 
     def consolidate(self, tasks, base_model, out):
         earlier = load_bundle(self.previous) if self.previous is not None else {}
-        router = {"tasks": {}, "fallback": "base"}
+        router = {"tasks": {}, "fallback": "base", "distance": self.route_distance}
         if self.previous is not None and (self.previous / "router.json").exists():
             router["tasks"] = json.loads((self.previous / "router.json").read_text())["tasks"]
         layers, errors = merge_layers(

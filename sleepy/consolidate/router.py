@@ -3,7 +3,10 @@
 A Share bundle (`router.json` + `tasks/<name>/`, written by `Share.consolidate`) lists, per task,
 the error signatures of the failures it was trained on. A signature seen in training routes to its
 task; an unseen one goes to the task of its nearest training signature when that one lies within
-the cluster distance sleep's curation uses (TF-IDF, cosine); anything else gets the base model.
+the bundle's `distance` (TF-IDF, cosine); anything else gets the base model. A failing test's bare
+assertion (`test_failed assertion left == right failed`) says that a program is wrong, not which
+mistake it made, so it routes nowhere: sent to a task adapter, every failing test of every family
+would be.
 """
 
 from __future__ import annotations
@@ -12,9 +15,17 @@ import functools
 import json
 from pathlib import Path
 
-# The same tokens and distance as sleep's clustering of failures (sleepy.curate.cluster_failures).
+# The same tokens as sleep's clustering of failures (sleepy.curate.cluster_failures). The distance
+# is tighter than curation's 0.6: at 0.6 a concurrency error (`E0277 <type> cannot be sent between
+# threads safely`, 0.49 away) went to the trait-bounds adapter and broke known koans of other
+# families; bundles record their own (consolidation.route_distance).
 TOKEN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]+|E\d{4}"
-DISTANCE = 0.6
+DISTANCE = 0.3
+
+
+def routable(signature: str) -> bool:
+    """A signature that names a kind of mistake (a rustc error), not just that a test failed."""
+    return not signature.startswith("test_failed assertion")
 
 
 class RouterError(ValueError):
@@ -24,20 +35,25 @@ class RouterError(ValueError):
 class Router:
     """signature -> task name (or None: the base model)."""
 
-    def __init__(self, bundle_dir: str | Path, distance: float = DISTANCE):
+    def __init__(self, bundle_dir: str | Path, distance: float | None = None):
         self.bundle = Path(bundle_dir)
         path = self.bundle / "router.json"
         try:
-            table = json.loads(path.read_text())["tasks"]
+            data = json.loads(path.read_text())
+            table = data["tasks"]
+            self.distance = float(
+                distance if distance is not None else data.get("distance", DISTANCE)
+            )
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RouterError(f"{path}: not a router table ({type(e).__name__}: {e})") from None
         self.table: dict[str, dict] = table
-        self.distance = distance
         missing = [t for t in table if not (self.task_dir(t) / "adapter_config.json").is_file()]
         if missing:
             raise RouterError(f"{self.bundle}: router.json names tasks with no adapter: {missing}")
         # later tasks win ties: a signature learned again is routed to the newer adapter
-        self.exact = {s: t for t, e in table.items() for s in e.get("signatures", [])}
+        self.exact = {
+            s: t for t, e in table.items() for s in e.get("signatures", []) if routable(s)
+        }
         self._signatures = list(self.exact)
         self._vectorizer = self._matrix = None
         if self._signatures:
@@ -61,7 +77,7 @@ class Router:
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one router lives as long as its backend
     def route(self, signature: str | None) -> str | None:
-        if not signature:
+        if not signature or not routable(signature):
             return None
         if signature in self.exact:
             return self.exact[signature]
