@@ -180,6 +180,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     koans__families=list(plan.families),
                     koans__count=plan.get("count"),
                     koans__generate=plan.get("generate", 0),
+                    koans__patterns=list(plan.get("patterns", [])),
                     koans__seed=int(cfg.seed) + c,
                     koans__source=plan.get("source", cfg.paths.koans),
                     backend__adapter=champion
@@ -338,7 +339,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
         from sleepy.plots import family_cycle_matrix, plots_from_mlflow
 
         pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
-        pngs += plots_from_mlflow(experiment, uri, out / "plots")
+        pngs += plots_from_mlflow(experiment, uri, out / "plots", lineage=lineage)
         last = state.get(int(cfg.cycles), "parent")["run_id"]
         with mlflow_run(uri, experiment, run_id=last):
             for png in pngs:

@@ -63,9 +63,12 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
         from sleepy.koans.generate import generate
         from sleepy.koans.generator import patterns
 
+        wanted = list(kcfg.get("patterns") or [])
         for family in families or FAMILIES:
-            if patterns(family):
-                koans += generate(family, int(kcfg.generate), seed=int(kcfg.seed))
+            names = {p.name for p in patterns(family)}
+            chosen = [n for n in wanted if n in names] if wanted else None
+            if names and (chosen or not wanted):
+                koans += generate(family, int(kcfg.generate), seed=int(kcfg.seed), patterns=chosen)
     present = sorted({k.family for k in koans})
     if families:
         koans = [k for k in koans if k.family in families]

@@ -260,7 +260,8 @@ def family_cycle_matrix(summaries: list[dict], out: str | Path) -> Path:
     for s in summaries:
         for f in s["families"]:
             before.setdefault(f, s["champion_learning_family"].get(f, 0.0))
-    rows = [s["learning_family"] for s in summaries]
+    nan = float("nan")
+    rows = [{f: s["learning_family"].get(f, nan) for f in families} for s in summaries]
     labels = [
         f"after c{s['cycle']} ({', '.join(s['families'])})" + ("" if s["promoted"] else " REJECTED")
         for s in summaries
@@ -291,7 +292,7 @@ def _matrix_plot(matrices, families, out, title, xlabel, labels=None) -> Path:
                 ax.text(
                     j,
                     i,
-                    f"{v:.2f}",
+                    "not yet\nmeasured" if v != v else f"{v:.2f}",  # NaN: not in the set yet
                     ha="center",
                     va="center",
                     fontsize=8,
@@ -340,7 +341,12 @@ def _per_koan(run_id: str) -> list[dict]:
 
 
 def plots_from_mlflow(
-    experiment: str, uri: str, out: str | Path, by: str | None = None, metric: str = "pass_rate"
+    experiment: str,
+    uri: str,
+    out: str | Path,
+    by: str | None = None,
+    metric: str = "pass_rate",
+    lineage: str | None = None,
 ) -> list[Path]:
     """Rebuild every plot from the eval runs of `experiment`; returns the PNGs written.
 
@@ -349,6 +355,8 @@ def plots_from_mlflow(
     """
     out = Path(out)
     runs = eval_runs(experiment, uri)
+    if lineage is not None:  # one lineage's own plots: other runs in the experiment stay out
+        runs = [r for r in runs if r.data.tags.get("lineage") == lineage] or runs
     lineages: dict[str, list] = defaultdict(list)
     for r in runs:
         key = (r.data.tags.get(by) or r.data.params.get(by)) if by else None

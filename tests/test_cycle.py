@@ -99,6 +99,18 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
 
     _check_learning_sets(state, client, exp)
 
+    # the README's table comes from the store, not from hand-copied figures
+    from sleepy.report import cycle_summaries, cycles_markdown
+
+    lineage, rows = cycle_summaries(f"sqlite:///{tmp_path}/mlflow.db", "sleepy-cycle")
+    assert lineage == "test" and [r["cycle"] for r in rows] == [1, 2]
+    for row, s in zip(rows, summaries, strict=True):
+        assert row["learning_pass_rate"] == pytest.approx(s["learning_pass_rate"])
+        assert row["families"] == s["families"] and row["decision"] == s["decision"]
+    table = cycles_markdown(rows)
+    assert table.splitlines()[2].startswith("| 1 | trait_bounds | ")
+    assert "| 2 | lifetimes | " in table
+
     plots = sorted(p.name for p in (tmp_path / "cycle" / "plots").glob("*.png"))
     assert any("learning" in p for p in plots) and any("forgetting" in p for p in plots)
     _query_through_mlflow_server(tmp_path / "mlflow.db", exp, parent)
