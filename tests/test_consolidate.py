@@ -247,8 +247,12 @@ def test_hf_backend_routes_each_conversation_to_its_task_adapter(tasks, tmp_path
     # route=off: the averaged adapter, no routing
     averaged = HFBackend(MODEL_DIR, adapter=res.adapter_dir, route="off", max_new_tokens=12)
     assert not averaged.supports_routing and averaged.router is None
-    with pytest.raises(BackendError, match="route must be 'auto' or 'off'"):
+    with pytest.raises(BackendError, match=r"route must be one of \('auto', 'off', 'arrow'\)"):
         HFBackend(MODEL_DIR, adapter=res.adapter_dir, route="maybe")
+    # route=arrow: PEFT's Arrow router over the bundle's task adapters, a training-free baseline
+    arrow = HFBackend(MODEL_DIR, adapter=res.adapter_dir, route="arrow", max_new_tokens=12)
+    assert "arrow_router" in arrow.model.peft_config and not arrow.supports_routing
+    assert arrow.generate([prompt])[0].text != gens[1].text  # the task adapters took part
 
 
 def test_sleepy_serve_routes_requests_that_carry_an_error_signature(tasks, tmp_path):
