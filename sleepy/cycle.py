@@ -174,6 +174,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     "day",
                     cdir / "day",
                     run_id=f"{lineage}-c{c}-day",
+                    label=f"cycle {c}/{cfg.cycles} day on {', '.join(plan.families)}",
                     cycle=c,
                     resume=True,
                     paths__episodes_db=str(cdir / "day" / "episodes.sqlite"),

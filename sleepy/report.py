@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from sleepy.cycle import kept_families
 from sleepy.tracking import DEFAULT_URI
@@ -119,11 +120,13 @@ def forgetting_markdown(uri: str, experiment: str = "sleepy-forgetting") -> str:
             continue
         cells = [" / ".join(f"{row.get(f, 0.0):.2f}" for f in families) for row in rows]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    note = f"Cells: pass rate of {' / '.join(families)} on the frozen suite.\n\n"
+    suite = data.get("suite", "evalsets/frozen.json")
+    note = f"Cells: pass rate of {' / '.join(families)} on `{suite}`.\n\n"
     return note + head + "\n".join(lines)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if args.forgetting:
         print(forgetting_markdown(args.uri, args.experiment or "sleepy-forgetting"))
         return 0

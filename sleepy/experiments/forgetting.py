@@ -142,13 +142,15 @@ def forgetting(
             rows.append(measure(str(result.adapter_dir), f"{tag}_{t}", route=route))
         matrices[tag] = rows  # a name MLflow accepts in metric keys
     with mlflow_run(uri, "sleepy-forgetting", run_name="forgetting-matrix"):
-        mlflow.log_dict({"families": families, "matrices": matrices}, "forgetting.json")
+        mlflow.log_dict(
+            {"families": families, "matrices": matrices, "suite": str(source)}, "forgetting.json"
+        )
         png = forgetting_matrix_plot(matrices, families, out / "forgetting_matrix.png")
         mlflow.log_artifact(str(png))
         for method, rows in matrices.items():
             for t, row in enumerate(rows):
                 mlflow.log_metrics({f"{method}.{k}": v for k, v in row.items()}, step=t)
-    result = {"families": families, "matrices": matrices}
+    result = {"families": families, "matrices": matrices, "suite": str(source)}
     (out / "forgetting.json").write_text(json.dumps(result, indent=2))
     return result
 
