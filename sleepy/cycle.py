@@ -365,6 +365,14 @@ def kept_families(summaries: list[dict], tolerance: float = 0.05) -> list[dict[s
     return out
 
 
+def own_gain(s: dict) -> str:
+    """The learned family's own learning-set rate, before → after this cycle's sleep."""
+    return "; ".join(
+        f"{s['champion_learning_family'].get(f, 0.0):.0%} → {s['learning_family'].get(f, 0.0):.0%}"
+        for f in s["families"]
+    )
+
+
 def summary_table(summaries: list[dict], title: str):
     """The closing table, in words: what each cycle learned and whether it kept the rest."""
     from rich.table import Table
@@ -373,7 +381,8 @@ def summary_table(summaries: list[dict], title: str):
     for col in (
         "cycle",
         "learned",
-        "learning set\nbefore → after",
+        "its learning set\nbefore → after",
+        "whole set\nbefore → after",
         "repeat errors\nbefore → after",
         "frozen\nregressions",
         "earlier families\n(kept: within 5 points)",
@@ -392,6 +401,7 @@ def summary_table(summaries: list[dict], title: str):
         table.add_row(
             str(s["cycle"]),
             ", ".join(s["families"]),
+            own_gain(s),
             f"{s['champion_learning_pass_rate']:.0%} → {s['learning_pass_rate']:.0%}",
             f"{s['champion_repeat_error_rate']:.0%} → {s['repeat_error_rate']:.0%}",
             str(int(s["regressions"])),

@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from sleepy.cycle import kept_families
+from sleepy.cycle import kept_families, own_gain
 from sleepy.tracking import DEFAULT_URI
 
 
@@ -68,9 +68,10 @@ def cycle_summaries(uri: str, experiment: str, lineage: str | None = None) -> tu
 
 def cycles_markdown(rows: list[dict]) -> str:
     head = (
-        "| cycle | learned | learning set before → after | repeat errors before → after "
-        "| frozen regressions | earlier families (after their sleep → now) | gate |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "| cycle | learned | its learning set before → after | whole learning set before → after "
+        "| repeat errors before → after | frozen regressions "
+        "| earlier families (after their sleep → now) | gate |\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for s, kept in zip(rows, kept_families(rows), strict=True):
@@ -79,7 +80,7 @@ def cycles_markdown(rows: list[dict]) -> str:
             for f, (post, now, ok) in kept.items()
         )
         lines.append(
-            f"| {s['cycle']} | {', '.join(s['families'])} "
+            f"| {s['cycle']} | {', '.join(s['families'])} | {own_gain(s)} "
             f"| {s['champion_learning_pass_rate']:.0%} → {s['learning_pass_rate']:.0%} "
             f"| {s['champion_repeat_error_rate']:.0%} → {s['repeat_error_rate']:.0%} "
             f"| {int(s['regressions'])} | {earlier or '—'} | {s['decision'].split(':')[0]} |"
