@@ -52,6 +52,8 @@ def learning_curve(
     for ax, (metric, label, ylim) in zip(axes, CURVES, strict=True):
         for name, pts in series.items():
             pts = sorted((p for p in pts if metric in p), key=lambda p: p["cycle"])
+            if metric == "median_steps_to_green":  # nothing passed: no steps to green to show
+                pts = [p for p in pts if p.get("pass_rate", 1.0) > 0]
             if not pts:
                 continue
             style = "--" if "champion" in name else "-"
