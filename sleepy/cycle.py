@@ -82,6 +82,7 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
     from sleepy.episodes import EpisodeStore
     from sleepy.eval.learning import LearningSetError, build_learning_set
     from sleepy.koans import load_evalset, save_evalset
+    from sleepy.koans.model import evalset_path
     from sleepy.sleep import koans_for
 
     failed, training = [], []
@@ -93,12 +94,12 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
         failed += [known[t] for t in sorted(ids) if t in known]
         training += load_evalset(slp["training_koans"])
     previous = (state.get(c - 1, "learning_set") or {}).get("path")
-    frozen = Path(str(cfg.paths.evalsets)) / f"{cfg.evalset}.json"
+    frozen = evalset_path(str(cfg.evalset), str(cfg.paths.evalsets))
     try:
         built = build_learning_set(
             failed,
             training,
-            load_evalset(frozen if frozen.exists() else str(cfg.evalset)),
+            load_evalset(frozen),
             load_evalset(previous) if previous else (),
             k=int(cfg.learning_set.k),
             seed=int(cfg.seed),

@@ -17,7 +17,14 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.config import CONF_DIR, ConfigError, check_config
-from sleepy.koans.model import FAMILIES, Koan, KoanError, load_evalset, load_koans
+from sleepy.koans.model import (
+    FAMILIES,
+    Koan,
+    KoanError,
+    evalset_path,
+    load_evalset,
+    load_koans,
+)
 
 GROUPS = ("backend", "model", "agent", "tracking", "paths")
 
@@ -50,7 +57,7 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
     try:
         if kcfg.evalset:
             name = str(kcfg.evalset)
-            path = Path(name) if name.endswith(".json") else Path(evalsets_dir) / f"{name}.json"
+            path = evalset_path(name, evalsets_dir)
             koans, where = load_evalset(path), f"evalset {path}"
         elif kcfg.source is None:  # only generated koans (koans.generate)
             koans, where = [], "generated koans"

@@ -173,10 +173,6 @@ class SetResult:
     cached: list[str] = field(default_factory=list)  # sides whose results came from the cache
 
 
-def _evalset_path(cfg: DictConfig, name: str) -> Path:
-    return Path(name) if name.endswith(".json") else Path(str(cfg.paths.evalsets)) / f"{name}.json"
-
-
 def _measure(
     cfg, who: Contender, side: str, evalset: Path, cache, earlier
 ) -> tuple[dict, dict, bool]:
@@ -216,6 +212,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     """Evaluate cfg.candidate against cfg.champion on the learning set (when given: does it learn?)
     and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
     from sleepy.koans import KoanError, load_evalset
+    from sleepy.koans.model import evalset_path
     from sleepy.registry import promote as registry_promote
     from sleepy.registry import tag_version
     from sleepy.tracking import log_config, mlflow_run
@@ -225,9 +222,11 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     out.mkdir(parents=True, exist_ok=True)
     gate: Gate = hydra.utils.instantiate(cfg.gate)
     name, uri = str(cfg.registry.name), _tracking_uri(cfg)
-    frozen_path = _evalset_path(cfg, str(cfg.koans.evalset))
+    frozen_path = evalset_path(str(cfg.koans.evalset), str(cfg.paths.evalsets))
     learning_path = cfg.koans.get("learning_set")
-    learning_path = _evalset_path(cfg, str(learning_path)) if learning_path else None
+    learning_path = (
+        evalset_path(str(learning_path), str(cfg.paths.evalsets)) if learning_path else None
+    )
     for path in filter(None, (frozen_path, learning_path)):
         try:
             load_evalset(path)  # a missing or edited evalset stops the eval before any model runs
@@ -299,11 +298,17 @@ def evaluate(cfg: DictConfig) -> EvalResult:
             promoted = True
 
         if run is not None:
-            _log(cfg, frozen, learning, lost, won, out, decision, promoted, time.monotonic() - t0)
-            if learning_path is not None:
-                import mlflow
-
-                mlflow.log_artifact(str(learning_path), "eval")
+            _log(
+                frozen,
+                learning,
+                learning_path,
+                lost,
+                won,
+                out,
+                decision,
+                promoted,
+                time.monotonic() - t0,
+            )
             if candidate.version is not None:
                 tag_version(
                     name,
@@ -343,7 +348,7 @@ def _same(a: Contender, b: Contender) -> bool:
     return a.adapter_dir == b.adapter_dir
 
 
-def _log(cfg, frozen, learning, lost, won, out, decision, promoted, wall) -> None:
+def _log(frozen, learning, learning_path, lost, won, out, decision, promoted, wall) -> None:
     """Frozen-suite metrics under their plain names (pass_rate, champion_pass_rate, ...), learning
     set ones prefixed learning_ (learning_pass_rate, champion_learning_pass_rate, ...)."""
     import mlflow
@@ -363,6 +368,7 @@ def _log(cfg, frozen, learning, lost, won, out, decision, promoted, wall) -> Non
         values |= clean(learning.metrics, "learning_")
         values |= clean(learning.champion_metrics, "champion_learning_")
         mlflow.log_artifacts(str(out / "learning"), "eval/learning")
+        mlflow.log_artifact(str(learning_path), "eval")
     mlflow.log_metrics(values)
     mlflow.log_artifact(str(out / "per_koan.csv"), "eval")
     mlflow.log_artifact(str(out / "per_koan.json"), "eval")

@@ -268,6 +268,11 @@ def load_koan(path: str | Path) -> Koan:
     return koan
 
 
+def evalset_path(name: str, evalsets_dir: str | Path) -> Path:
+    """An evalset named in config: a path to a .json file, or a name in the evalsets folder."""
+    return Path(name) if name.endswith(".json") else Path(evalsets_dir) / f"{name}.json"
+
+
 def load_evalset(path: str | Path) -> list[Koan]:
     """An evalset file: {"name": ..., "koans": [koan with content_hash, ...]}."""
     path = Path(path)
