@@ -1,4 +1,4 @@
-"""`sleepy koans ...`: generate, import, validate, list, show and freeze koans.
+"""`sleepy koans ...`: generate, mutate, import, validate, list, show and freeze koans.
 
 `sleepy.cli` calls `add_parser(subparsers)`; each command's `func(args)` returns the exit code.
 """
@@ -79,6 +79,54 @@ def cmd_generate(args: argparse.Namespace) -> int:
         total += len(koans)
     if len(families) > 1:
         console.print(f"{total} koans in {len(families)} families")
+    return 0
+
+
+@_fails_cleanly
+def cmd_mutate(args: argparse.Namespace) -> int:
+    from sleepy.koans.mutate import MutateStats, load_programs, mutate
+    from sleepy.koans.operators import OPERATORS
+
+    families = [f for f in FAMILIES if f in OPERATORS] if args.family == "all" else [args.family]
+    programs, evalset_programs = load_programs(args.sources, evalsets=args.evalsets)
+    console.print(
+        f"{len(programs)} programs from {', '.join(map(str, args.sources))}"
+        + (f" ({evalset_programs} evalset programs left out)" if evalset_programs else ""),
+        highlight=False,
+    )
+    exclude = None
+    if args.exclude is not None:
+        from sleepy.koans.model import known_hashes
+
+        exclude = known_hashes(*args.exclude)
+    total = 0
+    for family in families:
+        stats = MutateStats()
+        koans = mutate(
+            family,
+            args.n,
+            args.seed,
+            programs,
+            out=args.out,
+            exclude_hashes=exclude,
+            evalsets=args.evalsets,
+            operator_names=args.operator,
+            vary=not args.no_vary,
+            workers=args.workers,
+            stats=stats,
+        )
+        if exclude is not None:
+            exclude |= {k.content_hash for k in koans}
+        console.print(
+            f"{family}: {len(koans)} mutants -> {args.out / family}  "
+            + ", ".join(f"{o} {c}" for o, c in sorted(stats.by_operator.items()))
+            + f"  ({stats.validated} checked, {sum(stats.failures.values())} rejected by rustc)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        total += len(koans)
+    if len(families) > 1:
+        console.print(f"{total} mutants in {len(families)} families")
     return 0
 
 
@@ -235,7 +283,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `koans` and its commands on the `sleepy` CLI's subparsers."""
     koans = subparsers.add_parser(
-        "koans", help="generate, import, validate, list, show, freeze koans"
+        "koans", help="generate, mutate, import, validate, list, show, freeze koans"
     )
     sub = koans.add_subparsers(dest="koans_command", required=True)
     workers = argparse.ArgumentParser(add_help=False)
@@ -264,6 +312,47 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--no-validate", action="store_true", help="skip rustc validation (not for real data)"
     )
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser(
+        "mutate",
+        parents=[workers],
+        help="koans from real programs: one mistake injected per copy, checked with rustc",
+    )
+    p.add_argument(
+        "--from",
+        dest="sources",
+        nargs="+",
+        type=Path,
+        required=True,
+        help="koan files/folders (their hand-written and imported fixes) or trees of .rs files",
+    )
+    p.add_argument("--family", required=True, choices=[*FAMILIES, "all"])
+    p.add_argument("--n", type=int, required=True, help="mutants per family")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument(
+        "--out", type=Path, required=True, help="corpus root: writes OUT/<family>/<id>.json"
+    )
+    p.add_argument("--operator", action="append", help="only this operator (repeatable)")
+    p.add_argument(
+        "--evalsets",
+        nargs="*",
+        type=Path,
+        default=[Path("evalsets")],
+        help="evalset files/folders whose programs are never mutated (default: evalsets/)",
+    )
+    p.add_argument(
+        "--exclude",
+        nargs="*",
+        type=Path,
+        default=None,
+        help="keep clear of koans in these files/folders (default: koans/ and evalsets/)",
+    )
+    p.add_argument(
+        "--no-vary",
+        action="store_true",
+        help="no renaming, literal changes, reordering or added items",
+    )
+    p.set_defaults(func=cmd_mutate)
 
     p = sub.add_parser(
         "import", parents=[workers], help="koans from exercise/solution trees of .rs files"

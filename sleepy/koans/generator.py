@@ -140,9 +140,9 @@ INT_TYPES = ["i32", "i64", "u32", "u64", "usize"]
 class Vocab:
     """Seeded choices of identifiers, types and literals, so one template yields many programs."""
 
-    def __init__(self, rng: random.Random):
+    def __init__(self, rng: random.Random, taken: set[str] = frozenset()):
         self.rng = rng
-        self._used: set[str] = set()
+        self._used: set[str] = set(taken)  # names never handed out (a program's own names)
 
     def choice(self, seq):
         return self.rng.choice(list(seq))
@@ -193,6 +193,10 @@ class Vocab:
 
     def word(self) -> str:
         return self.rng.choice(_WORDS)
+
+    def fresh_word(self) -> str:
+        """A word not handed out (nor taken) before: a new value for a string literal."""
+        return self._fresh(_WORDS)
 
     def string(self) -> str:
         return f'"{self.word()}"'

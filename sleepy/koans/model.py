@@ -20,7 +20,7 @@ FAMILIES: tuple[str, ...] = (
     "concurrency",
 )
 KINDS = ("compile", "test")
-SOURCES = ("handwritten", "generated", "imported")
+SOURCES = ("handwritten", "generated", "imported", "mutated")
 EDITIONS = ("2015", "2018", "2021", "2024")
 _CODE_RE = re.compile(r"^E\d{4}$")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")

@@ -14,6 +14,9 @@ import re
 from dataclasses import replace
 from typing import TypeVar
 
+from sleepy.koans.generator import Vocab
+from sleepy.koans.syntax import Source
+
 Program = TypeVar("Program")  # a Koan or a template's Draft: anything with buggy/correct code
 
 TRAIN_ITEMS: tuple[str, ...] = (
@@ -63,3 +66,152 @@ def vary(koan: Program, pool: tuple[str, ...], rng: random.Random, k: int) -> Pr
         buggy_code=add_items(koan.buggy_code, items, at_top),
         correct_code=add_items(koan.correct_code, items, at_top),
     )
+
+
+# -- on the syntax tree: renaming, literals, item order --------------------------------------------
+
+_FORMAT_ARG_RE = re.compile(r"\{([A-Za-z_]\w*)")
+
+
+def _declared_names(src: Source) -> tuple[set[str], set[str], set[str]]:
+    """(locals, free functions, types) the program itself declares."""
+    local, funcs, types = set(), set(), set()
+    for n in src.walk():
+        if n.type in ("let_declaration", "parameter", "for_expression", "closure_parameters"):
+            pat = n if n.type == "closure_parameters" else n.child_by_field_name("pattern")
+            for p in src.walk(pat) if pat is not None else ():
+                if p.type == "identifier" and (
+                    p.parent.type != "tuple_struct_pattern" or p.prev_sibling is not None
+                ):
+                    local.add(src.text(p))
+        elif n.type == "function_item" and n.parent.type == "source_file":
+            name = src.text(n.child_by_field_name("name"))
+            if name != "main":
+                funcs.add(name)
+        elif (
+            n.type in ("struct_item", "enum_item", "trait_item") and n.parent.type == "source_file"
+        ):
+            types.add(src.text(n.child_by_field_name("name")))
+    return local, funcs, types
+
+
+def _unsafe_names(src: Source) -> set[str]:
+    """Names a consistent rename could break: fields and methods (`x.name`, `Point { x }`),
+    path segments of other crates' items, names used inside format strings, macros' own names."""
+    out = set()
+    for n in src.walk():
+        if n.type in ("field_identifier", "shorthand_field_identifier"):
+            out.add(src.text(n))
+        elif n.type == "shorthand_field_initializer" or n.type == "field_pattern":
+            out.update(src.text(c) for c in n.named_children if c.type == "identifier")
+        elif n.type in ("scoped_identifier", "scoped_type_identifier", "use_declaration"):
+            out.update(
+                src.text(c) for c in src.walk(n) if c.type in ("identifier", "type_identifier")
+            )
+        elif n.type == "string_literal":
+            out.update(_FORMAT_ARG_RE.findall(src.text(n)))
+        elif n.type == "macro_invocation":
+            out.add(src.text(n.child_by_field_name("macro")))
+    return out
+
+
+def rename(code: str, rng: random.Random, description: str = "") -> tuple[str, str]:
+    """The program with its own locals, free functions and types consistently renamed (and the
+    description's backticked mentions of them): the same program, with other names."""
+    src = Source(code)
+    local, funcs, types = _declared_names(src)
+    taken = {src.text(n) for n in src.walk() if n.type.endswith("identifier")}
+    unsafe = _unsafe_names(src) | {"self", "Self", "_"}
+    vocab = Vocab(rng, taken=taken)  # a new name must not be any name already in the program
+    mapping: dict[str, str] = {}
+    for names, make in ((local, vocab.var), (funcs, vocab.func), (types, vocab.type_name)):
+        for name in sorted(names - unsafe):
+            if name.startswith("_") or rng.random() < 0.3:  # keep some names: partial renames too
+                continue
+            mapping[name] = make()
+    if not mapping:
+        return code, description
+    edits = [
+        src.replace(n, mapping[src.text(n)])
+        for n in src.walk()
+        if n.type in ("identifier", "type_identifier") and src.text(n) in mapping
+    ]
+    for old, new in mapping.items():
+        description = description.replace(f"`{old}`", f"`{new}`")
+    return src.apply(edits), description
+
+
+def _word_strings(src: Source) -> dict[str, list]:
+    """Plain-word string literals (`"north"`) outside format strings, by their text."""
+    out: dict[str, list] = {}
+    for n in src.walk():
+        if n.type != "string_literal" or n.parent is None:
+            continue
+        body = src.text(n)[1:-1]
+        if not re.fullmatch(r"[a-z]{3,12}", body):
+            continue
+        out.setdefault(body, []).append(n)
+    return out
+
+
+def change_literals(code: str, rng: random.Random) -> str:
+    """The program with some plain-word strings replaced consistently (the same word becomes the
+    same new word everywhere) and, in programs without tests, some data integers (array and vec
+    elements, struct field values) changed a little. What it prints changes; `expected_stdout` is
+    recomputed from the new program."""
+    src = Source(code)
+    edits = []
+    words = _word_strings(src)
+    vocab = Vocab(rng, taken=set(words))
+    for word in sorted(words):
+        if rng.random() < 0.5:
+            new = vocab.fresh_word()
+            edits += [src.replace(n, f'"{new}"') for n in words[word]]
+    if "#[test]" not in code:
+        for n in src.walk():
+            if n.type != "integer_literal" or not src.text(n).isdigit():
+                continue
+            data = n.parent.type in ("array_expression", "field_initializer") or (
+                n.parent.type == "token_tree"
+                and n.parent.parent.type == "macro_invocation"
+                and src.text(n.parent.parent).startswith("vec!")
+            )
+            if data and rng.random() < 0.5:
+                edits.append(src.replace(n, str(int(src.text(n)) + rng.randint(1, 9))))
+    return src.apply(edits) if edits else code
+
+
+def reorder_items(code: str, rng: random.Random) -> str:
+    """The program with its top-level items (functions, types, impls; each with its attributes
+    and comments) in another order. `use` lines before them stay first, and a test module or
+    anything else after them stays where it is; a program with `macro_rules!` (whose order
+    matters) is left as it is."""
+    if "macro_rules" in code:
+        return code
+    src = Source(code)
+    groups: list[tuple[int, int]] = []  # byte ranges of the movable items, in order
+    pending = None  # where the current item's attributes and comments start
+    for n in src.root.children:
+        if n.type in ("line_comment", "block_comment", "attribute_item"):
+            pending = n.start_byte if pending is None else pending
+            continue
+        if n.type in _FIXED_ITEMS:
+            if groups:
+                break
+            pending = None
+            continue
+        groups.append((n.start_byte if pending is None else pending, n.end_byte))
+        pending = None
+    if len(groups) < 2:
+        return code
+    order = list(range(len(groups)))
+    rng.shuffle(order)
+    head, tail = src.src[: groups[0][0]], src.src[groups[-1][1] :]
+    body = b"\n\n".join(src.src[groups[i][0] : groups[i][1]] for i in order)
+    return (head + body + tail).decode()
+
+
+_FIXED_ITEMS = (
+    "use_declaration", "inner_attribute_item", "extern_crate_declaration", "mod_item",
+    "macro_definition", "macro_invocation", "expression_statement",
+)  # fmt: skip
