@@ -136,6 +136,7 @@ SCHEMA: dict[str, Rule] = {
     "consolidation.route_distance": Rule(float, ge=0, le=2),
     "tracking.enabled": Rule(bool),
     "learning_set.k": Rule(int, ge=1),
+    "learning_set.mutants": Rule(bool),
 }
 
 

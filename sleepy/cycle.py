@@ -95,6 +95,12 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
         training += load_evalset(slp["training_koans"])
     previous = (state.get(c - 1, "learning_set") or {}).get("path")
     frozen = evalset_path(str(cfg.evalset), str(cfg.paths.evalsets))
+    programs = None
+    if cfg.learning_set.get("mutants", False):
+        from sleepy.koans.mutate import load_programs
+
+        # the corpus's real programs, every evalset program left out
+        programs, _ = load_programs([cfg.paths.koans], evalsets=[cfg.paths.evalsets, frozen])
     try:
         built = build_learning_set(
             failed,
@@ -103,6 +109,7 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
             load_evalset(previous) if previous else (),
             k=int(cfg.learning_set.k),
             seed=int(cfg.seed),
+            programs=programs,
         )
     except LearningSetError as e:
         raise CycleError(str(e)) from None
@@ -111,6 +118,7 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
         "path": str(path),
         "koans": len(built.koans),
         "patterns": built.patterns,
+        "mutants": built.mutants,
         "transfer": built.transfer,
         "renamed_twins_dropped": built.renamed_twins,
     }

@@ -175,6 +175,12 @@ def curate(
             kept = [k for k in fresh if evalset_match(k, index) is None]
             evalset_variants += len(fresh) - len(kept)
             extra.extend((k, "augment") for k in kept)
+        fresh = same_mistake_new_program(
+            train_koans, list(koans.values()), augment_k, seed, evalset_paths
+        )
+        kept = [k for k in fresh if evalset_match(k, index) is None]
+        evalset_variants += len(fresh) - len(kept)
+        extra.extend((k, "augment") for k in kept)
 
     sandbox = Sandbox()
     all_koans = train_koans + [k for k, _ in extra]
@@ -242,10 +248,61 @@ def curate(
         "failure_rows": len(fail_rows),
         "replay_rows": sum(r["role"] == "replay" for r in rows),
         "augment_rows": sum(r["role"] == "augment" for r in rows),
+        "augment_mutant_rows": sum(
+            r["role"] == "augment" and k.source == "mutated"
+            for r, k in zip(rows, used, strict=True)
+        ),
         "evalset_variants_dropped": evalset_variants,
         "clusters": len(clusters),
     }
     return CuratedSet(Dataset.from_list(rows), clusters, stats, used)
+
+
+def same_mistake_new_program(
+    failed: list[Koan], pool: list[Koan], k: int, seed: int, evalset_paths: list[str | Path]
+) -> list[Koan]:
+    """For the failed hand-written, imported and mutated koans: up to `k` mutants per mistake
+    (the operator that makes it, `operator_for`), made in the pool's other programs.
+
+    Templates vary only what they were written for; this is how a mistake found in a program a
+    person wrote gets variants. The failed koans' own programs are left out, and so is every
+    evalset program (by normalized form).
+    """
+    from sleepy.koans.generate import GenerateError
+    from sleepy.koans.mutate import (
+        PROGRAM_SOURCES,
+        mutate,
+        operator_for,
+        parent_of,
+        programs_of,
+        without_evalset_programs,
+    )
+
+    by_operator: dict[tuple[str, str], set[str]] = {}
+    for koan in failed:
+        if koan.source in (*PROGRAM_SOURCES, "mutated"):
+            op = operator_for(koan)
+            if op is not None:
+                by_operator.setdefault((op.family, op.name), set()).add(parent_of(koan))
+    if not by_operator:
+        return []
+    programs = without_evalset_programs(programs_of(pool), evalset_paths)
+    out: list[Koan] = []
+    for (family, name), parents in sorted(by_operator.items()):
+        others = [p for p in programs if p.id not in parents]
+        try:
+            out += mutate(
+                family,
+                k,
+                seed,
+                others,
+                operator_names=[name],
+                evalsets=evalset_paths,
+                allow_fewer=True,
+            )
+        except GenerateError:  # no other program has a site for this operator
+            continue
+    return out
 
 
 def _agent_fix(eps, koan: Koan) -> str:

@@ -3,8 +3,11 @@
 For every template pattern a day of the lineage failed, K fresh programs with the same mistake,
 drawn from the generator's reserved evaluation seeds (never used for training) with unrelated items
 from the evaluation pool, and kept only if no training row of the lineage has the same content hash
-or the same normalized form (names and literals abstracted). A failed koan whose pattern has no
-template (hand-written, imported) counts through the frozen suite's koans of its family: transfer.
+or the same normalized form (names and literals abstracted). When real programs are given, a
+failed hand-written, imported or mutated koan is measured the same way on real programs instead:
+K mutants made by its operator in other programs, drawn with the same reserved seeds and
+evaluation pool. A failed koan with neither counts through the frozen suite's koans of its
+family: transfer.
 
 The set grows with the lineage: each cycle keeps the previous cycle's koans (so an earlier family
 is re-measured on the same programs) and adds the new patterns' ones.
@@ -12,13 +15,14 @@ is re-measured on the same programs) and adds the new patterns' ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from sleepy.koans import Koan
 from sleepy.koans.generate import EVAL_SEEDS, GenerateError, generate
 from sleepy.koans.generator import patterns as template_patterns
 from sleepy.koans.model import known_hashes
+from sleepy.koans.mutate import PROGRAM_SOURCES, Program, mutate, operator_for, parent_of
 
 
 class LearningSetError(RuntimeError):
@@ -29,6 +33,7 @@ class LearningSetError(RuntimeError):
 class LearningSet:
     koans: list[Koan]
     patterns: list[str] = field(default_factory=list)  # family/pattern measured by fresh programs
+    mutants: list[str] = field(default_factory=list)  # family/operator measured by fresh mutants
     transfer: list[str] = field(default_factory=list)  # families measured by frozen koans
     renamed_twins: int = 0  # draws dropped: a training program with other names and values
 
@@ -44,8 +49,13 @@ def build_learning_set(
     previous: Iterable[Koan] = (),
     k: int = 6,
     seed: int = 0,
+    programs: list[Program] | None = None,
 ) -> LearningSet:
-    """The learning set for these failures, disjoint from every training koan (hash and form)."""
+    """The learning set for these failures, disjoint from every training koan (hash and form).
+
+    `programs` (the corpus's real programs, evalset programs left out: `sleepy.koans.mutate.
+    load_programs`) turns on mutants for failures that templates do not cover.
+    """
     if k < 1:
         raise LearningSetError(f"eval.learning_k must be >= 1, got {k}")
     train = list(training)
@@ -60,41 +70,74 @@ def build_learning_set(
     keep = [kn for kn in previous if fresh(kn) or kn.meta.get("learning") == "transfer"]
     out.renamed_twins += len(previous) - len(keep)
     have = {(kn.family, kn.pattern) for kn in keep if kn.meta.get("learning") == "template"}
+    have_mutants = {(kn.family, kn.pattern) for kn in keep if kn.meta.get("learning") == "mutant"}
     have_transfer = {kn.family for kn in keep if kn.meta.get("learning") == "transfer"}
     out.koans.extend(keep)
 
-    wanted, transfer = set(), set()
+    wanted, mutants, transfer = set(), {}, set()
     for kn in failed:
-        if kn.pattern and kn.pattern in _templates(kn.family):
+        # a mistake in a real program is measured on real programs, a template's on its template
+        op = None
+        if programs is not None and kn.source in (*PROGRAM_SOURCES, "mutated"):
+            op = operator_for(kn)
+        if op is not None:
+            mutants.setdefault((op.family, op.name), set()).add(parent_of(kn))
+        elif kn.pattern and kn.pattern in _templates(kn.family):
             wanted.add((kn.family, kn.pattern))
         else:
             transfer.add(kn.family)
     exclude = hashes | known_hashes("koans", "evalsets")
-    for family, pattern in sorted(wanted - have):
+
+    def draw(what: str, draws_of: Callable[[int], list[Koan]], learning: str) -> None:
+        # double the draw until k of them are no training program renamed
         found: list[Koan] = []
         n = k
         while len(found) < k:
             try:
-                draws = generate(
-                    family,
-                    n,
-                    seed=EVAL_SEEDS.start + seed,
-                    patterns=[pattern],
-                    exclude_hashes=set(exclude),
-                    purpose="eval",
-                )
+                draws = draws_of(n)
             except GenerateError as e:
-                raise LearningSetError(f"learning set for {family}/{pattern}: {e}") from None
+                raise LearningSetError(f"learning set for {what}: {e}") from None
             found = [d for d in draws if fresh(d)]
             if len(found) < k:
                 if n >= 8 * k:
                     raise LearningSetError(
-                        f"learning set for {family}/{pattern}: only {len(found)} of {k} programs "
+                        f"learning set for {what}: only {len(found)} of {k} programs "
                         f"are not a training program renamed; lower eval.learning_k"
                     )
                 n *= 2
         out.renamed_twins += len(draws) - len(found)
-        out.koans.extend(replace(d, meta={**d.meta, "learning": "template"}) for d in found[:k])
+        out.koans.extend(replace(d, meta={**d.meta, "learning": learning}) for d in found[:k])
+
+    for family, pattern in sorted(wanted - have):
+        draw(
+            f"{family}/{pattern}",
+            lambda n, f=family, p=pattern: generate(
+                f,
+                n,
+                seed=EVAL_SEEDS.start + seed,
+                patterns=[p],
+                exclude_hashes=set(exclude),
+                purpose="eval",
+            ),
+            "template",
+        )
+    for (family, name), parents in sorted(mutants.items()):
+        if (family, name) in have_mutants:
+            continue
+        others = [p for p in programs if p.id not in parents]
+        draw(
+            f"{family}/{name} (mutants)",
+            lambda n, f=family, o=name, pool=others: mutate(
+                f,
+                n,
+                seed=EVAL_SEEDS.start + seed,
+                programs=pool,
+                operator_names=[o],
+                exclude_hashes=set(exclude),
+                purpose="eval",
+            ),
+            "mutant",
+        )
     for family in sorted(transfer - have_transfer):
         out.koans.extend(
             replace(f, meta={**f.meta, "learning": "transfer"})
@@ -103,6 +146,9 @@ def build_learning_set(
         )
     out.patterns = sorted(
         {f"{kn.family}/{kn.pattern}" for kn in out.koans if kn.meta.get("learning") == "template"}
+    )
+    out.mutants = sorted(
+        {f"{kn.family}/{kn.pattern}" for kn in out.koans if kn.meta.get("learning") == "mutant"}
     )
     out.transfer = sorted({kn.family for kn in out.koans if kn.meta.get("learning") == "transfer"})
     return out

@@ -28,6 +28,7 @@ from sleepy.koans.model import (
     known_hashes,
     load_koan,
     load_koans,
+    normalize_code,
     normalized_form,
     save_koan,
 )
@@ -99,11 +100,6 @@ def load_programs(
 ) -> tuple[list[Program], int]:
     """Correct programs under `paths` (koan files or folders: their hand-written and imported
     fixes; `.rs` files or folders of them) and how many were left out as evalset programs."""
-    forms = {
-        normalized_form(code)
-        for k in evalset_koans(evalsets)
-        for code in (k.correct_code, k.buggy_code)
-    }
     found: list[Program] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -117,18 +113,66 @@ def load_programs(
                 slug = re.sub(r"[^a-z0-9]+", "-", rel.removesuffix(".rs").lower()).strip("-")
                 found.append(Program(slug, text, _description(text, rel)))
             elif f.suffix == ".json":
-                found.extend(
-                    Program(k.id, k.correct_code, k.description, k.edition)
-                    for k in load_koans(f)
-                    if k.source in PROGRAM_SOURCES
-                )
+                found.extend(programs_of(load_koans(f)))
     if not found:
         raise KoanError(
             f"--from: no programs under {', '.join(map(str, paths))} (hand-written or imported "
             "koans, or .rs files)"
         )
-    kept = [pr for pr in found if normalized_form(pr.code) not in forms]
+    kept = without_evalset_programs(found, evalsets)
     return kept, len(found) - len(kept)
+
+
+def programs_of(koans) -> list[Program]:
+    """The fixes of the hand-written and imported koans among `koans`."""
+    return [
+        Program(k.id, k.correct_code, k.description, k.edition)
+        for k in koans
+        if k.source in PROGRAM_SOURCES
+    ]
+
+
+def without_evalset_programs(programs: list[Program], evalsets) -> list[Program]:
+    """The programs that are no evalset koan's program, by normalized form (a renamed copy of an
+    evalset program is that program)."""
+    forms = {
+        normalized_form(code)
+        for k in evalset_koans(evalsets)
+        for code in (k.correct_code, k.buggy_code)
+    }
+    return [p for p in programs if normalized_form(p.code) not in forms]
+
+
+def operator_for(koan: Koan) -> Operator | None:
+    """The operator that makes this koan's mistake, to make it again in other programs.
+
+    A mutant names its operator. For a hand-written or imported koan, it is the operator that turns
+    its fix into its broken code (layout and comments aside), looked for in its own family first;
+    failing that, the first operator of its family that fails the same way (its error code, or a
+    failing test); None when its family has none.
+    """
+    if koan.source == "mutated":
+        return get_operator(koan.family, koan.meta.get("operator", koan.pattern))
+    src, target = Source(koan.correct_code), normalize_code(koan.buggy_code)
+    families = [koan.family, *(f for f in FAMILIES if f != koan.family)]
+    for op in (op for f in families for op in operators(f)):
+        if op.kind == koan.kind and any(
+            normalize_code(src.apply(site)) == target for site in op.sites(src)
+        ):
+            return op
+    return next(
+        (
+            op
+            for op in operators(koan.family)
+            if op.kind == koan.kind and (op.kind == "test" or koan.expected_code in op.codes)
+        ),
+        None,
+    )
+
+
+def parent_of(koan: Koan) -> str:
+    """The program a koan was made from: a mutant's parent, else the koan itself."""
+    return koan.meta.get("parent", koan.id) if koan.source == "mutated" else koan.id
 
 
 def select_operators(family: str, names: list[str] | None = None) -> list[Operator]:
@@ -271,12 +315,14 @@ def mutate(
     vary: bool = True,
     workers: int | None = None,
     stats: MutateStats | None = None,
+    allow_fewer: bool = False,
 ) -> list[Koan]:
     """`n` distinct validated mutants of `family`'s operators, the same ones for the same seed.
 
     `purpose="eval"` uses the reserved EVAL_SEEDS (and only it may) and the evaluation pool of
     unrelated items; training adds items from the training pool. `exclude_hashes=None` keeps clear
     of every koan in koans/ and evalsets/. Writes `out/<family>/<id>.json` when `out` is given.
+    With `allow_fewer`, returns what it found instead of failing when the programs give fewer.
     """
     from sleepy.sandbox import run_batch
 
@@ -334,7 +380,7 @@ def mutate(
     accepted.sort(key=lambda k: k.meta["index"])
     accepted = accepted[:n]
     stats.by_operator.update(k.pattern for k in accepted)
-    if len(accepted) < n:
+    if len(accepted) < n and not allow_fewer:
         raise GenerateError(
             f"{family}: only {len(accepted)} of {n} valid mutants after {index} drafts "
             f"({stats.validated} checked, {stats.duplicates} duplicates); give more programs "
