@@ -96,11 +96,19 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
     previous = (state.get(c - 1, "learning_set") or {}).get("path")
     frozen = evalset_path(str(cfg.evalset), str(cfg.paths.evalsets))
     programs = None
-    if cfg.learning_set.get("mutants", False):
+    real = [k for k in failed if k.source in ("handwritten", "imported", "mutated")]
+    if cfg.learning_set.get("mutants", False) and real:
+        from sleepy.koans import KoanError
         from sleepy.koans.mutate import load_programs
 
         # the corpus's real programs, every evalset program left out
-        programs, _ = load_programs([cfg.paths.koans], evalsets=[cfg.paths.evalsets, frozen])
+        try:
+            programs, _ = load_programs([cfg.paths.koans], evalsets=[cfg.paths.evalsets, frozen])
+        except KoanError as e:
+            raise CycleError(
+                f"learning_set.mutants: {e} (the day failed {real[0].id}); set "
+                "learning_set.mutants=false to measure it through templates or transfer"
+            ) from None
     try:
         built = build_learning_set(
             failed,
