@@ -180,6 +180,7 @@ def test_every_template_renders_every_format_and_protocol(name, protocol):
                 "whole_file": "```rust",
                 "search_replace": "<<<<<<< SEARCH",
                 "udiff": "+++ b/src/main.rs",
+                "lines": "@@ 3",
             }[fmt] in msgs[0]["content"]
 
 

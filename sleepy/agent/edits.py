@@ -292,8 +292,86 @@ class UnifiedDiff(EditFormat):
         return new
 
 
+class LineEdits(EditFormat):
+    """Blocks anchored on line numbers: `@@ 12` (or `@@ 12-14`) and the new text of those lines.
+
+    The reply names lines instead of copying them, so a small model writes only the lines it
+    changes; the numbers are those of the program it was shown (rustc's diagnostics carry them),
+    and every block refers to the program before any of the reply's edits.
+    """
+
+    name = "lines"
+    instructions = (
+        "Reply with line edits only: a header `@@ N` (or `@@ N-M`) naming lines of the program, "
+        "then their new text (nothing to delete them)."
+    )
+    _HEAD = re.compile(r"^@@ ?(\d+)(?: ?- ?(\d+))? ?(?:@@)?\s*$")
+
+    def blocks(self, reply: str) -> list[tuple[int, int, list[str]]]:
+        """(first, last, new lines) for each block, 1-based and inclusive."""
+        out: list[tuple[int, int, list[str]]] = []
+        for line in reply.splitlines():
+            m = self._HEAD.match(line)
+            if m:
+                first = int(m.group(1))
+                out.append((first, int(m.group(2) or first), []))
+            elif out:
+                out[-1][2].append(line)
+        return out
+
+    def apply(self, code: str, reply: str) -> str:
+        blocks = self.blocks(reply)
+        if not blocks:
+            raise EditError("no `@@ N` line edit found: reply with @@ N and the new text of line N")
+        lines = _lines(code)
+        taken: list[tuple[int, int]] = []
+        for first, last, _ in blocks:
+            if not 1 <= first <= last <= len(lines):
+                raise EditError(
+                    f"@@ {first}-{last}: {FILE} has lines 1-{len(lines)}, name lines within it"
+                )
+            if any(first <= b and a <= last for a, b in taken):
+                raise EditError(f"@@ {first}-{last} overlaps another block: edit each line once")
+            taken.append((first, last))
+        for first, last, new in sorted(blocks, key=lambda b: -b[0]):
+            lines[first - 1 : last] = new
+        out = _join(lines, code)
+        if out == code:
+            raise EditError("the line edits change nothing")
+        return out
+
+    def render(self, old_code: str, new_code: str) -> str:
+        old, new = _lines(old_code), _lines(new_code)
+        ops = difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+        hunks = []
+        for tag, i1, i2, j1, j2 in ops:
+            if tag == "equal":
+                continue
+            if i1 == i2:  # an insertion is anchored on the line above it (or below, at the top)
+                if i1 > 0:
+                    i1, j1 = i1 - 1, j1 - 1
+                else:
+                    i2, j2 = i2 + 1, j2 + 1
+            hunks.append((i1, i2, j1, j2))
+        reply = "".join(self._block(old, new, h) for h in hunks)
+        try:
+            if self.apply(old_code, reply) == new_code:
+                return reply
+        except EditError:
+            pass
+        # neighbouring anchors can collide: one block over every change is always exact
+        span = (hunks[0][0], hunks[-1][1], hunks[0][2], hunks[-1][3])
+        return self._block(old, new, span)
+
+    @staticmethod
+    def _block(old: list[str], new: list[str], h: tuple[int, int, int, int]) -> str:
+        i1, i2, j1, j2 = h
+        head = f"@@ {i1 + 1}" if i2 - i1 == 1 else f"@@ {i1 + 1}-{i2}"
+        return head + "\n" + "".join(s + "\n" for s in new[j1:j2])
+
+
 EDIT_FORMATS: dict[str, type[EditFormat]] = {
-    f.name: f for f in (WholeFile, SearchReplace, UnifiedDiff)
+    f.name: f for f in (WholeFile, SearchReplace, UnifiedDiff, LineEdits)
 }
 
 

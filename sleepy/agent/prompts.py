@@ -101,6 +101,7 @@ class PromptTemplate:
         values = dict(
             koan=koan,
             code=code if code.endswith("\n") else code + "\n",
+            numbered_code=numbered(code),
             feedback=feedback.strip(),
             hints=list(hints),
             edit_format=edit_format,
@@ -122,3 +123,10 @@ def messages_hash(messages: list[dict]) -> str:
     """A stable id for the exact prompt sent (the episode's prompt_hash)."""
     text = "\x1e".join(f"{m['role']}\x1f{m.get('content') or ''}" for m in messages)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def numbered(code: str) -> str:
+    """The program with its line numbers, as rustc's diagnostics show them (`12 | let x = 1;`)."""
+    lines = code.splitlines()
+    width = len(str(len(lines)))
+    return "".join(f"{i:>{width}} | {line}".rstrip() + "\n" for i, line in enumerate(lines, 1))

@@ -1,4 +1,5 @@
-"""Training examples for sleepy-tiny: generated koans turned into exactly what the agent sends.
+"""Training examples for sleepy-tiny: generated koans and mutants of real programs, turned into
+exactly what the agent sends.
 
 Prompt = the model's own prompt template over (description, buggy code, the sandbox's feedback);
 completion = the buggy -> correct edit written in the model's edit format, ended by EOS.
@@ -43,6 +44,29 @@ def koans_for_training(
                 seen.add(koan.content_hash)
                 out.append(koan)
                 got += 1
+    return out
+
+
+def mutants_for_training(
+    families: list[str],
+    per_family: int,
+    seed: int,
+    sources: list[str],
+    exclude_hashes: set[str],
+    workers: int | None = None,
+) -> list[Koan]:
+    """Validated mutants of the real programs under `sources` (`sleepy koans mutate`), none an
+    evalset program, none in `exclude_hashes`: the same mistakes as the templates teach, in
+    programs a person wrote."""
+    from sleepy.koans.mutate import load_programs, mutate
+
+    programs, _ = load_programs(list(sources))
+    seen = set(exclude_hashes)
+    out: list[Koan] = []
+    for family in families:
+        got = mutate(family, per_family, seed, programs, exclude_hashes=seen, workers=workers)
+        seen |= {k.content_hash for k in got}
+        out += got
     return out
 
 

@@ -1,6 +1,8 @@
-"""Train sleepy-tiny from scratch: tokenizer, model, completion-only loss on generated koans.
+"""Train sleepy-tiny from scratch: tokenizer, model, completion-only loss on generated koans (and,
+from v2 on, mutants of the corpus's real programs).
 
-`make tiny-model` (or `python -m sleepy.tiny.train`) reruns the whole recipe in conf/tiny.yaml.
+`make tiny-model` (or `python -m sleepy.tiny.train`) reruns the whole recipe in conf/tiny.yaml;
+`python -m sleepy.tiny.train --config-name tiny_v2` the v2 recipe (conf/tiny_v2.yaml).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sleepy.tiny import MODEL_DIR
 from sleepy.tiny.architecture import EOS, build_model, save, train_tokenizer
-from sleepy.tiny.data import Example, build_examples, koans_for_training
+from sleepy.tiny.data import Example, build_examples, koans_for_training, mutants_for_training
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -39,9 +41,21 @@ def encode(
     return rows, too_long
 
 
-def batches(rows, batch_size: int, seed: int):
-    """Endless length-bucketed batches: similar lengths together, so little compute goes to padding."""
+def batches(rows, batch_size: int, seed: int, curriculum_steps: int = 0):
+    """Endless length-bucketed batches: similar lengths together, so little compute goes to padding.
+
+    With `curriculum_steps`, short to long: the first batches come from the shortest rows only,
+    and the pool grows linearly from the shortest 30% to every row by that step.
+    """
     rng = random.Random(seed)
+    by_length = sorted(range(len(rows)), key=lambda j: len(rows[j][0]) + len(rows[j][1]))
+    step = 0
+    while step < curriculum_steps:
+        share = 0.3 + 0.7 * step / curriculum_steps
+        pool = by_length[: max(batch_size, int(share * len(rows)))]
+        idx = rng.sample(pool, batch_size)
+        yield sorted(idx, key=lambda j: len(rows[j][0]) + len(rows[j][1]))
+        step += 1
     while True:
         order = list(range(len(rows)))
         rng.shuffle(order)
@@ -83,6 +97,18 @@ def train_tiny(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     t0 = time.time()
     koans = koans_for_training(list(cfg.families), cfg.per_family, cfg.seed)
+    n_templates = len(koans)
+    if cfg.mutants.per_family:
+        from sleepy.koans.model import known_hashes
+
+        exclude = known_hashes("koans", "evalsets") | {k.content_hash for k in koans}
+        koans += mutants_for_training(
+            list(cfg.families),
+            cfg.mutants.per_family,
+            cfg.mutants.seed,
+            list(cfg.mutants.sources),
+            exclude,
+        )
     examples, dropped = build_examples(koans, cfg.template, cfg.edit_format)
     texts = [m["content"] for ex in examples for m in ex.messages] + [
         ex.completion for ex in examples
@@ -96,13 +122,14 @@ def train_tiny(cfg: DictConfig) -> dict:
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95)
     )
     sched = get_cosine_schedule_with_warmup(opt, cfg.train.warmup, cfg.train.steps)
-    stream = batches(rows, cfg.train.batch_size, cfg.seed)
+    stream = batches(rows, cfg.train.batch_size, cfg.seed, cfg.train.curriculum_steps)
     losses: list[float] = []
     with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name="sleepy-tiny"):
         log_config(cfg)
         mlflow.log_metrics(
             {
                 "examples": len(rows),
+                "mutants": len(koans) - n_templates,
                 "dropped_too_long": too_long,
                 "dropped_passing": dropped["passes_already"],
                 "dropped_other_error": dropped["other_error"],
@@ -142,6 +169,8 @@ def train_tiny(cfg: DictConfig) -> dict:
             "vocab_size": len(tokenizer),
             "examples": len(rows),
             "distinct_koans": len(koans),
+            "template_koans": n_templates,
+            "mutant_koans": len(koans) - n_templates,
             "dropped_too_long": too_long,
             **{f"dropped_{k}": v for k, v in dropped.items()},
             "steps": cfg.train.steps,
