@@ -175,7 +175,7 @@ def train_tiny(cfg: DictConfig) -> dict:
             **{f"dropped_{k}": v for k, v in dropped.items()},
             "steps": cfg.train.steps,
             "batch_size": cfg.train.batch_size,
-            "final_loss": sum(losses[-20:]) / 20,
+            "final_loss": sum(losses[-20:]) / len(losses[-20:]),
             "train_seconds": round(train_s),
             "data_seconds": round(data_s),
             "seconds_per_step": round(train_s / cfg.train.steps, 3),
