@@ -1,7 +1,8 @@
 """Koans from real programs: one mistake injected per copy by a mutation operator, checked by rustc.
 
-`mutate(family, n, seed, programs)` gives the same koans for the same seed. Candidate i applies the
-family's operator i mod len(operators) to a program drawn by its own Random(seed, family, i), after
+`mutate(family, n, seed, programs)` gives the same koans for the same seed and programs. Candidate
+i applies the family's operator i mod len(operators) (those with a site in some program) to a
+program drawn by its own Random(seed, family, operator, i), after
 semantics-preserving variation (consistent renaming, new literals, items reordered, unrelated items
 added), at one of the operator's sites. A candidate is kept only when the sandbox agrees with the
 operator: the mutant's first error has one of its codes (or, for a test operator, the mutant
