@@ -36,12 +36,12 @@ bench: setup ## benchmarks: sandbox vs cargo-per-koan vs bare rustc, and more
 	$(BIN)/python -m sleepy.bench
 
 lint: setup ## ruff lint and format check
-	$(BIN)/ruff check sleepy tests
-	$(BIN)/ruff format --check sleepy tests
+	$(BIN)/ruff check sleepy tests scripts
+	$(BIN)/ruff format --check sleepy tests scripts
 
 format: setup ## ruff format in place
-	$(BIN)/ruff format sleepy tests
-	$(BIN)/ruff check --fix sleepy tests
+	$(BIN)/ruff format sleepy tests scripts
+	$(BIN)/ruff check --fix sleepy tests scripts
 
 validate: setup ## validate every koan and the frozen evalset with rustc
 	$(BIN)/sleepy koans validate

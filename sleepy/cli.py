@@ -15,6 +15,10 @@ GROUPS = {
     "sandbox": ("sleepy.sandbox.cli", "run one Rust file in the sandbox and print its verdict"),
     "episodes": ("sleepy.episodes.cli", "episode store: export, import, stats"),
     "serve": ("sleepy.serve", "OpenAI-compatible server over a local model (+ adapter)"),
+    "export": (
+        "sleepy.consolidate.export",
+        "a Share adapter's task adapters as vLLM LoRAs and Ollama models, with launch lines",
+    ),
     "registry": ("sleepy.registry_cli", "MLflow model registry: list, show, promote, rollback"),
     "report": ("sleepy.report", "results tables rebuilt from the MLflow store (markdown)"),
 }

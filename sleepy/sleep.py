@@ -7,6 +7,8 @@ sleepy-sleep curate.day_run_id=<mlflow run id> adapter.rank=16
 from __future__ import annotations
 
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from sleepy.config import check_config, one_line_errors
 from sleepy.curate import LeakageError
 from sleepy.koans import Koan, load_koans, save_evalset
 from sleepy.tracking import TrackingError
+from sleepy.train.launch import LaunchError, is_main_process
 
 CONF_DIR = str(_CONF)
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
@@ -89,9 +92,17 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
     check_config(cfg)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Under `accelerate launch` every process curates the same set and trains its share of the
+    # batches; only the main one writes files, logs to MLflow and registers the adapter.
+    main = is_main_process()
     uri = tracking_uri(cfg.tracking)
+    work = out if main else out / f"rank{os.environ['RANK']}"
+    if not main and uri:
+        from sleepy.tracking import use_store
+
+        use_store(uri)  # curate.day_run_id still downloads the day's episodes
     with mlflow_run(
-        uri,
+        uri if main else None,
         cfg.tracking.experiment,
         run_name=cfg.get("run_name") or "sleep",
         nested=bool(cfg.get("nested", False)),
@@ -100,7 +111,7 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         tracked = run is not None
         if tracked:
             log_config(cfg, out)
-        db = episodes_db(cfg.curate, out)
+        db = episodes_db(cfg.curate, work)
         with EpisodeStore(db, create=False) as store:
             episodes = store.episodes(run_id=cfg.curate.run_id)
         curated = curate(
@@ -114,12 +125,13 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             evalset_paths=list(cfg.curate.evalset_paths),
             cluster_distance=cfg.curate.cluster_distance,
         )
-        curated.dataset.save_to_disk(str(out / "dataset"))
-        # What this sleep trained on, koan by koan: the eval keeps its learning sets disjoint from it.
-        save_evalset(curated.koans, out / TRAINING_KOANS, name="training")
-        (out / "clusters.json").write_text(
-            json.dumps({"clusters": curated.clusters, "stats": curated.stats}, indent=2)
-        )
+        if main:
+            curated.dataset.save_to_disk(str(out / "dataset"))
+            # What this sleep trained on, koan by koan: the eval keeps its learning sets disjoint.
+            save_evalset(curated.koans, out / TRAINING_KOANS, name="training")
+            (out / "clusters.json").write_text(
+                json.dumps({"clusters": curated.clusters, "stats": curated.stats}, indent=2)
+            )
         if tracked:
             _log_curation(curated)
         extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id if tracked else None}
@@ -142,6 +154,10 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             method = "lora"
             result = train_adapter(
                 curated.dataset, cfg.model.path, cfg.adapter, out, seed=cfg.seed, extra_info=extra
+            )
+        if not main:  # the main process saves and registers what all of them trained
+            return SleepResult(
+                result.adapter_dir, None, str(cfg.run_id), curated.stats, result.metrics
             )
         version = None
         if tracked:
@@ -193,9 +209,17 @@ def _log_curation(curated) -> None:
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="sleep")
-@one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError)
+@one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError, LaunchError)
 def main(cfg: DictConfig) -> None:
+    if cfg.accelerate.launch:  # accelerate=single_gpu|multi_gpu|cpu: run again under it
+        from hydra.core.hydra_config import HydraConfig
+
+        from sleepy.train.launch import relaunch
+
+        sys.exit(relaunch(cfg, "sleepy.sleep", list(HydraConfig.get().overrides.task)))
     r = run_sleep(cfg)
+    if not is_main_process():
+        return
     print(
         f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
         f"final loss: {r.metrics['final_loss']:.3f}"

@@ -4,6 +4,7 @@ resume after a crash; plus `mlflow server` on the run's store, queried over its 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -180,8 +181,10 @@ def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world,
     )
 
 
-def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: str) -> None:
-    """`mlflow server` on the run's store (its own process group), the cycle's runs over REST."""
+@contextmanager
+def mlflow_server(db: Path, artifacts: Path | None = None):
+    """`mlflow server` on a sqlite store (its own process group); yields its URL. With
+    `artifacts`, it stores the artifacts its clients upload there (proxied artifact access)."""
     import os
     import signal
     import socket
@@ -194,12 +197,14 @@ def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: st
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mlflow_bin = Path(sys.executable).parent / "mlflow"
+    store = ["--artifacts-destination", str(artifacts)] if artifacts else []
     proc = subprocess.Popen(
         [
             str(mlflow_bin),
             "server",
             "--backend-store-uri",
             f"sqlite:///{db}",
+            *store,
             "--host",
             "127.0.0.1",
             "--port",
@@ -222,19 +227,7 @@ def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: st
                 if time.time() > deadline or proc.poll() is not None:
                     raise AssertionError("mlflow server did not come up") from None
                 time.sleep(0.5)
-        body = json.dumps({"experiment_ids": [experiment_id], "max_results": 100}).encode()
-        req = urllib.request.Request(
-            f"{url}/api/2.0/mlflow/runs/search",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        runs = json.loads(urllib.request.urlopen(req, timeout=30).read())["runs"]
-        ids = {r["info"]["run_id"] for r in runs}
-        assert parent_run_id in ids
-        stages = {
-            t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "stage"
-        }
-        assert {"cycle", "day", "sleep", "consolidate", "eval"} <= stages
+        yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers: the whole group
         proc.wait(timeout=30)
@@ -248,6 +241,26 @@ def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: st
         else:
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError("mlflow server left processes behind after SIGTERM to its group")
+
+
+def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: str) -> None:
+    """`mlflow server` on the run's store, the cycle's runs over REST."""
+    import urllib.request
+
+    with mlflow_server(db) as url:
+        body = json.dumps({"experiment_ids": [experiment_id], "max_results": 100}).encode()
+        req = urllib.request.Request(
+            f"{url}/api/2.0/mlflow/runs/search",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        runs = json.loads(urllib.request.urlopen(req, timeout=30).read())["runs"]
+        ids = {r["info"]["run_id"] for r in runs}
+        assert parent_run_id in ids
+        stages = {
+            t["value"] for r in runs for t in r["data"].get("tags", []) if t["key"] == "stage"
+        }
+        assert {"cycle", "day", "sleep", "consolidate", "eval"} <= stages
 
 
 def test_sweep_jobs_do_not_collide(tmp_path, small_world):
@@ -289,6 +302,71 @@ def test_sweep_jobs_do_not_collide(tmp_path, small_world):
     assert len({r.data.tags["lineage"] for r in parents}) == 2
     names = {m.name for m in client.search_registered_models()}
     assert names == {"sleepy-fixer-sweep-0", "sleepy-fixer-sweep-1"}
+
+
+def test_a_sweep_through_submitit_logs_both_jobs_to_an_mlflow_server(tmp_path, small_world):
+    """The cluster setup on one machine: hydra/launcher=slurm_local runs each job through
+    submitit (pickled, started as its own process, result read back, as on a SLURM node), and
+    the jobs log over HTTP to an `mlflow server` whose database and artifact store they never
+    touch themselves. The server creates its store once, before the jobs start."""
+    import subprocess
+    import sys
+
+    db, artifacts = tmp_path / "server" / "mlflow.db", tmp_path / "server" / "artifacts"
+    db.parent.mkdir()
+    overrides = [
+        f"paths.outputs={tmp_path}",
+        f"paths.koans={small_world / 'koans'}",
+        f"evalset={small_world / 'frozen.json'}",
+        "cycles=1",
+        "curriculum=[{families: [trait_bounds], count: 2}]",
+        "adapter.max_steps=2",
+        "adapter.batch_size=4",
+        "adapter.target_modules=[q_proj,v_proj]",
+        "curate.augment_k=0",
+        "learning_set.k=1",
+        "agent.max_attempts=1",
+        "model.max_new_tokens=16",
+        "consolidation=none",
+        "backend.threads=1",  # the two jobs run at once
+        "plots=false",
+        f"curate.evalset_paths=[{small_world / 'frozen.json'}]",
+        "run_id=cluster",
+        "hydra/launcher=slurm_local",
+    ]
+    with mlflow_server(db, artifacts) as url:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sleepy.cycle",
+                "-m",
+                "adapter.rank=2,4",
+                f"tracking.uri={url}",
+                *overrides,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        sweep = tmp_path / "cycle" / "multirun" / "cluster"
+        assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2  # submitit ran both jobs
+        client = mlflow.MlflowClient(tracking_uri=url, registry_uri=url)
+        exp = client.get_experiment_by_name("sleepy-cycle")
+        parents = client.search_runs([exp.experiment_id], "tags.stage = 'cycle'")
+        ranks = {r.data.params["adapter.rank"]: r for r in parents}
+        assert set(ranks) == {"2", "4"} and len({r.data.tags["lineage"] for r in parents}) == 2
+        for parent in parents:
+            stages = client.search_runs(
+                [exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+            )
+            assert {r.data.tags["stage"] for r in stages} >= {"day", "sleep", "eval"}
+        names = {m.name for m in client.search_registered_models()}
+        assert names == {"sleepy-fixer-cluster-0", "sleepy-fixer-cluster-1"}
+    # the artifacts went through the server into its store, not into the jobs' folders
+    assert list(artifacts.rglob("adapter_model.safetensors"))
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_a_cycle_runs_with_tracking_off(tmp_path, small_world):

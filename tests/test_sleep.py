@@ -262,3 +262,91 @@ def test_sleep_trains_coefficients_in_a_share_basis(day, tmp_path):
     assert second.metrics["steps"] == 4
     with pytest.raises(FileNotFoundError, match="not a Share bundle"):
         run_sleep(sleep_cfg(tmp_path / "c", *run, f"adapter.bundle={tmp_path}"))
+
+
+# -- training under `accelerate launch` ------------------------------------------------------------
+
+
+def test_accelerate_configs_for_one_and_several_gpus_compose_with_bf16_where_supported(tmp_path):
+    """The `accelerate` group, composed by Hydra, settled for a machine (GPUs and bf16 given, so
+    this runs on CPU) and written as a file accelerate itself reads."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from sleepy.train.launch import LaunchError, accelerate_config, write_config
+
+    one = sleep_cfg(tmp_path, "accelerate=single_gpu").accelerate
+    many = sleep_cfg(tmp_path, "accelerate=multi_gpu").accelerate
+    assert one.launch and many.launch and not sleep_cfg(tmp_path).accelerate.launch
+    h200 = accelerate_config(one, visible=1, bf16=True)
+    assert (h200["num_processes"], h200["mixed_precision"]) == (1, "bf16")
+    eight = accelerate_config(many, visible=8, bf16=True)
+    assert (eight["num_processes"], eight["mixed_precision"]) == (8, "bf16")
+    v100s = accelerate_config(many, visible=4, bf16=False)  # no bf16 before Ampere
+    assert (v100s["num_processes"], v100s["mixed_precision"]) == (4, "no")
+
+    parsed = load_config_from_file(str(write_config(eight, tmp_path / "multi.yaml")))
+    assert parsed.distributed_type == "MULTI_GPU" and parsed.num_processes == 8
+    assert parsed.mixed_precision == "bf16" and parsed.gpu_ids == "all"
+    parsed = load_config_from_file(str(write_config(h200, tmp_path / "one.yaml")))
+    assert parsed.distributed_type == "NO" and parsed.mixed_precision == "bf16"
+
+    with pytest.raises(LaunchError, match="torch sees none.*accelerate=none or accelerate=cpu"):
+        accelerate_config(one, visible=0, bf16=False)
+    with pytest.raises(LaunchError, match="use accelerate=single_gpu"):
+        accelerate_config(many, visible=1, bf16=True)
+    cpu = accelerate_config(sleep_cfg(tmp_path, "accelerate=cpu").accelerate)  # torch's own view
+    assert (cpu["num_processes"], cpu["mixed_precision"], cpu["use_cpu"]) == (1, "no", True)
+
+
+@pytest.mark.slow  # three processes start (sleepy-sleep, accelerate, sleepy-sleep): ~1 min
+def test_sleepy_sleep_runs_again_under_accelerate_launch(day, tmp_path):
+    """accelerate=cpu: the launch path of the GPU options, with one process on the CPU."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    _, db, _ = day
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sleepy.sleep",
+            "accelerate=cpu",
+            f"curate.episodes={db}",
+            f"paths.outputs={tmp_path}",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            "adapter.max_steps=2",
+            "adapter.batch_size=4",
+            "adapter.target_modules=[q_proj,v_proj]",
+            "curate.augment_k=0",
+            "run_id=launched",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    launch = proc.stdout.splitlines()[0]
+    assert launch.startswith("1 process(es), no: accelerate launch --config_file ")
+    assert "-m sleepy.sleep" in launch and "accelerate.launch=false" in launch
+    run = tmp_path / "sleep" / "launched"
+    assert yaml.safe_load((run / "accelerate.yaml").read_text())["use_cpu"] is True
+    info = load_adapter_info(run / "adapter", MODEL_DIR)  # trained by the launched process
+    assert info.metrics["steps"] == 2
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["sleepy-sleep"], output_format="list")
+    assert len(runs) == 1  # the launching process logs nothing itself
+    assert [str(v.version) for v in mlflow.MlflowClient().search_model_versions()] == ["1"]
+
+
+def test_a_process_other_than_the_main_one_trains_but_writes_and_logs_nothing(
+    day, tmp_path, monkeypatch
+):
+    _, db, _ = day
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it in the second process
+    result = run_sleep(sleep_cfg(tmp_path, f"curate.episodes={db}", "adapter.max_steps=2"))
+    assert result.metrics["steps"] == 2 and result.version is None
+    assert not (tmp_path / "sleep" / "adapter").exists()
+    assert not (tmp_path / "sleep" / "dataset").exists()
+    assert not (tmp_path / "mlflow.db").exists()

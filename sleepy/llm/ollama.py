@@ -1,9 +1,15 @@
-"""The `ollama` backend: Ollama's native chat API (/api/chat) through the `ollama` client library."""
+"""The `ollama` backend: Ollama's native chat API (/api/chat) through the `ollama` client library.
+
+With `adapters` (a `sleepy export` folder, its models made with its ollama-create.sh) it routes:
+each request names the Ollama model of the task adapter its error signature routes to, or the
+base model when the router falls back.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sleepy.consolidate.export import OLLAMA_SCRIPT, ExportError, ServedAdapters
 from sleepy.llm.base import (
     BackendError,
     BackendUnreachable,
@@ -32,6 +38,7 @@ class OllamaBackend(HTTPBackend):
         top_p: float = 1.0,
         seed: int | None = None,
         keep_alive: str | None = None,
+        adapters: str | None = None,
     ):
         import ollama
 
@@ -41,12 +48,46 @@ class OllamaBackend(HTTPBackend):
         self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
         self.keep_alive = keep_alive
         self.set_defaults(max_new_tokens, temperature, top_p, seed)
+        self.served, self.router = None, None
+        if adapters:
+            try:
+                self.served = ServedAdapters.load(adapters)
+                self.router = self.served.router()
+            except ExportError as e:
+                raise BackendError(f"backend.adapters: {e}") from None
+            self.supports_routing = True
+            self._check_served()
+
+    def _unreachable(self, e: BaseException) -> BackendUnreachable:
+        return BackendUnreachable(
+            f"cannot reach ollama at {self.host} — is 'ollama serve' running? ({one_line(e)})"
+        )
+
+    def _check_served(self) -> None:
+        """Before any koan: Ollama has the base model and a model for every exported adapter."""
+        import httpx
+
+        listed = with_retries(
+            lambda: {m.model for m in self.client.list().models if m.model},
+            (ConnectionError, httpx.TransportError),
+            self.retries,
+            self.backoff,
+            self._unreachable,
+        )
+        missing = self.served.missing(listed, self.model_id, ollama=True)
+        if missing:
+            raise BackendError(
+                f"ollama at {self.host} has no model {missing}: create them with "
+                f"{self.served.folder / OLLAMA_SCRIPT} (and 'ollama pull' the base)"
+            )
 
     def generate_one(self, messages: Messages, **opts: Any) -> Generation:
         import httpx
         import ollama
 
         opts = self.options(opts)
+        task = self.router.route(opts.get("signature")) if self.router is not None else None
+        model = self.served.model_for(task, self.model_id) if self.served else self.model_id
         options = {
             "num_predict": opts["max_new_tokens"],
             "temperature": opts["temperature"],
@@ -60,7 +101,7 @@ class OllamaBackend(HTTPBackend):
         def call():
             try:
                 return self.client.chat(
-                    model=self.model_id,
+                    model=model,
                     messages=messages,
                     options=options,
                     tools=opts.get("tools"),
@@ -69,9 +110,13 @@ class OllamaBackend(HTTPBackend):
                 )
             except ollama.ResponseError as e:
                 if e.status_code == 404:
+                    fix = (
+                        f"run {self.served.folder / OLLAMA_SCRIPT}"
+                        if task is not None
+                        else f"run 'ollama pull {model}'"
+                    )
                     raise BackendError(
-                        f"ollama at {self.host} has no model {self.model_id!r}: "
-                        f"run 'ollama pull {self.model_id}'"
+                        f"ollama at {self.host} has no model {model!r}: {fix}"
                     ) from None
                 if e.status_code >= 500 or e.status_code == 429:
                     raise _Transient(e) from None
@@ -82,9 +127,7 @@ class OllamaBackend(HTTPBackend):
             (ConnectionError, httpx.TransportError, _Transient),
             self.retries,
             self.backoff,
-            lambda e: BackendUnreachable(
-                f"cannot reach ollama at {self.host} — is 'ollama serve' running? ({one_line(e)})"
-            ),
+            self._unreachable,
         )
         calls = [
             {"name": c.function.name, "arguments": dict(c.function.arguments or {})}
@@ -96,6 +139,8 @@ class OllamaBackend(HTTPBackend):
             tokens_out=r.eval_count or 0,
             finish_reason="length" if r.done_reason == "length" else "stop",
             tool_calls=calls,
+            routed=self.served is not None,
+            adapter=task,
         )
 
 

@@ -1,11 +1,17 @@
 """The `openai` backend: any OpenAI-compatible server (vLLM, TGI, `sleepy serve`, ...) through the
-`openai` client library; a batch becomes concurrent requests."""
+`openai` client library; a batch becomes concurrent requests.
+
+With `adapters` (a `sleepy export` folder) it routes: each request names, as its `model`, the task
+adapter its error signature routes to (vLLM serves each LoRA under its own name), or the base
+model when the router falls back.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from sleepy.consolidate.export import VLLM_SCRIPT, ExportError, ServedAdapters
 from sleepy.llm.base import (
     BackendError,
     BackendUnreachable,
@@ -43,6 +49,7 @@ class OpenAIBackend(HTTPBackend):
         top_p: float = 1.0,
         seed: int | None = None,
         route: bool = False,
+        adapters: str | None = None,
     ):
         import openai
 
@@ -59,13 +66,58 @@ class OpenAIBackend(HTTPBackend):
         # `sleepy serve` over a Share adapter routes by error signature: send it with each request
         self.supports_routing = route
         self.set_defaults(max_new_tokens, temperature, top_p, seed)
+        self.served, self.router = None, None
+        if adapters:
+            if route:
+                raise BackendError(
+                    "backend.route=true and backend.adapters exclude each other: route sends the "
+                    "signature to sleepy serve, adapters picks the served LoRA by name; drop one"
+                )
+            if name == "tgi":
+                raise BackendError(
+                    "backend.adapters: tgi ignores the request's model name, so it cannot route "
+                    "by it; serve the export with vLLM (backend=vllm)"
+                )
+            try:
+                self.served = ServedAdapters.load(adapters)
+                self.router = self.served.router()
+            except ExportError as e:
+                raise BackendError(f"backend.adapters: {e}") from None
+            self.supports_routing = True
+            self._check_served()
+
+    def _check_served(self) -> None:
+        """Before any koan: the server lists the base model and every exported adapter."""
+        import openai
+
+        listed = with_retries(
+            lambda: {m.id for m in self.client.models.list()},
+            (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError),
+            self.retries,
+            self.backoff,
+            self._unreachable,
+        )
+        missing = self.served.missing(listed, self.model_id)
+        if missing:
+            raise BackendError(
+                f"{self.name} at {self.base_url} does not serve {missing}: start it with "
+                f"{self.served.folder / VLLM_SCRIPT}"
+            )
+
+    def _unreachable(self, e: BaseException) -> BackendUnreachable:
+        hint = START_HINTS.get(self.name, START_HINTS["openai"])
+        return BackendUnreachable(
+            f"cannot reach {self.name} at {self.base_url} — is {hint} running? ({one_line(e)})"
+        )
 
     def generate_one(self, messages: Messages, **opts: Any) -> Generation:
         import openai
 
         opts = self.options(opts)
+        task = self.router.route(opts.get("signature")) if self.router is not None else None
+        model = self.served.model_for(task, self.model_id) if self.served else self.model_id
         request: dict[str, Any] = {
-            "model": self.model_id,
+            "model": model,
             "messages": messages,
             "max_tokens": opts["max_new_tokens"],
             "temperature": opts["temperature"],
@@ -76,7 +128,7 @@ class OpenAIBackend(HTTPBackend):
                 request[key] = opts[key]
         if opts.get("tools") and self.supports_tools:
             request["tools"] = opts["tools"]
-        if opts.get("signature") and self.supports_routing:
+        if opts.get("signature") and self.supports_routing and self.served is None:
             request["extra_body"] = {"error_signature": opts["signature"]}
 
         def call():
@@ -87,22 +139,19 @@ class OpenAIBackend(HTTPBackend):
             except openai.NotFoundError as e:
                 raise BackendError(
                     f"{self.name} server at {self.base_url} does not serve "
-                    f"model {self.model_id!r}: {one_line(e)}"
+                    f"model {model!r}: {one_line(e)}"
                 ) from None
             except openai.APIStatusError as e:
                 raise BackendError(
                     f"{self.name} server at {self.base_url} refused the request: {one_line(e)}"
                 ) from None
 
-        hint = START_HINTS.get(self.name, START_HINTS["openai"])
         r = with_retries(
             call,
             (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError),
             self.retries,
             self.backoff,
-            lambda e: BackendUnreachable(
-                f"cannot reach {self.name} at {self.base_url} — is {hint} running? ({one_line(e)})"
-            ),
+            self._unreachable,
         )
         if not r.choices:
             raise BackendError(f"{self.name} server at {self.base_url} returned no choices")
@@ -116,6 +165,8 @@ class OpenAIBackend(HTTPBackend):
             calls.append({"name": c.function.name, "arguments": args})
         usage = r.usage
         extra = r.model_extra or {}
+        if self.served is not None:  # routed here: the task adapter named in the request
+            extra = {"adapter": task}
         return Generation(
             text=choice.message.content or "",
             tokens_in=usage.prompt_tokens if usage else 0,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
+from sleepy.train.launch import is_main_process
 
 
 @dataclass
@@ -162,14 +164,14 @@ def train_adapter(
     trainer.train()
     seconds = time.time() - t0
     adapter_dir = out_dir / "adapter"
-    trainer.model.save_pretrained(str(adapter_dir))
+    if is_main_process():  # under accelerate launch the others trained the same weights
+        trainer.model.save_pretrained(str(adapter_dir))
     tokens = sum(_length(tokenizer, row) for row in dataset)
     metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)
+    # rows seen by every process: batch_size is per process (per GPU)
+    seen = metrics["steps"] * adapter_cfg.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
     metrics["tokens_per_second"] = round(
-        tokens
-        * max(1.0, metrics["steps"] * adapter_cfg.batch_size / len(dataset))
-        / max(seconds, 1e-9),
-        1,
+        tokens * max(1.0, seen / len(dataset)) / max(seconds, 1e-9), 1
     )
     from omegaconf import OmegaConf
 
@@ -179,5 +181,6 @@ def train_adapter(
         else OmegaConf.to_container(adapter_cfg, resolve=True)
     )
     info = adapter_info(dataset, base_model, "lora", cfg_dict, metrics, extra_info)
-    write_info(adapter_dir, info)
+    if is_main_process():
+        write_info(adapter_dir, info)
     return TrainResult(adapter_dir, info, metrics, list(trainer.state.log_history))

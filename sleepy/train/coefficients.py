@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from sleepy.train import TrainResult, adapter_info, drop_too_long, run_metrics, sft_config
+from sleepy.train.launch import is_main_process
 
 
 def train_coefficients(
@@ -64,5 +65,7 @@ def train_coefficients(
         extra_info,
     )
     like = next(Path(bundle_dir, "tasks").iterdir())
-    adapter_dir = write_lora(factors, like, out_dir / "adapter", info)
+    adapter_dir = out_dir / "adapter"
+    if is_main_process():  # under accelerate launch the others trained the same coefficients
+        write_lora(factors, like, adapter_dir, info)
     return TrainResult(adapter_dir, info, metrics, list(trainer.state.log_history))

@@ -1,0 +1,274 @@
+"""Serve a Share bundle on vLLM or Ollama: every task adapter (and the averaged one) as a plain PEFT
+LoRA folder, the lines that start the servers, and the name each adapter is served under.
+
+    sleepy export outputs/cycle/<run>/cycle3/consolidate/adapter --out outputs/served
+
+The folder it writes is itself a router bundle (`router.json` + `tasks/<name>/`), so the `vllm`,
+`openai` and `ollama` backends given `backend.adapters=<folder>` route each request by its error
+signature: the request's `model` is the routed task adapter's served name, or the base model's
+when the router falls back. `served.json` names what is served under which name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sleepy.consolidate.router import Router, RouterError
+
+SERVED_FILE = "served.json"
+VLLM_SCRIPT = "vllm-serve.sh"
+OLLAMA_SCRIPT = "ollama-create.sh"
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# --max-lora-rank takes one of these; an adapter's rank is rounded up to the next
+VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+AVERAGED = "averaged"  # the served name's suffix for the averaged adapter (no routing needed)
+
+
+class ExportError(ValueError):
+    """A source that cannot be exported or an export folder that cannot be served; one line."""
+
+
+def served_name(prefix: str, task: str) -> str:
+    """A name both servers accept: vLLM takes any, Ollama lowercase letters, digits, `.-_`."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", f"{prefix}{task}".lower()).strip("-._")
+    if not name:
+        raise ExportError(f"task {task!r} with prefix {prefix!r} leaves no usable model name")
+    return name
+
+
+def _tagged(name: str) -> str:
+    """Ollama lists `name` as `name:latest`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+@dataclass
+class ServedAdapters:
+    """An export folder: what is served under which name, read from and written to served.json."""
+
+    folder: Path
+    base_model: str  # the base as `vllm serve` is given it (vLLM names the base model by it)
+    ollama_base: str  # the Ollama model the Modelfiles build FROM
+    names: dict[str, str]  # task -> served name (a vLLM LoRA name, an Ollama model name)
+    averaged: str  # served name of the averaged adapter
+    max_rank: int
+    source: str = ""
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ServedAdapters:
+        folder = Path(folder).expanduser()
+        path = folder / SERVED_FILE
+        if not path.is_file():
+            raise ExportError(f"{folder}: no {SERVED_FILE} — make the folder with 'sleepy export'")
+        try:
+            data = json.loads(path.read_text())
+            data.pop("folder", None)
+            served = cls(folder=folder, **data)
+        except (ValueError, TypeError) as e:
+            raise ExportError(f"{path}: not an export manifest ({type(e).__name__}: {e})") from None
+        missing = [t for t in served.names if not (folder / "tasks" / t / PEFT_FILES[0]).is_file()]
+        if missing:
+            raise ExportError(f"{folder}: {SERVED_FILE} names tasks with no adapter: {missing}")
+        return served
+
+    def save(self) -> None:
+        data = asdict(self)
+        data.pop("folder")
+        (self.folder / SERVED_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+    def router(self) -> Router:
+        try:
+            return Router(self.folder)
+        except RouterError as e:
+            raise ExportError(str(e)) from None
+
+    def model_for(self, task: str | None, base: str) -> str:
+        """The `model` a request names: the task adapter's served name, or `base` for none."""
+        return base if task is None else self.names[task]
+
+    def missing(self, listed: set[str], base: str, ollama: bool = False) -> list[str]:
+        """Which of the base and the task adapters a server's model list lacks."""
+        wanted = [base, *self.names.values()]
+        if ollama:
+            have = {_tagged(n) for n in listed}
+            return [n for n in wanted if _tagged(n) not in have]
+        return [n for n in wanted if n not in listed]
+
+    # -- the lines that start the servers ---------------------------------------------------------
+
+    def vllm_command(self, root: str | Path | None = None) -> list[str]:
+        """`vllm serve BASE --enable-lora ... --lora-modules name=path ...`; the paths are under
+        `root` (where the folder lives on the serving machine; default: where it is now)."""
+        root = Path(root) if root is not None else self.folder.resolve()
+        rank = next((r for r in VLLM_RANKS if r >= self.max_rank), self.max_rank)
+        modules = [f"{self.averaged}={root / AVERAGED}"] + [
+            f"{name}={root / 'tasks' / task}" for task, name in self.names.items()
+        ]
+        return [
+            "vllm",
+            "serve",
+            self.base_model,
+            "--enable-lora",
+            "--max-loras",
+            str(len(modules)),
+            "--max-lora-rank",
+            str(rank),
+            "--lora-modules",
+            *modules,
+        ]
+
+    def ollama_commands(self) -> list[list[str]]:
+        """One `ollama create NAME -f ollama/NAME.Modelfile` per adapter, run from the folder."""
+        return [
+            ["ollama", "create", name, "-f", f"ollama/{name}.Modelfile"]
+            for name in [self.averaged, *self.names.values()]
+        ]
+
+
+def _copy_peft(src: Path, dst: Path, base_model: str) -> int:
+    """The adapter's two PEFT files, its config naming the served base; returns its rank."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    cfg = json.loads((src / PEFT_FILES[0]).read_text())
+    cfg["base_model_name_or_path"] = base_model
+    (dst / PEFT_FILES[0]).write_text(json.dumps(cfg, indent=2) + "\n")
+    shutil.copyfile(src / PEFT_FILES[1], dst / PEFT_FILES[1])
+    return int(cfg["r"])
+
+
+def _bundle_of(source: Path) -> tuple[Path, Path]:
+    """(averaged adapter folder, bundle folder) of a Share adapter folder or of its bundle."""
+    if (source / "router.json").is_file() and (source.parent / PEFT_FILES[0]).is_file():
+        return source.parent, source
+    bundle = Router.find(source)
+    if bundle is None or not (source / PEFT_FILES[0]).is_file():
+        raise ExportError(
+            f"{source}: not a Share adapter (no bundle/router.json beside adapter_config.json) — "
+            "export the adapter of a consolidation=share run"
+        )
+    return source, bundle
+
+
+def ollama_base_for(base_model: str) -> str:
+    """The Ollama name conf/model gives the base (`ollama:`), else the base as it is."""
+    from omegaconf import OmegaConf
+
+    from sleepy.config import CONF_DIR
+
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        cfg = OmegaConf.load(path)
+        if str(cfg.get("path", "")) == base_model and cfg.get("ollama"):
+            return str(cfg.ollama)
+    return base_model
+
+
+def export_bundle(
+    source: str | Path,
+    out: str | Path,
+    base_model: str | None = None,
+    ollama_base: str | None = None,
+    prefix: str = "sleepy-",
+    root: str | Path | None = None,
+) -> ServedAdapters:
+    """Write the export folder for a Share adapter (a folder or a `models:/` registry URI)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    source_text = str(source)
+    if source_text.startswith("models:/"):
+        from sleepy.registry import download_adapter
+
+        try:
+            source = download_adapter(source_text, out / "download")
+        except ValueError as e:
+            raise ExportError(str(e)) from None
+    averaged_dir, bundle = _bundle_of(Path(source).expanduser())
+    try:
+        router = Router(bundle)
+    except RouterError as e:
+        raise ExportError(str(e)) from None
+    if base_model is None:
+        from sleepy.adapters import load_adapter_info
+
+        base_model = load_adapter_info(averaged_dir).base_model
+        if not base_model:
+            raise ExportError(f"{averaged_dir}: no base model recorded: give --base NAME")
+    ollama_base = ollama_base or ollama_base_for(base_model)
+
+    names = {task: served_name(prefix, task) for task in router.tasks}
+    averaged = served_name(prefix, AVERAGED)
+    every = [averaged, *names.values()]
+    clash = sorted({n for n in every if every.count(n) > 1})
+    if clash:
+        raise ExportError(
+            f"two adapters would be served as {clash}: rename the tasks or the prefix"
+        )
+    ranks = [_copy_peft(averaged_dir, out / AVERAGED, base_model)]
+    for task in router.tasks:
+        ranks.append(_copy_peft(router.task_dir(task), out / "tasks" / task, base_model))
+    shutil.copyfile(bundle / "router.json", out / "router.json")
+    served = ServedAdapters(
+        out, base_model, ollama_base, names, averaged, max(ranks), source=source_text
+    )
+    served.save()
+
+    vllm = served.vllm_command(root)  # one --lora-modules entry per line
+    lines = [shlex.join(vllm[:8]), *(shlex.quote(a) for a in vllm[8:])]
+    (out / VLLM_SCRIPT).write_text(
+        "#!/bin/sh\n# vLLM serving the base model and every adapter of this export by name "
+        "(sleepy export)\nexec " + " \\\n  ".join(lines) + "\n"
+    )
+    modelfiles = out / "ollama"
+    modelfiles.mkdir(exist_ok=True)
+    for task, name in [(None, averaged), *names.items()]:
+        adapter = f"../tasks/{task}" if task else f"../{AVERAGED}"  # relative to the Modelfile
+        (modelfiles / f"{name}.Modelfile").write_text(
+            f"# {name}: {ollama_base} + {'task adapter ' + task if task else 'the averaged adapter'}"
+            f" (sleepy export)\nFROM {ollama_base}\nADAPTER {adapter}\n"
+        )
+    (out / OLLAMA_SCRIPT).write_text(
+        "#!/bin/sh\n# one Ollama model per adapter of this export (sleepy export)\nset -e\n"
+        'cd "$(dirname "$0")"\n'
+        + "".join(" ".join(shlex.quote(a) for a in c) + "\n" for c in served.ollama_commands())
+    )
+    for script in (VLLM_SCRIPT, OLLAMA_SCRIPT):
+        (out / script).chmod(0o755)
+    return served
+
+
+# -- `sleepy export` -------------------------------------------------------------------------------
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="a Share adapter's task adapters as vLLM LoRAs and Ollama models, with launch lines",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("source", help="a Share adapter folder (or its bundle/), or a models:/ URI")
+    p.add_argument("--out", required=True, help="the export folder to write")
+    p.add_argument("--base", help="the base model as vLLM serves it (default: the adapter's)")
+    p.add_argument("--ollama-base", help="the Ollama model to build FROM (default: conf/model's)")
+    p.add_argument("--prefix", default="sleepy-", help="served names are PREFIX<task>")
+    p.add_argument(
+        "--served-from", help="where the folder will be on the vLLM machine (default: --out)"
+    )
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> int:
+    served = export_bundle(
+        args.source, args.out, args.base, args.ollama_base, args.prefix, args.served_from
+    )
+    print(f"{len(served.names)} task adapters + {served.averaged} in {served.folder}")
+    print(f"vLLM:   {served.folder / VLLM_SCRIPT}")
+    print("        " + shlex.join(served.vllm_command(args.served_from)))
+    print(f"Ollama: {served.folder / OLLAMA_SCRIPT}")
+    for c in served.ollama_commands():
+        print("        " + shlex.join(c))
+    print(f"route:  backend=vllm backend.adapters={served.folder}  (or backend=ollama)")
+    return 0
