@@ -239,7 +239,8 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
         )
 
     # what this pass over koans is, in words: "cycle 1/3 day on trait_bounds", "eval v3 on frozen"
-    label = f"{cfg.get('label') or f'day {run_id}'} ({len(koans)})"
+    families = ", ".join(sorted({k.family for k in koans}))
+    label = f"{cfg.get('label') or f'day on {families}'} ({len(koans)})"
     with (
         _Tracking(cfg, run_id, tags) as mlflow_run,
         stage(str(cfg.get("stage_name") or "day"), label, total=len(koans)) as bar,
