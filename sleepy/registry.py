@@ -226,6 +226,11 @@ def tag_version(name: str, version: str, tags: dict, uri: str | None = None) -> 
         client.set_model_version_tag(name, str(version), k, str(v)[:4900])
 
 
+def describe_version(name: str, version: str, text: str, uri: str | None = None) -> None:
+    """The version's description: what the registry's pages show in full (the gate's decision)."""
+    _client(uri).update_model_version(name, str(version), description=text[:4900])
+
+
 def aliases(name: str, uri: str | None = None) -> dict[str, list[str]]:
     """version -> its aliases ({} without the model); version searches leave aliases out."""
     from mlflow.exceptions import MlflowException

@@ -218,8 +218,8 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
     from sleepy.koans import KoanError, load_evalset
     from sleepy.koans.model import evalset_path
+    from sleepy.registry import describe_version, tag_version
     from sleepy.registry import promote as registry_promote
-    from sleepy.registry import tag_version
     from sleepy.tracking import log_config, mlflow_run
 
     check_config(cfg)
@@ -329,6 +329,11 @@ def evaluate(cfg: DictConfig) -> EvalResult:
                         ),
                     },
                     uri,
+                )
+                # the gate's reasons in words, where the registry page shows them uncut
+                reasons = "\n".join(f"- {r}" for r in decision.reasons)
+                describe_version(
+                    name, candidate.version, f"gate: {decision.verdict}\n{reasons}", uri
                 )
             if not cfg.nested and (display := current()) is not None:
                 display.log_to_mlflow()
