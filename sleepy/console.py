@@ -128,7 +128,7 @@ class Display:
             Group(*parts),
             console=self.console,
             refresh_per_second=4,
-            transient=True,  # the last state is printed once more below, as plain lines
+            transient=True,  # the bars go when it stops: each finished stage left its own line
             redirect_stdout=False,  # stdout is for results (JSON, tables); never through the bars
             redirect_stderr=True,
         )
