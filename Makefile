@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all bench lint format demo validate tiny-model day sandbox-tools
+.PHONY: help setup test test-all bench lint format demo validate tiny-model day sandbox-tools screenshots
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -52,5 +52,12 @@ tiny-model: setup ## retrain sleepy-tiny from scratch (conf/tiny.yaml) and insta
 day: setup ## one day of the agent on 20 koans with sleepy-tiny
 	$(BIN)/sleepy-day koans.count=20
 
-demo: setup ## set up, then two full day -> sleep -> consolidate -> eval cycles on sleepy-tiny
+demo: setup ## set up, then three full day -> sleep -> consolidate -> eval cycles on sleepy-tiny
 	$(BIN)/sleepy-cycle experiment=demo
+
+STORE ?= sqlite:///outputs/mlflow.db
+screenshots: setup ## MLflow UI screenshots (headless Chromium) of STORE -> docs/screenshots/
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "chromium not installed: apt-get install -y chromium"; exit 2; }
+	$(BIN)/python -m sleepy.screenshots --uri $(STORE) --out docs/screenshots

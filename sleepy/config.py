@@ -135,6 +135,7 @@ SCHEMA: dict[str, Rule] = {
     "consolidation.phi": Rule(int, ge=0),
     "consolidation.route_distance": Rule(float, ge=0, le=2),
     "tracking.enabled": Rule(bool),
+    "verbose": Rule(bool),
     "learning_set.k": Rule(int, ge=1),
     "learning_set.mutants": Rule(bool),
 }

@@ -18,6 +18,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sleepy.config import CONF_DIR, check_config, compose_config, one_line_errors
+from sleepy.console import LOG_NAME, Display, current, overview, stage, table_console, verbose_flag
+from sleepy.summary import LEGEND, summary_table
+from sleepy.sweep import job_values, label, sweep_id
 from sleepy.tracking import TrackingError
 
 # Groups a stage inherits from the cycle (with every override the user gave on the command line).
@@ -163,8 +166,13 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
         cfg = cfg.copy()
         with open_dict(cfg):
             cfg.registry.name = f"{cfg.registry.name}-{lineage}"
+    # In a sweep, runs are named by what the job varies ("rank=8 consolidation=share"); the
+    # lineage id (a timestamp) says nothing a person can compare, and the UI cuts it short.
+    swept = label(job_values())
+    cycles = int(cfg.cycles)
+    overview(cycles=cycles, title=f"sleepy-cycle {swept}" if swept else None)
     summaries = []
-    for c in range(1, int(cfg.cycles) + 1):
+    for c in range(1, cycles + 1):
         plan = _curriculum(cfg, c)
         cdir = out / f"cycle{c}"
         parent_id = (state.get(c, "parent") or {}).get("run_id")
@@ -173,25 +181,34 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             "cycle": str(c),
             "lineage": lineage,
             "consolidation": str(cfg.consolidation.get("method", "none")),
+            "families": ",".join(plan.families),
+            **({"swept": swept, "sweep": sweep_id() or ""} if swept else {}),
         }
-        with mlflow_run(
-            uri, experiment, run_name=f"{lineage}-cycle{c}", tags=tags, run_id=parent_id
-        ) as parent:
+        name = f"{swept} · cycle {c}" if swept else f"cycle {c} · {lineage}"
+        ran = False  # did this process run a stage of this cycle (not just read it back)?
+        overview(cycle=c, phase="day")
+        with mlflow_run(uri, experiment, run_name=name, tags=tags, run_id=parent_id) as parent:
             if parent is not None:  # None: tracking is off
                 state.put(c, "parent", {"run_id": parent.info.run_id})
-            if c == 1 and parent_id is None and parent is not None:
+            if parent_id is None and parent is not None:  # every cycle's run carries the config
                 from sleepy.tracking import log_config
 
-                log_config(cfg, out)
+                this = cfg.copy()
+                with open_dict(this):
+                    this.cycle = c  # the cycle this run is, not the day config's default 0
+                    this.families = list(plan.families)
+                log_config(this, out)
             champion = (state.get(c - 1, "eval") or {}).get("champion_adapter") if c > 1 else None
 
             if (day := state.get(c, "day")) is None:
+                ran = True
                 dcfg = stage_cfg(
                     cfg,
                     "day",
                     cdir / "day",
                     run_id=f"{lineage}-c{c}-day",
-                    label=f"cycle {c}/{cfg.cycles} day on {', '.join(plan.families)}",
+                    run_name=f"c{c} day",
+                    label=f"day on {', '.join(plan.families)}",
                     cycle=c,
                     resume=True,
                     paths__episodes_db=str(cdir / "day" / "episodes.sqlite"),
@@ -215,6 +232,8 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 state.put(c, "day", day)
 
             if (slp := state.get(c, "sleep")) is None:
+                ran = True
+                overview(phase="sleep")
                 # adapter=coefficients: after the first cycle, train in the lineage's Share basis
                 basis = (state.get(c - 1, "lineage") or {}).get("bundle")
                 phase2 = {"adapter__bundle": basis} if cfg.adapter.method == "coefficients" else {}
@@ -223,6 +242,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     "sleep",
                     cdir / "sleep",
                     cycle=c,
+                    run_name=f"c{c} sleep",
                     register=False,
                     curate__episodes=day["db"],
                     curate__run_id=day["run_id"],
@@ -240,13 +260,21 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 state.put(c, "sleep", slp)
 
             if (cons := state.get(c, "consolidate")) is None:
+                ran = True
+                overview(phase="consolidate")
                 tasks = {
                     **(state.get(c - 1, "lineage") or {}).get("tasks", {}),
                     f"c{c}": slp["adapter"],
                 }
                 previous = (state.get(c - 1, "lineage") or {}).get("bundle")
                 ccfg = stage_cfg(
-                    cfg, "consolidate", cdir / "consolidate", cycle=c, tasks=tasks, register=True
+                    cfg,
+                    "consolidate",
+                    cdir / "consolidate",
+                    cycle=c,
+                    tasks=tasks,
+                    register=True,
+                    run_name=f"c{c} consolidate",
                 )
                 if previous and "previous" in ccfg.consolidation:
                     ccfg.consolidation.previous = previous
@@ -260,12 +288,18 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 state.put(c, "consolidate", cons)
 
             if (learn := state.get(c, "learning_set")) is None:
-                learn = learning_set_for(
-                    cfg, state, c, cdir / "eval" / "learning_set.json", lineage
-                )
+                ran = True
+                overview(phase="eval")
+                with stage("eval", "build the learning set from the days' failures") as bar:
+                    learn = learning_set_for(
+                        cfg, state, c, cdir / "eval" / "learning_set.json", lineage
+                    )
+                    bar.update(note=f"{learn['koans']} fresh programs")
                 state.put(c, "learning_set", learn)
 
             if (ev := state.get(c, "eval")) is None:
+                ran = True
+                overview(phase="eval")
                 days = [state.get(i, "day")["db"] for i in range(1, c + 1)]
                 ecfg = stage_cfg(
                     cfg,
@@ -277,6 +311,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     champion="champion",
                     promote=True,
                     run_id=f"{lineage}-c{c}-eval",
+                    run_name=f"c{c} eval" + (f" v{cons['version']}" if cons["version"] else ""),
                     paths__episodes_db=str(cdir / "eval" / "episodes.sqlite"),
                     lineage__name=lineage,
                     lineage__episodes=days,
@@ -340,8 +375,14 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 )
                 # what `sleepy report` rebuilds this cycle's row from
                 mlflow.set_tags(
-                    {"decision": ev["decision"][:4900], "families": ",".join(plan.families)}
+                    {
+                        "decision": ev["decision"][:4900],
+                        "gate.decision": ev["decision"].split(":")[0],
+                        "families": ",".join(plan.families),
+                    }
                 )
+                if (display := current()) is not None:
+                    display.log_to_mlflow()
             summaries.append(
                 {
                     "cycle": c,
@@ -352,12 +393,19 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     "decision": ev["decision"],
                 }
             )
+            if (display := current()) is not None:
+                display.cycle_done(ran)
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
     if cfg.get("plots", True) and uri is not None:  # the plots read the MLflow store
         from sleepy.plots import family_cycle_matrix, plots_from_mlflow
 
-        pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
-        pngs += plots_from_mlflow(experiment, uri, out / "plots", lineage=lineage)
+        overview(phase="plots")
+        with stage("plots", f"plots of lineage {swept or lineage}") as bar:
+            pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
+            pngs += plots_from_mlflow(
+                experiment, uri, out / "plots", lineage=lineage, title=swept or lineage
+            )
+            bar.update(note=f"{len(pngs)} PNGs")
         last = state.get(int(cfg.cycles), "parent")["run_id"]
         with mlflow_run(uri, experiment, run_id=last):
             for png in pngs:
@@ -365,91 +413,34 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     return summaries
 
 
-def kept_families(summaries: list[dict], tolerance: float = 0.05) -> list[dict[str, tuple]]:
-    """Per cycle, each earlier family: (rate right after its own sleep, rate now, kept?)."""
-    learned_at: dict[str, float] = {}
-    out = []
-    for s in summaries:
-        now = s["learning_family"]
-        out.append(
-            {
-                f: (post, now.get(f, 0.0), now.get(f, 0.0) >= post - tolerance)
-                for f, post in learned_at.items()
-            }
-        )
-        if s["promoted"]:
-            learned_at.update({f: now.get(f, 0.0) for f in s["families"]})
-    return out
-
-
-def own_gain(s: dict) -> str:
-    """The learned family's own learning-set rate, before → after this cycle's sleep."""
-    return "; ".join(
-        f"{s['champion_learning_family'].get(f, 0.0):.0%} → {s['learning_family'].get(f, 0.0):.0%}"
-        for f in s["families"]
-    )
-
-
-def summary_table(summaries: list[dict], title: str):
-    """The closing table, in words: what each cycle learned and whether it kept the rest."""
-    from rich.table import Table
-
-    table = Table(title=title, show_lines=True)
-    for col in (
-        "cycle",
-        "learned",
-        "its learning set\nbefore → after",
-        "whole set\nbefore → after",
-        "repeat errors\nbefore → after",
-        "frozen\nregressions",
-        "earlier families\n(kept: within 5 points)",
-        "gate",
-    ):
-        table.add_column(col, overflow="fold")
-    for s, kept in zip(summaries, kept_families(summaries), strict=True):
-        earlier = (
-            "\n".join(
-                f"{f} {post:.0%} → {now:.0%} {'kept' if ok else '[red]LOST[/]'}"
-                for f, (post, now, ok) in kept.items()
-            )
-            or "—"
-        )
-        verdict = s["decision"].split(":")[0]
-        table.add_row(
-            str(s["cycle"]),
-            ", ".join(s["families"]),
-            own_gain(s),
-            f"{s['champion_learning_pass_rate']:.0%} → {s['learning_pass_rate']:.0%}",
-            f"{s['champion_repeat_error_rate']:.0%} → {s['repeat_error_rate']:.0%}",
-            str(int(s["regressions"])),
-            earlier,
-            f"[green]{verdict}[/]" if verdict == "promote" else f"[red]{verdict}[/]",
-        )
-    return table
-
-
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="cycle")
 @one_line_errors("sleepy-cycle", CycleError, TrackingError)
-def main(cfg: DictConfig) -> None:
-    from rich.console import Console
+def _cycle(cfg: DictConfig) -> None:
+    from sleepy.tracking import ui_command
 
-    summaries = run_cycle(cfg)
-    console = Console()
-    console.print(summary_table(summaries, f"sleepy-cycle {cfg.lineage or ''}".strip()))
-    console.print(
-        "[dim]learning set: fresh programs with the mistakes the days failed on (never trained "
-        "on); repeat errors: failures with an error the lineage already failed with; frozen: "
-        "koans the champion passed and the candidate fails.[/]"
-    )
-    for s in summaries:
-        console.print(f"cycle {s['cycle']} gate: {s['decision']}", overflow="fold")
     out = Path(str(cfg.paths.output_dir))
+    with Display("sleepy-cycle", out / LOG_NAME, bool(cfg.get("verbose", False))):
+        summaries = run_cycle(cfg)
+    console = table_console()
+    name = label(job_values()) or cfg.lineage or out.name
+    console.print(summary_table(summaries, f"sleepy-cycle {name}"))
+    console.print(f"[dim]{LEGEND}[/]", highlight=False)
+    for s in summaries:
+        console.print(f"cycle {s['cycle']} gate: {s['decision']}", highlight=False)
     console.print(f"outputs:   {out}  (state.json, summary.json, one folder per cycle and stage)")
-    console.print(f"plots:     {out / 'plots'}")
-    console.print(
-        f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking.uri} --port 5000"
-        f"   (experiment '{cfg.tracking.experiment}')"
-    )
+    console.print(f"log:       {out / LOG_NAME}  (other libraries' warnings and progress)")
+    if cfg.get("plots", True) and cfg.tracking.get("enabled", False):
+        console.print(f"plots:     {out / 'plots'}")
+        console.print(
+            f"MLflow UI: {ui_command(str(cfg.tracking.uri))}   then open http://127.0.0.1:5000 "
+            f"(experiment '{cfg.tracking.experiment}')",
+            highlight=False,
+        )
+
+
+def main() -> None:
+    verbose_flag()
+    _cycle()
 
 
 if __name__ == "__main__":

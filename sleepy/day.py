@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.config import CONF_DIR, ConfigError, check_config
+from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
 from sleepy.koans.model import (
     FAMILIES,
     Koan,
@@ -194,8 +195,6 @@ def run_day(cfg: DictConfig) -> DayResult:
 
 
 def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayResult:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from sleepy.agent.loop import KoanRun, run_koans
     from sleepy.llm import BackendUnreachable
     from sleepy.sandbox import Sandbox
@@ -239,20 +238,19 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
             adapter=str(adapter) if adapter else None,
         )
 
-    label = str(cfg.get("label") or f"day {run_id}")  # what this pass over koans is, in words
-    columns = (
-        TextColumn(f"[bold]{label}[/]: {{task.description}}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with _Tracking(cfg, run_id, tags) as mlflow_run, Progress(*columns, transient=False) as bar:
-        task = bar.add_task("", total=len(koans), completed=len(koans) - len(todo))
-        passed = [0]
+    # what this pass over koans is, in words: "cycle 1/3 day on trait_bounds", "eval v3 on frozen"
+    families = ", ".join(sorted({k.family for k in koans}))
+    label = f"{cfg.get('label') or f'day on {families}'} ({len(koans)})"
+    with (
+        _Tracking(cfg, run_id, tags) as mlflow_run,
+        stage(str(cfg.get("stage_name") or "day"), label, total=len(koans)) as bar,
+    ):
+        passed = [len({e.task_id for e in store.episodes(run_id=run_id) if e.passed})]
+        bar.update(completed=len(koans) - len(todo), note=f"{passed[0]} passed")
 
         def on_done(run: KoanRun) -> None:
             passed[0] += run.passed
-            bar.update(task, advance=1, description=f"{passed[0]} passed")
+            bar.advance(note=f"{passed[0]} passed")
 
         try:
             run_koans(
@@ -316,7 +314,7 @@ class _Tracking:
         self._cm = mlflow_run(
             str(t.uri),
             str(t.experiment),
-            run_name=self.run_id,
+            run_name=str(self.cfg.get("run_name") or self.run_id),
             tags=self.tags,
             run_id=resume_id,
             nested=bool(self.cfg.get("nested", False)),
@@ -341,6 +339,8 @@ def _log_results(cfg: DictConfig, store, run_id: str, metrics: dict) -> None:
     jsonl = out / "episodes.jsonl"
     store.export_jsonl(jsonl, run_id=run_id)
     mlflow.log_artifact(str(jsonl))
+    if not cfg.get("nested", False) and (display := current()) is not None:
+        display.log_to_mlflow()
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -374,8 +374,10 @@ def _day(cfg: DictConfig) -> None:
     if hc.mode is not None and hc.mode.name == "MULTIRUN":
         # sweep jobs share the parent's run_id; each gets its own episodes and MLflow run
         cfg.run_id = f"{cfg.run_id}-{hc.job.num}"
+    out = Path(str(cfg.paths.output_dir))
     try:
-        result = run_day(cfg)
+        with Display("sleepy-day", out / LOG_NAME, bool(cfg.get("verbose", False))):
+            result = run_day(cfg)
     except DayError as e:
         print(f"sleepy-day: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -387,6 +389,7 @@ def _day(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    verbose_flag()
     problem = _check_overrides(sys.argv[1:])
     if problem:
         print(f"sleepy-day: error: {problem}", file=sys.stderr)

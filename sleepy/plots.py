@@ -1,6 +1,9 @@
-"""Plots of what sleep did: learning curve over cycles, forgetting heatmap (koan x cycle), family
-breakdown, strategy comparison across a sweep. Each takes plain data and writes one PNG;
-`plots_from_mlflow` rebuilds them all from an experiment's eval runs (`sleepy-plots`).
+"""Plots of what sleep did, each saying in its title what was measured and on which set: the
+learning curve over cycles, forgetting on the frozen suite (families x cycles, and koan by koan),
+the family breakdown and, across a sweep, the strategy comparison. Each takes plain data and
+writes one PNG; `plots_from_mlflow` rebuilds them all from an experiment's eval runs
+(`sleepy-plots`). A panel with nothing to draw, or a single point, says why instead of drawing an
+empty axis or a line.
 """
 
 from __future__ import annotations
@@ -16,18 +19,33 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and in sweeps
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from sleepy.tracking import use_store  # noqa: E402
 
-CURVES = (  # metric, axis label, y limits (None: from the data)
-    ("pass_rate", "pass rate", (0, 1.02)),
-    ("repeat_error_rate", "repeat error rate\n(failures seen before)", (0, 1.02)),
-    ("median_steps_to_green", "median steps to green", None),
+CURVES = (  # metric, panel title, what it is, y limits (None: from the data)
+    ("pass_rate", "pass rate", "koans fixed / koans in the set", (0, 1.02)),
+    (
+        "repeat_error_rate",
+        "repeat-error rate",
+        "failures with an error the lineage's days\nalready failed with / all failures",
+        (0, 1.02),
+    ),
+    ("median_steps_to_green", "median steps to green", "agent steps, over fixed koans", None),
 )
-# heatmap cell states, in legend order
+# per-koan cell states, in legend order: the gate's view (candidate vs the champion it met)
 STATES = ("pass", "fail", "gained", "lost", "not run")
 STATE_COLORS = ("#9ecf9a", "#e4e4e4", "#1a7f37", "#d1242f", "#ffffff")
+STATE_LABELS = {
+    "pass": "passes (as the champion did)",
+    "fail": "fails (as the champion did)",
+    "gained": "gained: champion failed, candidate passes",
+    "lost": "lost: champion passed, candidate fails (regression)",
+    "not run": "not in that eval",
+}
+LEARNING_SET = (
+    "the learning set: fresh programs with the mistakes the days failed on, never trained on"
+)
 
 
 def _series(data) -> dict[str, list[dict]]:
@@ -42,137 +60,336 @@ def _save(fig, out: str | Path) -> Path:
     return out
 
 
+def _titles(fig, title: str, subtitle: str = "") -> None:
+    """A bold title and, under it, a smaller line saying what was measured on which set, both
+    placed above everything already drawn (call it last; savefig's tight box takes them in)."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    to_fig = fig.transFigure.inverted()
+    top = max(ax.get_tightbbox(r).y1 for ax in fig.axes) if fig.axes else 0.0
+    y = to_fig.transform((0, top))[1] + 0.01
+    if subtitle:
+        sub = fig.text(0.5, y, subtitle, ha="center", va="bottom", fontsize=8.5, color="#444")
+        y = to_fig.transform((0, sub.get_window_extent(r).y1))[1] + 0.008
+    fig.text(0.5, y, title, ha="center", va="bottom", fontsize=12, fontweight="bold")
+
+
+def _note(ax, text: str) -> None:
+    """What a panel shows instead of a plot when there is nothing (or one point) to draw."""
+    ax.text(
+        0.5,
+        0.5 if not ax.lines else 0.12,
+        text,
+        ha="center",
+        va="center",
+        transform=ax.transAxes,
+        fontsize=8.5,
+        color="#555",
+        bbox={"boxstyle": "round", "facecolor": "#f6f6f6", "edgecolor": "#ccc"},
+    )
+
+
+def curve_points(metric: str, pts: list[dict]) -> list[dict]:
+    """The points of one series a learning-curve panel draws, by cycle."""
+    pts = sorted((p for p in pts if metric in p), key=lambda p: p["cycle"])
+    if metric == "median_steps_to_green":  # nothing passed: there are no steps to green
+        pts = [p for p in pts if p.get("pass_rate", 1.0) > 0]
+    return pts
+
+
+def panel_note(metric: str, series: dict[str, list[dict]]) -> str | None:
+    """Why a panel shows no line (nothing measured, nothing to measure, one point), or None."""
+    drawn = max((len(curve_points(metric, pts)) for pts in series.values()), default=0)
+    if drawn == 0:
+        measured = any(metric in p for pts in series.values() for p in pts)
+        if metric == "median_steps_to_green" and measured:
+            return "nothing was fixed in any cycle:\nno steps to green to show"
+        return "no eval measured this yet"
+    if drawn == 1:
+        return "one cycle so far: a line needs two"
+    return None
+
+
 def learning_curve(
-    points: list[dict] | dict[str, list[dict]], out: str | Path, title: str = "Learning curve"
+    points: list[dict] | dict[str, list[dict]],
+    out: str | Path,
+    title: str = "Learning curve",
+    subtitle: str = "",
 ) -> Path:
-    """points: [{"cycle": 1, "pass_rate": .., "repeat_error_rate": .., "median_steps_to_green": ..}]
-    or {series label: such a list} (one line per lineage, or candidate vs champion)."""
+    """points: [{"cycle": 1, "pass_rate": .., "repeat_error_rate": .., "median_steps_to_green":
+    .., "failures": .., "episodes": ..}] or {series label: such a list} (one line per lineage, or
+    candidate vs champion). `failures`, when given, marks a repeat-error rate that is 0 because
+    nothing failed; a panel with no line or one point says why (`panel_note`)."""
     series = _series(points)
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.6))
-    for ax, (metric, label, ylim) in zip(axes, CURVES, strict=True):
-        for name, pts in series.items():
-            pts = sorted((p for p in pts if metric in p), key=lambda p: p["cycle"])
-            if metric == "median_steps_to_green":  # nothing passed: no steps to green to show
-                pts = [p for p in pts if p.get("pass_rate", 1.0) > 0]
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.4 * len(CURVES), 3.9))
+    for ax, (metric, name, what, ylim) in zip(axes, CURVES, strict=True):
+        for label, pts in series.items():
+            pts = curve_points(metric, pts)
             if not pts:
                 continue
-            style = "--" if "champion" in name else "-"
+            style = "--" if "champion" in label or "before" in label else "-"
             ax.plot(
                 [p["cycle"] for p in pts],
                 [p[metric] for p in pts],
                 style,
                 marker="o",
-                label=name or None,
+                label=label or None,
             )
+            if metric == "repeat_error_rate":
+                for p in pts:
+                    if p.get("failures") == 0:  # 0 by definition, not because errors stopped
+                        ax.annotate(
+                            "no failures",
+                            (p["cycle"], p[metric]),
+                            textcoords="offset points",
+                            xytext=(0, 6),
+                            ha="center",
+                            fontsize=7,
+                            color="#555",
+                        )
         ax.set_xlabel("cycle")
-        ax.set_ylabel(label)
-        ax.set_title(label.split("\n")[0])
+        ax.set_ylabel(what, fontsize=8)
+        ax.set_title(name, fontsize=10)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if ylim:
             ax.set_ylim(*ylim)
-    if any(series):
-        axes[0].legend(fontsize=8, loc="best")
-    fig.suptitle(title)
+        note = panel_note(metric, series)
+        if note:
+            _note(ax, note)
+        if ax.lines and any(series):
+            ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
+    _titles(fig, title, subtitle)
     return _save(fig, out)
 
 
-def koan_states(passes: list[dict[str, bool]]) -> dict[str, list[str]]:
-    """Per koan, the state in each column: pass/fail in the first, then gained/lost/pass/fail."""
-    koans = sorted({k for col in passes for k in col})
+# -- forgetting on the frozen suite ---------------------------------------------------------------
+
+
+def _state(row: dict) -> str:
+    """One koan in one eval, as the gate sees it: the candidate against that eval's champion."""
+    champ, cand = row.get("champion_passed"), bool(row["candidate_passed"])
+    if champ is None or champ == cand:
+        return "pass" if cand else "fail"
+    return "gained" if cand else "lost"
+
+
+def gate_states(tables: list[list[dict]]) -> dict[str, list[str]]:
+    """Per koan: the champion at the start (pass/fail), then each eval's state against the
+    champion it was measured with (pass, fail, gained, lost, not run). tables: per cycle, the
+    eval's per-koan rows (koan_id, champion_passed, candidate_passed)."""
+    by = [{r["koan_id"]: r for r in t} for t in tables]
+    koans = sorted({k for col in by for k in col})
+    start = by[0] if by else {}
     out = {}
     for k in koans:
-        row, before = [], None
-        for col in passes:
-            now = col.get(k)
-            if now is None:
-                row.append("not run")
-            elif before is None or before == now:
-                row.append("pass" if now else "fail")
-            else:
-                row.append("gained" if now else "lost")
-            before = now if now is not None else before
+        first = start.get(k, {}).get("champion_passed")
+        row = ["not run" if first is None else ("pass" if first else "fail")]
+        row += [_state(col[k]) if k in col else "not run" for col in by]
         out[k] = row
     return out
 
 
-def forgetting_heatmap(
-    passes: list[dict[str, bool]],
-    columns: list[str],
-    families: dict[str, str],
+def _column_labels(cycles: list[int], rejected: list[bool], start: str) -> list[str]:
+    return [f"start\n({start})"] + [
+        f"c{c}\n{'REJECTED' if rej else 'promoted'}"
+        for c, rej in zip(cycles, rejected, strict=True)
+    ]
+
+
+def _hatch_rejected(ax, rejected: list[bool], rows: int) -> None:
+    for j, rej in enumerate(rejected, start=1):
+        if rej:
+            ax.add_patch(
+                Rectangle((j - 0.5, -0.5), 1, rows, fill=False, hatch="///", edgecolor="#888", lw=0)
+            )
+
+
+def family_changes(tables: list[list[dict]]) -> dict[str, list[tuple[float, int, int] | None]]:
+    """Per family: the start (the first eval's champion) and then each eval's candidate, as
+    (pass rate, koans gained, koans lost) against the champion that eval measured, the way the
+    gate counts them; None where the family was not in that eval."""
+    families = sorted({r["family"] for t in tables for r in t})
+    out: dict[str, list] = {}
+    for f in families:
+        first = [r for r in (tables[0] if tables else []) if r["family"] == f]
+        known = [bool(r["champion_passed"]) for r in first if r.get("champion_passed") is not None]
+        cells: list = [(sum(known) / len(known), 0, 0) if known else None]
+        for t in tables:
+            rows = [r for r in t if r["family"] == f]
+            if not rows:
+                cells.append(None)
+                continue
+            states = [_state(r) for r in rows]
+            rate = sum(bool(r["candidate_passed"]) for r in rows) / len(rows)
+            cells.append((rate, states.count("gained"), states.count("lost")))
+        out[f] = cells
+    return out
+
+
+def forgetting_by_family(
+    tables: list[list[dict]],
+    cycles: list[int],
+    rejected: list[bool],
     out: str | Path,
-    title: str = "Forgetting: each koan across cycles",
+    title: str = "Forgetting on the frozen suite",
+    start: str = "champion",
 ) -> Path:
-    """passes: per column (a cycle, or the starting champion) koan id -> passed. Rows are grouped
-    by family with separators; a koan that flips shows as gained (green) or lost (red)."""
-    states = koan_states(passes)
-    order = sorted(states, key=lambda k: (families.get(k, "~"), k))
-    grid = [[STATES.index(s) for s in states[k]] for k in order]
+    """Families x cycles (`family_changes`): each family's pass rate on the suite, with the koans
+    gained (+) and lost (−) against the champion each candidate was measured with, as the gate
+    counts them. A rejected candidate's column is hatched; a cell with a loss is outlined red."""
+    changes = family_changes(tables)
+    families = list(changes)
+    size = {f: len({r["koan_id"] for t in tables for r in t if r["family"] == f}) for f in families}
+    grid, text, lost_cells = [], [], []
+    for i, f in enumerate(families):
+        row, cells = [], []
+        for j, cell in enumerate(changes[f]):
+            if cell is None:
+                row.append(float("nan"))
+                cells.append("not run" if j else "—")
+                continue
+            rate, gained, lost = cell
+            row.append(rate)
+            change = " ".join(
+                x for x in (f"+{gained}" if gained else "", f"−{lost}" if lost else "") if x
+            )
+            cells.append(f"{rate:.0%}" + (f"\n{change}" if change else ""))
+            if lost:
+                lost_cells.append((i, j))
+        grid.append(row)
+        text.append(cells)
+    n_cols = len(tables) + 1
+    fig, ax = plt.subplots(figsize=(3.2 + 1.15 * n_cols, 1.6 + 0.55 * max(1, len(families))))
+    if not families:
+        _note(ax, "no per-koan results in these evals")
+        ax.set_axis_off()
+    else:
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap="Greens", aspect="auto")
+        for i, cells in enumerate(text):
+            for j, cell in enumerate(cells):
+                v = grid[i][j]
+                ax.text(
+                    j,
+                    i,
+                    cell,
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if v == v and v > 0.6 else "black",
+                )
+        for i, j in lost_cells:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d1242f", lw=2))
+        _hatch_rejected(ax, rejected, len(families))
+        ax.set_xticks(range(n_cols), _column_labels(cycles, rejected, start), fontsize=8)
+        ax.set_yticks(range(len(families)), [f"{f} ({size[f]})" for f in families], fontsize=8)
+        ax.set_xlabel("model: the champion at the start, then each cycle's candidate")
+        fig.colorbar(im, ax=ax, label="pass rate", shrink=0.8)
+    _titles(
+        fig,
+        title,
+        "pass rate per family (koans in brackets); +n / −n: koans gained / lost against the\n"
+        "champion that cycle's candidate was measured with, as the gate counts them;\n"
+        "red outline: a loss (regression); hatched: the gate rejected that candidate",
+    )
+    return _save(fig, out)
+
+
+def forgetting_per_koan(
+    tables: list[list[dict]],
+    cycles: list[int],
+    rejected: list[bool],
+    out: str | Path,
+    title: str = "Forgetting on the frozen suite, koan by koan",
+    start: str = "champion",
+) -> Path:
+    """Koans x cycles, grouped by family, in the gate's terms (`gate_states`). Koans that fail in
+    every column are counted in the subtitle rather than drawn as rows of grey."""
+    states = gate_states(tables)
+    families = {r["koan_id"]: r["family"] for t in tables for r in t}
+    never = [k for k, row in states.items() if all(s in ("fail", "not run") for s in row)]
+    order = sorted((k for k in states if k not in never), key=lambda k: (families.get(k, "~"), k))
+    columns = _column_labels(cycles, rejected, start)
     n = len(order)
     row_h = 0.11 if n > 40 else 0.22
-    fig_h = max(3.0, 1.4 + n * row_h)
-    fig_w = 3.6 + 0.55 * len(columns)
-    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
-    ax.imshow(
-        grid,
-        aspect="auto",
-        interpolation="nearest",
-        vmin=0,
-        vmax=len(STATES) - 1,
-        cmap=ListedColormap(STATE_COLORS),
+    fig, ax = plt.subplots(figsize=(3.8 + 0.75 * len(columns), max(3.0, 1.8 + n * row_h)))
+    if not order:
+        _note(ax, f"all {len(states)} koans fail in every column: nothing to tell apart")
+        ax.set_axis_off()
+    else:
+        grid = [[STATES.index(s) for s in states[k]] for k in order]
+        ax.imshow(
+            grid,
+            aspect="auto",
+            interpolation="nearest",
+            vmin=0,
+            vmax=len(STATES) - 1,
+            cmap=ListedColormap(STATE_COLORS),
+        )
+        _hatch_rejected(ax, rejected, n)
+        ax.set_xticks(range(len(columns)), columns, fontsize=8)
+        font = 4.5 if n > 80 else 5.5 if n > 40 else 7.5
+        ax.set_yticks(range(n), order, fontsize=font)
+        ax.set_ylabel("koan (grouped by family)")
+        start_i = 0
+        for i in range(1, n + 1):
+            if i == n or families.get(order[i]) != families.get(order[start_i]):
+                if i < n:
+                    ax.axhline(i - 0.5, color="black", lw=0.8)
+                ax.text(
+                    len(columns) - 0.5 + 0.1,
+                    (start_i + i - 1) / 2,
+                    families.get(order[start_i], "?"),
+                    va="center",
+                    ha="left",
+                    fontsize=8,
+                )
+                start_i = i
+        ax.set_xticks([x + 0.5 for x in range(len(columns) - 1)], minor=True)
+        ax.grid(which="minor", axis="x", color="white", lw=1.5)
+        ax.tick_params(which="minor", length=0)
+        used = [s for s in STATES if any(s in states[k] for k in order)]
+        ax.legend(
+            handles=[
+                Patch(
+                    facecolor=STATE_COLORS[STATES.index(s)], edgecolor="gray", label=STATE_LABELS[s]
+                )
+                for s in used
+            ],
+            loc="upper left",
+            bbox_to_anchor=(1.18, 1.0),
+            fontsize=7,
+            frameon=False,
+        )
+    hidden = f"; {len(never)} koans that fail in every column are not drawn" if never else ""
+    _titles(
+        fig,
+        title,
+        "each cycle's candidate against the champion it was measured with (the gate's view)"
+        f"{hidden};\nhatched: the gate rejected that candidate",
     )
-    ax.set_xticks(range(len(columns)), columns, fontsize=8)
-    ax.set_xlabel("cycle")
-    font = 4.5 if n > 80 else 5.5 if n > 40 else 7.5
-    ax.set_yticks(range(n), order, fontsize=font)
-    ax.set_ylabel("koan (grouped by family)")
-    # family separators and names on the right-hand side
-    start = 0
-    for i in range(1, n + 1):
-        if i == n or families.get(order[i]) != families.get(order[start]):
-            if i < n:
-                ax.axhline(i - 0.5, color="black", lw=0.8)
-            ax.text(
-                len(columns) - 0.5 + 0.1,
-                (start + i - 1) / 2,
-                families.get(order[start], "?"),
-                va="center",
-                ha="left",
-                fontsize=8,
-            )
-            start = i
-    ax.set_xticks([x + 0.5 for x in range(len(columns) - 1)], minor=True)
-    ax.grid(which="minor", axis="x", color="white", lw=1.5)
-    ax.tick_params(which="minor", length=0)
-    used = [s for s in STATES if any(s in row for row in states.values())]
-    ax.legend(
-        handles=[
-            Patch(facecolor=STATE_COLORS[STATES.index(s)], edgecolor="gray", label=s) for s in used
-        ],
-        loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
-        ncol=len(used),
-        fontsize=8,
-        frameon=False,
-    )
-    ax.set_title(title, pad=22)
     return _save(fig, out)
 
 
 def family_breakdown(
-    rates: dict[str, dict[str, float]], out: str | Path, title: str = "Pass rate per family"
+    rates: dict[str, dict[str, float]],
+    out: str | Path,
+    title: str = "Pass rate per family",
+    subtitle: str = "",
 ) -> Path:
     """rates: {group label (a cycle, a model, a strategy): {family: pass rate}} -> grouped bars."""
     families = sorted({f for r in rates.values() for f in r})
     groups = list(rates)
     width = 0.8 / max(1, len(groups))
     fig, ax = plt.subplots(
-        figsize=(min(14.0, max(6.0, 0.9 * len(families) * len(groups) ** 0.5)), 4)
+        figsize=(min(14.0, max(6.5, 0.9 * len(families) * len(groups) ** 0.5)), 4)
     )
     for i, g in enumerate(groups):
         xs = [j - 0.4 + width * (i + 0.5) for j in range(len(families))]
-        ax.bar(xs, [rates[g].get(f, 0.0) for f in families], width, label=g)
+        bars = ax.bar(xs, [rates[g].get(f, 0.0) for f in families], width, label=g)
+        if len(groups) * len(families) <= 40:  # a bar at 0 is a measured 0: say so
+            ax.bar_label(bars, labels=[f"{b.get_height():.0%}" for b in bars], fontsize=6)
     ax.set_xticks(
         range(len(families)),
         [f.replace("_", " ") for f in families],
@@ -184,9 +401,14 @@ def family_breakdown(
     ax.set_ylabel("pass rate")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title(title)
+    if not families:
+        _note(ax, "no per-family results in these evals")
+    else:
+        if not any(v for r in rates.values() for v in r.values()):
+            _note(ax, "every family at 0% in every column")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
+    _titles(fig, title, subtitle)
     return _save(fig, out)
 
 
@@ -196,12 +418,13 @@ def strategy_comparison(
     metric: str = "pass_rate",
     by: str = "strategy",
     title: str | None = None,
+    subtitle: str = "",
 ) -> Path:
-    """results: {strategy or param value: [{"cycle": c, metric: v}, ...]} -> one line per strategy
-    over cycles (left) and the final cycle's value as bars (right)."""
+    """results: {strategy or swept values: [{"cycle": c, metric: v}, ...]} -> one line per
+    strategy over cycles (left) and the last cycle's value as bars (right)."""
     label = metric.replace("_", " ")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [3, 2]})
-    names, finals = [], []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    names, finals, longest = [], [], 0
     for name, pts in results.items():
         pts = sorted((p for p in pts if metric in p), key=lambda p: p["cycle"])
         if not pts:
@@ -211,24 +434,30 @@ def strategy_comparison(
         )[0]
         names.append(name)
         finals.append((pts[-1][metric], line.get_color()))
+        longest = max(longest, len(pts))
     left.set_xlabel("cycle")
     left.set_ylabel(label)
     left.xaxis.get_major_locator().set_params(integer=True)
     left.grid(alpha=0.3)
-    left.legend(title=by, fontsize=8, title_fontsize=8)
-    left.set_title(f"{label} over cycles")
+    left.set_title(f"{label} over cycles", fontsize=10)
+    if names:
+        left.legend(title=by, fontsize=8, title_fontsize=8)
+    if not names:
+        _note(left, f"no run has {metric} yet")
+    elif longest == 1:
+        _note(left, "one cycle per job so far: a line needs two")
     bars = right.bar(range(len(names)), [v for v, _ in finals], color=[c for _, c in finals])
     right.bar_label(bars, fmt="%.2f", fontsize=8)
     right.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
     right.set_xlabel(by)
     right.set_ylabel(f"{label} (last cycle)")
-    right.set_title("after the last cycle")
+    right.set_title("after each job's last cycle", fontsize=10)
     if metric.endswith("rate"):
         left.set_ylim(0, 1.02)
         right.set_ylim(0, 1.1)
     right.grid(axis="y", alpha=0.3)
-    fig.suptitle(title or f"Strategies compared by {by}")
     fig.tight_layout()
+    _titles(fig, title or f"Strategies compared by {by}", subtitle)
     return _save(fig, out)
 
 
@@ -240,7 +469,10 @@ class PlotError(ValueError):
 
 
 def forgetting_matrix_plot(
-    matrices: dict[str, list[dict[str, float]]], families: list[str], out: str | Path
+    matrices: dict[str, list[dict[str, float]]],
+    families: list[str],
+    out: str | Path,
+    suite: str = "the frozen suite",
 ) -> Path:
     """One panel per method: rows = before any sleep, then after learning each family in turn;
     columns = family; cell = pass rate. `matrices["base"]` is the one row before sleep."""
@@ -249,7 +481,7 @@ def forgetting_matrix_plot(
         families,
         out,
         "Forgetting matrix: pass rate per family after each sleep, per method",
-        "family (frozen evalset)",
+        f"family (measured on {suite})",
     )
 
 
@@ -273,7 +505,7 @@ def family_cycle_matrix(summaries: list[dict], out: str | Path) -> Path:
         families,
         out,
         "Does it keep what it learned? Learning-set pass rate per family after each cycle",
-        "family (its learning set: fresh programs, never trained on)",
+        "family (measured on its learning set: fresh programs, never trained on)",
         labels,
     )
 
@@ -342,126 +574,165 @@ def _per_koan(run_id: str) -> list[dict]:
     return json.loads(text)
 
 
+def _rejected(run) -> bool:
+    return run.data.tags.get("gate.decision") == "reject"
+
+
 def plots_from_mlflow(
     experiment: str,
     uri: str,
     out: str | Path,
     by: str | None = None,
-    metric: str = "pass_rate",
+    metric: str | None = None,
     lineage: str | None = None,
+    lineages: dict[str, str] | None = None,
+    title: str | None = None,
 ) -> list[Path]:
     """Rebuild every plot from the eval runs of `experiment`; returns the PNGs written.
 
     Runs are grouped into lineages by their `lineage` tag (or by the tag/param named `by`), ordered
-    by their `cycle` tag. With several lineages a strategy comparison is drawn as well.
+    by their `cycle` tag. `lineage` keeps one lineage; `lineages` ({lineage: label}, a sweep's
+    jobs by their swept values) keeps those and names them by label. With several lineages a
+    strategy comparison is drawn as well.
     """
     out = Path(out)
     runs = eval_runs(experiment, uri)
     if lineage is not None:  # one lineage's own plots: other runs in the experiment stay out
         runs = [r for r in runs if r.data.tags.get("lineage") == lineage] or runs
-    lineages: dict[str, list] = defaultdict(list)
+    if lineages is not None:
+        runs = [r for r in runs if r.data.tags.get("lineage") in lineages]
+        if not runs:
+            raise PlotError(f"no finished eval of lineages {sorted(lineages)} in {uri}")
+    groups: dict[str, list] = defaultdict(list)
     for r in runs:
-        key = (r.data.tags.get(by) or r.data.params.get(by)) if by else None
-        lineages[str(key or r.data.tags.get("lineage", "default"))].append(r)
+        tag = r.data.tags.get("lineage", "default")
+        if lineages is not None:
+            key = lineages[tag] or tag
+        else:
+            key = (r.data.tags.get(by) or r.data.params.get(by)) if by else None
+        groups[str(key or tag)].append(r)
     by = by or "lineage"
+    name = title or experiment
 
     learning = any("learning_pass_rate" in r.data.metrics for r in runs)
+    metric = metric or ("learning_pass_rate" if learning else "pass_rate")
 
     def point(r, prefix: str = "") -> dict:
         """The run's curve point: learning-set metrics when the eval had a learning set."""
         m = r.data.metrics
         p = {"cycle": int(r.data.tags.get("cycle", 0))}
-        for metric_name, _, _ in CURVES:
-            key = prefix + ("learning_" if learning else "") + metric_name
-            if key in m:
-                p[metric_name] = m[key]
+        pre = prefix + ("learning_" if learning else "")
+        for metric_name in (*(c[0] for c in CURVES), "failures", "episodes"):
+            if pre + metric_name in m:
+                p[metric_name] = m[pre + metric_name]
         return p
 
     def family_rates(r, prefix: str = "") -> dict[str, float]:
         key = prefix + "pass_rate_"
         return {k[len(key) :]: v for k, v in r.data.metrics.items() if k.startswith(key)}
 
+    def set_size(r) -> str:
+        m = r.data.metrics
+        n = m.get("learning_episodes" if learning else "episodes")
+        return f" ({int(n)} koans in the last cycle)" if n else ""
+
     paths = []
-    curves = {name: [point(r) for r in rs] for name, rs in lineages.items()}
-    if len(lineages) == 1:
-        [(name, rs)] = lineages.items()
+    curves = {g: [point(r) for r in rs] for g, rs in groups.items()}
+    last = max(runs, key=lambda r: (int(r.data.tags.get("cycle", 0)), r.info.start_time))
+    if len(groups) == 1:
+        [(g, rs)] = groups.items()
         curves = {
-            "after sleep (candidate)": curves[name],
+            "after sleep (candidate)": curves[g],
             "before sleep (champion)": [point(r, "champion_") for r in rs],
         }
-    where = "learning set: fresh programs with the mistakes the days failed on"
+    where = LEARNING_SET if learning else "the frozen suite"
     paths.append(
         learning_curve(
             curves,
             out / "learning_curve.png",
-            f"Learning curve — {experiment}\n({where if learning else 'frozen suite'})",
+            f"Learning curve — {name}",
+            f"measured on {where}{set_size(last)}",
         )
     )
 
-    for name, rs in lineages.items():
+    for g, rs in groups.items():
         rs = sorted(rs, key=lambda r: int(r.data.tags.get("cycle", 0)))
-        tables = [(int(r.data.tags.get("cycle", 0)), _per_koan(r.info.run_id)) for r in rs]
-        tables = [(c, t) for c, t in tables if t]
-        suffix = "" if len(lineages) == 1 else f"-{_slug(name)}"
+        tables = [(r, _per_koan(r.info.run_id)) for r in rs]
+        tables = [(r, t) for r, t in tables if t]
+        suffix = "" if len(groups) == 1 else f"-{_slug(g)}"
+        who = "" if len(groups) == 1 else f" — {g}"
         if tables:
-            families = {row["koan_id"]: row["family"] for _, t in tables for row in t}
-            first = tables[0][1]
-            columns = [f"start\n({rs[0].data.tags.get('champion', 'champion')})"]
-            passes = [
-                {
-                    row["koan_id"]: row["champion_passed"]
-                    for row in first
-                    if row.get("champion_passed") is not None
-                }
-            ]
-            for c, t in tables:
-                columns.append(f"c{c}")
-                passes.append({row["koan_id"]: row["candidate_passed"] for row in t})
+            cycles = [int(r.data.tags.get("cycle", 0)) for r, _ in tables]
+            rejected = [_rejected(r) for r, _ in tables]
+            start = rs[0].data.tags.get("champion", "champion")
+            n = len({row["koan_id"] for _, t in tables for row in t})
+            suite = f"Forgetting on the frozen suite ({n} koans){who}"
             paths.append(
-                forgetting_heatmap(
-                    passes,
-                    columns,
-                    families,
+                forgetting_by_family(
+                    [t for _, t in tables],
+                    cycles,
+                    rejected,
                     out / f"forgetting_heatmap{suffix}.png",
-                    f"Forgetting — {name if len(lineages) > 1 else experiment}",
+                    f"{suite}: pass rate per family after each cycle",
+                    start,
                 )
             )
-        groups = {f"c{int(r.data.tags.get('cycle', 0))}": family_rates(r) for r in rs}
+            paths.append(
+                forgetting_per_koan(
+                    [t for _, t in tables],
+                    cycles,
+                    rejected,
+                    out / f"forgetting_per_koan{suffix}.png",
+                    f"{suite}, koan by koan",
+                    start,
+                )
+            )
+        cols = {
+            f"c{int(r.data.tags.get('cycle', 0))}" + (" (rejected)" if _rejected(r) else ""): (
+                family_rates(r)
+            )
+            for r in rs
+        }
         if rs:
-            groups = {
+            cols = {
                 f"start ({rs[0].data.tags.get('champion', 'champion')})": family_rates(
                     rs[0], "champion_"
                 ),
-                **groups,
+                **cols,
             }
         paths.append(
             family_breakdown(
-                groups,
+                cols,
                 out / f"family_breakdown{suffix}.png",
-                "Pass rate per family by cycle" + (f" — {name}" if len(lineages) > 1 else ""),
+                f"Pass rate per family by cycle{who}",
+                "measured on the frozen suite: the champion at the start, then each cycle's candidate",
             )
         )
-    if len(lineages) > 1:
+    if len(groups) > 1:
         results = {
-            name: [
-                {
-                    "cycle": int(r.data.tags.get("cycle", 0)),
-                    **{k: v for k, v in r.data.metrics.items()},
-                }
-                for r in rs
-            ]
-            for name, rs in lineages.items()
+            g: [{"cycle": int(r.data.tags.get("cycle", 0)), **dict(r.data.metrics)} for r in rs]
+            for g, rs in groups.items()
         }
-        last = {
-            name: max(rs, key=lambda r: int(r.data.tags.get("cycle", 0)))
-            for name, rs in lineages.items()
+        last_of = {
+            g: max(rs, key=lambda r: int(r.data.tags.get("cycle", 0))) for g, rs in groups.items()
         }
-        paths.append(strategy_comparison(results, out / "strategy_comparison.png", metric, by))
+        on = LEARNING_SET if metric.startswith("learning_") else "the frozen suite"
+        paths.append(
+            strategy_comparison(
+                results,
+                out / "strategy_comparison.png",
+                metric,
+                by,
+                f"{name}: {metric.replace('_', ' ')} by {by}",
+                f"each job is its own lineage, measured on {on}",
+            )
+        )
         paths.append(
             family_breakdown(
-                {n: family_rates(r) for n, r in last.items()},
+                {g: family_rates(r) for g, r in last_of.items()},
                 out / "family_breakdown_by_strategy.png",
-                f"Pass rate per family after the last cycle, by {by}",
+                f"{name}: pass rate per family after the last cycle, by {by}",
+                "measured on the frozen suite (each job's last candidate)",
             )
         )
     return paths
@@ -488,10 +759,17 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="tag or param that names a strategy (default: the eval runs' lineage tag)",
     )
-    p.add_argument("--metric", default="pass_rate", help="metric of the strategy comparison")
+    p.add_argument("--lineage", default=None, help="only this lineage")
+    p.add_argument(
+        "--metric",
+        default=None,
+        help="metric of the strategy comparison (default: learning_pass_rate when measured)",
+    )
     args = p.parse_args(argv)
     try:
-        paths = plots_from_mlflow(args.experiment, args.uri, args.out, args.by, args.metric)
+        paths = plots_from_mlflow(
+            args.experiment, args.uri, args.out, args.by, args.metric, lineage=args.lineage
+        )
     except PlotError as e:
         print(f"sleepy-plots: error: {e}", file=sys.stderr)
         return 2

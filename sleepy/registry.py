@@ -73,20 +73,32 @@ def register_adapter(
 
     load_adapter_info(adapter_dir, base_model)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.exceptions import MlflowException
+
     info = mlflow.pyfunc.log_model(
         name="adapter",
         python_model=AdapterModel(),
         artifacts={"adapter": str(adapter_dir)},
         model_config={"base_model": portable_base(base_model)},
-        registered_model_name=name,
         pip_requirements=["sleepy"],
-        await_registration_for=60,
     )
-    version = str(info.registered_model_version)
+    # Registered through the client, not log_model(registered_model_name=...): that path prints
+    # "Successfully registered model ..." to the console past every logging switch.
     client = mlflow.MlflowClient()
-    for k, v in (tags or {}).items():
-        client.set_model_version_tag(name, version, k, str(v))
-    return version
+    try:
+        client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    mv = client.create_model_version(
+        name,
+        info.model_uri,
+        run_id=info.run_id,
+        tags={k: str(v) for k, v in (tags or {}).items()},
+        await_creation_for=60,
+        model_id=info.model_id,
+    )
+    return str(mv.version)
 
 
 def model_uri(name: str, version_or_alias: str) -> str:
@@ -212,6 +224,11 @@ def tag_version(name: str, version: str, tags: dict, uri: str | None = None) -> 
     for k, v in tags.items():
         # MLflow caps tag values at 5000 characters
         client.set_model_version_tag(name, str(version), k, str(v)[:4900])
+
+
+def describe_version(name: str, version: str, text: str, uri: str | None = None) -> None:
+    """The version's description: what the registry's pages show in full (the gate's decision)."""
+    _client(uri).update_model_version(name, str(version), description=text[:4900])
 
 
 def aliases(name: str, uri: str | None = None) -> dict[str, list[str]]:

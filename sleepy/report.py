@@ -12,7 +12,7 @@ import argparse
 import json
 import os
 
-from sleepy.cycle import kept_families, own_gain
+from sleepy.summary import kept_families, own_gain
 from sleepy.tracking import DEFAULT_URI
 
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from sleepy.config import CONF_DIR as _CONF
 from sleepy.config import check_config, one_line_errors
+from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
 from sleepy.curate import LeakageError
 from sleepy.koans import Koan, load_koans, save_evalset
 from sleepy.tracking import TrackingError
@@ -114,17 +115,20 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         db = episodes_db(cfg.curate, work)
         with EpisodeStore(db, create=False) as store:
             episodes = store.episodes(run_id=cfg.curate.run_id)
-        curated = curate(
-            episodes,
-            koans_for(db, list(cfg.curate.koan_paths)),
-            cfg.model.prompt_template,
-            cfg.model.edit_format,
-            replay_ratio=cfg.curate.replay_ratio,
-            augment_k=cfg.curate.augment_k,
-            seed=cfg.curate.seed,
-            evalset_paths=list(cfg.curate.evalset_paths),
-            cluster_distance=cfg.curate.cluster_distance,
-        )
+        failed = sum(not e.passed for e in episodes)
+        with stage("sleep", f"curate {failed} failed episodes of {len(episodes)}") as bar:
+            curated = curate(
+                episodes,
+                koans_for(db, list(cfg.curate.koan_paths)),
+                cfg.model.prompt_template,
+                cfg.model.edit_format,
+                replay_ratio=cfg.curate.replay_ratio,
+                augment_k=cfg.curate.augment_k,
+                seed=cfg.curate.seed,
+                evalset_paths=list(cfg.curate.evalset_paths),
+                cluster_distance=cfg.curate.cluster_distance,
+            )
+            bar.update(note=f"{curated.stats['rows']} training rows")
         if main:
             curated.dataset.save_to_disk(str(out / "dataset"))
             # What this sleep trained on, koan by koan: the eval keeps its learning sets disjoint.
@@ -167,18 +171,24 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             )
             mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
         if cfg.register and tracked:  # the registry lives in the tracking store
-            version = register_adapter(
-                result.adapter_dir,
-                cfg.model.path,
-                cfg.registry.name,
-                tags={
-                    "run_id": run.info.run_id,
-                    "cycle": cfg.get("cycle", 0),
-                    "method": method,
-                    "families": ",".join(result.info.families),
-                },
-            )
+            with stage(
+                "register", f"register the adapter as a version of {cfg.registry.name}"
+            ) as bar:
+                version = register_adapter(
+                    result.adapter_dir,
+                    cfg.model.path,
+                    cfg.registry.name,
+                    tags={
+                        "run_id": run.info.run_id,
+                        "cycle": cfg.get("cycle", 0),
+                        "method": method,
+                        "families": ",".join(result.info.families),
+                    },
+                )
+                bar.update(note=f"v{version}")
             mlflow.set_tag("registered_version", version)
+        if tracked and not cfg.get("nested", False) and (d := current()) is not None:
+            d.log_to_mlflow()
         return SleepResult(
             result.adapter_dir,
             version,
@@ -210,20 +220,27 @@ def _log_curation(curated) -> None:
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="sleep")
 @one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError, LaunchError)
-def main(cfg: DictConfig) -> None:
+def _sleep(cfg: DictConfig) -> None:
     if cfg.accelerate.launch:  # accelerate=single_gpu|multi_gpu|cpu: run again under it
         from hydra.core.hydra_config import HydraConfig
 
         from sleepy.train.launch import relaunch
 
         sys.exit(relaunch(cfg, "sleepy.sleep", list(HydraConfig.get().overrides.task)))
-    r = run_sleep(cfg)
+    log = Path(str(cfg.paths.output_dir)) / LOG_NAME
+    with Display("sleepy-sleep", log, bool(cfg.get("verbose", False))):
+        r = run_sleep(cfg)
     if not is_main_process():
         return
     print(
         f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
         f"final loss: {r.metrics['final_loss']:.3f}"
     )
+
+
+def main() -> None:
+    verbose_flag()
+    _sleep()
 
 
 if __name__ == "__main__":

@@ -171,3 +171,18 @@ def log_config(cfg, output_dir: str | Path | None = None) -> None:
 def tracking_uri(tracking) -> str | None:
     """The store of a `tracking` config group, or None when tracking is off."""
     return str(tracking.uri) if tracking.get("enabled", False) and tracking.get("uri") else None
+
+
+def ui_command(uri: str) -> str:
+    """The one command that opens the MLflow UI on this store (on 127.0.0.1:5000)."""
+    import shutil
+    import sys
+
+    exe = Path(sys.executable).parent / "mlflow"
+    if not exe.exists():
+        exe = Path(shutil.which("mlflow") or "mlflow")
+    try:
+        exe = exe.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"{exe} ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"

@@ -302,6 +302,20 @@ def test_sweep_jobs_do_not_collide(tmp_path, small_world):
     assert len({r.data.tags["lineage"] for r in parents}) == 2
     names = {m.name for m in client.search_registered_models()}
     assert names == {"sleepy-fixer-sweep-0", "sleepy-fixer-sweep-1"}
+    # runs named by what the job varies, each carrying its params; one summary at the end
+    assert {r.info.run_name for r in parents} == {
+        "consolidation=none · cycle 1",
+        "consolidation=share · cycle 1",
+    }
+    assert all(r.data.params["cycle"] == "1" and "adapter.rank" in r.data.params for r in parents)
+    assert {r.data.tags["sweep"] for r in parents} == {"sweep"}
+    summary = (tmp_path / "cycle" / "multirun" / "sweep" / "sweep_summary.md").read_text()
+    assert "| consolidation=none | 1 |" in summary and "| consolidation=share | 1 |" in summary
+    assert "consolidation=share" in proc.stdout and "sweep summary:" in proc.stdout
+    [sweep_run] = client.search_runs([exp.experiment_id], "tags.stage = 'sweep'")
+    assert "sweep/sweep_summary.md" in [
+        a.path for a in client.list_artifacts(sweep_run.info.run_id, "sweep")
+    ]
 
 
 def test_a_sweep_through_submitit_logs_both_jobs_to_an_mlflow_server(tmp_path, small_world):

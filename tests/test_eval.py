@@ -125,6 +125,7 @@ def test_registry_candidate_against_base_champion(tmp_path, evalset, adapter):
     assert sorted(p.name for p in paths) == [
         "family_breakdown.png",
         "forgetting_heatmap.png",
+        "forgetting_per_koan.png",
         "learning_curve.png",
     ]
 

@@ -62,7 +62,8 @@ def test_hash_ignores_comments_and_whitespace():
         ({"buggy_code": 42}, "buggy_code", "must be a string"),
         ({"family": "borrowing"}, "family", "is not one of"),
         ({"expected_code": "382"}, "expected_code", "not a rustc code"),
-        ({"expected_code": None}, "expected_code", "missing"),
+        ({"stdout_varies": "yes"}, "stdout_varies", "must be true or false"),
+        ({"stdout_varies": True, "expected_stdout": "x\n"}, "stdout_varies", "remove one"),
         ({"kind": "runtime"}, "kind", "must be 'compile' or 'test'"),
         ({"source": "scraped"}, "source", "must be one of"),
         ({"id": "Has Spaces"}, "id", "lowercase"),
@@ -79,6 +80,20 @@ def test_malformed_koan_names_file_and_field(tmp_path, change, field, what):
     assert "\n" not in msg
     assert msg.startswith(str(path))
     assert f"field '{field}'" in msg and what in msg
+
+
+def test_a_compile_koan_without_a_code_is_an_error_rustc_gives_none_for(tmp_path):
+    data = {k: v for k, v in GOOD.items() if k != "expected_code"}
+    koan = load_koan(write(tmp_path, data))
+    assert (koan.kind, koan.expected_code) == ("compile", None)
+
+
+def test_stdout_varies_is_left_out_of_files_and_hashes_when_false():
+    koan = Koan.from_dict(GOOD)
+    assert "stdout_varies" not in koan.to_dict()  # koans written before it hash the same
+    varies = Koan.from_dict({**GOOD, "expected_stdout": None, "stdout_varies": True})
+    assert varies.to_dict()["stdout_varies"] is True
+    assert varies.frozen_hash != Koan.from_dict({**GOOD, "expected_stdout": None}).frozen_hash
 
 
 def test_invalid_json_says_where(tmp_path):

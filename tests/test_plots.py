@@ -11,10 +11,12 @@ from matplotlib.image import imread
 
 from sleepy.plots import (
     family_breakdown,
-    forgetting_heatmap,
-    koan_states,
+    family_changes,
+    forgetting_per_koan,
+    gate_states,
     learning_curve,
     main,
+    panel_note,
     plots_from_mlflow,
     strategy_comparison,
 )
@@ -23,17 +25,42 @@ from sleepy.tracking import mlflow_run
 FAMILIES = ["borrow_checker", "lifetimes", "mutability", "trait_bounds"]
 
 
-def test_koan_states_name_what_changed():
-    cols = [
-        {"a": True, "b": False, "c": True},
-        {"a": True, "b": True, "c": False},
-        {"a": False, "b": True},
-    ]
-    assert koan_states(cols) == {
-        "a": ["pass", "pass", "lost"],
-        "b": ["fail", "gained", "pass"],
-        "c": ["pass", "lost", "not run"],
+def row(koan, champion, candidate, family="lifetimes"):
+    return {
+        "koan_id": koan,
+        "family": family,
+        "champion_passed": champion,
+        "candidate_passed": candidate,
     }
+
+
+def test_gate_states_compare_each_candidate_with_the_champion_it_met():
+    # c1 is rejected (the champion stays), so c2 is measured against the same champion again
+    c1 = [row("a", True, True), row("b", False, True), row("c", True, False)]
+    c2 = [row("a", True, False), row("b", False, False), row("c", True, True)]
+    assert gate_states([c1, c2]) == {
+        "a": ["pass", "pass", "lost"],  # the gate's regression, though c1 passed it too
+        "b": ["fail", "gained", "fail"],  # not "lost": the champion never passed it
+        "c": ["pass", "lost", "pass"],  # not "gained" back: the champion passes it as well
+    }
+
+
+def test_family_changes_count_gains_and_losses_as_the_gate_does():
+    c1 = [row("a", True, True), row("b", False, True), row("c", True, False)]
+    c1 += [row("m", False, False, "mutability")]
+    c2 = [row("a", True, False), row("b", True, True)]
+    changes = family_changes([c1, c2])
+    assert changes["lifetimes"] == [(2 / 3, 0, 0), (2 / 3, 1, 1), (0.5, 0, 1)]
+    assert changes["mutability"] == [(0.0, 0, 0), (0.0, 0, 0), None]  # not in c2's eval
+
+
+def test_panels_say_why_they_draw_no_line():
+    one = {"": [{"cycle": 1, "pass_rate": 0.0, "median_steps_to_green": 0.0}]}
+    assert panel_note("pass_rate", one) == "one cycle so far: a line needs two"
+    assert panel_note("median_steps_to_green", one).startswith("nothing was fixed")
+    assert panel_note("repeat_error_rate", one) == "no eval measured this yet"
+    two = {"": [{"cycle": c, "pass_rate": 0.5} for c in (1, 2)]}
+    assert panel_note("pass_rate", two) is None
 
 
 def test_pure_plots_write_pngs(tmp_path):
@@ -42,7 +69,7 @@ def test_pure_plots_write_pngs(tmp_path):
         for c in (1, 2)
     ]
     for path in (
-        learning_curve(pts, tmp_path / "lc.png"),
+        learning_curve(pts, tmp_path / "lc.png", "Learning curve", "measured on a set"),
         family_breakdown(
             {"c1": {"lifetimes": 0.5}, "c2": {"lifetimes": 0.75}}, tmp_path / "fam.png"
         ),
@@ -53,27 +80,36 @@ def test_pure_plots_write_pngs(tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_heatmap_grows_with_the_koans(tmp_path):
-    def draw(n):
-        koans = {f"k{i:03d}": FAMILIES[i % 4] for i in range(n)}
-        cols = [{k: (i + c) % 3 == 0 for i, k in enumerate(koans)} for c in range(3)]
-        return imread(
-            forgetting_heatmap(cols, ["start", "c1", "c2"], koans, tmp_path / f"h{n}.png")
-        )
+def test_per_koan_heatmap_grows_with_the_koans_that_differ(tmp_path):
+    def draw(n, passing):
+        tables = [
+            [
+                row(f"k{i:03d}", i < passing and c % 2 == 0, i < passing, FAMILIES[i % 4])
+                for i in range(n)
+            ]
+            for c in range(2)
+        ]
+        return imread(forgetting_per_koan(tables, [1, 2], [False, True], tmp_path / f"h{n}.png"))
 
-    small, big = draw(8), draw(96)
+    small, big = draw(8, 8), draw(96, 96)
     # at 96 koans every row still gets ~10 pixels of its own (0.11 in at 130 dpi, less margins)
     assert big.shape[0] > 96 * 10 and big.shape[0] > 2.5 * small.shape[0]
+    # koans that fail in every column are counted, not drawn as rows of grey
+    assert draw(96, 8).shape[0] < big.shape[0] / 2
 
 
-def _log_eval(uri, lineage, cycle, koans, rng):
+def _log_eval(uri, lineage, cycle, koans, rng, reject=False):
     rows = []
     for k, fam in koans.items():
         before, after = rng.random() < 0.4, rng.random() < 0.5
-        rows.append(
-            {"koan_id": k, "family": fam, "champion_passed": before, "candidate_passed": after}
-        )
-    tags = {"stage": "eval", "cycle": str(cycle), "lineage": lineage, "champion": "base"}
+        rows.append(row(k, before, after, fam))
+    tags = {
+        "stage": "eval",
+        "cycle": str(cycle),
+        "lineage": lineage,
+        "champion": "base",
+        "gate.decision": "reject" if reject else "promote",
+    }
     with mlflow_run(uri, "sleepy-cycle", run_name=f"eval-{lineage}-{cycle}", tags=tags):
         metrics = {
             "pass_rate": sum(r["candidate_passed"] for r in rows) / len(rows),
@@ -82,7 +118,7 @@ def _log_eval(uri, lineage, cycle, koans, rng):
             "median_steps_to_green": 2.0,
             "champion_repeat_error_rate": rng.random(),
         }
-        for fam in FAMILIES:
+        for fam in {r["family"] for r in rows}:
             group = [r for r in rows if r["family"] == fam]
             metrics[f"pass_rate_{fam}"] = sum(r["candidate_passed"] for r in group) / len(group)
             metrics[f"champion_pass_rate_{fam}"] = sum(r["champion_passed"] for r in group) / len(
@@ -92,40 +128,59 @@ def _log_eval(uri, lineage, cycle, koans, rng):
         mlflow.log_text(json.dumps(rows), "eval/per_koan.json")
 
 
+# two jobs of a sweep, named by timestamp as sweep jobs are, and an unrelated earlier lineage
+SWEEP = {"2026-11-30_08-11-12_3b475b-0": "rank=4", "2026-11-30_08-11-12_3b475b-1": "rank=8"}
+EARLIER = "2026-11-29_17-00-00_aaaaaa"
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plots")
     uri = f"sqlite:///{tmp}/mlflow.db"
     rng = random.Random(0)
     koans = {f"ev-{f}-{i:02d}": f for f in FAMILIES for i in range(21)}  # 84 koans
-    for lineage in ("rank=4,consolidation=share", "rank=8,consolidation=none"):
+    for lineage in SWEEP:
         for cycle in (1, 2, 3):
-            _log_eval(uri, lineage, cycle, koans, rng)
+            _log_eval(uri, lineage, cycle, koans, rng, reject=cycle == 2)
+    _log_eval(uri, EARLIER, 1, dict(list(koans.items())[:10]), rng)
     with mlflow_run(uri, "sleepy-cycle", run_name="not-an-eval", tags={"stage": "day"}):
         mlflow.log_metric("pass_rate", 0.99)
     return uri
 
 
 def test_plots_from_mlflow_rebuild_every_plot(store, tmp_path):
-    paths = plots_from_mlflow("sleepy-cycle", store, tmp_path)
+    paths = plots_from_mlflow("sleepy-cycle", store, tmp_path, lineage=EARLIER)
+    assert sorted(p.name for p in paths) == [
+        "family_breakdown.png",
+        "forgetting_heatmap.png",
+        "forgetting_per_koan.png",
+        "learning_curve.png",
+    ]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_a_sweeps_plots_are_its_own_lineages_named_by_swept_values(store, tmp_path):
+    paths = plots_from_mlflow("sleepy-cycle", store, tmp_path, lineages=SWEEP, by="rank")
     names = sorted(p.name for p in paths)
     assert names == sorted(
         [
             "learning_curve.png",
             "strategy_comparison.png",
             "family_breakdown_by_strategy.png",
-            "forgetting_heatmap-rank_4_consolidation_share.png",
-            "family_breakdown-rank_4_consolidation_share.png",
-            "forgetting_heatmap-rank_8_consolidation_none.png",
-            "family_breakdown-rank_8_consolidation_none.png",
+            *(
+                f"{kind}-rank_{r}.png"
+                for kind in ("forgetting_heatmap", "forgetting_per_koan", "family_breakdown")
+                for r in (4, 8)
+            ),
         ]
     )
-    assert all(p.stat().st_size > 10_000 for p in paths)
+    assert not any(EARLIER in n or "3b475b" in n for n in names)
 
 
 def test_sleepy_plots_command(store, tmp_path, capsys):
-    assert main(["--experiment", "sleepy-cycle", "--uri", store, "--out", str(tmp_path)]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 7
+    argv = ["--experiment", "sleepy-cycle", "--uri", store, "--out", str(tmp_path)]
+    assert main([*argv, "--lineage", EARLIER]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
     assert main(["--experiment", "nope", "--uri", store, "--out", str(tmp_path)]) == 2
     assert (
         capsys.readouterr().err.strip() == f"sleepy-plots: error: no experiment 'nope' in {store}"
@@ -136,9 +191,9 @@ def test_forgetting_matrix_plot_writes_one_panel_per_method(tmp_path):
     from sleepy.plots import forgetting_matrix_plot
 
     fams = ["trait_bounds", "lifetimes"]
-    row = {"trait_bounds": 0.5, "lifetimes": 0.25}
+    r = {"trait_bounds": 0.5, "lifetimes": 0.25}
     png = forgetting_matrix_plot(
-        {"base": [row], "none": [row, row], "share": [row, row]}, fams, tmp_path / "fm.png"
+        {"base": [r], "none": [r, r], "share": [r, r]}, fams, tmp_path / "fm.png"
     )
     import matplotlib.image as mpimg
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from sleepy.adapters import AdapterError
 from sleepy.config import CONF_DIR, check_config, one_line_errors
+from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
 from sleepy.tracking import TrackingError
 
@@ -53,7 +54,7 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
     with mlflow_run(
         tracking_uri(cfg.tracking),
         cfg.tracking.experiment,
-        run_name=f"consolidate-{method.method}",
+        run_name=cfg.get("run_name") or f"consolidate-{method.method}",
         nested=bool(cfg.get("nested", False)),
         tags={"stage": "consolidate", "method": method.method, "cycle": str(cfg.cycle)},
     ) as run:
@@ -61,7 +62,9 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
         if tracked:
             log_config(cfg, out)
         tasks = resolve_tasks(cfg.tasks, out)
-        result = method(tasks, str(cfg.model.path), out)
+        what = f"consolidate {len(tasks)} task adapter{'s' if len(tasks) != 1 else ''} ({method.method})"
+        with stage("consolidate", what):
+            result = method(tasks, str(cfg.model.path), out)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}
         for t, vals in result.per_task.items():
             metrics.update({f"{t}.{k}": v for k, v in vals.items() if isinstance(v, int | float)})
@@ -81,18 +84,22 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
             # Share's bundle (basis, coefficients, router, task adapters) lives inside the adapter
             mlflow.log_artifacts(str(result.adapter_dir), "consolidated_adapter")
         if cfg.register and tracked:  # the registry lives in the tracking store
-            version = register_adapter(
-                result.adapter_dir,
-                cfg.model.path,
-                cfg.registry.name,
-                tags={
-                    "run_id": run.info.run_id,
-                    "cycle": cfg.cycle,
-                    "method": method.method,
-                    "tasks": ",".join(t.name for t in tasks),
-                },
-            )
+            with stage("register", f"register the merged adapter in {cfg.registry.name}") as bar:
+                version = register_adapter(
+                    result.adapter_dir,
+                    cfg.model.path,
+                    cfg.registry.name,
+                    tags={
+                        "run_id": run.info.run_id,
+                        "cycle": cfg.cycle,
+                        "method": method.method,
+                        "tasks": ",".join(t.name for t in tasks),
+                    },
+                )
+                bar.update(note=f"v{version}")
             mlflow.set_tag("registered_version", version)
+        if tracked and not cfg.get("nested", False) and (d := current()) is not None:
+            d.log_to_mlflow()
         (out / "consolidation.json").write_text(
             json.dumps(
                 {
@@ -110,12 +117,19 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
 
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="consolidate")
 @one_line_errors("sleepy-consolidate", TrackingError, AdapterError)
-def main(cfg: DictConfig) -> None:
-    result, version = run_consolidate(cfg)
+def _consolidate(cfg: DictConfig) -> None:
+    log = Path(str(cfg.paths.output_dir)) / LOG_NAME
+    with Display("sleepy-consolidate", log, bool(cfg.get("verbose", False))):
+        result, version = run_consolidate(cfg)
     print(
         f"{result.method}: adapter {result.adapter_dir}  version {version}  "
         f"({result.metrics.get('seconds')} s)"
     )
+
+
+def main() -> None:
+    verbose_flag()
+    _consolidate()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import check_config
+from sleepy.console import current
 from sleepy.eval.cache import ResultCache, result_key
 from sleepy.eval.gate import Gate, GateDecision
 from sleepy.eval.metrics import (
@@ -144,7 +145,11 @@ def _run_agent(cfg: DictConfig, who: Contender, side: str, evalset: str):
     OmegaConf.set_struct(day_cfg, False)
     day_cfg.run_id = f"{cfg.run_id}-{side}"
     day_cfg.koans.evalset = evalset
-    day_cfg.label = f"eval {who.label} ({side.split('-')[0]}) on {Path(evalset).stem}"
+    # "eval v3 on frozen", "eval champion base on learning set"
+    role = "champion " if side.startswith("champion") else ""
+    on = "learning set" if side.endswith("learning") else Path(evalset).stem
+    day_cfg.label = f"eval {role}{who.label} on {on}"
+    day_cfg.stage_name = "eval"
     day_cfg.tracking = {"enabled": False, "uri": None, "experiment": None}
     if who.adapter_dir is not None:
         if "adapter" not in day_cfg.backend:
@@ -213,8 +218,8 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
     from sleepy.koans import KoanError, load_evalset
     from sleepy.koans.model import evalset_path
+    from sleepy.registry import describe_version, tag_version
     from sleepy.registry import promote as registry_promote
-    from sleepy.registry import tag_version
     from sleepy.tracking import log_config, mlflow_run
 
     check_config(cfg)
@@ -259,7 +264,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         mlflow_run(
             uri,
             str(cfg.tracking.experiment),
-            run_name=f"eval-{candidate.label}",
+            run_name=cfg.get("run_name") or f"eval-{candidate.label}",
             nested=bool(cfg.nested),
             tags=tags,
         )
@@ -325,6 +330,13 @@ def evaluate(cfg: DictConfig) -> EvalResult:
                     },
                     uri,
                 )
+                # the gate's reasons in words, where the registry page shows them uncut
+                reasons = "\n".join(f"- {r}" for r in decision.reasons)
+                describe_version(
+                    name, candidate.version, f"gate: {decision.verdict}\n{reasons}", uri
+                )
+            if not cfg.nested and (display := current()) is not None:
+                display.log_to_mlflow()
     return EvalResult(
         candidate,
         champion,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -13,11 +14,14 @@ from sleepy.config import CONF_DIR
 @hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="eval")
 def _eval(cfg: DictConfig) -> None:
     from sleepy.config import ConfigError
+    from sleepy.console import LOG_NAME, Display
     from sleepy.eval import EvalError, evaluate
     from sleepy.tracking import TrackingError
 
     try:
-        r = evaluate(cfg)
+        log = Path(str(cfg.paths.output_dir)) / LOG_NAME
+        with Display("sleepy-eval", log, bool(cfg.get("verbose", False))):
+            r = evaluate(cfg)
     except (EvalError, ConfigError, TrackingError) as e:
         print(f"sleepy-eval: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -35,6 +39,9 @@ def _eval(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    from sleepy.console import verbose_flag
+
+    verbose_flag()
     _eval()
 
 

@@ -136,12 +136,34 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     report = import_pairs(args.buggy_dir, args.fixed_dir, args.out, args.family, args.workers)
     for rel, reason in report.skipped:
-        console.print(f"[yellow]skipped[/yellow] {rel}: {reason}", highlight=False)
+        console.print(f"[yellow]skipped[/yellow] {rel}: {reason}", highlight=False, soft_wrap=True)
     for k in report.koans:
+        rel = k.meta["imported_from"]
+        note = "; output not compared: " + k.meta["stdout_varies"] if k.stdout_varies else ""
         console.print(
-            f"imported {k.meta['imported_from']} -> {k.family}/{k.id} ({k.kind})", highlight=False
+            f"imported {rel} -> {k.family}/{k.id} ({k.kind}, "
+            f"{k.expected_code or 'error without a code' if k.kind == 'compile' else 'failing test'}"
+            f"; family {k.family} {report.families[rel]}{note})",
+            highlight=False,
+            soft_wrap=True,
         )
-    console.print(f"{len(report.koans)} imported, {len(report.skipped)} skipped -> {args.out}")
+    families = Counter(k.family for k in report.koans)
+    console.print(
+        f"{len(report.koans)} imported -> {args.out}"
+        + (
+            " (" + ", ".join(f"{f} {n}" for f, n in sorted(families.items())) + ")"
+            if families
+            else ""
+        ),
+        highlight=False,
+    )
+    varies = sum(k.stdout_varies for k in report.koans)
+    if varies:
+        console.print(f"  {varies} without an output check: their output varies between runs")
+    by_reason = report.skipped_by_reason()
+    console.print(f"{len(report.skipped)} skipped" + (":" if by_reason else ""), highlight=False)
+    for reason, n in by_reason.most_common():
+        console.print(f"  {n} {reason}", highlight=False)
     return 0
 
 
@@ -361,7 +383,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fixed-dir", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(
-        "--family", choices=FAMILIES, help="default: the first folder of each relative path"
+        "--family",
+        choices=FAMILIES,
+        help="default: a first folder named after a family, else inferred from the error "
+        "(code and message) or the folder's topic; the report says which",
     )
     p.set_defaults(func=cmd_import)
 

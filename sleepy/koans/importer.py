@@ -1,45 +1,140 @@
 """Koans from two trees of Rust files, an exercise and its solution at the same relative path.
 
 The sandbox decides what kind of koan each pair is: a compile error in the buggy file makes a
-compile koan (its code and message become `expected_code` and `expected_error`), a failing test
-makes a test koan. Pairs that cannot be koans are skipped with the reason.
+compile koan (its code and message become `expected_code` and `expected_error`; an error rustc
+gives no code for, a parse or macro error, is keyed by its normalized message), a failing test
+makes a test koan. The family comes from `--family`, else a folder named after one, else the error
+itself (its code and message) or the folder's topic, and the report says which and why. A fixed
+program whose output differs between runs is imported without an output check
+(`stdout_varies`). Every koan is validated as `sleepy koans validate` would before it is written;
+pairs that cannot be koans are skipped with the reason.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sleepy.koans.model import FAMILIES, Koan, KoanError, save_koan
-from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate
+from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
+from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate, validate_koan
+from sleepy.signatures import normalize_message
 
 
 @dataclass
 class ImportReport:
     koans: list[Koan] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    families: dict[str, str] = field(default_factory=dict)  # relative path -> why that family
+
+    def skipped_by_reason(self) -> Counter:
+        """How many pairs were skipped for each kind of reason (the reason's lead words)."""
+        return Counter(reason_kind(r) for _, r in self.skipped)
+
+
+def reason_kind(reason: str) -> str:
+    """`fixed file does not pass (compile_error): ...` -> `fixed file does not pass`."""
+    return re.split(r"[:(]", reason, maxsplit=1)[0].strip()
 
 
 @dataclass(frozen=True)
 class Pair:
     rel: str
-    family: str
+    family: str | None  # None: inferred from the buggy file's error
     buggy_code: str
     fixed_code: str
+    why: str = ""  # how the family was chosen
 
 
-def family_for(rel: Path, family: str | None) -> str:
+# -- which family ----------------------------------------------------------------------------------
+
+# What an error's message says about the kind of mistake, strongest first. A message rule beats the
+# code: E0277 is a missing trait bound, but "cannot be sent between threads safely" is concurrency.
+MESSAGE_RULES: tuple[tuple[str, str], ...] = (
+    (r"between threads safely|may outlive the current function|MutexGuard|\bArc<|\bMutex<", "concurrency"),
+    (r"`\?` operator|expected `(Result|Option)<|found `(Result|Option)<|\bunwrap\b", "result_handling"),
+    (r"lifetime|does not live long enough|dropped while borrowed", "lifetimes"),
+    (r"cannot assign twice to immutable|not declared as mutable|behind a `&` reference", "mutability"),
+    (
+        r"moved value|cannot borrow .* (more than once|because it is also borrowed)|cannot move out"
+        r"|referencing data owned by the current function",
+        "borrow_checker",
+    ),
+    (r"closure|iterator|\bFn(Mut|Once)?\b|collect", "closures_iterators"),
+    (r"trait bound|doesn't implement|cannot be applied to type|cannot be formatted", "trait_bounds"),
+    (r"mismatched types", "type_mismatch"),
+)  # fmt: skip
+
+# Topic folders of public exercise sets, by the family whose mistakes they teach.
+TOPICS: dict[str, str] = {
+    "move_semantics": "borrow_checker",
+    "ownership": "borrow_checker",
+    "borrowing": "borrow_checker",
+    "references": "borrow_checker",
+    "variables": "mutability",
+    "mutability": "mutability",
+    "lifetimes": "lifetimes",
+    "traits": "trait_bounds",
+    "generics": "trait_bounds",
+    "error_handling": "result_handling",
+    "errors": "result_handling",
+    "options": "result_handling",
+    "results": "result_handling",
+    "threads": "concurrency",
+    "concurrency": "concurrency",
+    "smart_pointers": "concurrency",
+    "iterators": "closures_iterators",
+    "closures": "closures_iterators",
+    "primitive_types": "type_mismatch",
+    "functions": "type_mismatch",
+    "conversions": "type_mismatch",
+    "strings": "type_mismatch",
+    "types": "type_mismatch",
+    "if": "type_mismatch",
+}
+
+
+def _code_families() -> dict[str, str]:
+    """rustc code -> the family whose generator patterns use it most (ties: FAMILIES order)."""
+    from sleepy.koans.generator import patterns
+
+    counts: dict[str, Counter] = {}
+    for family in FAMILIES:
+        for p in patterns(family):
+            if p.expected_code:
+                counts.setdefault(p.expected_code, Counter())[family] += 1
+    return {code: max(c, key=lambda f: (c[f], -FAMILIES.index(f))) for code, c in counts.items()}
+
+
+def infer_family(rel: str, code: str | None, message: str) -> tuple[str | None, str]:
+    """The family a pair's error points to, and why: its message, its code, or its folder's topic.
+    (None, why not) when none of them says."""
+    short = one_line(message, 80)
+    for pattern, family in MESSAGE_RULES:
+        if re.search(pattern, message):
+            return family, f"from the error message '{short}'"
+    if code and code in (codes := _code_families()):
+        return codes[code], f"from {code} ('{short}')"
+    for part in Path(rel).parts[:-1]:
+        topic = part.lower().strip("0123456789_-")
+        if topic in TOPICS:
+            return TOPICS[topic], f"from the folder '{part}' (the error '{short}' names none)"
+    return None, f"the error ({code or 'no code'}: '{short}') and the folders name no family"
+
+
+def family_for(rel: Path, family: str | None) -> tuple[str | None, str]:
+    """The family --family or the first folder gives, with why; (None, "") to infer it later."""
     if family is not None:
         if family not in FAMILIES:
             raise KoanError(f"--family: '{family}' is not one of {list(FAMILIES)}")
-        return family
+        return family, "from --family"
     if len(rel.parts) > 1 and rel.parts[0] in FAMILIES:
-        return rel.parts[0]
-    raise KoanError(
-        f"{rel}: no family: pass --family, or put the file under a folder named after one "
-        f"of {list(FAMILIES)}"
-    )
+        return rel.parts[0], f"from the folder '{rel.parts[0]}'"
+    return None, ""
+
+
+# -- one pair ---------------------------------------------------------------------------------------
 
 
 def _description(code: str, rel: str, what: str) -> str:
@@ -55,59 +150,89 @@ def _description(code: str, rel: str, what: str) -> str:
     return text or f"Imported from {rel}: {what}"
 
 
-def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None]:
-    """The koan this pair makes, validated, or (None, why it cannot be one)."""
+# reading the clock: the output differs between runs even when two runs in a row agree
+_CLOCK_RE = re.compile(r"\b(SystemTime|Instant)::now\b|\bchrono::|\bLocal::now\b|\bUtc::now\b")
+RUNS = 3  # the fixed program is run this many times to see whether its output varies
+
+
+def stdout_varies(code: str, sandbox) -> str | None:
+    """Why the program's output cannot be compared (it reads the clock, or differed between
+    runs), or None when its runs agree."""
+    if _CLOCK_RE.search(code):
+        return "it reads the clock"
+    outputs = {sandbox.run(code).stdout for _ in range(RUNS)}
+    return f"its output differed between {RUNS} runs" if len(outputs) > 1 else None
+
+
+def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
+    """(the koan this pair makes, validated, None, why its family) or (None, why not, "")."""
     checked = sandbox.check(pair.buggy_code)
     if not checked.errors and "#[test]" in pair.buggy_code:
         checked = sandbox.test(pair.buggy_code)
     if checked.errors:
         error = checked.errors[0]
-        if not error.code:
-            return None, f"buggy file's first error has no rustc code: {one_line(error.message)}"
         kind, code, expected = "compile", error.code, error.message
-        what = f"{code} {error.message}"
+        what = f"{code or 'error'} {error.message}"
+        # keyed by the error: its code, or its normalized message when rustc gives no code
+        key = code.lower() if code else "error_" + _slug(normalize_message(error.message))[:48]
     else:
         # with tests, `checked` already is the test run
         if not checked.failed_tests:
-            return None, (
-                "buggy file already passes: it compiles and no test fails "
-                "(a koan needs a compile error or a failing test)"
+            return (
+                None,
+                (
+                    "buggy file already passes: it compiles and no test fails "
+                    "(a koan needs a compile error or a failing test)"
+                ),
+                "",
             )
         name, message = next(iter(checked.failed_tests.items()))
         first_line = next((x.strip() for x in message.splitlines() if x.strip()), "")
         if not first_line:
-            return None, f"test {name} fails without a panic message to match"
-        kind, code, expected = "test", None, first_line
+            return None, f"test {name} fails without a panic message to match", ""
+        kind, code, expected, key = "test", None, first_line, "failing_test"
         what = f"test {name} fails: {first_line}"
-    slug = re.sub(r"[^a-z0-9]+", "-", pair.rel.removesuffix(".rs").lower()).strip("-")
-    pattern = f"rustc_{code.lower()}" if code else "failing_test"
+    family, why = pair.family, pair.why
+    if family is None:
+        family, why = infer_family(pair.rel, code, expected)
+        if family is None:
+            return None, f"no family: {why}; pass --family", ""
+    slug = _slug(pair.rel.removesuffix(".rs"))
     try:
         koan = Koan.from_dict(
             {
                 "id": "imp",
-                "family": pair.family,
+                "family": family,
                 "description": _description(pair.buggy_code, pair.rel, what),
                 "buggy_code": pair.buggy_code,
                 "correct_code": pair.fixed_code,
-                "expected_error": expected,
+                "expected_error": expected.strip().splitlines()[0],
                 "kind": kind,
                 "expected_code": code,
-                "pattern": pattern,
+                "pattern": f"rustc_{key}" if kind == "compile" else key,
                 "source": "imported",
-                "meta": {"imported_from": pair.rel},
+                "meta": {"imported_from": pair.rel, "family_from": why},
             },
             where=pair.rel,
         )
     except KoanError as e:
-        return None, str(e)
+        return None, str(e), ""
     koan = Koan.from_dict(koan.to_dict() | {"id": f"imp-{slug}-{koan.content_hash[:8]}"}, pair.rel)
+    if koan.has_main and (varies := stdout_varies(koan.correct_code, sandbox)):
+        koan = replace(koan, stdout_varies=True, meta=koan.meta | {"stdout_varies": varies})
     koan, reason = validate_candidate(koan, sandbox)
+    # then exactly what `sleepy koans validate` will check, before anything is written
+    reason = reason or validate_koan(koan, sandbox)
     if reason:
-        return None, reason.replace("correct_code", "fixed file", 1)
-    return koan, None
+        return None, reason.replace("correct_code", "fixed file", 1), ""
+    return koan, None, why
 
 
-def _import_one(pair: Pair) -> tuple[Koan | None, str | None]:
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _import_one(pair: Pair) -> tuple[Koan | None, str | None, str]:
     return koan_from_pair(pair, shared_sandbox())
 
 
@@ -118,7 +243,8 @@ def import_pairs(
     family: str | None = None,
     workers: int | None = None,
 ) -> ImportReport:
-    """Koans from matching `.rs` files under `buggy_dir` and `fixed_dir`, saved under `out`."""
+    """Koans from matching `.rs` files under `buggy_dir` and `fixed_dir`, validated, then saved
+    under `out` (a koan whose code is already there is skipped)."""
     from sleepy.sandbox import run_batch
 
     buggy_dir, fixed_dir = Path(buggy_dir), Path(fixed_dir)
@@ -131,22 +257,24 @@ def import_pairs(
         rel = path.relative_to(buggy_dir)
         fixed = fixed_dir / rel
         if not fixed.is_file():
-            report.skipped.append((str(rel), f"no fixed file at {fixed}"))
+            report.skipped.append((str(rel), f"no fixed file: {fixed} does not exist"))
             continue
-        pairs.append(Pair(str(rel), family_for(rel, family), path.read_text(), fixed.read_text()))
+        chosen, why = family_for(rel, family)
+        pairs.append(Pair(str(rel), chosen, path.read_text(), fixed.read_text(), why))
     if not pairs and not report.skipped:
         raise KoanError(f"--buggy-dir: no .rs files under {buggy_dir}")
-    seen: set[str] = set()
-    for pair, (koan, reason) in zip(
+    seen = known_hashes(out) if out is not None else set()
+    for pair, (koan, reason, why) in zip(
         pairs, run_batch(_import_one, pairs, workers=workers, desc="importing"), strict=True
     ):
         if koan is None:
             report.skipped.append((pair.rel, reason))
         elif koan.content_hash in seen:
-            report.skipped.append((pair.rel, "same code as another imported pair"))
+            report.skipped.append((pair.rel, "same code as another koan (imported or in --out)"))
         else:
             seen.add(koan.content_hash)
             report.koans.append(koan)
-            if out is not None:
-                save_koan(koan, out)
+            report.families[pair.rel] = why
+    for koan in report.koans if out is not None else ():
+        save_koan(koan, out)
     return report

@@ -32,6 +32,7 @@ def _first_error(result) -> str:
 def check_buggy(koan: Koan, sandbox) -> str | None:
     """None if `buggy_code` fails the way the koan says, else the reason it does not."""
     if koan.kind == "compile":
+        declared = f"{koan.expected_code} error" if koan.expected_code else "error without a code"
         result = sandbox.check(koan.buggy_code, koan.edition)
         if not result.errors and "#[test]" in koan.buggy_code:
             # an error inside `#[cfg(test)]` code only shows when the test harness is built
@@ -39,14 +40,14 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
         if not result.errors:
             if result.status not in ("ok", "compile_error"):
                 return f"buggy_code: sandbox status {result.status} ({one_line(result.detail)})"
-            return f"buggy_code compiles without errors (declared {koan.expected_code})"
+            return f"buggy_code compiles without errors (declared {declared})"
         matching = [e for e in result.errors if e.code == koan.expected_code]
         if not matching:
             codes = ", ".join(sorted({e.code for e in result.errors if e.code})) or "uncoded errors"
-            return f"buggy_code fails with {codes}, not the declared {koan.expected_code} ({_first_error(result)})"
+            return f"buggy_code fails with {codes}, not the declared {declared} ({_first_error(result)})"
         if not any(koan.expected_error in e.message for e in matching):
             return (
-                f"buggy_code's {koan.expected_code} error says '{one_line(matching[0].message)}', "
+                f"buggy_code's {declared} says '{one_line(matching[0].message)}', "
                 f"which does not contain expected_error '{koan.expected_error}'"
             )
         return None
@@ -68,7 +69,7 @@ def check_buggy(koan: Koan, sandbox) -> str | None:
 
 def check_correct(koan: Koan, sandbox) -> str | None:
     """None if `correct_code` passes the koan (the sandbox's verdict), else the reason."""
-    if koan.has_main and koan.expected_stdout is None:
+    if koan.has_main and koan.expected_stdout is None and not koan.stdout_varies:
         return "expected_stdout missing (fill it in with `sleepy koans validate --fill-stdout`)"
     verdict = sandbox.verdict(koan, koan.correct_code)
     if verdict.passed:
@@ -84,7 +85,7 @@ def validate_koan(koan: Koan, sandbox) -> str | None:
 def fill_expected_stdout(koan: Koan, sandbox) -> Koan:
     """The koan with `expected_stdout` set to what `correct_code` prints, if it has a `main` and
     no `expected_stdout` yet. Unchanged if the program does not run cleanly: validation says why."""
-    if not koan.has_main or koan.expected_stdout is not None:
+    if not koan.has_main or koan.expected_stdout is not None or koan.stdout_varies:
         return koan
     result = sandbox.run(koan.correct_code, koan.edition)
     return replace(koan, expected_stdout=result.stdout) if result.status == "ok" else koan
@@ -100,7 +101,7 @@ def validate_candidate(koan: Koan, sandbox) -> tuple[Koan, str | None]:
     reason = check_buggy(koan, sandbox)
     if reason:
         return koan, reason
-    if koan.has_main and koan.expected_stdout is None:
+    if koan.has_main and koan.expected_stdout is None and not koan.stdout_varies:
         verdict = sandbox.verdict(replace(koan, expected_stdout=""), koan.correct_code)
         if verdict.passed or verdict.status == "wrong_output":
             return replace(koan, expected_stdout=verdict.stdout), None

@@ -9,8 +9,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TypeVar
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sleepy.console import stage
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,19 +37,18 @@ def run_batch(
         return fn(item)
 
     results: list[R] = [None] * len(items)  # type: ignore[list-item]
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True, disable=not items,
-    )  # fmt: skip
-    with progress, ThreadPoolExecutor(max_workers=workers) as pool:
-        task = progress.add_task(desc or "working", total=len(items))
-        futures = {pool.submit(call, item): i for i, item in enumerate(items)}
-        try:
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                progress.advance(task)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    if not items:
+        return results
+    name = (desc or "working").split()[0]
+    with stage(name, desc or "working", total=len(items)) as bar:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(call, item): i for i, item in enumerate(items)}
+            try:
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.advance()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
     return results

@@ -119,8 +119,10 @@ def train_adapter(
     """LoRA on `dataset` (conversational prompt/completion rows); saves adapter + metadata to out_dir."""
     import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
+
+    from sleepy.train.progress import show_training
 
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
@@ -143,25 +145,20 @@ def train_adapter(
         bias="none",
     )
     args = sft_config(adapter_cfg, out_dir, seed)
-
-    class _MLflowLoss(TrainerCallback):
-        def on_log(self, _args, state, _control, logs=None, **_):
-            import mlflow
-
-            if logs and "loss" in logs and mlflow.active_run() is not None:
-                mlflow.log_metric("train_loss", float(logs["loss"]), step=state.global_step)
-
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora,
-        callbacks=[_MLflowLoss()],
     )
+    bar = show_training(trainer, f"train LoRA r{adapter_cfg.rank} on {len(dataset)} rows")
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     t0 = time.time()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        bar.close(failed=True)  # a no-op after a finished run: on_train_end closed it
     seconds = time.time() - t0
     adapter_dir = out_dir / "adapter"
     if is_main_process():  # under accelerate launch the others trained the same weights

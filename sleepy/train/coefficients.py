@@ -31,6 +31,7 @@ def train_coefficients(
     from sleepy.consolidate.coeffs import attach, detach, trainable_parameters
     from sleepy.consolidate.lora_io import write_lora
     from sleepy.consolidate.methods import load_bundle
+    from sleepy.train.progress import show_training
 
     out_dir = Path(out_dir)
     torch.manual_seed(seed)
@@ -51,8 +52,12 @@ def train_coefficients(
         learning_rate=adapter_cfg.get("coeff_learning_rate", adapter_cfg.learning_rate * 5),
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    bar = show_training(trainer, f"train coefficients (p={p}) on {len(dataset)} rows")
     t0 = time.time()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        bar.close(failed=True)  # a no-op after a finished run: on_train_end closed it
     seconds = time.time() - t0
     factors = detach(model, wrapped)
     metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)

@@ -1,0 +1,75 @@
+"""Training as one bar on sleepy's display: steps, the latest loss and steps per second.
+
+trl's own per-step printout (a raw dict per logging step) and its tqdm bar are taken off the
+trainer; the same numbers go to the log file and, when a run is active, to MLflow as train_loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+
+from sleepy.console import current, stage
+
+log = logging.getLogger("sleepy.train")
+
+
+class TrainingBar(TrainerCallback):
+    """One bar from on_train_begin to on_train_end."""
+
+    def __init__(self, description: str):
+        self.description = description
+        self._stage = None
+        self._bar = None
+        self._t0 = 0.0
+        self._loss: float | None = None
+
+    def _note(self, step: int) -> str:
+        rate = step / max(time.monotonic() - self._t0, 1e-9)
+        loss = f"loss {self._loss:.3f} · " if self._loss is not None else ""
+        return f"{loss}{rate:.2f} steps/s"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._t0 = time.monotonic()
+        self._stage = stage("train", self.description, total=state.max_steps or None)
+        self._bar = self._stage.__enter__()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._bar is not None:
+            self._bar.update(completed=state.global_step, note=self._note(state.global_step))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        log.info("step %d: %s", state.global_step, logs)
+        if "loss" in logs:
+            self._loss = float(logs["loss"])
+            import mlflow
+
+            if mlflow.active_run() is not None:
+                mlflow.log_metric("train_loss", self._loss, step=state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._bar is not None:
+            self._bar.update(completed=state.global_step, note=self._note(state.global_step))
+        self.close()
+
+    def close(self, failed: bool = False) -> None:
+        """End the bar (train() raising skips on_train_end: call this from a finally)."""
+        if self._stage is not None:
+            err = RuntimeError("training stopped") if failed else None
+            self._stage.__exit__(type(err) if err else None, err, None)
+            self._stage = self._bar = None
+
+
+def show_training(trainer, description: str) -> TrainingBar:
+    """Put the bar on `trainer` in place of transformers' printout and tqdm bar (kept with -v)."""
+    display = current()
+    if display is None or not display.verbose:
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    bar = TrainingBar(description)
+    trainer.add_callback(bar)
+    return bar
