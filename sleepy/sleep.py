@@ -99,9 +99,9 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
     uri = tracking_uri(cfg.tracking)
     work = out if main else out / f"rank{os.environ['RANK']}"
     if not main and uri:
-        from sleepy.tracking import use_store
-
-        use_store(uri)  # curate.day_run_id still downloads the day's episodes
+        # curate.day_run_id still downloads the day's episodes; reading needs the store the day
+        # wrote, and creating one is the main process's job
+        mlflow.set_tracking_uri(uri)
     with mlflow_run(
         uri if main else None,
         cfg.tracking.experiment,

@@ -99,17 +99,17 @@ def experiment_id(name: str, uri: str = DEFAULT_URI) -> str:
     if exp is not None:
         return exp.experiment_id
     folder = store_dir(uri)
+    location = None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         location = (folder / "artifacts").as_uri()
-        try:
-            return mlflow.create_experiment(name, artifact_location=location)
-        except Exception:  # created concurrently by a sweep job starting at the same time
-            exp = mlflow.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return exp.experiment_id
-    return mlflow.create_experiment(name)
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except Exception:  # created concurrently by a sweep job starting at the same time
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 @contextmanager

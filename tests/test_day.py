@@ -219,7 +219,7 @@ def test_unreachable_backend_is_a_one_line_error(tmp_path, koan_dir):
 
 def test_bad_override_names_the_groups_options():
     assert _check_overrides(["agent=nonexistent"]) == (
-        "no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"
+        "no agent 'nonexistent' (options for agent: lines, search_replace, udiff, whole_file)"
     )
     assert "model" in _check_overrides(["model=gpt9"])
     assert "koans.nope" in _check_overrides(["koans.nope=1"])
@@ -233,7 +233,7 @@ def test_bad_override_names_the_groups_options():
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "sleepy-day: error: no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"
+        "sleepy-day: error: no agent 'nonexistent' (options for agent: lines, search_replace, udiff, whole_file)"
     ]
 
 
