@@ -15,7 +15,7 @@ GROUPS = {
     "sandbox": ("sleepy.sandbox.cli", "run one Rust file in the sandbox and print its verdict"),
     "episodes": ("sleepy.episodes.cli", "episode store: export, import, stats"),
     "serve": ("sleepy.serve", "OpenAI-compatible server over a local model (+ adapter)"),
-    "registry": ("sleepy.registry_cli", "MLflow model registry: list, show, promote, rollback"),
+    "registry": ("sleepy.registry.cli", "MLflow model registry: list, show, promote, rollback"),
     "report": ("sleepy.report", "results tables rebuilt from the MLflow store (markdown)"),
 }
 

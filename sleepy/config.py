@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 # One token per process: run ids made in the same second by parallel sweep jobs still differ.
 _TOKEN = secrets.token_hex(3)
 

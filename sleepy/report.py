@@ -3,7 +3,7 @@ shows come from one command anyone can rerun.
 
     sleepy report                       # the newest lineage of the sleepy-cycle experiment
     sleepy report --lineage <name>      # a given one
-    sleepy report --forgetting          # the forgetting matrix (python -m sleepy.experiments.forgetting)
+    sleepy report --forgetting          # the forgetting matrix (python -m experiments.forgetting)
 """
 
 from __future__ import annotations
@@ -105,9 +105,7 @@ def forgetting_markdown(uri: str, experiment: str = "sleepy-forgetting") -> str:
         else []
     )
     if not runs:
-        raise ReportError(
-            f"no forgetting matrix in {uri}: run python -m sleepy.experiments.forgetting"
-        )
+        raise ReportError(f"no forgetting matrix in {uri}: run python -m experiments.forgetting")
     path = mlflow.artifacts.download_artifacts(
         run_id=runs[0].info.run_id, artifact_path="forgetting.json", tracking_uri=uri
     )

@@ -9,14 +9,14 @@ import random
 
 import pytest
 
-from sleepy.agent import PromptTemplate, get_edit_format
-from sleepy.agent.edits import EDIT_FORMATS, EditError
-from sleepy.agent.loop import KoanRun, Policy, run_koans, solve
-from sleepy.agent.protocol import FormatError, parse_text, parse_tool_calls
+from sleepy.day import PromptTemplate, get_edit_format
+from sleepy.day.loop import KoanRun, Policy, run_koans, solve
+from sleepy.day.protocol import FormatError, parse_text, parse_tool_calls
 from sleepy.episodes import EpisodeStore
 from sleepy.koans.generator import Vocab, patterns
 from sleepy.koans.model import FAMILIES, Koan
 from sleepy.llm import Generation
+from sleepy.prompts.edits import EDIT_FORMATS, EditError
 from sleepy.sandbox import Sandbox
 
 BUGGY = """fn total_len(text: String) -> usize {
@@ -281,7 +281,7 @@ class RoutingModel(ScriptedModel):
 
 
 def test_a_routing_backend_gets_each_runs_current_error_signature(sandbox, store):
-    from sleepy.day import metrics_of
+    from sleepy.day.run import metrics_of
 
     model = RoutingModel([sr(BUGGY, WRONG), sr(WRONG, CORRECT)])
     run = solve(

@@ -6,9 +6,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
-from sleepy.consolidate.lora_io import read_lora
+from sleepy.adapters.lora_io import read_lora
+from sleepy.adapters.router import Router, RouterError
 from sleepy.consolidate.methods import Latest, PeftMerge, Share, TaskAdapter
-from sleepy.consolidate.router import Router, RouterError
 from sleepy.tiny import MODEL_DIR
 
 TARGETS = ["q_proj", "v_proj"]
@@ -143,7 +143,7 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
     from datasets import Dataset
     from omegaconf import OmegaConf
 
-    from sleepy.train.coefficients import train_coefficients
+    from sleepy.sleep.coefficients import train_coefficients
 
     bundle = Share(threshold=0.6, k_min=2, k_max=4)(
         tasks, str(MODEL_DIR), tmp_path / "share"

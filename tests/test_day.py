@@ -17,7 +17,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from sleepy.config import CONF_DIR
-from sleepy.day import DayError, _check_overrides, run_day
+from sleepy.day.run import DayError, _check_overrides, run_day
 from sleepy.episodes import EpisodeStore
 
 ROOT = CONF_DIR.parent

@@ -66,9 +66,9 @@ def _identity_adapter(path: Path) -> Path:
 def _wrong_fix_adapter(path: Path, koans) -> Path:
     from datasets import Dataset
 
-    from sleepy.agent.prompts import PromptTemplate
+    from sleepy.prompts.template import PromptTemplate
     from sleepy.sandbox import Sandbox
-    from sleepy.train import train_adapter
+    from sleepy.sleep.train import train_adapter
 
     sandbox, tpl = Sandbox(), PromptTemplate.load("tiny")
     rows = [

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sleepy.agent import PromptTemplate, get_edit_format
-from sleepy.agent.loop import KoanRun, Policy, run_koans
+from sleepy.day import PromptTemplate, get_edit_format
+from sleepy.day.loop import KoanRun, Policy, run_koans
 from sleepy.episodes import EpisodeStore
 from sleepy.koans.model import Koan
 from sleepy.llm import Generation

@@ -26,7 +26,7 @@ from sleepy.llm.ollama import OllamaBackend
 from sleepy.llm.openai import OpenAIBackend
 from sleepy.tiny import MODEL_DIR
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "sleepy" / "conf"
 MODEL_KEYS = [
     "+model.name=sleepy-tiny",
     f"+model.path={MODEL_DIR}",

@@ -18,7 +18,7 @@ from sleepy.llm.hf import HFBackend
 from sleepy.serve import OpenAIServer
 from sleepy.tiny import MODEL_DIR
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "sleepy" / "conf"
 
 
 def prompts(n: int) -> list[list[dict]]:

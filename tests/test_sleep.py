@@ -11,10 +11,10 @@ from hydra import compose, initialize_config_dir
 
 from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
 from sleepy.config import CONF_DIR
-from sleepy.curate import LeakageError, cluster_failures, curate
 from sleepy.episodes import EpisodeStore
 from sleepy.koans import save_evalset
 from sleepy.sleep import run_sleep
+from sleepy.sleep.curate import LeakageError, cluster_failures, curate
 from sleepy.tiny import MODEL_DIR
 
 FROZEN = [str(Path(__file__).resolve().parents[1] / "evalsets" / "frozen.json")]
@@ -23,7 +23,7 @@ FROZEN = [str(Path(__file__).resolve().parents[1] / "evalsets" / "frozen.json")]
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     """A day's record as the agent leaves it: failed attempts (one koan twice) and one success."""
-    from sleepy.day import save_selection
+    from sleepy.day.run import save_selection
     from sleepy.koans.generate import generate
 
     tmp = tmp_path_factory.mktemp("day")

@@ -60,7 +60,7 @@ def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path):
 
 
 def test_recipe_is_deterministic_for_a_seed(tmp_path):
-    from sleepy.tiny.train import train_tiny
+    from sleepy.pretrain.train import train_tiny
 
     def run(name):
         with initialize_config_dir(str(CONF_DIR), version_base=None):

@@ -97,7 +97,7 @@ def test_a_locked_store_is_one_line_from_the_entrypoint(tmp_path):
 
 def failed_day(folder: Path) -> Path:
     """A day's record as the agent leaves it: three failed koans, their JSON beside the db."""
-    from sleepy.day import save_selection
+    from sleepy.day.run import save_selection
     from sleepy.episodes import EpisodeStore
     from sleepy.koans.generate import generate
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleepy.adapters import AdapterInfo, fingerprint, load_adapter_info
-from sleepy.consolidate.lora_io import (
+from sleepy.adapters.lora_io import (
     adapter_bytes,
     lora_parameters,
     read_lora,

@@ -177,7 +177,7 @@ def _measure(
     cfg, who: Contender, side: str, evalset: Path, cache, earlier
 ) -> tuple[dict, dict, bool]:
     """(outcomes, metrics) of one contender on one set, from the cache when the key is there."""
-    from sleepy.day import metrics_of
+    from sleepy.day.run import metrics_of
 
     key = result_key(who.adapter_dir, evalset, cfg) if evalset.is_file() else None
     hit = cache.get(key) if key else None

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepy.day import metrics_of
+from sleepy.day.run import metrics_of
 
 
 @dataclass

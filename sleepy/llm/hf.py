@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sleepy.consolidate.router import Router
+from sleepy.adapters.router import Router
 from sleepy.llm.base import LLM, BackendError, Generation, Messages, one_line
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")

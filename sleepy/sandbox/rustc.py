@@ -36,7 +36,7 @@ from sleepy.sandbox.result import (
     parse_diagnostics,
     parse_test_output,
 )
-from sleepy.signatures import (
+from sleepy.sandbox.signatures import (
     ErrorSignature,
     signature_from_diagnostic,
     signature_from_test_failure,

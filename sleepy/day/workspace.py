@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sleepy.agent.edits import FILE, EditError, EditFormat, UnifiedDiff, WholeFile
-from sleepy.agent.protocol import Action, FormatError
+from sleepy.day.protocol import Action, FormatError
 from sleepy.koans.model import Koan
+from sleepy.prompts.edits import FILE, EditError, EditFormat, UnifiedDiff, WholeFile
 
 
 @dataclass

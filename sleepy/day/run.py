@@ -159,8 +159,8 @@ def save_selection(koans: list[Koan], path: Path) -> None:
 
 def run_day(cfg: DictConfig) -> DayResult:
     """Run the agent on the selected koans; every step is in the episode store when it happens."""
-    from sleepy.agent import PromptTemplate, get_edit_format, policy_from
-    from sleepy.agent.protocol import PROTOCOLS
+    from sleepy.day import PromptTemplate, get_edit_format, policy_from
+    from sleepy.day.protocol import PROTOCOLS
     from sleepy.episodes import EpisodeError, EpisodeStore
 
     t0 = time.monotonic()
@@ -196,7 +196,7 @@ def run_day(cfg: DictConfig) -> DayResult:
 def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sleepy.agent.loop import KoanRun, run_koans
+    from sleepy.day.loop import KoanRun, run_koans
     from sleepy.llm import BackendUnreachable
     from sleepy.sandbox import Sandbox
 

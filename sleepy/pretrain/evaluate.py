@@ -1,6 +1,6 @@
 """Measure sleepy-tiny the way the agent uses it: greedy, at most 3 attempts, the sandbox's verdict.
 
-    python -m sleepy.tiny.evaluate            # writes sleepy/tiny/model/eval.json
+    python -m sleepy.pretrain.evaluate            # writes sleepy/tiny/model/eval.json
 
 Three suites: fresh generated koans of the known families (never seen in training), the frozen
 evalset split into known and unknown families, and fresh generated koans of the unknown families.

@@ -1,7 +1,7 @@
 """Does one sleep teach a new family? A day on an unknown family, sleep on its failures, then the
 base model and the adapter on fresh, held-out koans of the same patterns.
 
-    python -m sleepy.experiments.sleep_gain --family trait_bounds --n 24
+    python -m experiments.sleep_gain --family trait_bounds --n 24
 """
 
 from __future__ import annotations

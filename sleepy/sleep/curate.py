@@ -122,8 +122,8 @@ def curate(
     """Episodes (finished) -> a conversational prompt/completion `datasets.Dataset` with stats."""
     from datasets import Dataset
 
-    from sleepy.agent.edits import get_edit_format
-    from sleepy.agent.prompts import PromptTemplate
+    from sleepy.prompts.edits import get_edit_format
+    from sleepy.prompts.template import PromptTemplate
     from sleepy.sandbox import Sandbox, run_batch
 
     rng = random.Random(seed)

@@ -8,9 +8,9 @@ import time
 def _rows(n: int) -> list[dict]:
     import random
 
-    from sleepy.agent.edits import get_edit_format
-    from sleepy.agent.prompts import PromptTemplate
     from sleepy.koans.generate import draft, select_patterns
+    from sleepy.prompts.edits import get_edit_format
+    from sleepy.prompts.template import PromptTemplate
 
     fmt, tpl = get_edit_format("search_replace"), PromptTemplate.load("tiny")
     pats = select_patterns("lifetimes")
@@ -36,8 +36,8 @@ def _throughput(rows, steps: int, cpu_settings: bool) -> float:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from sleepy.sleep.train import _length
     from sleepy.tiny import MODEL_DIR
-    from sleepy.train import _length
 
     tok = AutoTokenizer.from_pretrained(str(MODEL_DIR))
     ds = Dataset.from_list(rows)

@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sleepy.agent.edits import FILE, EditFormat
-from sleepy.agent.hints import hints_for
-from sleepy.agent.prompts import Hint, PromptTemplate, messages_hash
-from sleepy.agent.protocol import TOOL_SCHEMAS, Action, FormatError, parse
-from sleepy.agent.tools import Observation, Workspace
+from sleepy.day.hints import hints_for
+from sleepy.day.protocol import TOOL_SCHEMAS, Action, FormatError, parse
+from sleepy.day.workspace import Observation, Workspace
 from sleepy.koans.model import Koan
+from sleepy.prompts.edits import FILE, EditFormat
+from sleepy.prompts.template import Hint, PromptTemplate, messages_hash
 
 
 @dataclass

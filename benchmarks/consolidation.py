@@ -14,8 +14,8 @@ def bench_consolidation(rank: int = 8, tasks: int = 3, p: int = 2) -> dict:
     from transformers import AutoModelForCausalLM
 
     from sleepy.adapters import AdapterInfo, fingerprint, write_info
-    from sleepy.consolidate.coeffs import attach, trainable_parameters
-    from sleepy.consolidate.lora_io import adapter_bytes, lora_parameters, read_lora
+    from sleepy.adapters.coefficients import attach, trainable_parameters
+    from sleepy.adapters.lora_io import adapter_bytes, lora_parameters, read_lora
     from sleepy.consolidate.methods import Share, TaskAdapter, load_bundle
     from sleepy.tiny import MODEL_DIR
 

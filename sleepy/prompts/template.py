@@ -14,7 +14,7 @@ import yaml
 
 from sleepy.koans.model import Koan
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "conf" / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "conf" / "prompts"
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,

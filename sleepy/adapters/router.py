@@ -15,7 +15,7 @@ import functools
 import json
 from pathlib import Path
 
-# The same tokens as sleep's clustering of failures (sleepy.curate.cluster_failures). The distance
+# The same tokens as sleep's clustering of failures (sleepy.sleep.curate.cluster_failures). The distance
 # is tighter than curation's 0.6: at 0.6 a concurrency error (`E0277 <type> cannot be sent between
 # threads safely`, 0.49 away) went to the trait-bounds adapter and broke known koans of other
 # families; bundles record their own (consolidation.route_distance).

@@ -1,4 +1,4 @@
-"""`make bench`: named benchmark sections, run in order (`python -m sleepy.bench --only sandbox`).
+"""`make bench`: named benchmark sections, run in order (`python -m benchmarks.__main__ --only sandbox`).
 
 The sandbox section times the full verdict (compile, tests, output) of real koans three ways:
 sleepy's sandbox, a fresh cargo project per koan, and bare rustc with no isolation (the floor).
@@ -22,9 +22,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from sleepy.consolidate.bench import bench_consolidation
-from sleepy.llm.bench import bench_generation
-from sleepy.train.bench import bench_training
+from benchmarks.consolidation import bench_consolidation
+from benchmarks.generation import bench_generation
+from benchmarks.training import bench_training
 
 console = Console()
 
@@ -233,7 +233,7 @@ SECTIONS: dict[str, Callable[[], dict]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sleepy.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.__main__", description=__doc__)
     parser.add_argument("--only", choices=sorted(SECTIONS), help="run one section")
     args = parser.parse_args(argv)
     for name, section in SECTIONS.items():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sleepy.train import TrainResult, adapter_info, drop_too_long, run_metrics, sft_config
+from sleepy.sleep.train import TrainResult, adapter_info, drop_too_long, run_metrics, sft_config
 
 
 def train_coefficients(
@@ -27,8 +27,8 @@ def train_coefficients(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
-    from sleepy.consolidate.coeffs import attach, detach, trainable_parameters
-    from sleepy.consolidate.lora_io import write_lora
+    from sleepy.adapters.coefficients import attach, detach, trainable_parameters
+    from sleepy.adapters.lora_io import write_lora
     from sleepy.consolidate.methods import load_bundle
 
     out_dir = Path(out_dir)

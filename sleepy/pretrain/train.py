@@ -1,6 +1,6 @@
 """Train sleepy-tiny from scratch: tokenizer, model, completion-only loss on generated koans.
 
-`make tiny-model` (or `python -m sleepy.tiny.train`) reruns the whole recipe in conf/tiny.yaml.
+`make tiny-model` (or `python -m sleepy.pretrain.train`) reruns the whole recipe in conf/tiny.yaml.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sleepy.pretrain.architecture import EOS, build_model, save, train_tokenizer
+from sleepy.pretrain.data import Example, build_examples, koans_for_training
 from sleepy.tiny import MODEL_DIR
-from sleepy.tiny.architecture import EOS, build_model, save, train_tokenizer
-from sleepy.tiny.data import Example, build_examples, koans_for_training
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def encode(

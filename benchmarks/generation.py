@@ -1,6 +1,6 @@
 """Benchmark: batched vs one-at-a-time generation with the `hf` backend on the same koan prompts.
 
-Run alone with `python -m sleepy.llm.bench`; `make bench` runs it as the "generation" section.
+Run alone with `python -m benchmarks.generation`; `make bench` runs it as the "generation" section.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import os
 import time
 from pathlib import Path
 
-KOANS_DIR = Path(__file__).resolve().parents[2] / "koans"
+KOANS_DIR = Path(__file__).resolve().parents[1] / "koans"
 
 
 def koan_prompts(n: int, koans_dir: Path = KOANS_DIR) -> list[list[dict]]:
     """The opening prompts the day loop sends sleepy-tiny, for the first n koans (cycled)."""
-    from sleepy.agent.prompts import PromptTemplate
     from sleepy.koans.model import load_koans
+    from sleepy.prompts.template import PromptTemplate
 
     koans = load_koans(koans_dir)
     if not koans:

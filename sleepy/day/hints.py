@@ -6,8 +6,8 @@ edit format in use from the trajectory's start code and final code.
 
 from __future__ import annotations
 
-from sleepy.agent.edits import EditError, EditFormat
-from sleepy.agent.prompts import Hint
+from sleepy.prompts.edits import EditError, EditFormat
+from sleepy.prompts.template import Hint
 
 
 def hints_for(

@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from sleepy.config import CONF_DIR as _CONF
 from sleepy.config import check_config, one_line_errors
-from sleepy.curate import LeakageError
 from sleepy.koans import Koan, load_koans, save_evalset
+from sleepy.sleep.curate import LeakageError
 from sleepy.tracking import TrackingError
 
 CONF_DIR = str(_CONF)
@@ -80,11 +80,11 @@ def koans_for(db: Path, koan_paths: list[str]) -> dict[str, Koan]:
 def run_sleep(cfg: DictConfig) -> SleepResult:
     import mlflow
 
-    from sleepy.curate import curate
     from sleepy.episodes import EpisodeStore
     from sleepy.registry import register_adapter
+    from sleepy.sleep.curate import curate
+    from sleepy.sleep.train import train_adapter
     from sleepy.tracking import log_config, mlflow_run, tracking_uri
-    from sleepy.train import train_adapter
 
     check_config(cfg)
     out = Path(cfg.paths.output_dir)
@@ -125,7 +125,7 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id if tracked else None}
         method = str(cfg.adapter.get("method", "lora"))
         if method == "coefficients" and cfg.adapter.get("bundle"):
-            from sleepy.train.coefficients import train_coefficients
+            from sleepy.sleep.coefficients import train_coefficients
 
             result = train_coefficients(
                 curated.dataset,

@@ -50,8 +50,8 @@ def build_examples(
     koans: list[Koan], template: str, edit_format: str, workers: int | None = None
 ) -> tuple[list[Example], dict]:
     """Compile every buggy program once for its feedback; keep the koans that fail as declared."""
-    from sleepy.agent.edits import get_edit_format
-    from sleepy.agent.prompts import PromptTemplate
+    from sleepy.prompts.edits import get_edit_format
+    from sleepy.prompts.template import PromptTemplate
     from sleepy.sandbox import Sandbox, run_batch
 
     sandbox = Sandbox()

@@ -5,7 +5,7 @@ only in how they merge). After step t, each method merges tasks 1..t and the mer
 measured on the frozen evalset's koans of every family in the sequence:
 M[t][family] = pass rate. A method that forgets shows earlier families' rates falling.
 
-    python -m sleepy.experiments.forgetting --family trait_bounds --family lifetimes \
+    python -m experiments.forgetting --family trait_bounds --family lifetimes \
         --family closures_iterators --method none --method mean --method share --method uwsh \
         --method share_router
 """
@@ -162,8 +162,8 @@ def uwsh_sequence(families: list[str], tasks: dict[str, str], out: Path, seed: i
     from omegaconf import OmegaConf
 
     from sleepy.consolidate.methods import Share, TaskAdapter
+    from sleepy.sleep.coefficients import train_coefficients
     from sleepy.tiny import MODEL_DIR
-    from sleepy.train.coefficients import train_coefficients
 
     first = TaskAdapter.from_path(families[0], tasks[families[0]])
     bundle = Share(threshold=0.6, k_min=2, k_max=16)(
@@ -171,7 +171,7 @@ def uwsh_sequence(families: list[str], tasks: dict[str, str], out: Path, seed: i
     ).bundle_dir
     learned, merged = [first], []
     adapter_cfg = OmegaConf.load(
-        Path(__file__).resolve().parents[2] / "conf" / "adapter" / "lora.yaml"
+        Path(__file__).resolve().parents[1] / "sleepy" / "conf" / "adapter" / "lora.yaml"
     )
     for i, fam in enumerate(families):
         if i > 0:
