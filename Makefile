@@ -36,8 +36,8 @@ bench: setup ## benchmarks: sandbox vs cargo-per-koan vs bare rustc, and more
 	$(BIN)/python -m benchmarks
 
 lint: setup ## ruff lint and format check
-	$(BIN)/ruff check sleepy tests benchmarks experiments
-	$(BIN)/ruff format --check sleepy tests benchmarks experiments
+	$(BIN)/ruff check sleepy tests benchmarks experiments hatch_build.py
+	$(BIN)/ruff format --check sleepy tests benchmarks experiments hatch_build.py
 
 format: setup ## ruff format in place
 	$(BIN)/ruff format sleepy tests benchmarks experiments

@@ -1,6 +1,8 @@
-"""Where the Hydra configs live, and the resolvers they use (`${sleepy.tiny_model:}`, ...).
+"""Where sleepy's files are, the resolvers its configs use (`${sleepy.tiny_model:}`, ...), and the
+checks every config passes before work starts.
 
-Importing this module registers the resolvers; every entrypoint that composes conf/ imports it.
+The configs are the package `sleepy.conf` (`pkg://sleepy.conf`), so an installed wheel has them;
+importing it (Hydra does, on first use) registers the resolvers and the structured configs.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+PACKAGE = Path(__file__).resolve().parent
+CONF_MODULE = "sleepy.conf"
+CONF_PATH = f"pkg://{CONF_MODULE}"  # for @hydra.main
+CONF_DIR = PACKAGE / "conf"
+# koans/ and evalsets/: a checkout has them at its root, a wheel carries a copy in sleepy/data/
+DATA_ROOT = PACKAGE / "data" if (PACKAGE / "data").is_dir() else PACKAGE.parent
+KOANS_DIR = DATA_ROOT / "koans"
+EVALSETS_DIR = DATA_ROOT / "evalsets"
 # One token per process: run ids made in the same second by parallel sweep jobs still differ.
 _TOKEN = secrets.token_hex(3)
 
@@ -21,7 +29,7 @@ def register_resolvers() -> None:
     from sleepy.tiny import MODEL_DIR
 
     OmegaConf.register_new_resolver("sleepy.tiny_model", lambda: str(MODEL_DIR), replace=True)
-    OmegaConf.register_new_resolver("sleepy.root", lambda: str(ROOT), replace=True)
+    OmegaConf.register_new_resolver("sleepy.root", lambda: str(DATA_ROOT), replace=True)
     OmegaConf.register_new_resolver("sleepy.token", lambda: _TOKEN, replace=True)
 
 
@@ -29,13 +37,13 @@ register_resolvers()
 
 
 def compose_config(name: str, overrides: list[str] = ()):
-    """conf/<name>.yaml with overrides, as Hydra composes it (inside a running app or not)."""
-    from hydra import compose, initialize_config_dir
+    """sleepy/conf/<name>.yaml with overrides, as Hydra composes it (inside a running app or not)."""
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():
         return compose(name, overrides=list(overrides))
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module(CONF_MODULE, version_base=None):
         return compose(name, overrides=list(overrides))
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sleepy.config import CONF_DIR, check_config, compose_config, one_line_errors
+from sleepy.config import CONF_PATH, check_config, compose_config, one_line_errors
 from sleepy.tracking import TrackingError
 
 # Groups a stage inherits from the cycle (with every override the user gave on the command line).
@@ -412,7 +412,7 @@ def summary_table(summaries: list[dict], title: str):
     return table
 
 
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="cycle")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="cycle")
 @one_line_errors("sleepy-cycle", CycleError, TrackingError)
 def main(cfg: DictConfig) -> None:
     from rich.console import Console

@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.adapters import AdapterError
-from sleepy.config import CONF_DIR, check_config, one_line_errors
+from sleepy.config import CONF_PATH, check_config, one_line_errors
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
 from sleepy.tracking import TrackingError
 
@@ -108,7 +108,7 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
     return result, version
 
 
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="consolidate")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="consolidate")
 @one_line_errors("sleepy-consolidate", TrackingError, AdapterError)
 def main(cfg: DictConfig) -> None:
     result, version = run_consolidate(cfg)

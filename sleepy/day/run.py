@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_DIR, ConfigError, check_config
+from sleepy.config import CONF_DIR, CONF_PATH, ConfigError, check_config
 from sleepy.koans.model import (
     FAMILIES,
     Koan,
@@ -366,7 +366,7 @@ def _check_overrides(argv: list[str]) -> str | None:
     return None
 
 
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="day")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="day")
 def _day(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 

@@ -7,10 +7,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_DIR
+from sleepy.config import CONF_PATH
 
 
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="eval")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="eval")
 def _eval(cfg: DictConfig) -> None:
     from sleepy.config import ConfigError
     from sleepy.eval import EvalError, evaluate

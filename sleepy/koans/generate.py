@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sleepy.config import EVALSETS_DIR, KOANS_DIR
 from sleepy.koans import generator, variation
 from sleepy.koans.generator import Pattern, Vocab
 from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
@@ -22,7 +23,7 @@ from sleepy.koans.validate import (
 )
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
 
-DEFAULT_EXCLUDE = (Path("koans"), Path("evalsets"))
+DEFAULT_EXCLUDE = (KOANS_DIR, EVALSETS_DIR)
 # Seeds reserved for evaluation (the eval's learning sets): training data is never drawn from them,
 # so a learning-set koan is never a training koan's twin by construction.
 EVAL_SEEDS = range(1_000_000_000, 2_000_000_000)

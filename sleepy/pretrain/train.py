@@ -15,11 +15,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sleepy.config import CONF_PATH
 from sleepy.pretrain.architecture import EOS, build_model, save, train_tokenizer
 from sleepy.pretrain.data import Example, build_examples, koans_for_training
 from sleepy.tiny import MODEL_DIR
-
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def encode(
@@ -167,7 +166,7 @@ def train_tiny(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base=None, config_path=CONF_DIR, config_name="tiny")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="tiny")
 def main(cfg: DictConfig) -> None:
     summary = train_tiny(cfg)
     print(

@@ -12,9 +12,10 @@ from typing import Any
 import jinja2
 import yaml
 
+from sleepy.config import CONF_DIR
 from sleepy.koans.model import Koan
 
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "conf" / "prompts"
+PROMPTS_DIR = CONF_DIR / "prompts"
 _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,

@@ -13,13 +13,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_DIR as _CONF
-from sleepy.config import check_config, one_line_errors
+from sleepy.config import CONF_PATH, check_config, one_line_errors
 from sleepy.koans import Koan, load_koans, save_evalset
 from sleepy.sleep.curate import LeakageError
 from sleepy.tracking import TrackingError
 
-CONF_DIR = str(_CONF)
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
 
 
@@ -192,7 +190,7 @@ def _log_curation(curated) -> None:
     )
 
 
-@hydra.main(version_base=None, config_path=CONF_DIR, config_name="sleep")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="sleep")
 @one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError)
 def main(cfg: DictConfig) -> None:
     r = run_sleep(cfg)
