@@ -10,6 +10,7 @@ state.json as soon as it finishes, so a crashed run resumed with the same run_id
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +18,22 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sleepy.config import CONF_PATH, check_config, compose_config, one_line_errors
+from sleepy.config import (
+    CONF_PATH,
+    check_config,
+    compose_config,
+    exit_on_bad_overrides,
+    one_line_errors,
+)
 from sleepy.tracking import TrackingError
 
-# Groups a stage inherits from the cycle (with every override the user gave on the command line).
+# The groups every stage takes from the cycle as the cycle composed them (with the user's
+# overrides and the experiment's): whatever a stage's own config would default them to.
 SHARED = (
     "backend",
     "model",
     "agent",
+    "sandbox",
     "adapter",
     "curate",
     "consolidation",
@@ -60,12 +69,16 @@ class State:
 
 
 def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:
-    """The stage's own config, with the cycle's groups (resolved) and the given values set."""
+    """The stage's own config (sleepy/conf/<name>.yaml) writing to `out`, with the cycle's SHARED
+    groups in place of its own and the given values set (`koans__count=3` sets koans.count)."""
     stage = compose_config(name, [f"paths.output_dir={out}", f"paths.outputs={cfg.paths.outputs}"])
     with open_dict(stage):
         for key in SHARED:
-            if key in cfg and (key in stage or key in ("registry",)):
-                stage[key] = OmegaConf.create(OmegaConf.to_container(cfg[key], resolve=True))
+            if key in cfg and key in stage:
+                # resolved here: tracking.experiment is the cycle's, so the stages nest in it
+                node = copy.deepcopy(cfg[key])
+                OmegaConf.resolve(node)
+                stage[key] = node  # keeps its type: a structured group is still checked
         stage.nested = True
         for dotted, value in values.items():
             OmegaConf.update(stage, dotted.replace("__", "."), value, force_add=True)
@@ -178,16 +191,14 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     label=f"cycle {c}/{cfg.cycles} day on {', '.join(plan.families)}",
                     cycle=c,
                     resume=True,
-                    paths__episodes_db=str(cdir / "day" / "episodes.sqlite"),
                     koans__families=list(plan.families),
                     koans__count=plan.get("count"),
                     koans__generate=plan.get("generate", 0),
                     koans__patterns=list(plan.get("patterns", [])),
                     koans__seed=int(cfg.seed) + c,
                     koans__source=plan.get("source", cfg.paths.koans),
-                    backend__adapter=champion
-                    if str(cfg.backend.get("_target_", "")).endswith("HFBackend")
-                    else None,
+                    # a backend that loads adapters itself starts from the champion
+                    **({"backend__adapter": champion} if "adapter" in cfg.backend else {}),
                 )
                 r = run_day(dcfg)
                 day = {
@@ -261,7 +272,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     champion="champion",
                     promote=True,
                     run_id=f"{lineage}-c{c}-eval",
-                    paths__episodes_db=str(cdir / "eval" / "episodes.sqlite"),
                     lineage__name=lineage,
                     lineage__episodes=days,
                     koans__evalset=str(cfg.evalset),
@@ -414,7 +424,7 @@ def summary_table(summaries: list[dict], title: str):
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="cycle")
 @one_line_errors("sleepy-cycle", CycleError, TrackingError)
-def main(cfg: DictConfig) -> None:
+def _cycle(cfg: DictConfig) -> None:
     from rich.console import Console
 
     summaries = run_cycle(cfg)
@@ -434,6 +444,11 @@ def main(cfg: DictConfig) -> None:
         f"MLflow UI: .venv/bin/mlflow ui --backend-store-uri {cfg.tracking.uri} --port 5000"
         f"   (experiment '{cfg.tracking.experiment}')"
     )
+
+
+def main() -> None:
+    exit_on_bad_overrides("cycle", "sleepy-cycle")
+    _cycle()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from sleepy.config import default_store  # noqa: E402
 from sleepy.tracking import use_store  # noqa: E402
 
 CURVES = (  # metric, axis label, y limits (None: from the data)
@@ -475,13 +476,9 @@ def _slug(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sleepy.tracking import DEFAULT_URI
-
     p = argparse.ArgumentParser(prog="sleepy-plots", description=__doc__.split("\n")[0])
     p.add_argument("--experiment", default="sleepy-cycle", help="MLflow experiment with eval runs")
-    p.add_argument(
-        "--uri", default=DEFAULT_URI, help=f"MLflow tracking store (default {DEFAULT_URI})"
-    )
+    p.add_argument("--uri", default=None, help="MLflow tracking store (default: tracking.uri)")
     p.add_argument("--out", default="outputs/plots", help="folder for the PNGs")
     p.add_argument(
         "--by",
@@ -490,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--metric", default="pass_rate", help="metric of the strategy comparison")
     args = p.parse_args(argv)
+    args.uri = args.uri or default_store()[0]
     try:
         paths = plots_from_mlflow(args.experiment, args.uri, args.out, args.by, args.metric)
     except PlotError as e:

@@ -12,8 +12,8 @@ import argparse
 import json
 import os
 
+from sleepy.config import default_store
 from sleepy.cycle import kept_families, own_gain
-from sleepy.tracking import DEFAULT_URI
 
 
 class ReportError(ValueError):
@@ -137,7 +137,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="results tables rebuilt from the MLflow store (markdown)")
-    p.add_argument("--uri", default=DEFAULT_URI, help=f"tracking store (default {DEFAULT_URI})")
+    p.add_argument("--uri", default=None, help="tracking store (default: tracking.uri)")
     p.add_argument(
         "--experiment", default=None, help="default: sleepy-cycle (or sleepy-forgetting)"
     )
@@ -147,6 +147,7 @@ def add_parser(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    args.uri = args.uri or default_store()[0]
     try:
         return cmd_report(args)
     except ReportError as e:

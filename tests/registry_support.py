@@ -37,7 +37,7 @@ def make_adapter(path: Path, seed: int = 1, family: str = "borrow_checker") -> P
 def register(adapter: Path, uri: str, cycle: int = 0) -> str:
     """A new version of sleepy-fixer holding this adapter, logged from its own run."""
     with mlflow_run(uri, "sleepy-sleep", run_name=f"sleep-{adapter.name}", tags={"stage": "sleep"}):
-        return register_adapter(adapter, MODEL_DIR, tags={"cycle": cycle})
+        return register_adapter(adapter, MODEL_DIR, "sleepy-fixer", tags={"cycle": cycle})
 
 
 def truncate(weights: Path) -> None:

@@ -193,12 +193,11 @@ def test_share_phase3_from_previous_bundle_keeps_earlier_tasks(tasks, tmp_path):
 @pytest.mark.parametrize("method", ["none", "mean", "ties", "dare_ties", "svd", "share", "uwsh"])
 def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
     import mlflow
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
-    from sleepy.config import CONF_DIR
     from sleepy.consolidate.run import run_consolidate
 
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         cfg = compose(
             "consolidate",
             overrides=[

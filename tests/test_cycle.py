@@ -8,10 +8,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
 from sleepy.adapters import load_adapter_info
-from sleepy.config import CONF_DIR
 from sleepy.cycle import State, run_cycle
 from sleepy.episodes import EpisodeStore
 
@@ -51,7 +50,7 @@ def cycle_cfg(tmp_path: Path, world: Path, *overrides: str):
         "model.max_new_tokens=24",
         f"curate.evalset_paths=[{world / 'frozen.json'}]",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         return compose("cycle", overrides=[*base, *overrides])
 
 

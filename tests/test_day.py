@@ -14,13 +14,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
-from sleepy.config import CONF_DIR
-from sleepy.day.run import DayError, _check_overrides, run_day
+from sleepy.config import override_problem
+from sleepy.day.run import DayError, run_day
 from sleepy.episodes import EpisodeStore
 
-ROOT = CONF_DIR.parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def day_cfg(tmp_path: Path, *overrides: str):
         "agent.max_new_tokens=16",
         "agent.max_attempts=2",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         return compose("day", overrides=[*base, *overrides])
 
 
@@ -218,12 +218,12 @@ def test_unreachable_backend_is_a_one_line_error(tmp_path, koan_dir):
 
 
 def test_bad_override_names_the_groups_options():
-    assert _check_overrides(["agent=nonexistent"]) == (
-        "no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"
+    assert override_problem("day", ["agent=nonexistent"]) == (
+        "no agent 'nonexistent' (options for agent: default, search_replace, udiff, whole_file)"
     )
-    assert "model" in _check_overrides(["model=gpt9"])
-    assert "koans.nope" in _check_overrides(["koans.nope=1"])
-    assert _check_overrides(["agent=udiff", "model=qwen2.5-coder-0.5b-instruct"]) is None
+    assert "model" in override_problem("day", ["model=gpt9"])
+    assert "koans.nope" in override_problem("day", ["koans.nope=1"])
+    assert override_problem("day", ["agent=udiff", "model=qwen2.5-coder-0.5b-instruct"]) is None
     done = subprocess.run(
         [sys.executable, "-m", "sleepy.day", "agent=nonexistent"],
         cwd=ROOT,
@@ -233,7 +233,8 @@ def test_bad_override_names_the_groups_options():
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "sleepy-day: error: no agent 'nonexistent' (options for agent: search_replace, udiff, whole_file)"
+        "sleepy-day: error: no agent 'nonexistent' "
+        "(options for agent: default, search_replace, udiff, whole_file)"
     ]
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from registry_support import make_adapter, register, truncate
 
-from sleepy.config import CONF_DIR
 from sleepy.episodes import Episode, EpisodeStore
 from sleepy.eval import EvalError, evaluate
 from sleepy.eval.metrics import compare, earlier_failure_signatures, eval_metrics, outcomes
@@ -45,7 +44,7 @@ def eval_cfg(tmp_path: Path, evalset: Path, *overrides: str):
         "agent.max_attempts=1",
         "agent.max_steps=2",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         return compose("eval", overrides=[*base, *overrides])
 
 

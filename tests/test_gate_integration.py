@@ -7,13 +7,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
-from sleepy.config import CONF_DIR
 from sleepy.eval import evaluate
 from sleepy.registry import alias_version, promote, register_adapter, rollback
 from sleepy.tiny import MODEL_DIR
@@ -42,13 +41,13 @@ def _cfg(tmp: Path, suite: Path, *overrides: str):
         f"tracking.uri=sqlite:///{tmp}/mlflow.db",
         "agent.max_attempts=2",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         return compose("eval", overrides=[*base, *overrides])
 
 
 def _register(path: Path, uri: str) -> str:
     with mlflow_run(uri, "sleepy-sleep", run_name=path.name, tags={"stage": "sleep"}):
-        return register_adapter(path, MODEL_DIR)
+        return register_adapter(path, MODEL_DIR, "sleepy-fixer")
 
 
 def _identity_adapter(path: Path) -> Path:

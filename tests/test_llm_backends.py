@@ -14,10 +14,9 @@ import shutil
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from sleepy.llm import BackendError, BackendUnreachable, Generation
@@ -26,7 +25,6 @@ from sleepy.llm.ollama import OllamaBackend
 from sleepy.llm.openai import OpenAIBackend
 from sleepy.tiny import MODEL_DIR
 
-CONF = Path(__file__).resolve().parents[1] / "sleepy" / "conf"
 MODEL_KEYS = [
     "+model.name=sleepy-tiny",
     f"+model.path={MODEL_DIR}",
@@ -137,7 +135,7 @@ def test_hf_with_a_peft_adapter(tmp_path, tiny):
 
 
 def test_hydra_builds_every_backend_preset():
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         hf = instantiate(compose(overrides=["+backend=hf", *MODEL_KEYS]).backend)
         assert isinstance(hf, HFBackend) and hf.model_id == "sleepy-tiny" and hf.supports_batch
         expect = {

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
 from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
-from sleepy.config import CONF_DIR
+from sleepy.config import ConfigError
+from sleepy.consolidate.methods import load_bundle
 from sleepy.episodes import EpisodeStore
 from sleepy.koans import save_evalset
 from sleepy.sleep import run_sleep
@@ -65,7 +66,7 @@ def sleep_cfg(tmp_path: Path, *overrides: str):
         "curate.augment_k=1",
         "adapter.logging_steps=1",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         return compose("sleep", overrides=[*base, *overrides])
 
 
@@ -243,22 +244,60 @@ def test_augmentation_skips_patterns_without_templates(day):
     assert cur.stats["augment_rows"] >= 1  # the templated patterns were varied, the other skipped
 
 
-def test_sleep_trains_coefficients_in_a_share_basis(day, tmp_path):
-    """adapter=coefficients (Share Phase 2): with a bundle, only coefficients train; without one
-    (the lineage's first task) it is an ordinary LoRA that will shape the basis."""
+@pytest.fixture(scope="module")
+def share_basis(day, tmp_path_factory):
+    """A lineage's first sleep with adapter=coefficients (an ordinary LoRA: there is no basis
+    yet) and the Share bundle consolidated from it."""
     from sleepy.consolidate.methods import Share, TaskAdapter
 
     _, db, _ = day
-    run = [f"curate.episodes={db}", "register=false", "adapter=coefficients"]
-    first = run_sleep(sleep_cfg(tmp_path / "a", *run))
-    assert load_adapter_info(first.adapter_dir, MODEL_DIR).method == "lora"
-    share = Share(threshold=0.6, k_min=2, k_max=4)(
-        [TaskAdapter.from_path("c1", first.adapter_dir)], str(MODEL_DIR), tmp_path / "share"
+    tmp = tmp_path_factory.mktemp("basis")
+    first = run_sleep(
+        sleep_cfg(tmp / "a", f"curate.episodes={db}", "register=false", "adapter=coefficients")
     )
-    second = run_sleep(sleep_cfg(tmp_path / "b", *run, f"adapter.bundle={share.bundle_dir}"))
+    share = Share(threshold=0.6, k_min=2, k_max=4)(
+        [TaskAdapter.from_path("c1", first.adapter_dir)], str(MODEL_DIR), tmp / "share"
+    )
+    return first, share.bundle_dir
+
+
+def test_sleep_trains_coefficients_in_a_share_basis(day, share_basis, tmp_path):
+    """adapter=coefficients (Share Phase 2): with a bundle, only coefficients train; without one
+    (the lineage's first task) it is an ordinary LoRA that will shape the basis."""
+    _, db, _ = day
+    first, bundle = share_basis
+    assert load_adapter_info(first.adapter_dir, MODEL_DIR).method == "lora"
+    run = [f"curate.episodes={db}", "register=false", "adapter=coefficients"]
+    second = run_sleep(sleep_cfg(tmp_path / "b", *run, f"adapter.bundle={bundle}"))
     info = load_adapter_info(second.adapter_dir, MODEL_DIR)
-    assert info.method == "coefficients" and info.config["bundle"] == str(share.bundle_dir)
+    assert info.method == "coefficients" and info.config["bundle"] == str(bundle)
+    assert (info.config["p"], info.config["phi"]) == (2, 1)  # consolidation=share's
+    # with phi 1 each layer also trains one temporary basis vector per side (n + d values)
+    layers = load_bundle(bundle)
+    assert second.metrics["trainable_params"] == sum(
+        (x.beta.k + 1) * 2 + (x.alpha.k + 1) * 2 + x.beta.U.shape[0] + x.alpha.U.shape[0]
+        for x in layers.values()
+    )
     assert second.metrics["trainable_params"] * 10 < first.metrics["trainable_params"]
     assert second.metrics["steps"] == 4
     with pytest.raises(FileNotFoundError, match="not a Share bundle"):
         run_sleep(sleep_cfg(tmp_path / "c", *run, f"adapter.bundle={tmp_path}"))
+
+
+def test_consolidation_uwsh_trains_coefficients_with_phi_0(day, share_basis, tmp_path):
+    """UWSH adds no temporary basis vectors: sleep takes phi from the consolidation, not from a
+    second copy of it in the adapter group; fewer parameters train than with share's phi 1."""
+    _, db, _ = day
+    _, bundle = share_basis
+    run = [f"curate.episodes={db}", "register=false", "adapter=coefficients"]
+    run.append(f"adapter.bundle={bundle}")
+    uwsh = run_sleep(sleep_cfg(tmp_path / "uwsh", *run, "consolidation=uwsh"))
+    assert load_adapter_info(uwsh.adapter_dir, MODEL_DIR).config["phi"] == 0
+    # only the coefficients eps_beta (k x p) and eps_alpha (k x p) of each layer trained
+    p = 2
+    layers = load_bundle(bundle)
+    assert uwsh.metrics["trainable_params"] == sum(
+        (x.beta.k + x.alpha.k) * p for x in layers.values()
+    )
+    with pytest.raises(ConfigError, match="use consolidation=share or consolidation=uwsh"):
+        run_sleep(sleep_cfg(tmp_path / "none", *run, "consolidation=none"))

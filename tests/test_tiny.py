@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sleepy.config import CONF_DIR
 from sleepy.tiny import MODEL_DIR
 
 RUST = 'fn main() {\n    let mut v: Vec<u32> = vec![1, 2];\n    v.push(3);\n    println!("{:?}", v);\n}\n'
@@ -44,7 +43,7 @@ def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path):
 
     koans = generate("mutability", 4, seed=31337) + generate("borrow_checker", 4, seed=31337)
     suite = save_evalset(koans, tmp_path / "suite.json")
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         cfg = compose(
             "day",
             overrides=[
@@ -63,7 +62,7 @@ def test_recipe_is_deterministic_for_a_seed(tmp_path):
     from sleepy.pretrain.train import train_tiny
 
     def run(name):
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
+        with initialize_config_module("sleepy.conf", version_base=None):
             cfg = compose(
                 "tiny",
                 overrides=[

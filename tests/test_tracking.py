@@ -10,9 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
-from sleepy.config import CONF_DIR
 from sleepy.tracking import TrackingError, experiment_id
 
 STARTER = textwrap.dedent("""
@@ -116,7 +115,7 @@ def test_sleep_runs_with_tracking_off(tmp_path):
     from sleepy.sleep import run_sleep
 
     db = failed_day(tmp_path / "day")
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         cfg = compose(
             "sleep",
             overrides=[
@@ -143,7 +142,7 @@ def test_consolidate_runs_with_tracking_off(tmp_path):
     from sleepy.consolidate.run import run_consolidate
 
     a, b = make_adapter(tmp_path / "a", seed=1), make_adapter(tmp_path / "b", seed=2)
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         cfg = compose(
             "consolidate",
             overrides=[

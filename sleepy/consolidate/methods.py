@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleepy.adapters import AdapterInfo, fingerprint, load_adapter_info
@@ -18,6 +18,7 @@ from sleepy.adapters.lora_io import (
     read_lora,
     write_lora,
 )
+from sleepy.consolidate.config import ShareConfig
 from sleepy.consolidate.share import LayerShare, average_coefficients, merge_layers
 
 
@@ -141,26 +142,17 @@ class Share(Consolidator):
 
     method = "share"
 
-    def __init__(
-        self,
-        threshold: float = 0.6,
-        k_min: int = 2,
-        k_max: int = 16,
-        pool: list[str] | None = None,
-        method: str | None = None,
-        previous: str | None = None,
-        p: int = 2,
-        phi: int = 0,
-        route_distance: float = 0.3,
-    ):
-        self.kw = {"threshold": threshold, "k_min": k_min, "k_max": k_max}
-        self.route_distance = route_distance  # written into router.json: what routes where
-        self.pool = [Path(p) for p in (pool or [])]
-        self.method = method or self.method
+    def __init__(self, config: ShareConfig | None = None, **fields):
+        """`config` (default: ShareConfig's defaults) with `fields` set on it, as Hydra passes them."""
+        fields.pop("_target_", None)
+        self.config = cfg = replace(config or ShareConfig(), **fields)
+        self.kw = {"threshold": cfg.threshold, "k_min": cfg.k_min, "k_max": cfg.k_max}
+        self.route_distance = cfg.route_distance  # written into router.json: what routes where
+        self.pool = [Path(p) for p in cfg.pool]
+        self.method = cfg.method
         # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from
         # their original adapters, which Share does not need to keep.
-        self.previous = Path(previous) if previous else None
-        self.p, self.phi = p, phi  # Phase 2: used when sleep trains coefficients in this basis
+        self.previous = Path(cfg.previous) if cfg.previous else None
 
     def consolidate(self, tasks, base_model, out):
         earlier = load_bundle(self.previous) if self.previous is not None else {}

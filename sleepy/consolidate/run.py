@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.adapters import AdapterError
-from sleepy.config import CONF_PATH, check_config, one_line_errors
+from sleepy.config import CONF_PATH, check_config, exit_on_bad_overrides, one_line_errors
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
 from sleepy.tracking import TrackingError
 
@@ -110,12 +110,17 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="consolidate")
 @one_line_errors("sleepy-consolidate", TrackingError, AdapterError)
-def main(cfg: DictConfig) -> None:
+def _consolidate(cfg: DictConfig) -> None:
     result, version = run_consolidate(cfg)
     print(
         f"{result.method}: adapter {result.adapter_dir}  version {version}  "
         f"({result.metrics.get('seconds')} s)"
     )
+
+
+def main() -> None:
+    exit_on_bad_overrides("consolidate", "sleepy-consolidate")
+    _consolidate()
 
 
 if __name__ == "__main__":

@@ -54,12 +54,17 @@ def choose_k(s: torch.Tensor, threshold: float, k_min: int, k_max: int) -> int:
 
 def fit_basis(
     factors: list[torch.Tensor],
-    threshold: float = 0.6,
-    k_min: int = 2,
-    k_max: int = 16,
+    threshold: float | None = None,
+    k_min: int = 1,
+    k_max: int | None = None,
     k: int | None = None,
 ) -> FactorBasis:
-    """Phase 1 for one factor side: factors are (m x r_t) matrices, stacked to (m x sum r_t)."""
+    """Phase 1 for one factor side: factors are (m x r_t) matrices, stacked to (m x sum r_t).
+
+    k is given, or chosen by `threshold` within [k_min, k_max] (consolidation.threshold, ...).
+    """
+    if k is None and (threshold is None or k_max is None):
+        raise ValueError("fit_basis: give k, or threshold and k_max")
     D = torch.cat([f.double() for f in factors], dim=1)
     mu = D.mean(dim=1)
     U, s, _ = torch.linalg.svd(D - mu[:, None], full_matrices=False)

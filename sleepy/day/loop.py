@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import II
+
 from sleepy.day.hints import hints_for
 from sleepy.day.protocol import TOOL_SCHEMAS, Action, FormatError, parse
 from sleepy.day.workspace import Observation, Workspace
@@ -25,14 +27,33 @@ from sleepy.prompts.template import Hint, PromptTemplate, messages_hash
 
 @dataclass
 class Policy:
+    """When an episode stops and how replies are sampled: the one place these defaults live (the
+    `agent` config group is AgentConfig below, which extends this)."""
+
     max_attempts: int = 3  # replies that try a fix (an edit or a submit)
     max_steps: int = 6  # replies of any kind, format errors included
     token_budget: int = 30_000  # tokens in + out over the whole episode
-    temperature: float = 0.0
-    max_new_tokens: int = 512
+    temperature: float = 0.0  # 0: greedy
+    max_new_tokens: int = 512  # per reply
     feedback_chars: int | None = None  # None: the sandbox's default cut
-    hints: bool = False
-    hints_k: int = 2
+    hints: bool = False  # show earlier fixes of the same error as worked examples
+    hints_k: int = 2  # how many
+
+
+@dataclass
+class AgentConfig(Policy):
+    """The `agent` config group (a structured config: types are checked when Hydra composes it):
+    the policy, the model's own way of replying unless a preset changes it, and how many
+    episodes run at once."""
+
+    edit_format: str = II("model.edit_format")  # whole_file | search_replace | udiff
+    protocol: str = II("model.protocol")  # edit | text | tools
+    prompt_template: str = II("model.prompt_template")  # a file in sleepy/conf/prompts/
+    max_new_tokens: int = II("model.max_new_tokens")
+    feedback_chars: int | None = II("model.feedback_chars")
+    hints: bool = II("model.hints")
+    concurrency: int = 32  # live episodes stepped together: one generate() call per step
+    workers: int = 2  # sandbox threads
 
 
 class KoanRun:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from sleepy.config import CONF_DIR, CONF_PATH, ConfigError, check_config
+from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_overrides
 from sleepy.koans.model import (
     FAMILIES,
     Koan,
@@ -25,8 +25,6 @@ from sleepy.koans.model import (
     load_evalset,
     load_koans,
 )
-
-GROUPS = ("backend", "model", "agent", "tracking", "paths")
 
 
 class DayError(RuntimeError):
@@ -222,7 +220,7 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
         "edit_format": edit_format.name,
     }
 
-    sandbox = Sandbox()
+    sandbox = Sandbox.from_config(OmegaConf.to_object(cfg.sandbox))
 
     def make_run(koan: Koan) -> KoanRun:
         return KoanRun(
@@ -346,26 +344,6 @@ def _log_results(cfg: DictConfig, store, run_id: str, metrics: dict) -> None:
 # -- the command line -----------------------------------------------------------------------------
 
 
-def _check_overrides(argv: list[str]) -> str | None:
-    """Compose once before Hydra runs so that a bad override is one line, not a stack of them."""
-    if any(a in ("-m", "--multirun") or a.startswith("--") for a in argv):
-        return None  # sweeps and Hydra's own flags: leave them to Hydra
-    overrides = [a for a in argv if "=" in a and not a.lstrip("+~").startswith("hydra")]
-    for arg in overrides:
-        key, _, value = arg.lstrip("+~").partition("=")
-        if key in GROUPS and value not in ("null", ""):
-            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-            if value not in options:
-                return f"no {key} '{value}' (options for {key}: {', '.join(options)})"
-    from sleepy.config import compose_config
-
-    try:
-        compose_config("day", overrides)
-    except Exception as e:
-        return " ".join(str(e).split())
-    return None
-
-
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="day")
 def _day(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
@@ -387,10 +365,7 @@ def _day(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    problem = _check_overrides(sys.argv[1:])
-    if problem:
-        print(f"sleepy-day: error: {problem}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_bad_overrides("day", "sleepy-day")
     _day()
 
 

@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import check_config
@@ -220,7 +219,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
-    gate: Gate = hydra.utils.instantiate(cfg.gate)
+    gate: Gate = OmegaConf.to_object(cfg.gate)
     name, uri = str(cfg.registry.name), _tracking_uri(cfg)
     frozen_path = evalset_path(str(cfg.koans.evalset), str(cfg.paths.evalsets))
     learning_path = cfg.koans.get("learning_set")

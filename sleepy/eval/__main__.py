@@ -7,7 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_PATH
+from sleepy.config import CONF_PATH, exit_on_bad_overrides
 
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="eval")
@@ -35,6 +35,7 @@ def _eval(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    exit_on_bad_overrides("eval", "sleepy-eval")
     _eval()
 
 

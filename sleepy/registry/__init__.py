@@ -3,7 +3,6 @@ moves, and `sleepy registry` to list, show, promote and roll back by hand."""
 
 from sleepy.registry.versions import (
     CHAMPION,
-    DEFAULT_NAME,
     PREVIOUS,
     AdapterModel,
     RegistryError,
@@ -23,7 +22,6 @@ from sleepy.registry.versions import (
 
 __all__ = [
     "CHAMPION",
-    "DEFAULT_NAME",
     "PREVIOUS",
     "AdapterModel",
     "RegistryError",

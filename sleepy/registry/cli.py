@@ -12,20 +12,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from sleepy.registry import CHAMPION, DEFAULT_NAME, PREVIOUS
-from sleepy.tracking import DEFAULT_URI
+from sleepy.config import default_store
+from sleepy.registry import CHAMPION, PREVIOUS
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "registry", help="MLflow model registry: list, show, promote, rollback"
     )
-    p.add_argument(
-        "--uri", default=DEFAULT_URI, help=f"MLflow tracking store (default {DEFAULT_URI})"
-    )
-    p.add_argument(
-        "--name", default=DEFAULT_NAME, help=f"registered model (default {DEFAULT_NAME})"
-    )
+    p.add_argument("--uri", default=None, help="MLflow tracking store (default: tracking.uri)")
+    p.add_argument("--name", default=None, help="registered model (default: registry.name)")
     sub = p.add_subparsers(dest="command", required=True, metavar="{list,show,promote,rollback}")
 
     sub.add_parser("list", help="every version with its aliases and gate decision").set_defaults(
@@ -50,7 +46,15 @@ def add_parser(subparsers) -> None:
     rollback.set_defaults(func=cmd_rollback)
 
 
+def _store(args: argparse.Namespace) -> None:
+    """--uri and --name, or the configs' tracking.uri and registry.name."""
+    if args.uri is None or args.name is None:
+        uri, name = default_store()
+        args.uri, args.name = args.uri or uri, args.name or name
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    _store(args)
     from sleepy.registry import aliases, list_versions
 
     versions = list_versions(args.name, args.uri)
@@ -71,6 +75,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    _store(args)
     from sleepy.registry import get_version
 
     v = get_version(args.name, args.version, args.uri)
@@ -83,6 +88,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    _store(args)
     from sleepy.registry import RegistryError, get_version, promote
 
     v = get_version(args.name, args.version, args.uri)
@@ -102,6 +108,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    _store(args)
     from sleepy.registry import rollback
 
     was, now = rollback(args.name, args.reason, args.uri)

@@ -15,8 +15,6 @@ from mlflow.pyfunc import PythonModel
 
 from sleepy.tracking import use_store
 
-DEFAULT_NAME = "sleepy-fixer"
-
 
 def portable_base(base_model: str | Path) -> str:
     """`sleepy-tiny` for the shipped model (its path differs per checkout), else the id/path as given."""
@@ -65,7 +63,7 @@ class AdapterModel(PythonModel):
 def register_adapter(
     adapter_dir: str | Path,
     base_model: str | Path,
-    name: str = DEFAULT_NAME,
+    name: str,
     tags: dict | None = None,
 ) -> str:
     """Log the adapter as a model in the active run and register it; returns the version number."""

@@ -26,6 +26,7 @@ from sleepy.sandbox.isolation import (
     Jail,
     Limits,
     Outcome,
+    SandboxConfig,
     execute,
     with_env,
 )
@@ -239,6 +240,11 @@ class Sandbox:
         # Outside a batch a verdict builds its test harness and its binary at once; inside one
         # the other workers already keep the cores busy.
         self.parallel_builds = parallel_builds
+
+    @classmethod
+    def from_config(cls, config: SandboxConfig) -> Sandbox:
+        """The sandbox a `sandbox` config group describes."""
+        return cls(config.limits, config.isolation)
 
     @property
     def isolation(self) -> str:

@@ -13,7 +13,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_PATH, check_config, one_line_errors
+from sleepy.config import (
+    CONF_PATH,
+    ConfigError,
+    check_config,
+    exit_on_bad_overrides,
+    one_line_errors,
+)
 from sleepy.koans import Koan, load_koans, save_evalset
 from sleepy.sleep.curate import LeakageError
 from sleepy.tracking import TrackingError
@@ -85,6 +91,11 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
     from sleepy.tracking import log_config, mlflow_run, tracking_uri
 
     check_config(cfg)
+    if cfg.adapter.get("method") == "coefficients" and "phi" not in cfg.consolidation:
+        raise ConfigError(
+            "adapter=coefficients trains in a Share basis with the consolidation's p and phi: "
+            "use consolidation=share or consolidation=uwsh"
+        )
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(cfg.tracking)
@@ -125,6 +136,7 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         if method == "coefficients" and cfg.adapter.get("bundle"):
             from sleepy.sleep.coefficients import train_coefficients
 
+            # the basis's consolidation says how a new task lives in it (uwsh: no phi)
             result = train_coefficients(
                 curated.dataset,
                 cfg.model.path,
@@ -132,8 +144,8 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
                 cfg.adapter,
                 out,
                 seed=cfg.seed,
-                p=int(cfg.adapter.p),
-                phi=int(cfg.adapter.phi),
+                p=int(cfg.consolidation.p),
+                phi=int(cfg.consolidation.phi),
                 extra_info=extra,
             )
         else:  # LoRA; also the first coefficient task, whose LoRA shapes the basis
@@ -192,12 +204,17 @@ def _log_curation(curated) -> None:
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="sleep")
 @one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError)
-def main(cfg: DictConfig) -> None:
+def _sleep(cfg: DictConfig) -> None:
     r = run_sleep(cfg)
     print(
         f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
         f"final loss: {r.metrics['final_loss']:.3f}"
     )
+
+
+def main() -> None:
+    exit_on_bad_overrides("sleep", "sleepy-sleep")
+    _sleep()
 
 
 if __name__ == "__main__":
