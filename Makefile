@@ -35,9 +35,10 @@ test-all: setup ## run every test, slow ones included
 bench: setup ## benchmarks: sandbox vs cargo-per-koan vs bare rustc, and more
 	$(BIN)/python -m benchmarks
 
-lint: setup ## ruff lint and format check
+lint: setup ## ruff lint and format check, and the import layers (import-linter, pyproject.toml)
 	$(BIN)/ruff check sleepy tests benchmarks experiments hatch_build.py
 	$(BIN)/ruff format --check sleepy tests benchmarks experiments hatch_build.py
+	$(BIN)/lint-imports
 
 format: setup ## ruff format in place
 	$(BIN)/ruff format sleepy tests benchmarks experiments

@@ -14,9 +14,10 @@ def bench_consolidation(rank: int = 8, tasks: int = 3, p: int = 2) -> dict:
     from transformers import AutoModelForCausalLM
 
     from sleepy.adapters import AdapterInfo, fingerprint, write_info
+    from sleepy.adapters.bundle import load_bundle
     from sleepy.adapters.coefficients import attach, trainable_parameters
     from sleepy.adapters.lora_io import adapter_bytes, lora_parameters, read_lora
-    from sleepy.consolidate.methods import Share, TaskAdapter, load_bundle
+    from sleepy.consolidate.methods import Share, TaskAdapter
     from sleepy.tiny import MODEL_DIR
 
     console = Console()

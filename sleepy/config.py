@@ -14,6 +14,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from sleepy.tiny import MODEL_DIR
+
 PACKAGE = Path(__file__).resolve().parent
 CONF_MODULE = "sleepy.conf"
 CONF_PATH = f"pkg://{CONF_MODULE}"  # for @hydra.main
@@ -27,8 +29,6 @@ _TOKEN = secrets.token_hex(3)
 
 
 def register_resolvers() -> None:
-    from sleepy.tiny import MODEL_DIR
-
     OmegaConf.register_new_resolver("sleepy.tiny_model", lambda: str(MODEL_DIR), replace=True)
     OmegaConf.register_new_resolver("sleepy.root", lambda: str(DATA_ROOT), replace=True)
     OmegaConf.register_new_resolver("sleepy.token", lambda: _TOKEN, replace=True)

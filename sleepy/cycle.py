@@ -25,7 +25,16 @@ from sleepy.config import (
     exit_on_bad_overrides,
     one_line_errors,
 )
-from sleepy.tracking import TrackingError
+from sleepy.consolidate.run import run_consolidate
+from sleepy.day import run_day
+from sleepy.episodes import EpisodeStore
+from sleepy.eval import evaluate
+from sleepy.eval.learning import LearningSetError, build_learning_set
+from sleepy.koans import load_evalset, save_evalset
+from sleepy.koans.model import evalset_path
+from sleepy.plots import family_cycle_matrix, plots_from_mlflow
+from sleepy.sleep import koans_for, run_sleep
+from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
 
 # The groups every stage takes from the cycle as the cycle composed them (with the user's
 # overrides and the experiment's): whatever a stage's own config would default them to.
@@ -92,12 +101,6 @@ def _families(metrics: dict) -> dict[str, float]:
 def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage: str) -> dict:
     """Cycle c's learning set: the lineage's day failures so far as fresh programs, disjoint from
     every koan its sleeps trained on; saved as an evalset file."""
-    from sleepy.episodes import EpisodeStore
-    from sleepy.eval.learning import LearningSetError, build_learning_set
-    from sleepy.koans import load_evalset, save_evalset
-    from sleepy.koans.model import evalset_path
-    from sleepy.sleep import koans_for
-
     failed, training = [], []
     for i in range(1, c + 1):
         day, slp = state.get(i, "day"), state.get(i, "sleep")
@@ -140,12 +143,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     """Run cfg.cycles cycles (resuming from state.json); returns one summary per cycle."""
     import mlflow
 
-    from sleepy.consolidate.run import run_consolidate
-    from sleepy.day import run_day
-    from sleepy.eval import evaluate
-    from sleepy.sleep import run_sleep
-    from sleepy.tracking import mlflow_run, tracking_uri
-
     check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
@@ -177,8 +174,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             if parent is not None:  # None: tracking is off
                 state.put(c, "parent", {"run_id": parent.info.run_id})
             if c == 1 and parent_id is None and parent is not None:
-                from sleepy.tracking import log_config
-
                 log_config(cfg, out)
             champion = (state.get(c - 1, "eval") or {}).get("champion_adapter") if c > 1 else None
 
@@ -348,8 +343,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             )
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
     if cfg.get("plots", True) and uri is not None:  # the plots read the MLflow store
-        from sleepy.plots import family_cycle_matrix, plots_from_mlflow
-
         pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
         pngs += plots_from_mlflow(experiment, uri, out / "plots", lineage=lineage)
         last = state.get(int(cfg.cycles), "parent")["run_id"]

@@ -128,7 +128,12 @@ def test_router_rejects_a_broken_table_in_one_line(tasks, tmp_path):
     with pytest.raises(RouterError, match="router.json: not a router table") as e:
         Router(res.bundle_dir)
     assert "\n" not in str(e.value)
-    (res.bundle_dir / "router.json").write_text('{"tasks": {"gone": {"signatures": []}}}')
+    (res.bundle_dir / "router.json").write_text('{"tasks": {}}')
+    with pytest.raises(RouterError, match="not a router table .*distance"):
+        Router(res.bundle_dir)  # the distance is the bundle's own: there is no second default
+    (res.bundle_dir / "router.json").write_text(
+        '{"tasks": {"gone": {"signatures": []}}, "distance": 0.3}'
+    )
     with pytest.raises(RouterError, match="no adapter: \\['gone'\\]"):
         Router(res.bundle_dir)
 

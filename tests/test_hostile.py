@@ -18,7 +18,7 @@ from sleepy.day import PromptTemplate, get_edit_format
 from sleepy.day.loop import KoanRun, Policy, run_koans
 from sleepy.episodes import EpisodeStore
 from sleepy.koans.model import Koan
-from sleepy.llm import Generation
+from sleepy.llm import LLM, Generation
 from sleepy.sandbox import Limits, Sandbox
 from sleepy.sandbox import cargo as cargo_mode
 from sleepy.sandbox import rustc as rustc_mode
@@ -404,11 +404,10 @@ def test_compile_time_reads_of_a_root_only_file_fail_through_the_cli(
     _assert_nothing_left(host_tmp)
 
 
-class OneReply:
+class OneReply(LLM):
     """A model double that always replies with one program: the day's path is under test."""
 
     model_id = "hostile"
-    supports_batch = True
 
     def __init__(self, reply: str):
         self.reply = reply

@@ -137,7 +137,7 @@ def test_hf_with_a_peft_adapter(tmp_path, tiny):
 def test_hydra_builds_every_backend_preset():
     with initialize_config_module("sleepy.conf", version_base=None):
         hf = instantiate(compose(overrides=["+backend=hf", *MODEL_KEYS]).backend)
-        assert isinstance(hf, HFBackend) and hf.model_id == "sleepy-tiny" and hf.supports_batch
+        assert isinstance(hf, HFBackend) and hf.model_id == "sleepy-tiny"
         expect = {
             "openai": "http://localhost:8000/v1",
             "vllm": "http://localhost:8000/v1",
@@ -145,7 +145,7 @@ def test_hydra_builds_every_backend_preset():
         }
         for name, url in expect.items():
             b = instantiate(compose(overrides=[f"+backend={name}", *MODEL_KEYS]).backend)
-            assert isinstance(b, OpenAIBackend) and b.base_url == url and not b.supports_batch
+            assert isinstance(b, OpenAIBackend) and b.base_url == url
         cfg = compose(
             overrides=["+backend=ollama", *MODEL_KEYS, "+model.ollama=qwen2.5-coder:1.5b"]
         )

@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
+from sleepy.adapters.bundle import load_bundle
 from sleepy.config import ConfigError
-from sleepy.consolidate.methods import load_bundle
 from sleepy.episodes import EpisodeStore
 from sleepy.koans import save_evalset
 from sleepy.sleep import run_sleep

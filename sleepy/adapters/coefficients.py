@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sleepy.consolidate.share import LayerShare
+from sleepy.adapters.bundle import LayerShare
 
 
 class CoefficientLinear(nn.Module):

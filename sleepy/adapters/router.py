@@ -3,7 +3,9 @@
 A Share bundle (`router.json` + `tasks/<name>/`, written by `Share.consolidate`) lists, per task,
 the error signatures of the failures it was trained on. A signature seen in training routes to its
 task; an unseen one goes to the task of its nearest training signature when that one lies within
-the bundle's `distance` (TF-IDF, cosine); anything else gets the base model. A failing test's bare
+the bundle's `distance` (TF-IDF over sleep's clustering tokens, cosine; the distance is
+consolidation.route_distance, tighter than curation's clustering distance); anything else gets
+the base model. A failing test's bare
 assertion (`test_failed assertion left == right failed`) says that a program is wrong, not which
 mistake it made, so it routes nowhere: sent to a task adapter, every failing test of every family
 would be.
@@ -15,12 +17,7 @@ import functools
 import json
 from pathlib import Path
 
-# The same tokens as sleep's clustering of failures (sleepy.sleep.curate.cluster_failures). The distance
-# is tighter than curation's 0.6: at 0.6 a concurrency error (`E0277 <type> cannot be sent between
-# threads safely`, 0.49 away) went to the trait-bounds adapter and broke known koans of other
-# families; bundles record their own (consolidation.route_distance).
-TOKEN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]+|E\d{4}"
-DISTANCE = 0.3
+from sleepy.sandbox.signatures import SIGNATURE_TOKENS
 
 
 def routable(signature: str) -> bool:
@@ -41,9 +38,8 @@ class Router:
         try:
             data = json.loads(path.read_text())
             table = data["tasks"]
-            self.distance = float(
-                distance if distance is not None else data.get("distance", DISTANCE)
-            )
+            # the bundle's own (consolidation.route_distance when it was written)
+            self.distance = float(distance if distance is not None else data["distance"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RouterError(f"{path}: not a router table ({type(e).__name__}: {e})") from None
         self.table: dict[str, dict] = table
@@ -59,7 +55,7 @@ class Router:
         if self._signatures:
             from sklearn.feature_extraction.text import TfidfVectorizer
 
-            self._vectorizer = TfidfVectorizer(token_pattern=TOKEN_PATTERN, sublinear_tf=True)
+            self._vectorizer = TfidfVectorizer(token_pattern=SIGNATURE_TOKENS, sublinear_tf=True)
             self._matrix = self._vectorizer.fit_transform(self._signatures)
 
     @staticmethod

@@ -14,13 +14,12 @@ from omegaconf import DictConfig
 from sleepy.adapters import AdapterError
 from sleepy.config import CONF_PATH, check_config, exit_on_bad_overrides, one_line_errors
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
-from sleepy.tracking import TrackingError
+from sleepy.registry import download_adapter, register_adapter
+from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
 
 
 def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
     """Adapter folders or registry URIs (oldest first) -> named task adapters."""
-    from sleepy.registry import download_adapter
-
     if isinstance(sources, dict) or hasattr(sources, "items"):
         items = list(sources.items())
     else:
@@ -40,9 +39,6 @@ def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
 def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
     import mlflow
     from hydra.utils import instantiate
-
-    from sleepy.registry import register_adapter
-    from sleepy.tracking import log_config, mlflow_run, tracking_uri
 
     check_config(cfg)
     out = Path(cfg.paths.output_dir)

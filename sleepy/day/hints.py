@@ -6,12 +6,17 @@ edit format in use from the trajectory's start code and final code.
 
 from __future__ import annotations
 
+from sleepy.day.seams import EpisodeSink
 from sleepy.prompts.edits import EditError, EditFormat
 from sleepy.prompts.template import Hint
 
 
 def hints_for(
-    store, signature, k: int, edit_format: EditFormat, exclude_task: str | None = None
+    store: EpisodeSink | None,
+    signature,
+    k: int,
+    edit_format: EditFormat,
+    exclude_task: str | None = None,
 ) -> list[Hint]:
     """Up to k hints for `signature`, newest first; never the koan's own earlier fix."""
     if store is None or signature is None or k <= 0:

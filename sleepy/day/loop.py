@@ -19,8 +19,10 @@ from omegaconf import II
 
 from sleepy.day.hints import hints_for
 from sleepy.day.protocol import TOOL_SCHEMAS, Action, FormatError, parse
+from sleepy.day.seams import Checker, EpisodeSink
 from sleepy.day.workspace import Observation, Workspace
 from sleepy.koans.model import Koan
+from sleepy.llm import LLM, BackendUnreachable, Generation
 from sleepy.prompts.edits import FILE, EditFormat
 from sleepy.prompts.template import Hint, PromptTemplate, messages_hash
 
@@ -62,12 +64,12 @@ class KoanRun:
     def __init__(
         self,
         koan: Koan,
-        sandbox,
+        sandbox: Checker,
         template: PromptTemplate,
         edit_format: EditFormat,
         protocol: str = "edit",
         policy: Policy | None = None,
-        store=None,
+        store: EpisodeSink | None = None,
         **episode_fields: Any,
     ):
         self.koan, self.template, self.edit_format = koan, template, edit_format
@@ -149,12 +151,12 @@ class KoanRun:
             opts["tools"] = TOOL_SCHEMAS
         return opts
 
-    def step(self, generation) -> None:
+    def step(self, generation: Generation) -> None:
         """Parse the reply into one action, execute it, record the step, decide whether to stop."""
         prompt = self.prompt()
         self.tokens_in += generation.tokens_in
         self.tokens_out += generation.tokens_out
-        tool_calls = getattr(generation, "tool_calls", None) or []
+        tool_calls = generation.tool_calls
         try:
             action = parse(self.protocol, generation.text, tool_calls)
             obs = self.workspace.execute(action)
@@ -195,10 +197,10 @@ class KoanRun:
             "signature": _str(obs.verdict.signature) if obs.verdict is not None else None,
             "tokens_in": generation.tokens_in,
             "tokens_out": generation.tokens_out,
-            "finish_reason": getattr(generation, "finish_reason", None),
+            "finish_reason": generation.finish_reason,
             "stop": stop,
         }
-        if getattr(generation, "routed", False):  # a routing backend: which task adapter replied
+        if generation.routed:  # a routing backend: which task adapter replied
             record["adapter"] = generation.adapter
         self.steps.append(record)
         if self.store is not None:
@@ -321,13 +323,13 @@ def _json(args: dict) -> str:
 
 def solve(
     koan: Koan,
-    llm,
-    sandbox,
+    llm: LLM,
+    sandbox: Checker,
     template: PromptTemplate,
     edit_format: EditFormat,
     protocol: str = "edit",
     policy: Policy | None = None,
-    store=None,
+    store: EpisodeSink | None = None,
     **episode_fields: Any,
 ) -> KoanRun:
     """One koan, start to finish: the loop in its plainest form."""
@@ -338,7 +340,7 @@ def solve(
         try:
             generation = llm.generate([run.prompt()], **options_for(llm, [run]))[0]
         except Exception as e:
-            if type(e).__name__ == "BackendUnreachable":
+            if isinstance(e, BackendUnreachable):
                 run.fail(str(e))
                 raise
             run.fail(f"{type(e).__name__}: {e}".splitlines()[0])
@@ -350,7 +352,7 @@ def solve(
 def run_koans(
     koans: Iterable[Koan],
     make_run: Callable[[Koan], KoanRun],
-    llm,
+    llm: LLM,
     concurrency: int = 8,
     workers: int = 2,
     on_done: Callable[[KoanRun], None] | None = None,
@@ -387,7 +389,7 @@ def run_koans(
                 for run in batch:
                     run.fail(reason)
                     done(run)
-                if type(e).__name__ == "BackendUnreachable":
+                if isinstance(e, BackendUnreachable):
                     raise
                 live = []
                 continue
@@ -398,11 +400,11 @@ def run_koans(
     return finished
 
 
-def options_for(llm, runs: list[KoanRun]) -> dict:
+def options_for(llm: LLM, runs: list[KoanRun]) -> dict:
     """One generate() call's options; a routing backend also gets each run's current error
     signature, from which it picks the task adapter that learned that kind of mistake."""
     options = runs[0].generation_options()
-    if getattr(llm, "supports_routing", False):
+    if llm.supports_routing:
         options["signatures"] = [_str(r.final_signature) for r in runs]
     return options
 

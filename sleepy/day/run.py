@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_overrides
+from sleepy.day.loop import KoanRun, policy_from, run_koans
+from sleepy.day.protocol import PROTOCOLS
+from sleepy.episodes import EpisodeError, EpisodeStore, metrics_of
+from sleepy.koans.generate import generate
+from sleepy.koans.generator import patterns
 from sleepy.koans.model import (
     FAMILIES,
     Koan,
@@ -25,6 +29,11 @@ from sleepy.koans.model import (
     load_evalset,
     load_koans,
 )
+from sleepy.llm import BackendError, BackendUnreachable
+from sleepy.prompts.edits import get_edit_format
+from sleepy.prompts.template import PromptTemplate
+from sleepy.sandbox import Sandbox
+from sleepy.tracking import TrackingError, experiment_id, log_config, mlflow_run
 
 
 class DayError(RuntimeError):
@@ -65,9 +74,6 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
     except KoanError as e:
         raise DayError(str(e).splitlines()[0]) from None
     if kcfg.generate:
-        from sleepy.koans.generate import generate
-        from sleepy.koans.generator import patterns
-
         wanted = list(kcfg.get("patterns") or [])
         for family in families or FAMILIES:
             names = {p.name for p in patterns(family)}
@@ -107,8 +113,6 @@ def _backend_name(cfg: DictConfig) -> str:
 def build_llm(cfg: DictConfig):
     from hydra.errors import InstantiationException
 
-    from sleepy.llm import BackendError
-
     try:
         return hydra.utils.instantiate(cfg.backend)
     except BackendError as e:
@@ -118,28 +122,6 @@ def build_llm(cfg: DictConfig):
         raise DayError(
             f"cannot build backend {_backend_name(cfg)}: {str(cause).splitlines()[0]}"
         ) from None
-
-
-def metrics_of(episodes) -> dict[str, float]:
-    """Pass rate, median steps to green, tokens and wall time, overall and per family."""
-    n = len(episodes)
-    green = [e.steps_to_green for e in episodes if e.passed and e.steps_to_green]
-    out = {
-        "episodes": float(n),
-        "pass_rate": sum(e.passed for e in episodes) / n if n else 0.0,
-        "median_steps_to_green": float(statistics.median(green)) if green else 0.0,
-        "tokens_in": float(sum(e.tokens_in for e in episodes)),
-        "tokens_out": float(sum(e.tokens_out for e in episodes)),
-        "episode_wall_clock_s": sum(e.wall_clock_ms for e in episodes) / 1000,
-        "errors": float(sum(e.status == "error" for e in episodes)),
-    }
-    for family in sorted({e.family for e in episodes}):
-        group = [e for e in episodes if e.family == family]
-        out[f"pass_rate.{family}"] = sum(e.passed for e in group) / len(group)
-    routed = [s for e in episodes for s in e.trajectory if "adapter" in s]
-    if routed:  # a routing backend: how often a task adapter (not the base model) replied
-        out["routed_rate"] = sum(s["adapter"] is not None for s in routed) / len(routed)
-    return out
 
 
 def save_selection(koans: list[Koan], path: Path) -> None:
@@ -157,10 +139,6 @@ def save_selection(koans: list[Koan], path: Path) -> None:
 
 def run_day(cfg: DictConfig) -> DayResult:
     """Run the agent on the selected koans; every step is in the episode store when it happens."""
-    from sleepy.day import PromptTemplate, get_edit_format, policy_from
-    from sleepy.day.protocol import PROTOCOLS
-    from sleepy.episodes import EpisodeError, EpisodeStore
-
     t0 = time.monotonic()
     try:
         check_config(cfg)
@@ -194,10 +172,6 @@ def run_day(cfg: DictConfig) -> DayResult:
 def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayResult:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sleepy.day.loop import KoanRun, run_koans
-    from sleepy.llm import BackendUnreachable
-    from sleepy.sandbox import Sandbox
-
     run_id, agent = str(cfg.run_id), cfg.agent
     save_selection(koans, db.parent / "koans.jsonl")
     finished = store.finished_task_ids(run_id)
@@ -209,7 +183,7 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
     todo = [k for k in koans if k.id not in finished]
     llm = build_llm(cfg) if todo else None
     adapter = cfg.backend.get("adapter") or None
-    model_id = getattr(llm, "model_id", None) or str(cfg.model.name)
+    model_id = llm.model_id if llm is not None else str(cfg.model.name)
     tags = {
         "sleepy.run_id": run_id,
         "stage": "day",
@@ -286,8 +260,6 @@ class _Tracking:
         self.cfg, self.run_id, self.tags, self._cm = cfg, run_id, tags, None
 
     def __enter__(self):
-        from sleepy.tracking import TrackingError
-
         try:
             return self._start()
         except TrackingError as e:
@@ -298,8 +270,6 @@ class _Tracking:
         if not t.get("enabled", False):
             return None
         import mlflow
-
-        from sleepy.tracking import experiment_id, mlflow_run
 
         resume_id = None
         if self.cfg.resume:
@@ -321,8 +291,6 @@ class _Tracking:
         )
         run = self._cm.__enter__()
         if resume_id is None:
-            from sleepy.tracking import log_config
-
             log_config(self.cfg, self.cfg.paths.output_dir)
         return run
 

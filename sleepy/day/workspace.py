@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from sleepy.day.protocol import Action, FormatError
+from sleepy.day.seams import Checker
 from sleepy.koans.model import Koan
 from sleepy.prompts.edits import FILE, EditError, EditFormat, UnifiedDiff, WholeFile
+from sleepy.sandbox import Verdict
 
 
 @dataclass
 class Observation:
     text: str
-    verdict: Any = None  # the sandbox's Verdict when the action ran it
+    verdict: Verdict | None = None  # the sandbox's verdict when the action ran it
     attempt: bool = (
         False  # the action tried a fix (an edit or a submit): counts toward max_attempts
     )
@@ -28,7 +29,7 @@ class Workspace:
     def __init__(
         self,
         koan: Koan,
-        sandbox,
+        sandbox: Checker,
         edit_format: EditFormat,
         feedback_chars: int | None = None,
         max_output: int = 3000,

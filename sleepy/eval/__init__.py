@@ -16,7 +16,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from sleepy.adapters import AdapterError, load_adapter_info
 from sleepy.config import check_config
+from sleepy.day import DayError, run_day
+from sleepy.episodes import EpisodeStore, metrics_of
 from sleepy.eval.cache import ResultCache, result_key
 from sleepy.eval.gate import Gate, GateDecision
 from sleepy.eval.metrics import (
@@ -28,6 +31,18 @@ from sleepy.eval.metrics import (
     with_repeats,
     write_table,
 )
+from sleepy.koans import KoanError, load_evalset
+from sleepy.koans.model import evalset_path
+from sleepy.registry import (
+    RegistryError,
+    alias_version,
+    download_adapter,
+    get_version,
+    model_uri,
+    tag_version,
+)
+from sleepy.registry import promote as registry_promote
+from sleepy.tracking import log_config, mlflow_run
 
 
 class EvalError(RuntimeError):
@@ -68,14 +83,6 @@ def resolve(
     spec: str | None, cfg: DictConfig, dst: Path, missing_alias_is_base: bool = False
 ) -> Contender:
     """A candidate/champion spec -> Contender with a checked adapter folder (else EvalError)."""
-    from sleepy.adapters import AdapterError, load_adapter_info
-    from sleepy.registry import (
-        RegistryError,
-        alias_version,
-        download_adapter,
-        get_version,
-        model_uri,
-    )
 
     name, uri = str(cfg.registry.name), _tracking_uri(cfg)
     spec = "base" if spec in (None, "", "base", "none") else str(spec)
@@ -136,9 +143,6 @@ def _tracking_uri(cfg: DictConfig) -> str | None:
 
 def _run_agent(cfg: DictConfig, who: Contender, side: str, evalset: str):
     """One day over an evalset with this contender's adapter; its MLflow logging is the eval's."""
-    from sleepy.day import DayError, run_day
-    from sleepy.episodes import EpisodeStore
-
     day_cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(day_cfg, False)
     day_cfg.run_id = f"{cfg.run_id}-{side}"
@@ -176,7 +180,6 @@ def _measure(
     cfg, who: Contender, side: str, evalset: Path, cache, earlier
 ) -> tuple[dict, dict, bool]:
     """(outcomes, metrics) of one contender on one set, from the cache when the key is there."""
-    from sleepy.day.run import metrics_of
 
     key = result_key(who.adapter_dir, evalset, cfg) if evalset.is_file() else None
     hit = cache.get(key) if key else None
@@ -210,12 +213,6 @@ def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier) -> Set
 def evaluate(cfg: DictConfig) -> EvalResult:
     """Evaluate cfg.candidate against cfg.champion on the learning set (when given: does it learn?)
     and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
-    from sleepy.koans import KoanError, load_evalset
-    from sleepy.koans.model import evalset_path
-    from sleepy.registry import promote as registry_promote
-    from sleepy.registry import tag_version
-    from sleepy.tracking import log_config, mlflow_run
-
     check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
@@ -377,8 +374,6 @@ def _log(frozen, learning, learning_path, lost, won, out, decision, promoted, wa
 def _tag_unusable(cfg: DictConfig, reason: str) -> None:
     """A registry candidate whose adapter cannot be used is marked rejected, with the reason."""
     from mlflow.exceptions import MlflowException
-
-    from sleepy.registry import tag_version
 
     spec = str(cfg.candidate)
     name, ref = str(cfg.registry.name), spec

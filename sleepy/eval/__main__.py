@@ -7,15 +7,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_PATH, exit_on_bad_overrides
+from sleepy.config import CONF_PATH, ConfigError, exit_on_bad_overrides
+from sleepy.eval import EvalError, evaluate
+from sleepy.tracking import TrackingError
 
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="eval")
 def _eval(cfg: DictConfig) -> None:
-    from sleepy.config import ConfigError
-    from sleepy.eval import EvalError, evaluate
-    from sleepy.tracking import TrackingError
-
     try:
         r = evaluate(cfg)
     except (EvalError, ConfigError, TrackingError) as e:

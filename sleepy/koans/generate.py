@@ -22,6 +22,7 @@ from sleepy.koans.validate import (
     validate_candidate,
 )
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
+from sleepy.sandbox import run_batch
 
 DEFAULT_EXCLUDE = (KOANS_DIR, EVALSETS_DIR)
 # Seeds reserved for evaluation (the eval's learning sets): training data is never drawn from them,
@@ -136,7 +137,6 @@ def generate(
     and worker counts do not change it. `exclude_hashes=None` excludes everything in koans/ and
     evalsets/. Writes koans to `out/<family>/<id>.json` when `out` is given.
     """
-    from sleepy.sandbox import run_batch
 
     if n < 0:
         raise GenerateError(f"n must be >= 0, got {n}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sleepy.koans.model import FAMILIES, Koan, KoanError, save_koan
 from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate
+from sleepy.sandbox import run_batch
 
 
 @dataclass
@@ -119,7 +120,6 @@ def import_pairs(
     workers: int | None = None,
 ) -> ImportReport:
     """Koans from matching `.rs` files under `buggy_dir` and `fixed_dir`, saved under `out`."""
-    from sleepy.sandbox import run_batch
 
     buggy_dir, fixed_dir = Path(buggy_dir), Path(fixed_dir)
     for d, flag in ((buggy_dir, "--buggy-dir"), (fixed_dir, "--fixed-dir")):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
+from sleepy.sandbox import Sandbox, run_batch
 
 DEFAULT_PATHS = (Path("koans"), Path("evalsets/frozen.json"))
 # statuses that say more about a loaded machine than about the koan: worth one more try
@@ -222,8 +223,6 @@ def shared_sandbox():
     """One Sandbox for the batch workers of this process (its calls keep no shared state)."""
     global _SANDBOX
     if _SANDBOX is None:
-        from sleepy.sandbox import Sandbox
-
         _SANDBOX = Sandbox()
     return _SANDBOX
 
@@ -242,7 +241,6 @@ def validate_paths(
     workers: int | None = None,
 ) -> ValidationReport:
     """Validate every koan under `paths` with rustc, in parallel, plus the set-wide checks."""
-    from sleepy.sandbox import run_batch
 
     paths = [Path(p) for p in paths]
     entries = collect(paths)
@@ -265,8 +263,6 @@ def validate_paths(
 def fill_stdout_files(paths: Iterable[str | Path], workers: int | None = None) -> list[Path]:
     """Write `expected_stdout` into koan files (not evalsets: those are frozen) that lack it.
     Returns the files changed."""
-    from sleepy.sandbox import run_batch
-
     todo = [
         e
         for e in collect(paths)

@@ -104,7 +104,6 @@ ROUTES = ("auto", "off", "arrow")
 
 
 class HFBackend(LLM):
-    supports_batch = True
     supports_tools = False  # small local models use the text action protocol
 
     def __init__(

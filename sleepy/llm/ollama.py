@@ -16,7 +16,6 @@ from sleepy.llm.base import (
 
 
 class OllamaBackend(HTTPBackend):
-    supports_batch = False
     supports_tools = True
 
     def __init__(

@@ -25,8 +25,6 @@ START_HINTS = {
 
 
 class OpenAIBackend(HTTPBackend):
-    supports_batch = False
-
     def __init__(
         self,
         model: str,

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sleepy.koans import Koan
+from sleepy.koans.generate import DEFAULT_EXCLUDE, draft, select_patterns
+from sleepy.koans.model import known_hashes
+from sleepy.prompts.edits import get_edit_format
+from sleepy.prompts.template import PromptTemplate
+from sleepy.sandbox import Sandbox, run_batch
 
 
 @dataclass
@@ -28,8 +33,6 @@ def koans_for_training(
     Drafts are not compiled here: `build_examples` compiles each buggy program once anyway (for its
     feedback) and drops the ones that do not fail as declared.
     """
-    from sleepy.koans.generate import DEFAULT_EXCLUDE, draft, select_patterns
-    from sleepy.koans.model import known_hashes
 
     seen = set(known_hashes(*DEFAULT_EXCLUDE) if exclude_hashes is None else exclude_hashes)
     out: list[Koan] = []
@@ -50,9 +53,6 @@ def build_examples(
     koans: list[Koan], template: str, edit_format: str, workers: int | None = None
 ) -> tuple[list[Example], dict]:
     """Compile every buggy program once for its feedback; keep the koans that fail as declared."""
-    from sleepy.prompts.edits import get_edit_format
-    from sleepy.prompts.template import PromptTemplate
-    from sleepy.sandbox import Sandbox, run_batch
 
     sandbox = Sandbox()
     prompt = PromptTemplate.load(template)

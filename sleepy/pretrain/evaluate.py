@@ -13,14 +13,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from sleepy.koans import FAMILIES, save_evalset
+from sleepy.config import compose_config
+from sleepy.day import run_day
+from sleepy.koans import FAMILIES, load_evalset, save_evalset
+from sleepy.koans.generate import generate
+from sleepy.koans.model import known_hashes
 from sleepy.tiny import MODEL_DIR
 
 
 def _day(source: Path, out: Path, evalset: bool, max_attempts: int) -> dict:
-    from sleepy.config import compose_config
-    from sleepy.day import run_day
-
     overrides = [
         f"paths.outputs={out}",
         f"paths.output_dir={out}",
@@ -36,8 +37,6 @@ def _day(source: Path, out: Path, evalset: bool, max_attempts: int) -> dict:
 def evaluate_tiny(
     known: list[str], per_family: int = 15, seed: int = 5000, max_attempts: int = 3
 ) -> dict:
-    from sleepy.koans.generate import generate
-    from sleepy.koans.model import known_hashes
 
     unknown = [f for f in FAMILIES if f not in known]
     exclude = set(known_hashes(Path("koans"), Path("evalsets")))
@@ -53,7 +52,6 @@ def evaluate_tiny(
             ]
             path = save_evalset(koans, tmp / f"{name}.json")
             results[name] = _day(path, tmp / name, True, max_attempts)
-        from sleepy.koans import load_evalset
 
         frozen = load_evalset(Path("evalsets/frozen.json"))
         for name, fams in (("frozen_known", known), ("frozen_unknown", unknown)):

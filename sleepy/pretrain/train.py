@@ -19,6 +19,7 @@ from sleepy.config import CONF_PATH
 from sleepy.pretrain.architecture import EOS, build_model, save, train_tokenizer
 from sleepy.pretrain.data import Example, build_examples, koans_for_training
 from sleepy.tiny import MODEL_DIR
+from sleepy.tracking import log_config, mlflow_run
 
 
 def encode(
@@ -74,8 +75,6 @@ def train_tiny(cfg: DictConfig) -> dict:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import get_cosine_schedule_with_warmup
-
-    from sleepy.tracking import log_config, mlflow_run
 
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.train.threads)

@@ -4,7 +4,6 @@ moves, and `sleepy registry` to list, show, promote and roll back by hand."""
 from sleepy.registry.versions import (
     CHAMPION,
     PREVIOUS,
-    AdapterModel,
     RegistryError,
     alias_version,
     aliases,
@@ -23,7 +22,6 @@ from sleepy.registry.versions import (
 __all__ = [
     "CHAMPION",
     "PREVIOUS",
-    "AdapterModel",
     "RegistryError",
     "alias_version",
     "aliases",

@@ -13,7 +13,16 @@ import argparse
 import datetime as dt
 
 from sleepy.config import default_store
-from sleepy.registry import CHAMPION, PREVIOUS
+from sleepy.registry import (
+    CHAMPION,
+    PREVIOUS,
+    RegistryError,
+    aliases,
+    get_version,
+    list_versions,
+    promote,
+    rollback,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -55,7 +64,6 @@ def _store(args: argparse.Namespace) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     _store(args)
-    from sleepy.registry import aliases, list_versions
 
     versions = list_versions(args.name, args.uri)
     named = aliases(args.name, args.uri)
@@ -76,7 +84,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     _store(args)
-    from sleepy.registry import get_version
 
     v = get_version(args.name, args.version, args.uri)
     print(f"{args.name} version {v.version}")
@@ -89,7 +96,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     _store(args)
-    from sleepy.registry import RegistryError, get_version, promote
 
     v = get_version(args.name, args.version, args.uri)
     tags = v.tags or {}
@@ -109,7 +115,6 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     _store(args)
-    from sleepy.registry import rollback
 
     was, now = rollback(args.name, args.reason, args.uri)
     print(f"{CHAMPION} -> version {now} (rolled back from version {was}: {args.reason})")

@@ -6,20 +6,16 @@ config (a hub id, or `sleepy-tiny` for the shipped model), so loading works offl
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import mlflow
-from mlflow.pyfunc import PythonModel
-
+from sleepy.adapters import load_adapter_info
+from sleepy.tiny import MODEL_DIR
 from sleepy.tracking import use_store
 
 
 def portable_base(base_model: str | Path) -> str:
     """`sleepy-tiny` for the shipped model (its path differs per checkout), else the id/path as given."""
-    from sleepy.tiny import MODEL_DIR
-
     try:
         if Path(base_model).resolve() == MODEL_DIR.resolve():
             return "sleepy-tiny"
@@ -29,35 +25,7 @@ def portable_base(base_model: str | Path) -> str:
 
 
 def resolve_base(name: str) -> str:
-    from sleepy.tiny import MODEL_DIR
-
     return str(MODEL_DIR) if name == "sleepy-tiny" else name
-
-
-class AdapterModel(PythonModel):
-    """Generates replies for chat message lists with the base model + this adapter."""
-
-    def load_context(self, context):
-        from sleepy.adapters import load_adapter_info
-        from sleepy.llm.hf import HFBackend
-
-        base = resolve_base(context.model_config["base_model"])
-        adapter_dir = context.artifacts["adapter"]
-        load_adapter_info(adapter_dir, base)  # corrupt or foreign adapters fail before loading
-        # the averaged adapter, as any PEFT user loads it; routing needs each request's error
-        # signature, which the agent (hf backend) and `sleepy serve` (error_signature) pass
-        self.llm = HFBackend(base, adapter=adapter_dir, route="off")
-
-    def predict(self, context, model_input, params=None):
-        params = params or {}
-        batch = model_input
-        if hasattr(batch, "to_dict"):  # a DataFrame with a "messages" column
-            batch = list(batch["messages"])
-        if isinstance(batch, dict):
-            batch = [batch["messages"]]
-        batch = [json.loads(m) if isinstance(m, str) else list(m) for m in batch]
-        gens = self.llm.generate(batch, max_new_tokens=int(params.get("max_new_tokens", 128)))
-        return [g.text for g in gens]
 
 
 def register_adapter(
@@ -67,7 +35,11 @@ def register_adapter(
     tags: dict | None = None,
 ) -> str:
     """Log the adapter as a model in the active run and register it; returns the version number."""
-    from sleepy.adapters import load_adapter_info
+    import mlflow
+
+    # the pyfunc wrapper imports mlflow.pyfunc (seconds, and a warning on import): only
+    # registering needs it, not every stage that reads the registry
+    from sleepy.registry.pyfunc import AdapterModel
 
     load_adapter_info(adapter_dir, base_model)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -97,6 +69,7 @@ def model_uri(name: str, version_or_alias: str) -> str:
 
 def download_adapter(uri: str, dst: str | Path | None = None) -> Path:
     """A registry URI (`models:/sleepy-fixer/3`, `models:/sleepy-fixer@champion`) -> local adapter folder."""
+    import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
@@ -128,7 +101,9 @@ class RegistryError(ValueError):
     """A registry request that cannot be met; the message is one line saying what to fix."""
 
 
-def _client(uri: str | None = None) -> mlflow.MlflowClient:
+def _client(uri: str | None = None):
+    import mlflow
+
     # the registry lives in the tracking store; setting only the tracking URI keeps it that way
     # (an explicit registry URI would stick to this store after the caller moves to another)
     if uri:

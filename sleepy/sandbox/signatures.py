@@ -12,6 +12,11 @@ if TYPE_CHECKING:
     from sleepy.sandbox import Diagnostic
 
 
+# The words of a signature that tell mistakes apart, for TF-IDF over signatures: names and rustc's
+# error codes. Sleep clusters failures with it, the Share router matches unseen errors with it.
+SIGNATURE_TOKENS = r"[A-Za-z_][A-Za-z0-9_]+|E\d{4}"
+
+
 @dataclass(frozen=True)
 class ErrorSignature:
     code: str  # "E0382" | "error" (rustc error without a code) | "test_failed" | "timeout" | ...

@@ -9,6 +9,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from sleepy.adapters.bundle import load_bundle
+from sleepy.adapters.coefficients import attach, detach, trainable_parameters
+from sleepy.adapters.lora_io import write_lora
 from sleepy.sleep.train import TrainResult, adapter_info, drop_too_long, run_metrics, sft_config
 
 
@@ -26,10 +29,6 @@ def train_coefficients(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
-
-    from sleepy.adapters.coefficients import attach, detach, trainable_parameters
-    from sleepy.adapters.lora_io import write_lora
-    from sleepy.consolidate.methods import load_bundle
 
     out_dir = Path(out_dir)
     torch.manual_seed(seed)

@@ -11,7 +11,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sleepy.koans import Koan
+from sleepy.koans import Koan, KoanError, load_evalset
+from sleepy.koans.generate import GenerateError, generate
+from sleepy.prompts.edits import get_edit_format
+from sleepy.prompts.template import PromptTemplate
+from sleepy.sandbox import Sandbox, run_batch
+from sleepy.sandbox.signatures import SIGNATURE_TOKENS
 
 
 class LeakageError(ValueError):
@@ -40,9 +45,7 @@ def cluster_failures(
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     docs = [f"{s} {s} {d}" for s, d in zip(signatures, diagnostics, strict=True)]
-    x = TfidfVectorizer(
-        token_pattern=r"[A-Za-z_][A-Za-z0-9_]+|E\d{4}", sublinear_tf=True
-    ).fit_transform(docs)
+    x = TfidfVectorizer(token_pattern=SIGNATURE_TOKENS, sublinear_tf=True).fit_transform(docs)
     model = AgglomerativeClustering(
         n_clusters=None, distance_threshold=distance, metric="cosine", linkage="average"
     )
@@ -55,8 +58,6 @@ def _evalset_index(evalset_paths: list[str | Path]) -> dict[str, str]:
     Fails closed: a path that does not exist or does not load is an error, never a guard that
     quietly checks nothing.
     """
-    from sleepy.koans import KoanError, load_evalset
-
     if not evalset_paths:
         raise LeakageError(
             "curate.evalset_paths is empty: the leakage guard needs the frozen evalset(s)"
@@ -122,10 +123,6 @@ def curate(
     """Episodes (finished) -> a conversational prompt/completion `datasets.Dataset` with stats."""
     from datasets import Dataset
 
-    from sleepy.prompts.edits import get_edit_format
-    from sleepy.prompts.template import PromptTemplate
-    from sleepy.sandbox import Sandbox, run_batch
-
     rng = random.Random(seed)
     by_task: dict[str, list] = {}
     for ep in episodes:
@@ -161,8 +158,6 @@ def curate(
     evalset_variants = len(chosen) - len(train_koans)
     extra: list[tuple[Koan, str]] = []
     if augment_k > 0:
-        from sleepy.koans.generate import GenerateError, generate
-
         index = _evalset_index(evalset_paths)
         for pattern_key in sorted({(k.family, k.pattern) for k in train_koans if k.pattern}):
             family, pattern = pattern_key

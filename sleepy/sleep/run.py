@@ -20,9 +20,13 @@ from sleepy.config import (
     exit_on_bad_overrides,
     one_line_errors,
 )
+from sleepy.episodes import EpisodeStore
 from sleepy.koans import Koan, load_koans, save_evalset
-from sleepy.sleep.curate import LeakageError
-from sleepy.tracking import TrackingError
+from sleepy.registry import register_adapter
+from sleepy.sleep.coefficients import train_coefficients
+from sleepy.sleep.curate import LeakageError, curate
+from sleepy.sleep.train import train_adapter
+from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
 
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
 
@@ -39,8 +43,6 @@ class SleepResult:
 
 def episodes_db(curate_cfg, work: Path) -> Path:
     """The episode database to learn from: a path, or the JSONL artifact of a day's MLflow run."""
-    from sleepy.episodes import EpisodeStore
-
     if curate_cfg.episodes:
         path = Path(curate_cfg.episodes)
         if not path.exists():
@@ -83,12 +85,6 @@ def koans_for(db: Path, koan_paths: list[str]) -> dict[str, Koan]:
 
 def run_sleep(cfg: DictConfig) -> SleepResult:
     import mlflow
-
-    from sleepy.episodes import EpisodeStore
-    from sleepy.registry import register_adapter
-    from sleepy.sleep.curate import curate
-    from sleepy.sleep.train import train_adapter
-    from sleepy.tracking import log_config, mlflow_run, tracking_uri
 
     check_config(cfg)
     if cfg.adapter.get("method") == "coefficients" and "phi" not in cfg.consolidation:
@@ -134,8 +130,6 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id if tracked else None}
         method = str(cfg.adapter.get("method", "lora"))
         if method == "coefficients" and cfg.adapter.get("bundle"):
-            from sleepy.sleep.coefficients import train_coefficients
-
             # the basis's consolidation says how a new task lives in it (uwsh: no phi)
             result = train_coefficients(
                 curated.dataset,
