@@ -18,8 +18,9 @@ from sleepy.registry import download_adapter, register_adapter
 from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
 
 
-def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
-    """Adapter folders or registry URIs (oldest first) -> named task adapters."""
+def resolve_tasks(sources, work: Path, store: str | None = None) -> list[TaskAdapter]:
+    """Adapter folders or registry URIs (oldest first; URIs from the registry of `store`) ->
+    named task adapters."""
     if isinstance(sources, dict) or hasattr(sources, "items"):
         items = list(sources.items())
     else:
@@ -28,7 +29,7 @@ def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
     for name, src in items:
         src = str(src)
         path = (
-            download_adapter(src, work / "downloads" / name)
+            download_adapter(src, work / "downloads" / name, store)
             if src.startswith("models:/")
             else Path(src)
         )
@@ -56,7 +57,7 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
         tracked = run is not None
         if tracked:
             log_config(cfg, out)
-        tasks = resolve_tasks(cfg.tasks, out)
+        tasks = resolve_tasks(cfg.tasks, out, tracking_uri(cfg.tracking))
         result = method(tasks, str(cfg.model.path), out)
         metrics = {k: v for k, v in result.metrics.items() if isinstance(v, int | float)}
         for t, vals in result.per_task.items():

@@ -122,7 +122,7 @@ def resolve(
         except RegistryError as e:
             raise EvalError(str(e)) from None
         try:
-            path = download_adapter(model_uri(name, version), dst / f"v{version}")
+            path = download_adapter(model_uri(name, version), dst / f"v{version}", uri)
         except ValueError as e:
             raise EvalError(str(e).splitlines()[0]) from None
     try:

@@ -6,12 +6,14 @@ config (a hub id, or `sleepy-tiny` for the shipped model), so loading works offl
 
 from __future__ import annotations
 
+import json
 import os
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from sleepy.adapters import load_adapter_info
 from sleepy.tiny import MODEL_DIR
-from sleepy.tracking import use_store
+from sleepy.tracking import ensure_store
 
 
 def portable_base(base_model: str | Path) -> str:
@@ -49,14 +51,26 @@ def register_adapter(
         artifacts={"adapter": str(adapter_dir)},
         model_config={"base_model": portable_base(base_model)},
         registered_model_name=name,
-        pip_requirements=["sleepy"],
+        pip_requirements=[sleepy_requirement()],
         await_registration_for=60,
     )
     version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
+    client = _client(None)  # the active run's store
     for k, v in (tags or {}).items():
         client.set_model_version_tag(name, version, k, str(v))
     return version
+
+
+def sleepy_requirement() -> str:
+    """sleepy as pip can install it again: the source it was installed from (a path or URL, from
+    the installed distribution's direct_url.json), else the exact version installed. The bare name
+    would install whatever a package index holds under it."""
+    try:
+        dist = distribution("sleepy")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return f"sleepy @ {Path(__file__).resolve().parents[2].as_uri()}"
+    direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    return f"sleepy @ {direct['url']}" if direct.get("url") else f"sleepy=={dist.version}"
 
 
 def model_uri(name: str, version_or_alias: str) -> str:
@@ -67,14 +81,20 @@ def model_uri(name: str, version_or_alias: str) -> str:
     )
 
 
-def download_adapter(uri: str, dst: str | Path | None = None) -> Path:
-    """A registry URI (`models:/sleepy-fixer/3`, `models:/sleepy-fixer@champion`) -> local adapter folder."""
+def download_adapter(uri: str, dst: str | Path | None = None, store: str | None = None) -> Path:
+    """A registry URI (`models:/sleepy-fixer/3`, `models:/sleepy-fixer@champion`) -> local adapter
+    folder, from the registry of the tracking store `store` (the active one when None)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if store:
+        ensure_store(store)
     try:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dst) if dst else None
+            artifact_uri=uri,
+            dst_path=str(dst) if dst else None,
+            tracking_uri=store,
+            registry_uri=store,
         )
     except MlflowException as e:
         raise ValueError(f"cannot load {uri}: {str(e).splitlines()[0]}") from None
@@ -102,13 +122,14 @@ class RegistryError(ValueError):
 
 
 def _client(uri: str | None = None):
+    """An MlflowClient of the store at `uri` (the registry lives in the tracking store), or of the
+    active one when None. MLflow's global tracking URI stays where it was: a run started later in
+    this process is not moved to another store."""
     import mlflow
 
-    # the registry lives in the tracking store; setting only the tracking URI keeps it that way
-    # (an explicit registry URI would stick to this store after the caller moves to another)
     if uri:
-        use_store(uri)
-    return mlflow.MlflowClient()
+        ensure_store(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def alias_version(name: str, alias: str, uri: str | None = None) -> str | None:
