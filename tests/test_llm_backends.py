@@ -255,7 +255,7 @@ def test_unreachable_backends_fail_with_one_line():
     )
     assert "\n" not in msg
     oa = OpenAIBackend(
-        "m", base_url=f"http://127.0.0.1:{port}/v1", name="vllm", timeout=2, retries=1, backoff=0.01
+        "m", base_url=f"http://127.0.0.1:{port}/v1", name="vllm", timeout=2, retries=1
     )
     with pytest.raises(BackendUnreachable) as e:
         oa.generate([[{"role": "user", "content": "hi"}]] * 3)
@@ -264,3 +264,69 @@ def test_unreachable_backends_fail_with_one_line():
         f"cannot reach vllm at http://127.0.0.1:{port}/v1 — is 'vllm serve' running?"
     )
     assert "\n" not in msg
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """Answers POST /v1/chat/completions like an OpenAI-compatible server; the first `fail_first`
+    requests get HTTP 503, as an overloaded server answers."""
+
+    fail_first = 0
+    seen: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append(body)
+        if type(self).fail_first > 0:
+            type(self).fail_first -= 1
+            data = json.dumps({"error": {"message": "overloaded", "type": "server_error"}})
+            self.send_response(503)
+            self.send_header("Retry-After", "0")  # the client's backoff, without its waiting
+        else:
+            data = json.dumps(
+                {
+                    "id": "c1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "echo"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+                }
+            )
+            self.send_response(200)
+        data = data.encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def fake_openai():
+    FakeOpenAI.fail_first, FakeOpenAI.seen = 0, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_openai_backend_retries_with_the_clients_own_retries(fake_openai):
+    FakeOpenAI.fail_first = 2
+    b = OpenAIBackend("m", base_url=fake_openai, retries=2)
+    g = b.chat([{"role": "user", "content": "hi"}])
+    assert (g.text, g.tokens_in, g.tokens_out) == ("echo", 3, 1)
+    assert len(FakeOpenAI.seen) == 3  # two 503s retried, then the answer
+
+    FakeOpenAI.fail_first, FakeOpenAI.seen = 5, []
+    with pytest.raises(BackendUnreachable, match="cannot reach openai at .* running") as e:
+        OpenAIBackend("m", base_url=fake_openai, retries=1).chat([{"role": "user", "content": "x"}])
+    assert len(FakeOpenAI.seen) == 2 and "\n" not in str(e.value)

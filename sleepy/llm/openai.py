@@ -13,7 +13,6 @@ from sleepy.llm.base import (
     HTTPBackend,
     Messages,
     one_line,
-    with_retries,
 )
 
 # What to start when the server is not there, by preset name.
@@ -34,7 +33,6 @@ class OpenAIBackend(HTTPBackend):
         tools: bool = False,
         timeout: float = 300.0,
         retries: int = 3,
-        backoff: float = 1.0,
         concurrency: int = 8,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
@@ -49,11 +47,12 @@ class OpenAIBackend(HTTPBackend):
         self.name = name
         # Native tool calls only where the server is known to parse them (vLLM needs flags for it).
         self.supports_tools = tools
-        # Retries are ours (same policy as the other backends), so the client's are off.
+        # The client retries what is worth retrying (connection errors, timeouts, 408/409/429 and
+        # 5xx answers) with its own exponential backoff, honouring Retry-After.
         self.client = openai.OpenAI(
-            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0
+            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=retries
         )
-        self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
+        self.concurrency = concurrency
         # `sleepy serve` over a Share adapter routes by error signature: send it with each request
         self.supports_routing = route
         self.set_defaults(max_new_tokens, temperature, top_p, seed)
@@ -77,31 +76,23 @@ class OpenAIBackend(HTTPBackend):
         if opts.get("signature") and self.supports_routing:
             request["extra_body"] = {"error_signature": opts["signature"]}
 
-        def call():
-            try:
-                return self.client.chat.completions.create(**request)
-            except (openai.RateLimitError, openai.InternalServerError):
-                raise
-            except openai.NotFoundError as e:
-                raise BackendError(
-                    f"{self.name} server at {self.base_url} does not serve "
-                    f"model {self.model_id!r}: {one_line(e)}"
-                ) from None
-            except openai.APIStatusError as e:
-                raise BackendError(
-                    f"{self.name} server at {self.base_url} refused the request: {one_line(e)}"
-                ) from None
-
-        hint = START_HINTS.get(self.name, START_HINTS["openai"])
-        r = with_retries(
-            call,
-            (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError),
-            self.retries,
-            self.backoff,
-            lambda e: BackendUnreachable(
+        try:
+            r = self.client.chat.completions.create(**request)
+        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as e:
+            # still failing after the client's retries (APITimeoutError is a connection error)
+            hint = START_HINTS.get(self.name, START_HINTS["openai"])
+            raise BackendUnreachable(
                 f"cannot reach {self.name} at {self.base_url} — is {hint} running? ({one_line(e)})"
-            ),
-        )
+            ) from None
+        except openai.NotFoundError as e:
+            raise BackendError(
+                f"{self.name} server at {self.base_url} does not serve "
+                f"model {self.model_id!r}: {one_line(e)}"
+            ) from None
+        except openai.APIStatusError as e:
+            raise BackendError(
+                f"{self.name} server at {self.base_url} refused the request: {one_line(e)}"
+            ) from None
         if not r.choices:
             raise BackendError(f"{self.name} server at {self.base_url} returned no choices")
         choice = r.choices[0]
