@@ -104,8 +104,8 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
     failed, training = [], []
     for i in range(1, c + 1):
         day, slp = state.get(i, "day"), state.get(i, "sleep")
-        known = koans_for(Path(day["db"]), [str(cfg.paths.koans)])
         with EpisodeStore(day["db"], create=False) as store:
+            known = koans_for(store, [str(cfg.paths.koans)])
             ids = {e.task_id for e in store.episodes(run_id=day["run_id"], passed=False)}
         failed += [known[t] for t in sorted(ids) if t in known]
         training += load_evalset(slp["training_koans"])

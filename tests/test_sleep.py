@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 
 from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
 from sleepy.adapters.bundle import load_bundle
-from sleepy.config import ConfigError
+from sleepy.config import ConfigError, compose_config
 from sleepy.episodes import EpisodeStore
 from sleepy.koans import save_evalset
 from sleepy.sleep import run_sleep
@@ -19,12 +19,12 @@ from sleepy.sleep.curate import LeakageError, cluster_failures, curate
 from sleepy.tiny import MODEL_DIR
 
 FROZEN = [str(Path(__file__).resolve().parents[1] / "evalsets" / "frozen.json")]
+DISTANCE = compose_config("sleep").curate.cluster_distance
 
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     """A day's record as the agent leaves it: failed attempts (one koan twice) and one success."""
-    from sleepy.day.run import save_selection
     from sleepy.koans.generate import generate
 
     tmp = tmp_path_factory.mktemp("day")
@@ -32,8 +32,8 @@ def day(tmp_path_factory):
         "trait_bounds", 3, seed=11, validate=False
     )
     db = tmp / "episodes.sqlite"
-    save_selection(koans, tmp / "koans.jsonl")
     with EpisodeStore(db) as store:
+        store.add_koans(koans)  # as the day keeps its selection
         for i, k in enumerate(koans):
             attempts = 2 if i == 0 else 1
             for a in range(attempts):
@@ -75,7 +75,15 @@ def test_curate_dedups_clusters_and_pairs(day):
     with EpisodeStore(db, create=False) as store:
         eps = store.episodes()
     by_id = {k.id: k for k in koans}
-    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=0, evalset_paths=FROZEN)
+    cur = curate(
+        eps,
+        by_id,
+        "tiny",
+        "search_replace",
+        augment_k=0,
+        evalset_paths=FROZEN,
+        cluster_distance=DISTANCE,
+    )
     rows = cur.dataset
     assert cur.stats["failures"] == 6  # koan 0 failed twice with one signature: counted once
     assert sorted(set(rows["koan_id"])) == sorted(
@@ -88,7 +96,15 @@ def test_curate_dedups_clusters_and_pairs(day):
     )
     assert "<<<<<<< SEARCH" in first["completion"][0]["content"]
     assert sum(c["size"] for c in cur.clusters) == len(rows)
-    replay = curate(eps, by_id, "tiny", "search_replace", replay_ratio=1.0, evalset_paths=FROZEN)
+    replay = curate(
+        eps,
+        by_id,
+        "tiny",
+        "search_replace",
+        replay_ratio=1.0,
+        evalset_paths=FROZEN,
+        cluster_distance=DISTANCE,
+    )
     assert replay.stats["replay_rows"] == 1
 
 
@@ -97,7 +113,7 @@ def test_clusters_follow_signatures():
         "E0277 the trait bound <ty>: Clone is not satisfied"
     ] * 3
     diags = ["expected named lifetime parameter"] * 3 + ["the trait Clone is not implemented"] * 3
-    ids = cluster_failures(sigs, diags)
+    ids = cluster_failures(sigs, diags, DISTANCE)
     assert len(set(ids[:3])) == 1 and len(set(ids[3:])) == 1 and ids[0] != ids[3]
 
 
@@ -107,7 +123,14 @@ def test_leakage_guard_names_the_koan(day, tmp_path):
     with EpisodeStore(db, create=False) as store:
         eps = store.episodes()
     with pytest.raises(LeakageError, match=koans[1].id):
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[frozen])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[frozen],
+            cluster_distance=DISTANCE,
+        )
 
 
 def test_leakage_guard_fails_closed_on_a_missing_evalset(day, tmp_path):
@@ -117,14 +140,35 @@ def test_leakage_guard_fails_closed_on_a_missing_evalset(day, tmp_path):
         eps = store.episodes()
     typo = tmp_path / "evalsets" / "frozn.json"
     with pytest.raises(LeakageError, match=r"frozn\.json: no such evalset file") as e:
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[typo])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[typo],
+            cluster_distance=DISTANCE,
+        )
     assert "\n" not in str(e.value)
     with pytest.raises(LeakageError, match="is empty"):
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[],
+            cluster_distance=DISTANCE,
+        )
     unreadable = tmp_path / "frozen.json"
     unreadable.write_text('{"name": "frozen", "koans": [')
     with pytest.raises(LeakageError, match="not valid JSON"):
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[unreadable])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[unreadable],
+            cluster_distance=DISTANCE,
+        )
 
 
 def test_sleep_with_a_mistyped_evalset_path_fails_before_training(day, tmp_path):
@@ -174,7 +218,7 @@ def test_leakage_guard_catches_a_renamed_evalset_koan(day, tmp_path):
         eps = store.episodes()
     cur = curate(
         eps, {copy.id: copy, koans[2].id: koans[2]}, "tiny", "search_replace",
-        evalset_paths=[frozen], augment_k=0,
+        evalset_paths=[frozen], augment_k=0, cluster_distance=DISTANCE,
     )  # fmt: skip
     assert set(cur.dataset["koan_id"]) == {koans[2].id}
     assert cur.stats["evalset_variants_dropped"] == 1
@@ -240,7 +284,15 @@ def test_augmentation_skips_patterns_without_templates(day):
     by_id = {k.id: k for k in koans}
     k0 = koans[0]
     by_id[k0.id] = dataclasses.replace(k0, pattern="a_handwritten_only_pattern")
-    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=1, evalset_paths=FROZEN)
+    cur = curate(
+        eps,
+        by_id,
+        "tiny",
+        "search_replace",
+        augment_k=1,
+        evalset_paths=FROZEN,
+        cluster_distance=DISTANCE,
+    )
     assert cur.stats["augment_rows"] >= 1  # the templated patterns were varied, the other skipped
 
 
@@ -301,3 +353,33 @@ def test_consolidation_uwsh_trains_coefficients_with_phi_0(day, share_basis, tmp
     )
     with pytest.raises(ConfigError, match="use consolidation=share or consolidation=uwsh"):
         run_sleep(sleep_cfg(tmp_path / "none", *run, "consolidation=none"))
+
+
+class NoSandbox:
+    """A sandbox that must not be asked: what the day recorded is all curation needs."""
+
+    def verdict(self, koan, code):
+        raise AssertionError(f"curation re-ran the sandbox on {koan.id}")
+
+
+def test_curation_reads_the_feedback_the_day_recorded_instead_of_rerunning_the_sandbox(tmp_path):
+    from sleepy.koans.generate import generate
+
+    koans = generate("lifetimes", 2, seed=5, validate=False)
+    with EpisodeStore(tmp_path / "ep.sqlite") as store:
+        store.add_koans(koans)
+        for k in koans:
+            start = {"kind": "start", "code": k.buggy_code, "feedback": f"as the day saw {k.id}"}
+            eid = store.start_episode(
+                "d", k.id, family=k.family, pattern=k.pattern, error_signature="E0106 sig",
+                trajectory=[start],
+            )  # fmt: skip
+            store.finish_episode(eid, passed=False, final_error_signature="E0106 sig")
+        eps, by_id = store.episodes(), store.koans()
+    assert set(by_id) == {k.id for k in koans}  # the day's selection, read back from the store
+    cur = curate(
+        eps, by_id, "tiny", "search_replace", evalset_paths=FROZEN, cluster_distance=DISTANCE,
+        sandbox=NoSandbox(),
+    )  # fmt: skip
+    assert sorted(cur.dataset["feedback"]) == sorted(f"as the day saw {k.id}" for k in koans)
+    assert all(f"as the day saw {r['koan_id']}" in r["prompt"][-1]["content"] for r in cur.dataset)

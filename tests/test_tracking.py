@@ -95,15 +95,14 @@ def test_a_locked_store_is_one_line_from_the_entrypoint(tmp_path):
 
 
 def failed_day(folder: Path) -> Path:
-    """A day's record as the agent leaves it: three failed koans, their JSON beside the db."""
-    from sleepy.day.run import save_selection
+    """A day's record as the agent leaves it: three failed koans, kept in the store with them."""
     from sleepy.episodes import EpisodeStore
     from sleepy.koans.generate import generate
 
     folder.mkdir(parents=True)
     koans = generate("lifetimes", 3, seed=5, validate=False)
-    save_selection(koans, folder / "koans.jsonl")
     with EpisodeStore(folder / "episodes.sqlite") as store:
+        store.add_koans(koans)
         for k in koans:
             eid = store.start_episode("day", k.id, family=k.family, pattern=k.pattern)
             store.finish_episode(eid, passed=False, final_error_signature="E0106 sig")

@@ -124,19 +124,6 @@ def build_llm(cfg: DictConfig):
         ) from None
 
 
-def save_selection(koans: list[Koan], path: Path) -> None:
-    """The day's koans beside its episodes, so sleep finds generated ones that live nowhere else."""
-    import json
-
-    have = set()
-    if path.exists():
-        have = {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
-    new = [k for k in koans if k.id not in have]
-    if new:
-        with path.open("a") as f:
-            f.writelines(json.dumps(k.to_dict()) + "\n" for k in new)
-
-
 def run_day(cfg: DictConfig) -> DayResult:
     """Run the agent on the selected koans; every step is in the episode store when it happens."""
     t0 = time.monotonic()
@@ -173,7 +160,7 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     run_id, agent = str(cfg.run_id), cfg.agent
-    save_selection(koans, db.parent / "koans.jsonl")
+    store.add_koans(koans)  # sleep reads the day's koans (generated ones too) from the store
     finished = store.finished_task_ids(run_id)
     if finished and not cfg.resume:
         raise DayError(

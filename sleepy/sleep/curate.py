@@ -31,9 +31,7 @@ class CuratedSet:
     koans: list[Koan] = field(default_factory=list)  # the koan behind each row, for disjointness
 
 
-def cluster_failures(
-    signatures: list[str], diagnostics: list[str], distance: float = 0.6
-) -> list[int]:
+def cluster_failures(signatures: list[str], diagnostics: list[str], distance: float) -> list[int]:
     """Cluster ids: TF-IDF of signature + diagnostics, agglomerated by cosine distance.
 
     The signature carries the error class; the diagnostics separate mistakes that share a code
@@ -118,9 +116,14 @@ def curate(
     augment_k: int = 0,
     seed: int = 0,
     evalset_paths: list[str | Path],
-    cluster_distance: float = 0.6,
+    cluster_distance: float,
+    sandbox: Sandbox | None = None,
 ) -> CuratedSet:
-    """Episodes (finished) -> a conversational prompt/completion `datasets.Dataset` with stats."""
+    """Episodes (finished) -> a conversational prompt/completion `datasets.Dataset` with stats.
+
+    A failure's prompt shows the feedback its episode recorded at the start; `sandbox` (default:
+    one with the default limits) judges only the koans no episode recorded: augmented variants.
+    """
     from datasets import Dataset
 
     rng = random.Random(seed)
@@ -171,26 +174,42 @@ def curate(
             evalset_variants += len(fresh) - len(kept)
             extra.extend((k, "augment") for k in kept)
 
-    sandbox = Sandbox()
+    # What the sandbox says about each buggy program: the day stored it when the episode started
+    # (the feedback the agent was first shown). Only koans with no such record behind them, the
+    # augmented variants, go through the sandbox here.
     all_koans = train_koans + [k for k, _ in extra]
-    verdicts = run_batch(lambda k: sandbox.verdict(k, k.buggy_code), all_koans, desc="curating")
+    judged: list[tuple[str, str] | None] = []  # (feedback, signature); None: stored by nobody
+    for koan in train_koans:
+        ep = chosen[koan.id][0]
+        judged.append(
+            (ep.start_feedback, ep.error_signature or "") if ep.start_feedback is not None else None
+        )
+    judged += [None] * len(extra)
+    todo = [i for i, j in enumerate(judged) if j is None]
+    if todo:
+        checker = sandbox or Sandbox()
+        verdicts = run_batch(
+            lambda i: checker.verdict(all_koans[i], all_koans[i].buggy_code), todo, desc="curating"
+        )
+        for i, v in zip(todo, verdicts, strict=True):
+            judged[i] = ("", "") if v.passed else (v.feedback(), str(v.signature or ""))
     prompt = PromptTemplate.load(template)
     fmt = get_edit_format(edit_format)
     rows, used = [], []
-    for i, (koan, v) in enumerate(zip(all_koans, verdicts, strict=True)):
+    for i, (koan, (feedback, judged_signature)) in enumerate(zip(all_koans, judged, strict=True)):
         if i < len(train_koans):
             ep, role = chosen[koan.id]
             fixed = _agent_fix(by_task[koan.id], koan)
-            signature = ep.error_signature or (str(v.signature) if v.signature else "")
+            signature = ep.error_signature or judged_signature
         else:
             role, fixed, signature = (
                 extra[i - len(train_koans)][1],
                 koan.correct_code,
-                str(v.signature or ""),
+                judged_signature,
             )
-        if v.passed:  # a buggy program that passes teaches nothing
+        if not feedback:  # the buggy program passes: it teaches nothing
             continue
-        messages = prompt.messages(koan, koan.buggy_code, v.feedback(), [], edit_format)
+        messages = prompt.messages(koan, koan.buggy_code, feedback, [], edit_format)
         used.append(koan)
         rows.append(
             {
@@ -203,7 +222,7 @@ def curate(
                 "pattern": koan.pattern or "",
                 "signature": signature,
                 "role": role,
-                "feedback": v.feedback(),
+                "feedback": feedback,
             }
         )
     if not rows:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import (
     CONF_PATH,
@@ -23,6 +23,7 @@ from sleepy.config import (
 from sleepy.episodes import EpisodeStore
 from sleepy.koans import Koan, load_koans, save_evalset
 from sleepy.registry import register_adapter
+from sleepy.sandbox import Sandbox
 from sleepy.sleep.coefficients import train_coefficients
 from sleepy.sleep.curate import LeakageError, curate
 from sleepy.sleep.train import train_adapter
@@ -68,18 +69,13 @@ def episodes_db(curate_cfg, work: Path) -> Path:
     return db
 
 
-def koans_for(db: Path, koan_paths: list[str]) -> dict[str, Koan]:
-    """Koans by id: the configured folders, plus the koans a day saved beside its database."""
+def koans_for(store: EpisodeStore, koan_paths: list[str]) -> dict[str, Koan]:
+    """Koans by id: the configured folders, then the koans the days recorded in the store."""
     koans: dict[str, Koan] = {}
     for p in koan_paths:
         if Path(p).exists():
             koans.update({k.id: k for k in load_koans(p)})
-    beside = db.parent / "koans.jsonl"
-    if beside.exists():
-        for line in beside.read_text().splitlines():
-            if line.strip():
-                k = Koan.from_dict(json.loads(line), str(beside))
-                koans[k.id] = k
+    koans.update(store.koans())
     return koans
 
 
@@ -108,9 +104,10 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
         db = episodes_db(cfg.curate, out)
         with EpisodeStore(db, create=False) as store:
             episodes = store.episodes(run_id=cfg.curate.run_id)
+            koans = koans_for(store, list(cfg.curate.koan_paths))
         curated = curate(
             episodes,
-            koans_for(db, list(cfg.curate.koan_paths)),
+            koans,
             cfg.model.prompt_template,
             cfg.model.edit_format,
             replay_ratio=cfg.curate.replay_ratio,
@@ -118,6 +115,7 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             seed=cfg.curate.seed,
             evalset_paths=list(cfg.curate.evalset_paths),
             cluster_distance=cfg.curate.cluster_distance,
+            sandbox=Sandbox.from_config(OmegaConf.to_object(cfg.sandbox)),
         )
         curated.dataset.save_to_disk(str(out / "dataset"))
         # What this sleep trained on, koan by koan: the eval keeps its learning sets disjoint from it.
