@@ -3,6 +3,7 @@
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
+from support import stage_config
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
@@ -198,22 +199,17 @@ def test_share_phase3_from_previous_bundle_keeps_earlier_tasks(tasks, tmp_path):
 @pytest.mark.parametrize("method", ["none", "mean", "ties", "dare_ties", "svd", "share", "uwsh"])
 def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
     import mlflow
-    from hydra import compose, initialize_config_module
 
     from sleepy.consolidate.run import run_consolidate
 
-    with initialize_config_module("sleepy.conf", version_base=None):
-        cfg = compose(
-            "consolidate",
-            overrides=[
-                f"consolidation={method}",
-                f"tasks=[{tasks[0].path},{tasks[1].path}]",
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path / 'out'}",
-                f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-                "consolidation.svd_rank=4" if method in ("ties", "dare_ties", "svd") else "cycle=0",
-            ],
-        )
+    cfg = stage_config(
+        "consolidate",
+        tmp_path,
+        f"consolidation={method}",
+        f"tasks=[{tasks[0].path},{tasks[1].path}]",
+        "consolidation.svd_rank=4" if method in ("ties", "dare_ties", "svd") else "cycle=0",
+        out="out",
+    )
     result, version = run_consolidate(cfg)
     assert version == "1"
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

@@ -14,34 +14,29 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_module
+from support import stage_config
 
 from sleepy.config import override_problem
 from sleepy.day.run import DayError, run_day
 from sleepy.episodes import EpisodeStore
+from sleepy.koans.model import save_koan
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def koan_dir(tmp_path_factory) -> Path:
-    from sleepy.koans.generate import generate
-
+def koan_dir(tmp_path_factory, generated) -> Path:
     out = tmp_path_factory.mktemp("koans")
     for family in ("borrow_checker", "mutability"):
-        generate(family, 3, seed=7, out=out)
+        for k in generated(family, 3, seed=7):
+            save_koan(k, out)
     return out
 
 
 def day_cfg(tmp_path: Path, *overrides: str):
-    base = [
-        f"paths.outputs={tmp_path}",
-        f"paths.output_dir={tmp_path / 'run'}",
-        "agent.max_new_tokens=16",
-        "agent.max_attempts=2",
-    ]
-    with initialize_config_module("sleepy.conf", version_base=None):
-        return compose("day", overrides=[*base, *overrides])
+    return stage_config(
+        "day", tmp_path, "agent.max_new_tokens=16", "agent.max_attempts=2", *overrides, out="run"
+    )
 
 
 def finished(db: Path, run_id: str) -> list[tuple[str, str]]:
@@ -98,6 +93,7 @@ def test_tiny_day_end_to_end(tmp_path, koan_dir):
         run_day(cfg)  # the same run again without resume would duplicate it
 
 
+@pytest.mark.slow  # a day killed and resumed in subprocesses
 def test_kill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, koan_dir):
     args = [
         sys.executable,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
+from support import stage_config
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
@@ -23,26 +23,21 @@ WRONG_FIX = (
 )
 
 
+# A whole lineage of evals against trained adapters: the longest test there is.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from sleepy.koans.generate import generate
+def world(tmp_path_factory, generated):
     from sleepy.koans.model import save_evalset
 
     tmp = tmp_path_factory.mktemp("gate")
-    koans = [k for fam in ("mutability", "borrow_checker") for k in generate(fam, 4, seed=404)]
+    koans = [k for fam in ("mutability", "borrow_checker") for k in generated(fam, 4, seed=404)]
     return tmp, koans, save_evalset(koans, tmp / "suite.json")
 
 
 def _cfg(tmp: Path, suite: Path, *overrides: str):
-    base = [
-        f"paths.outputs={tmp}",
-        f"paths.output_dir={tmp / 'eval'}",
-        f"koans.evalset={suite}",
-        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-        "agent.max_attempts=2",
-    ]
-    with initialize_config_module("sleepy.conf", version_base=None):
-        return compose("eval", overrides=[*base, *overrides])
+    return stage_config("eval", tmp, f"koans.evalset={suite}", "agent.max_attempts=2", *overrides)
 
 
 def _register(path: Path, uri: str) -> str:

@@ -4,7 +4,7 @@ champion and previous, rollback restores the previous champion and says why."""
 from __future__ import annotations
 
 import pytest
-from registry_support import make_adapter, register
+from support import make_adapter, register
 
 from sleepy.cli import main
 from sleepy.registry import CHAMPION, PREVIOUS, alias_version, get_version, tag_version

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_module
+from support import stage_config
 
 from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
 from sleepy.adapters.bundle import load_bundle
@@ -57,17 +57,13 @@ def day(tmp_path_factory):
 
 def sleep_cfg(tmp_path: Path, *overrides: str):
     base = [
-        f"paths.outputs={tmp_path}",
-        f"paths.output_dir={tmp_path / 'sleep'}",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         "adapter.max_steps=4",
         "adapter.batch_size=4",
         "adapter.target_modules=[q_proj,v_proj]",
         "curate.augment_k=1",
         "adapter.logging_steps=1",
     ]
-    with initialize_config_module("sleepy.conf", version_base=None):
-        return compose("sleep", overrides=[*base, *overrides])
+    return stage_config("sleep", tmp_path, *base, *overrides)
 
 
 def test_curate_dedups_clusters_and_pairs(day):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from hydra import compose, initialize_config_module
+from support import stage_config
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -43,17 +44,7 @@ def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path):
 
     koans = generate("mutability", 4, seed=31337) + generate("borrow_checker", 4, seed=31337)
     suite = save_evalset(koans, tmp_path / "suite.json")
-    with initialize_config_module("sleepy.conf", version_base=None):
-        cfg = compose(
-            "day",
-            overrides=[
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path}/day",
-                f"koans.evalset={suite}",
-                "tracking=none",
-                "run_id=tiny",
-            ],
-        )
+    cfg = stage_config("day", tmp_path, f"koans.evalset={suite}", "tracking=none", "run_id=tiny")
     result = run_day(cfg)
     assert result.metrics["pass_rate"] > 0  # real fixes: compiled, tests passed, output matched
 
@@ -77,6 +68,7 @@ def test_recipe_is_deterministic_for_a_seed(tmp_path):
                     "arch.intermediate=64",
                     "tokenizer.vocab_size=400",
                     f"out={tmp_path / name}",
+                    f"paths.output_dir={tmp_path / name}",  # Hydra's run dir, outside a run
                     "install=false",
                     f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
                 ],

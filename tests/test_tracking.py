@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
+from support import stage_config
 
 from sleepy.tracking import TrackingError, experiment_id
 
@@ -114,20 +114,10 @@ def test_sleep_runs_with_tracking_off(tmp_path):
     from sleepy.sleep import run_sleep
 
     db = failed_day(tmp_path / "day")
-    with initialize_config_module("sleepy.conf", version_base=None):
-        cfg = compose(
-            "sleep",
-            overrides=[
-                "tracking=none",
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path / 'sleep'}",
-                f"curate.episodes={db}",
-                "adapter.max_steps=2",
-                "adapter.batch_size=4",
-                "adapter.target_modules=[q_proj,v_proj]",
-                "curate.augment_k=0",
-            ],
-        )
+    cfg = stage_config(
+        "sleep", tmp_path, "tracking=none", f"curate.episodes={db}", "adapter.max_steps=2",
+        "adapter.batch_size=4", "adapter.target_modules=[q_proj,v_proj]", "curate.augment_k=0",
+    )  # fmt: skip
     result = run_sleep(cfg)
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert result.version is None  # no registry without tracking
@@ -136,22 +126,19 @@ def test_sleep_runs_with_tracking_off(tmp_path):
 
 
 def test_consolidate_runs_with_tracking_off(tmp_path):
-    from registry_support import make_adapter
+    from support import make_adapter
 
     from sleepy.consolidate.run import run_consolidate
 
     a, b = make_adapter(tmp_path / "a", seed=1), make_adapter(tmp_path / "b", seed=2)
-    with initialize_config_module("sleepy.conf", version_base=None):
-        cfg = compose(
-            "consolidate",
-            overrides=[
-                "tracking=none",
-                "consolidation=mean",
-                f"tasks=[{a},{b}]",
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path / 'out'}",
-            ],
-        )
+    cfg = stage_config(
+        "consolidate",
+        tmp_path,
+        "tracking=none",
+        "consolidation=mean",
+        f"tasks=[{a},{b}]",
+        out="out",
+    )
     result, version = run_consolidate(cfg)
     assert version is None and (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert not list(tmp_path.rglob("mlflow.db"))

@@ -1,18 +1,29 @@
-"""Real parts for the eval, gate and registry tests: small PEFT LoRA adapters of sleepy-tiny and
-versions of them in a real MLflow sqlite store."""
+"""Helpers the test modules share (conftest.py turns some into fixtures): a stage's config with
+every path in a test folder, and real parts for the eval, gate and registry tests: small PEFT LoRA
+adapters of sleepy-tiny and versions of them in a real MLflow sqlite store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
+from sleepy.config import compose_config
 from sleepy.registry import register_adapter
 from sleepy.tiny import MODEL_DIR
 from sleepy.tracking import mlflow_run
+
+
+def stage_config(name: str, root: Path, *overrides: str, out: str | None = None) -> DictConfig:
+    """sleepy/conf/<name>.yaml as its entrypoint composes it, with every path under `root`:
+    outputs (and so the MLflow store, root/mlflow.db) and the run's own folder
+    (root/<out or name>)."""
+    paths = [f"paths.outputs={root}", f"paths.output_dir={root / (out or name)}"]
+    return compose_config(name, [*paths, *overrides])
 
 
 def make_adapter(path: Path, seed: int = 1, family: str = "borrow_checker") -> Path:
