@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.consolidation import bench_consolidation
-from benchmarks.generation import bench_generation
+from benchmarks.generation import bench_decoders, bench_generation
 from benchmarks.training import bench_training
 
 console = Console()
@@ -227,6 +227,7 @@ def bench_sandbox(n_koans: int = 50) -> dict[str, float]:
 SECTIONS: dict[str, Callable[[], dict]] = {
     "sandbox": bench_sandbox,
     "generation": bench_generation,  # batched vs one-at-a-time hf generation
+    "decoders": bench_decoders,  # the custom greedy decoder vs model.generate, same batch
     "training": bench_training,  # LoRA tokens/s: sleepy's CPU settings vs trl's defaults
     "consolidation": bench_consolidation,  # Share vs LoRA: trainable params and bytes per task
 }

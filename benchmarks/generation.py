@@ -1,6 +1,8 @@
-"""Benchmark: batched vs one-at-a-time generation with the `hf` backend on the same koan prompts.
+"""Benchmarks of the `hf` backend on the same koan prompts: batched vs one-at-a-time generation,
+and the custom greedy decoder vs model.generate on the same batch.
 
-Run alone with `python -m benchmarks.generation`; `make bench` runs it as the "generation" section.
+Run alone with `python -m benchmarks.generation` (the decoders); `make bench` runs both, as the
+"generation" and "decoders" sections.
 """
 
 from __future__ import annotations
@@ -136,5 +138,80 @@ def bench_generation(
     return result
 
 
+def bench_decoders(
+    n: int = 32,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    model: str | None = None,
+    threads: int | None = None,
+    repeats: int = 2,
+) -> dict[str, float]:
+    """The custom greedy decoder vs model.generate: the same batch of n koan prompts through
+    `backend.decoder=custom` and `backend.decoder=generate`, at most batch_size per batch. The
+    texts must be the same; the speedup is custom's tokens/s over generate's. Runs interleave and
+    each decoder keeps its fastest, as in bench_generation."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from sleepy.llm.hf import HFBackend
+    from sleepy.tiny import MODEL_DIR
+
+    prompts = koan_prompts(n)
+    backends = {
+        decoder: HFBackend(
+            model or MODEL_DIR,
+            model_id=None if model else "sleepy-tiny",
+            max_new_tokens=max_new_tokens,
+            threads=threads,
+            batch_size=batch_size,
+            decoder=decoder,
+        )
+        for decoder in ("custom", "generate")
+    }
+    for b in backends.values():
+        b.generate(prompts[:2])  # warm-up
+    best: dict[str, float] = {}
+    texts: dict[str, list[str]] = {}
+    tokens: dict[str, int] = {}
+    for _ in range(max(1, repeats)):
+        for decoder, b in backends.items():
+            t0 = time.perf_counter()
+            gens = b.generate(prompts)
+            t = time.perf_counter() - t0
+            best[decoder] = min(t, best.get(decoder, t))
+            texts[decoder], tokens[decoder] = (
+                [g.text for g in gens],
+                sum(g.tokens_out for g in gens),
+            )
+    same = texts["custom"] == texts["generate"]
+    rate = {d: tokens[d] / best[d] for d in backends}
+    speedup = rate["custom"] / rate["generate"]
+    table = Table(
+        title=f"custom vs model.generate, same batch, same text: {n} koan prompts, at most "
+        f"{batch_size} per batch, greedy, max_new_tokens={max_new_tokens}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    for col in ("decoder", "wall s", "tokens out", "tokens/s", "vs model.generate", "same text"):
+        table.add_column(col, justify="right")
+    for d in ("generate", "custom"):
+        table.add_row(
+            "model.generate" if d == "generate" else "custom (sleepy.llm.greedy)",
+            f"{best[d]:.2f}",
+            str(tokens[d]),
+            f"{rate[d]:.0f}",
+            f"{rate[d] / rate['generate']:.2f}x",
+            "yes" if same else "NO",
+        )
+    Console().print(table)
+    Console().print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; best of "
+        f"{max(1, repeats)} interleaved runs per decoder; custom stays the default only if it "
+        "is at least 1.5x faster"
+    )
+    return {"custom_tok_s": rate["custom"], "generate_tok_s": rate["generate"],
+            "speedup": speedup, "same_text": float(same)}  # fmt: skip
+
+
 if __name__ == "__main__":
-    bench_generation()
+    bench_decoders()

@@ -20,7 +20,8 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from sleepy.llm import BackendError, BackendUnreachable, Generation
-from sleepy.llm.hf import HFBackend, plan_batches
+from sleepy.llm.greedy import plan_batches
+from sleepy.llm.hf import HFBackend
 from sleepy.llm.ollama import OllamaBackend
 from sleepy.llm.openai import OpenAIBackend
 from sleepy.tiny import MODEL_DIR
@@ -59,21 +60,22 @@ def test_hf_batched_greedy_equals_one_at_a_time(tiny):
 
 
 def test_hf_greedy_loop_matches_model_generate(tiny):
-    """The greedy loop (grouped prefill, static cache, ended rows dropped) answers exactly what
-    model.generate answers; a long max_new_tokens lets rows end at different steps."""
+    """decoder=custom (grouped prefill, static cache, ended rows dropped) answers exactly what
+    decoder=generate (model.generate) answers; a long max_new_tokens lets rows end at different
+    steps."""
     batch = prompts(7) + [[{"role": "user", "content": "fn main() { }" + " x" * 90}]]
-    assert tiny.plain_greedy
-    fast = tiny.generate(batch, max_new_tokens=40, batch_size=3)
+    assert tiny.greedy is not None  # the default decoder, and sleepy-tiny can use it
+    custom = tiny.generate(batch, max_new_tokens=40, batch_size=3)
     assert sum(tiny.last_plan) == len(batch) and max(tiny.last_plan) <= 3
-    assert {g.finish_reason for g in fast} == {"stop", "length"}
-    tiny.plain_greedy = False
-    try:
-        slow = tiny.generate(batch, max_new_tokens=40)
-    finally:
-        tiny.plain_greedy = True
-    assert [(g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in fast] == [
-        (g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in slow
+    assert {g.finish_reason for g in custom} == {"stop", "length"}
+    generate = HFBackend(MODEL_DIR, model_id="sleepy-tiny", decoder="generate")
+    assert generate.greedy is None
+    by_generate = generate.generate(batch, max_new_tokens=40)
+    assert [(g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in custom] == [
+        (g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in by_generate
     ]
+    with pytest.raises(BackendError, match="decoder must be one of"):
+        HFBackend(MODEL_DIR, decoder="fast")
 
 
 def test_plan_batches_splits_lengths_where_padding_costs_more_than_steps():

@@ -14,10 +14,12 @@ import sleepy.config  # noqa: F401  (registers the resolvers)
 from sleepy.consolidate.config import ShareConfig
 from sleepy.day.loop import AgentConfig
 from sleepy.eval.gate import Gate
+from sleepy.llm.hf import HFConfig
 from sleepy.sandbox.isolation import SandboxConfig
 
 _store = ConfigStore.instance()
 _store.store(group="schema", name="agent", node=AgentConfig)
 _store.store(group="schema", name="gate", node=Gate)
+_store.store(group="schema", name="hf", node=HFConfig)
 _store.store(group="schema", name="sandbox", node=SandboxConfig)
 _store.store(group="schema", name="share", node=ShareConfig)
