@@ -1,4 +1,4 @@
-"""`make bench`: named benchmark sections, run in order (`python -m benchmarks.__main__ --only sandbox`).
+"""`make bench`: named benchmark sections, run in order (`python -m benchmarks --only sandbox`).
 
 The sandbox section times the full verdict (compile, tests, output) of real koans three ways:
 sleepy's sandbox, a fresh cargo project per koan, and bare rustc with no isolation (the floor).
@@ -234,7 +234,7 @@ SECTIONS: dict[str, Callable[[], dict]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.__main__", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", choices=sorted(SECTIONS), help="run one section")
     args = parser.parse_args(argv)
     for name, section in SECTIONS.items():
