@@ -16,9 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from sleepy.koans import Koan
-from sleepy.koans.generate import DEFAULT_EXCLUDE, EVAL_SEEDS, GenerateError, generate
+from sleepy.koans.generate import EVAL_SEEDS, GenerateError, default_exclude_hashes, generate
 from sleepy.koans.generator import patterns as template_patterns
-from sleepy.koans.model import known_hashes
 
 
 class LearningSetError(RuntimeError):
@@ -69,7 +68,7 @@ def build_learning_set(
             wanted.add((kn.family, kn.pattern))
         else:
             transfer.add(kn.family)
-    exclude = hashes | known_hashes(*DEFAULT_EXCLUDE)
+    exclude = hashes | default_exclude_hashes()
     for family, pattern in sorted(wanted - have):
         found: list[Koan] = []
         n = k

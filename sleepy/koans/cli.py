@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
+from sleepy.config import DATA_ROOT, KOANS_DIR
 from sleepy.koans.freeze import FreezeError, freeze
 from sleepy.koans.generate import GenerateError, generate
 from sleepy.koans.generator import patterns
@@ -101,7 +102,9 @@ def _default_paths() -> list[Path]:
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or _default_paths()
     if not paths:
-        raise KoanError("nothing to validate: no koans/ or evalsets/frozen.json here; pass PATH")
+        raise KoanError(
+            f"nothing to validate: no koans/ or evalsets/frozen.json in {DATA_ROOT}; pass PATH"
+        )
     with _quiet_stdout(args.json):
         if args.fill_stdout:
             changed = fill_stdout_files(paths, workers=args.workers)
@@ -275,7 +278,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="first write missing expected_stdout into koan files",
     )
     p.add_argument(
-        "--corpus", type=Path, default=Path("koans"), help="corpus an evalset must be disjoint from"
+        "--corpus", type=Path, default=KOANS_DIR, help="corpus an evalset must be disjoint from"
     )
     p.set_defaults(func=cmd_validate)
 

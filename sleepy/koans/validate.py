@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sleepy.config import EVALSETS_DIR, KOANS_DIR
 from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
 from sleepy.sandbox import Sandbox, run_batch
 
-DEFAULT_PATHS = (Path("koans"), Path("evalsets/frozen.json"))
+# the corpus and the frozen suite sleepy runs on (a checkout's own, or the copy a wheel carries)
+DEFAULT_PATHS = (KOANS_DIR, EVALSETS_DIR / "frozen.json")
 # statuses that say more about a loaded machine than about the koan: worth one more try
 TRANSIENT = ("timeout", "killed", "memory")
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sleepy.koans import Koan
-from sleepy.koans.generate import DEFAULT_EXCLUDE, draft, select_patterns
-from sleepy.koans.model import known_hashes
+from sleepy.koans.generate import default_exclude_hashes, draft, select_patterns
 from sleepy.prompts.edits import get_edit_format
 from sleepy.prompts.template import PromptTemplate
 from sleepy.sandbox import Sandbox, run_batch
@@ -34,7 +33,7 @@ def koans_for_training(
     feedback) and drops the ones that do not fail as declared.
     """
 
-    seen = set(known_hashes(*DEFAULT_EXCLUDE) if exclude_hashes is None else exclude_hashes)
+    seen = set(default_exclude_hashes() if exclude_hashes is None else exclude_hashes)
     out: list[Koan] = []
     for family in families:
         pats = select_patterns(family)
