@@ -8,6 +8,7 @@ from pathlib import Path
 
 def bench_consolidation(rank: int = 8, tasks: int = 3, p: int = 2) -> dict:
     import torch
+    from omegaconf import OmegaConf
     from peft import LoraConfig, get_peft_model
     from rich.console import Console
     from safetensors.torch import save_file
@@ -17,9 +18,14 @@ def bench_consolidation(rank: int = 8, tasks: int = 3, p: int = 2) -> dict:
     from sleepy.adapters.bundle import load_bundle
     from sleepy.adapters.coefficients import attach, trainable_parameters
     from sleepy.adapters.lora_io import adapter_bytes, lora_parameters, read_lora
+    from sleepy.config import compose_config
     from sleepy.consolidate.methods import Share, TaskAdapter
     from sleepy.tiny import MODEL_DIR
 
+    # UWSH's basis (a threshold, a clamp), as consolidation=uwsh configures it
+    uwsh = OmegaConf.to_object(
+        compose_config("consolidate", ["tasks=[none]", "consolidation=uwsh"]).consolidation
+    )
     console = Console()
     console.rule(f"[bold]consolidation: one task under Share vs LoRA (rank {rank}, sleepy-tiny)")
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -37,7 +43,7 @@ def bench_consolidation(rank: int = 8, tasks: int = 3, p: int = 2) -> dict:
             adapters.append(TaskAdapter.from_path(f"t{i}", tmp / f"t{i}"))
         lora_params = lora_parameters(read_lora(adapters[0].path))
         lora_bytes = adapter_bytes(adapters[0].path)
-        res = Share(threshold=0.6, k_min=2, k_max=16)(adapters, str(MODEL_DIR), tmp / "share")
+        res = Share(uwsh)(adapters, str(MODEL_DIR), tmp / "share")
         model = AutoModelForCausalLM.from_pretrained(str(MODEL_DIR))
         wrapped = attach(model, load_bundle(res.bundle_dir), p=p, phi=0)
         share_params = trainable_parameters(wrapped)
@@ -51,7 +57,8 @@ def bench_consolidation(rank: int = 8, tasks: int = 3, p: int = 2) -> dict:
         basis_bytes = res.metrics["basis_bytes"]
     ks = [v["k_beta"] for v in res.per_layer.values()]
     console.print(
-        f"k per layer: {min(ks)}..{max(ks)} (threshold 0.6, clamp [2, 16]); pseudo-rank p={p}"
+        f"k per layer: {min(ks)}..{max(ks)} (consolidation=uwsh: threshold {uwsh.threshold:g}, "
+        f"clamp [{uwsh.k_min}, {uwsh.k_max}]); pseudo-rank p={p}"
     )
     console.print(f"shared basis (paid once, for all tasks): {basis_bytes / 1024:.0f} KiB")
     console.print(

@@ -165,20 +165,19 @@ def uwsh_sequence(families: list[str], tasks: dict[str, str], out: Path, seed: i
     from sleepy.sleep.coefficients import train_coefficients
     from sleepy.tiny import MODEL_DIR
 
+    # consolidation=uwsh as sleepy-cycle would run it: its basis settings, p and phi
+    cfg = compose_config("sleep", ["adapter=coefficients", "consolidation=uwsh"])
+    uwsh = OmegaConf.to_object(cfg.consolidation)
     first = TaskAdapter.from_path(families[0], tasks[families[0]])
-    bundle = Share(threshold=0.6, k_min=2, k_max=16)(
-        [first], str(MODEL_DIR), out / "uwsh_basis"
-    ).bundle_dir
+    bundle = Share(uwsh)([first], str(MODEL_DIR), out / "uwsh_basis").bundle_dir
     learned, merged = [first], []
-    adapter_cfg = OmegaConf.load(
-        Path(__file__).resolve().parents[1] / "sleepy" / "conf" / "adapter" / "lora.yaml"
-    )
     for i, fam in enumerate(families):
         if i > 0:
             data = load_from_disk(str(out / f"sleep_{fam}" / "dataset"))
             res = train_coefficients(
-                data, MODEL_DIR, bundle, adapter_cfg, out / f"uwsh_task_{fam}", seed=seed
-            )
+                data, MODEL_DIR, bundle, cfg.adapter, out / f"uwsh_task_{fam}", seed=seed,
+                p=uwsh.p, phi=uwsh.phi,
+            )  # fmt: skip
             learned.append(TaskAdapter.from_path(fam, res.adapter_dir))
         # the merged adapter after step i: mean delta-W of the tasks so far (PEFT cat, weights 1/T)
         from sleepy.consolidate.methods import PeftMerge
