@@ -2,8 +2,8 @@
 
 - `compose`: a stage's config composed the way its entrypoint composes it (pkg://sleepy.conf,
   structured configs checked), with outputs, the run's folder and the MLflow store in the test's
-  own tmp_path (support.stage_config, for helpers that take the folder).
-- `generated`: koans from the generator, validated with real rustc, made once per session for
+  own tmp_path (support.stage_config, for functions that take the folder).
+- `generated`: koans from the generator, validated with real rustc, made once per test run for
   each (family, n, seed) however many modules ask.
 
 Tiers: tests marked `slow` (the long end-to-end ones) are left out of `make test`, which CI runs
@@ -12,6 +12,7 @@ and which still runs the full cycle once; `make test-all` runs every test.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,15 +34,17 @@ def compose(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
-@pytest.fixture(scope="session")
+@functools.cache
+def _generate(family: str, n: int, seed: int, validate: bool) -> tuple[Koan, ...]:
+    return tuple(generate(family, n, seed=seed, validate=validate))
+
+
+@pytest.fixture(scope="module")
 def generated() -> Callable[..., list[Koan]]:
-    """generated(family, n, seed, validate=True) -> n koans of the family's templates."""
-    made: dict[tuple, list[Koan]] = {}
+    """generated(family, n, seed, validate=True) -> n koans of the family's templates (made once
+    per test run for each set of arguments)."""
 
     def make(family: str, n: int, seed: int, validate: bool = True) -> list[Koan]:
-        key = (family, n, seed, validate)
-        if key not in made:
-            made[key] = generate(family, n, seed=seed, validate=validate)
-        return list(made[key])
+        return list(_generate(family, n, seed, validate))
 
     return make

@@ -1,4 +1,4 @@
-"""Helpers the test modules share (conftest.py turns some into fixtures): a stage's config with
+"""What the test modules share besides fixtures (conftest.py builds on it): a stage's config with
 every path in a test folder, and real parts for the eval, gate and registry tests: small PEFT LoRA
 adapters of sleepy-tiny and versions of them in a real MLflow sqlite store."""
 

@@ -3,7 +3,6 @@
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from support import stage_config
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
@@ -197,14 +196,13 @@ def test_share_phase3_from_previous_bundle_keeps_earlier_tasks(tasks, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["none", "mean", "ties", "dare_ties", "svd", "share", "uwsh"])
-def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
+def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, compose, method):
     import mlflow
 
     from sleepy.consolidate.run import run_consolidate
 
-    cfg = stage_config(
+    cfg = compose(
         "consolidate",
-        tmp_path,
         f"consolidation={method}",
         f"tasks=[{tasks[0].path},{tasks[1].path}]",
         "consolidation.svd_rank=4" if method in ("ties", "dare_ties", "svd") else "cycle=0",

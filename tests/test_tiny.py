@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 from hydra import compose, initialize_config_module
-from support import stage_config
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -37,14 +36,14 @@ def test_weights_and_card_ship_with_the_package():
     assert (MODEL_DIR / "README.md").exists()
 
 
-def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path):
+def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path, compose):
     from sleepy.day import run_day
     from sleepy.koans import save_evalset
     from sleepy.koans.generate import generate
 
     koans = generate("mutability", 4, seed=31337) + generate("borrow_checker", 4, seed=31337)
     suite = save_evalset(koans, tmp_path / "suite.json")
-    cfg = stage_config("day", tmp_path, f"koans.evalset={suite}", "tracking=none", "run_id=tiny")
+    cfg = compose("day", f"koans.evalset={suite}", "tracking=none", "run_id=tiny")
     result = run_day(cfg)
     assert result.metrics["pass_rate"] > 0  # real fixes: compiled, tests passed, output matched
 

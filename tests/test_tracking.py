@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support import stage_config
 
 from sleepy.tracking import TrackingError, experiment_id
 
@@ -109,13 +108,13 @@ def failed_day(folder: Path) -> Path:
     return folder / "episodes.sqlite"
 
 
-def test_sleep_runs_with_tracking_off(tmp_path):
+def test_sleep_runs_with_tracking_off(tmp_path, compose):
     """tracking=none used to crash sleepy-sleep with AttributeError ... 'startswith'."""
     from sleepy.sleep import run_sleep
 
     db = failed_day(tmp_path / "day")
-    cfg = stage_config(
-        "sleep", tmp_path, "tracking=none", f"curate.episodes={db}", "adapter.max_steps=2",
+    cfg = compose(
+        "sleep", "tracking=none", f"curate.episodes={db}", "adapter.max_steps=2",
         "adapter.batch_size=4", "adapter.target_modules=[q_proj,v_proj]", "curate.augment_k=0",
     )  # fmt: skip
     result = run_sleep(cfg)
@@ -125,15 +124,14 @@ def test_sleep_runs_with_tracking_off(tmp_path):
     assert not Path("mlruns").exists()
 
 
-def test_consolidate_runs_with_tracking_off(tmp_path):
+def test_consolidate_runs_with_tracking_off(tmp_path, compose):
     from support import make_adapter
 
     from sleepy.consolidate.run import run_consolidate
 
     a, b = make_adapter(tmp_path / "a", seed=1), make_adapter(tmp_path / "b", seed=2)
-    cfg = stage_config(
+    cfg = compose(
         "consolidate",
-        tmp_path,
         "tracking=none",
         "consolidation=mean",
         f"tasks=[{a},{b}]",

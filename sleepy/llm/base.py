@@ -40,7 +40,7 @@ class LLM(Protocol):
 
     Options every backend understands: max_new_tokens, temperature (0 = greedy), top_p, seed,
     stop (list of strings), tools (OpenAI-style tool schemas, where `supports_tools`).
-    Backends subclass it for the helpers below (`set_defaults`, `options`, `chat`).
+    Backends subclass it for the methods below (`set_defaults`, `options`, `chat`).
     """
 
     model_id: str = "unknown"
