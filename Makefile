@@ -33,20 +33,21 @@ test-all: setup ## run every test, slow ones included
 	$(BIN)/pytest -q
 
 bench: setup ## benchmarks: sandbox vs cargo-per-koan vs bare rustc, and more
-	$(BIN)/python -m sleepy.bench
+	$(BIN)/python -m benchmarks
 
-lint: setup ## ruff lint and format check
-	$(BIN)/ruff check sleepy tests scripts
-	$(BIN)/ruff format --check sleepy tests scripts
+lint: setup ## ruff lint and format check, and the import layers (import-linter, pyproject.toml)
+	$(BIN)/ruff check sleepy tests scripts benchmarks experiments hatch_build.py
+	$(BIN)/ruff format --check sleepy tests scripts benchmarks experiments hatch_build.py
+	$(BIN)/lint-imports
 
 format: setup ## ruff format in place
-	$(BIN)/ruff format sleepy tests scripts
-	$(BIN)/ruff check --fix sleepy tests scripts
+	$(BIN)/ruff format sleepy tests scripts benchmarks experiments
+	$(BIN)/ruff check --fix sleepy tests scripts benchmarks experiments
 
 validate: setup ## validate every koan and the frozen evalset with rustc
 	$(BIN)/sleepy koans validate
 
-tiny-model: setup ## retrain sleepy-tiny from scratch (conf/tiny.yaml) and install it in sleepy/tiny/model
+tiny-model: setup ## retrain sleepy-tiny from scratch (sleepy/conf/tiny.yaml) and install it in sleepy/tiny/model
 	$(BIN)/sleepy-tiny
 
 day: setup ## one day of the agent on 20 koans with sleepy-tiny

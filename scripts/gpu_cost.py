@@ -133,8 +133,8 @@ def build_base(shape: dict, out: Path) -> tuple[Path, int]:
 def koan_rows(n: int) -> list[dict]:
     """The frozen suite's first n koans as the agent's first prompt (the `default` template,
     whole-file edits, as the Qwen model configs use) and the fix as the completion."""
-    from sleepy.agent.prompts import PromptTemplate
     from sleepy.koans import load_evalset
+    from sleepy.prompts.template import PromptTemplate
 
     koans = load_evalset(ROOT / "evalsets" / "frozen.json")
     template = PromptTemplate.load("default")
@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from sleepy.llm.hf import HFBackend
-    from sleepy.train import train_adapter
-    from sleepy.train.launch import LaunchError, accelerate_config
+    from sleepy.sleep.launch import LaunchError, accelerate_config
+    from sleepy.sleep.train import train_adapter
 
     shape, plan = SHAPES[args.shape]
     out = args.out

@@ -19,7 +19,7 @@ GROUPS = {
         "sleepy.consolidate.export",
         "a Share adapter's task adapters as vLLM LoRAs and Ollama models, with launch lines",
     ),
-    "registry": ("sleepy.registry_cli", "MLflow model registry: list, show, promote, rollback"),
+    "registry": ("sleepy.registry.cli", "MLflow model registry: list, show, promote, rollback"),
     "report": ("sleepy.report", "results tables rebuilt from the MLflow store (markdown)"),
 }
 

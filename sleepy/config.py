@@ -1,27 +1,36 @@
-"""Where the Hydra configs live, and the resolvers they use (`${sleepy.tiny_model:}`, ...).
+"""Where sleepy's files are, the resolvers its configs use (`${sleepy.tiny_model:}`, ...), and the
+checks every config passes before work starts.
 
-Importing this module registers the resolvers; every entrypoint that composes conf/ imports it.
+The configs are the package `sleepy.conf` (`pkg://sleepy.conf`), so an installed wheel has them;
+importing it (Hydra does, on first use) registers the resolvers and the structured configs.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
+from sleepy.tiny import MODEL_DIR
+
+PACKAGE = Path(__file__).resolve().parent
+CONF_MODULE = "sleepy.conf"
+CONF_PATH = f"pkg://{CONF_MODULE}"  # for @hydra.main
+CONF_DIR = PACKAGE / "conf"
+# koans/ and evalsets/: a checkout has them at its root, a wheel carries a copy in sleepy/data/
+DATA_ROOT = PACKAGE / "data" if (PACKAGE / "data").is_dir() else PACKAGE.parent
+KOANS_DIR = DATA_ROOT / "koans"
+EVALSETS_DIR = DATA_ROOT / "evalsets"
 # One token per process: run ids made in the same second by parallel sweep jobs still differ.
 _TOKEN = secrets.token_hex(3)
 
 
 def register_resolvers() -> None:
-    from sleepy.tiny import MODEL_DIR
-
     OmegaConf.register_new_resolver("sleepy.tiny_model", lambda: str(MODEL_DIR), replace=True)
-    OmegaConf.register_new_resolver("sleepy.root", lambda: str(ROOT), replace=True)
+    OmegaConf.register_new_resolver("sleepy.root", lambda: str(DATA_ROOT), replace=True)
     OmegaConf.register_new_resolver("sleepy.token", lambda: _TOKEN, replace=True)
 
 
@@ -29,14 +38,80 @@ register_resolvers()
 
 
 def compose_config(name: str, overrides: list[str] = ()):
-    """conf/<name>.yaml with overrides, as Hydra composes it (inside a running app or not)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    """sleepy/conf/<name>.yaml with overrides, as Hydra composes it (inside a running app or not).
 
-    if GlobalHydra.instance().is_initialized():
-        return compose(name, overrides=list(overrides))
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose(name, overrides=list(overrides))
+    Hydra checks the overrides (an unknown option or key, a value of the wrong type for a
+    structured config); what it refuses is raised as a one-line ConfigError.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        if GlobalHydra.instance().is_initialized():
+            return compose(name, overrides=list(overrides))
+        with initialize_config_module(CONF_MODULE, version_base=None):
+            return compose(name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(composition_problem(e, overrides)) from None
+
+
+def composition_problem(e: BaseException, overrides: list[str] = ()) -> str:
+    """What Hydra refused, in one line: an unknown option with the group's options, a value
+    outside SCHEMA's range named as check_config names it, else Hydra's own words."""
+    text = str(e)
+    missing = re.search(r"Could not find '(.+)/([^/']+)'", text)
+    if missing and "Available options" in text:
+        group, option = missing.groups()
+        listed = text.split("Available options", 1)[1].split("Config search path", 1)[0]
+        options = re.findall(r"^\t(\S+)\s*$", listed, re.M)
+        return f"no {group} '{option}' (options for {group}: {', '.join(options)})"
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # noqa: BLE001 - an override Hydra cannot parse: its own message says why
+        parsed = []
+    for o in parsed:
+        rule = SCHEMA.get(o.key_or_group)
+        if rule is not None and o.is_force_add() is False and not rule.accepts(o.value()):
+            return f"{o.key_or_group}={o.value()!r}: must be {rule.allowed()}"
+    lines = text.strip().splitlines() or [type(e).__name__]
+    cause = e.__cause__
+    if len(lines) == 1 and cause is not None and str(cause).strip():
+        lines.append(str(cause).strip().splitlines()[0])  # e.g. what a value could not become
+    return " ".join(" ".join(lines).split())
+
+
+def default_store() -> tuple[str, str]:
+    """(tracking.uri, registry.name) as base.yaml has them: what a command outside Hydra
+    (`sleepy registry`, `sleepy report`, `sleepy-plots`) uses unless it is told otherwise."""
+    base = compose_config("base", ["task=cli"])
+    return str(base.tracking.uri), str(base.registry.name)
+
+
+def override_problem(name: str, argv: list[str]) -> str | None:
+    """Compose `name` with the command line's overrides and check it, before Hydra runs: a bad
+    override or value is one line, and no output folder is made for a run that cannot start."""
+    if any(a in ("-m", "--multirun") or a.startswith("-") for a in argv):
+        return None  # sweeps and Hydra's own flags: each job is checked as it starts
+    overrides = [a for a in argv if not a.lstrip("+~").startswith("hydra")]
+    try:
+        check_config(compose_config(name, overrides))
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
+def exit_on_bad_overrides(name: str, prog: str) -> None:
+    """For an entrypoint's main(): end with one line and status 2 when its overrides are bad."""
+    import sys
+
+    problem = override_problem(name, sys.argv[1:])
+    if problem:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        sys.exit(2)
 
 
 # -- the values a run may be given: checked before any work starts ------------------------------
@@ -119,8 +194,6 @@ SCHEMA: dict[str, Rule] = {
     "adapter.warmup_steps": Rule(int, ge=0),
     "adapter.max_length": Rule(int, ge=16),
     "adapter.logging_steps": Rule(int, ge=1),
-    "adapter.p": Rule(int, ge=1),
-    "adapter.phi": Rule(int, ge=0),
     "curate.replay_ratio": Rule(float, ge=0),
     "curate.augment_k": Rule(int, ge=0),
     "curate.cluster_distance": Rule(float, gt=0, le=2),

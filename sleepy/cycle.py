@@ -10,6 +10,7 @@ state.json as soon as it finishes, so a crashed run resumed with the same run_id
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,17 +18,34 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from sleepy.config import CONF_DIR, check_config, compose_config, one_line_errors
+from sleepy.config import (
+    CONF_PATH,
+    check_config,
+    compose_config,
+    exit_on_bad_overrides,
+    one_line_errors,
+)
 from sleepy.console import LOG_NAME, Display, current, overview, stage, table_console, verbose_flag
+from sleepy.consolidate.run import run_consolidate
+from sleepy.day import run_day
+from sleepy.episodes import EpisodeStore
+from sleepy.eval import evaluate
+from sleepy.eval.learning import LearningSetError, build_learning_set
+from sleepy.koans import load_evalset, save_evalset
+from sleepy.koans.model import evalset_path
+from sleepy.plots import family_cycle_matrix, plots_from_mlflow
+from sleepy.sleep import koans_for, run_sleep
 from sleepy.summary import LEGEND, summary_table
 from sleepy.sweep import job_values, label, sweep_id
-from sleepy.tracking import TrackingError
+from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri, ui_command
 
-# Groups a stage inherits from the cycle (with every override the user gave on the command line).
+# The groups every stage takes from the cycle as the cycle composed them (with the user's
+# overrides and the experiment's): whatever a stage's own config would default them to.
 SHARED = (
     "backend",
     "model",
     "agent",
+    "sandbox",
     "adapter",
     "curate",
     "consolidation",
@@ -63,12 +81,16 @@ class State:
 
 
 def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:
-    """The stage's own config, with the cycle's groups (resolved) and the given values set."""
+    """The stage's own config (sleepy/conf/<name>.yaml) writing to `out`, with the cycle's SHARED
+    groups in place of its own and the given values set (`koans__count=3` sets koans.count)."""
     stage = compose_config(name, [f"paths.output_dir={out}", f"paths.outputs={cfg.paths.outputs}"])
     with open_dict(stage):
         for key in SHARED:
-            if key in cfg and (key in stage or key in ("registry",)):
-                stage[key] = OmegaConf.create(OmegaConf.to_container(cfg[key], resolve=True))
+            if key in cfg and key in stage:
+                # resolved here: tracking.experiment is the cycle's, so the stages nest in it
+                node = copy.deepcopy(cfg[key])
+                OmegaConf.resolve(node)
+                stage[key] = node  # keeps its type: a structured group is still checked
         stage.nested = True
         for dotted, value in values.items():
             OmegaConf.update(stage, dotted.replace("__", "."), value, force_add=True)
@@ -82,17 +104,11 @@ def _families(metrics: dict) -> dict[str, float]:
 def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage: str) -> dict:
     """Cycle c's learning set: the lineage's day failures so far as fresh programs, disjoint from
     every koan its sleeps trained on; saved as an evalset file."""
-    from sleepy.episodes import EpisodeStore
-    from sleepy.eval.learning import LearningSetError, build_learning_set
-    from sleepy.koans import load_evalset, save_evalset
-    from sleepy.koans.model import evalset_path
-    from sleepy.sleep import koans_for
-
     failed, training = [], []
     for i in range(1, c + 1):
         day, slp = state.get(i, "day"), state.get(i, "sleep")
-        known = koans_for(Path(day["db"]), [str(cfg.paths.koans)])
         with EpisodeStore(day["db"], create=False) as store:
+            known = koans_for(store, [str(cfg.paths.koans)])
             ids = {e.task_id for e in store.episodes(run_id=day["run_id"], passed=False)}
         failed += [known[t] for t in sorted(ids) if t in known]
         training += load_evalset(slp["training_koans"])
@@ -146,12 +162,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     """Run cfg.cycles cycles (resuming from state.json); returns one summary per cycle."""
     import mlflow
 
-    from sleepy.consolidate.run import run_consolidate
-    from sleepy.day import run_day
-    from sleepy.eval import evaluate
-    from sleepy.sleep import run_sleep
-    from sleepy.tracking import mlflow_run, tracking_uri
-
     check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
@@ -191,8 +201,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             if parent is not None:  # None: tracking is off
                 state.put(c, "parent", {"run_id": parent.info.run_id})
             if parent_id is None and parent is not None:  # every cycle's run carries the config
-                from sleepy.tracking import log_config
-
                 this = cfg.copy()
                 with open_dict(this):
                     this.cycle = c  # the cycle this run is, not the day config's default 0
@@ -211,16 +219,14 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     label=f"day on {', '.join(plan.families)}",
                     cycle=c,
                     resume=True,
-                    paths__episodes_db=str(cdir / "day" / "episodes.sqlite"),
                     koans__families=list(plan.families),
                     koans__count=plan.get("count"),
                     koans__generate=plan.get("generate", 0),
                     koans__patterns=list(plan.get("patterns", [])),
                     koans__seed=int(cfg.seed) + c,
                     koans__source=plan.get("source", cfg.paths.koans),
-                    backend__adapter=champion
-                    if str(cfg.backend.get("_target_", "")).endswith("HFBackend")
-                    else None,
+                    # a backend that loads adapters itself starts from the champion
+                    **({"backend__adapter": champion} if "adapter" in cfg.backend else {}),
                 )
                 r = run_day(dcfg)
                 day = {
@@ -312,7 +318,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     promote=True,
                     run_id=f"{lineage}-c{c}-eval",
                     run_name=f"c{c} eval" + (f" v{cons['version']}" if cons["version"] else ""),
-                    paths__episodes_db=str(cdir / "eval" / "episodes.sqlite"),
                     lineage__name=lineage,
                     lineage__episodes=days,
                     koans__evalset=str(cfg.evalset),
@@ -397,8 +402,6 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 display.cycle_done(ran)
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
     if cfg.get("plots", True) and uri is not None:  # the plots read the MLflow store
-        from sleepy.plots import family_cycle_matrix, plots_from_mlflow
-
         overview(phase="plots")
         with stage("plots", f"plots of lineage {swept or lineage}") as bar:
             pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
@@ -413,11 +416,9 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     return summaries
 
 
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="cycle")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="cycle")
 @one_line_errors("sleepy-cycle", CycleError, TrackingError)
 def _cycle(cfg: DictConfig) -> None:
-    from sleepy.tracking import ui_command
-
     out = Path(str(cfg.paths.output_dir))
     with Display("sleepy-cycle", out / LOG_NAME, bool(cfg.get("verbose", False))):
         summaries = run_cycle(cfg)
@@ -440,6 +441,7 @@ def _cycle(cfg: DictConfig) -> None:
 
 def main() -> None:
     verbose_flag()
+    exit_on_bad_overrides("cycle", "sleepy-cycle")
     _cycle()
 
 

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from sleepy.config import default_store  # noqa: E402
 from sleepy.tracking import use_store  # noqa: E402
 
 CURVES = (  # metric, panel title, what it is, y limits (None: from the data)
@@ -746,13 +747,9 @@ def _slug(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sleepy.tracking import DEFAULT_URI
-
     p = argparse.ArgumentParser(prog="sleepy-plots", description=__doc__.split("\n")[0])
     p.add_argument("--experiment", default="sleepy-cycle", help="MLflow experiment with eval runs")
-    p.add_argument(
-        "--uri", default=DEFAULT_URI, help=f"MLflow tracking store (default {DEFAULT_URI})"
-    )
+    p.add_argument("--uri", default=None, help="MLflow tracking store (default: tracking.uri)")
     p.add_argument("--out", default="outputs/plots", help="folder for the PNGs")
     p.add_argument(
         "--by",
@@ -766,6 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         help="metric of the strategy comparison (default: learning_pass_rate when measured)",
     )
     args = p.parse_args(argv)
+    args.uri = args.uri or default_store()[0]
     try:
         paths = plots_from_mlflow(
             args.experiment, args.uri, args.out, args.by, args.metric, lineage=args.lineage

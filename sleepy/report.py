@@ -3,7 +3,7 @@ shows come from one command anyone can rerun.
 
     sleepy report                       # the newest lineage of the sleepy-cycle experiment
     sleepy report --lineage <name>      # a given one
-    sleepy report --forgetting          # the forgetting matrix (python -m sleepy.experiments.forgetting)
+    sleepy report --forgetting          # the forgetting matrix (python -m experiments.forgetting)
 """
 
 from __future__ import annotations
@@ -12,58 +12,8 @@ import argparse
 import json
 import os
 
-from sleepy.summary import kept_families, own_gain
-from sleepy.tracking import DEFAULT_URI
-
-
-class ReportError(ValueError):
-    """Nothing to report; the message says where it looked."""
-
-
-def _family_metrics(metrics: dict, prefix: str) -> dict[str, float]:
-    return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
-
-
-def cycle_summaries(uri: str, experiment: str, lineage: str | None = None) -> tuple[str, list]:
-    """The cycle rows of one lineage (default: the newest), as sleepy-cycle summarised them."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ReportError(f"no experiment '{experiment}' in {uri}: run sleepy-cycle first")
-    query = "tags.stage = 'cycle' and status = 'FINISHED'"
-    runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
-    runs = [r for r in runs if "learning_pass_rate" in r.data.metrics]
-    if lineage is None and runs:
-        lineage = runs[0].data.tags.get("lineage")
-    runs = [r for r in runs if r.data.tags.get("lineage") == lineage]
-    if not runs:
-        raise ReportError(f"no finished cycle with a learning set for lineage '{lineage}' in {uri}")
-    rows = []
-    for r in sorted(runs, key=lambda r: int(r.data.tags.get("cycle", 0))):
-        m = r.data.metrics
-        rows.append(
-            {
-                "cycle": int(r.data.tags["cycle"]),
-                "families": [f for f in r.data.tags.get("families", "").split(",") if f],
-                **{
-                    k: m.get(k, 0.0)
-                    for k in (
-                        "learning_pass_rate",
-                        "champion_learning_pass_rate",
-                        "repeat_error_rate",
-                        "champion_repeat_error_rate",
-                        "regressions",
-                        "promoted",
-                    )
-                },
-                "learning_family": _family_metrics(m, "learning_pass_rate_"),
-                "champion_learning_family": _family_metrics(m, "champion_learning_pass_rate_"),
-                "decision": r.data.tags.get("decision", ""),
-            }
-        )
-    return str(lineage), rows
+from sleepy.config import default_store
+from sleepy.summary import ReportError, cycle_summaries, kept_families, own_gain
 
 
 def cycles_markdown(rows: list[dict]) -> str:
@@ -105,9 +55,7 @@ def forgetting_markdown(uri: str, experiment: str = "sleepy-forgetting") -> str:
         else []
     )
     if not runs:
-        raise ReportError(
-            f"no forgetting matrix in {uri}: run python -m sleepy.experiments.forgetting"
-        )
+        raise ReportError(f"no forgetting matrix in {uri}: run python -m experiments.forgetting")
     path = mlflow.artifacts.download_artifacts(
         run_id=runs[0].info.run_id, artifact_path="forgetting.json", tracking_uri=uri
     )
@@ -139,7 +87,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="results tables rebuilt from the MLflow store (markdown)")
-    p.add_argument("--uri", default=DEFAULT_URI, help=f"tracking store (default {DEFAULT_URI})")
+    p.add_argument("--uri", default=None, help="tracking store (default: tracking.uri)")
     p.add_argument(
         "--experiment", default=None, help="default: sleepy-cycle (or sleepy-forgetting)"
     )
@@ -149,6 +97,7 @@ def add_parser(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    args.uri = args.uri or default_store()[0]
     try:
         return cmd_report(args)
     except ReportError as e:

@@ -323,7 +323,9 @@ def _shoot(page: Page, base: str, facts: dict, shots: list[Shot], out: Path, tim
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sleepy.tracking import DEFAULT_URI
+    from sleepy.config import default_store
+
+    DEFAULT_URI = default_store()[0]
 
     p = argparse.ArgumentParser(
         prog="python -m sleepy.screenshots", description=__doc__.split("\n")[0]

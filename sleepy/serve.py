@@ -43,6 +43,8 @@ from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sleepy.llm.base import LLM, BackendError, Generation
+from sleepy.llm.hf import HFBackend
+from sleepy.tiny import MODEL_DIR
 
 
 class ServeError(RuntimeError):
@@ -159,7 +161,7 @@ class Batcher:
                 groups.setdefault(json.dumps(it[1], sort_keys=True), []).append(it)
             for group in groups.values():
                 opts = dict(group[0][1])
-                if getattr(self.backend, "supports_routing", False):
+                if self.backend.supports_routing:
                     opts["signatures"] = [sig for *_, sig in group]
                 try:
                     gens = self.backend.generate([m for m, *_ in group], **opts)
@@ -410,7 +412,7 @@ class OpenAIServer:
         self.backend, self.verbose, self.limits = backend, verbose, limits
         self.api_key = api_key or None
         self.model_id = backend.model_id
-        self.context = getattr(backend, "context", None)
+        self.context = backend.context
         self.created = int(time.time())
         self.waiting = 0
         self._waiting_lock = threading.Lock()
@@ -507,8 +509,6 @@ def serve(
     limits: Limits = Limits(),
 ) -> None:
     """Load the model (sleepy-tiny by default) and serve it until interrupted."""
-    from sleepy.llm.hf import HFBackend
-    from sleepy.tiny import MODEL_DIR
 
     backend = HFBackend(
         model or MODEL_DIR,

@@ -11,6 +11,57 @@ from rich.console import Console, ConsoleOptions
 from rich.table import Table
 from rich.text import Text
 
+
+class ReportError(ValueError):
+    """Nothing to report; the message says where it looked."""
+
+
+def _family_metrics(metrics: dict, prefix: str) -> dict[str, float]:
+    return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def cycle_summaries(uri: str, experiment: str, lineage: str | None = None) -> tuple[str, list]:
+    """The cycle rows of one lineage (default: the newest), as sleepy-cycle summarised them."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ReportError(f"no experiment '{experiment}' in {uri}: run sleepy-cycle first")
+    query = "tags.stage = 'cycle' and status = 'FINISHED'"
+    runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time DESC"])
+    runs = [r for r in runs if "learning_pass_rate" in r.data.metrics]
+    if lineage is None and runs:
+        lineage = runs[0].data.tags.get("lineage")
+    runs = [r for r in runs if r.data.tags.get("lineage") == lineage]
+    if not runs:
+        raise ReportError(f"no finished cycle with a learning set for lineage '{lineage}' in {uri}")
+    rows = []
+    for r in sorted(runs, key=lambda r: int(r.data.tags.get("cycle", 0))):
+        m = r.data.metrics
+        rows.append(
+            {
+                "cycle": int(r.data.tags["cycle"]),
+                "families": [f for f in r.data.tags.get("families", "").split(",") if f],
+                **{
+                    k: m.get(k, 0.0)
+                    for k in (
+                        "learning_pass_rate",
+                        "champion_learning_pass_rate",
+                        "repeat_error_rate",
+                        "champion_repeat_error_rate",
+                        "regressions",
+                        "promoted",
+                    )
+                },
+                "learning_family": _family_metrics(m, "learning_pass_rate_"),
+                "champion_learning_family": _family_metrics(m, "champion_learning_pass_rate_"),
+                "decision": r.data.tags.get("decision", ""),
+            }
+        )
+    return str(lineage), rows
+
+
 LEGEND = (
     "its set: the learned family's share of its learning set (fresh programs with the mistakes "
     "the days failed on, never trained on), before (champion) → after (candidate); learning set: "

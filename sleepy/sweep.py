@@ -95,7 +95,7 @@ def jobs_of(uri: str, experiment: str, sweep: str) -> list[JobSummary]:
     """Every job of a sweep that finished a cycle, in job order, from the MLflow store."""
     import mlflow
 
-    from sleepy.report import cycle_summaries
+    from sleepy.summary import cycle_summaries
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
@@ -241,8 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
+    from sleepy.config import default_store
     from sleepy.console import table_console
-    from sleepy.tracking import DEFAULT_URI
+
+    DEFAULT_URI = default_store()[0]
 
     p = argparse.ArgumentParser(prog="python -m sleepy.sweep", description="a sweep's summary")
     p.add_argument("sweep_dir", type=Path, help="outputs/cycle/multirun/<sweep id>")

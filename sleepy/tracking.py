@@ -7,8 +7,6 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-DEFAULT_URI = "sqlite:///outputs/mlflow.db"
-
 
 class TrackingError(RuntimeError):
     """The MLflow store cannot be used; one line naming the file and what to do."""
@@ -87,7 +85,7 @@ def store_dir(uri: str) -> Path | None:
     return None
 
 
-def experiment_id(name: str, uri: str = DEFAULT_URI) -> str:
+def experiment_id(name: str, uri: str) -> str:
     """Get or create the experiment, with its artifacts kept beside the store (not ./mlruns)."""
     import mlflow
 

@@ -8,9 +8,9 @@ import struct
 
 import pytest
 import torch
-from registry_support import make_adapter
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from support import make_adapter
 
 from sleepy.adapters import (
     META_FILE,

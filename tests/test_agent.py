@@ -9,14 +9,14 @@ import random
 
 import pytest
 
-from sleepy.agent import PromptTemplate, get_edit_format
-from sleepy.agent.edits import EDIT_FORMATS, EditError
-from sleepy.agent.loop import KoanRun, Policy, run_koans, solve
-from sleepy.agent.protocol import FormatError, parse_text, parse_tool_calls
+from sleepy.day import PromptTemplate, get_edit_format
+from sleepy.day.loop import KoanRun, Policy, run_koans, solve
+from sleepy.day.protocol import FormatError, parse_text, parse_tool_calls
 from sleepy.episodes import EpisodeStore
 from sleepy.koans.generator import Vocab, patterns
 from sleepy.koans.model import FAMILIES, Koan
-from sleepy.llm import Generation
+from sleepy.llm import LLM, Generation
+from sleepy.prompts.edits import EDIT_FORMATS, EditError
 from sleepy.sandbox import Sandbox
 
 BUGGY = """fn total_len(text: String) -> usize {
@@ -45,11 +45,10 @@ KOAN = Koan(
 )
 
 
-class ScriptedModel:
+class ScriptedModel(LLM):
     """Replies from a list, in order; records every prompt it was given."""
 
     model_id = "scripted"
-    supports_batch = True
 
     def __init__(self, replies):
         self.replies, self.prompts, self.opts = list(replies), [], []
@@ -282,7 +281,7 @@ class RoutingModel(ScriptedModel):
 
 
 def test_a_routing_backend_gets_each_runs_current_error_signature(sandbox, store):
-    from sleepy.day import metrics_of
+    from sleepy.episodes import metrics_of
 
     model = RoutingModel([sr(BUGGY, WRONG), sr(WRONG, CORRECT)])
     run = solve(

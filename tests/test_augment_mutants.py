@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from sleepy.curate import curate
 from sleepy.episodes import EpisodeStore
 from sleepy.eval.learning import build_learning_set
 from sleepy.koans import load_koans
 from sleepy.koans.generate import EVAL_SEEDS
 from sleepy.koans.mutate import load_programs, mutate, operator_for
 from sleepy.koans.variation import EVAL_ITEMS
+from sleepy.sleep.curate import curate
 
 ROOT = Path(__file__).resolve().parents[1]
 FROZEN = [str(ROOT / "evalsets" / "frozen.json")]

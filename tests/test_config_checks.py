@@ -91,7 +91,7 @@ def test_cycle_with_a_bad_gate_fails_before_the_first_day(tmp_path):
 
 
 def test_run_koans_refuses_zero_concurrency():
-    from sleepy.agent.loop import run_koans
+    from sleepy.day.loop import run_koans
 
     with pytest.raises(ValueError, match="concurrency must be >= 1"):
         run_koans([object()], lambda k: None, None, concurrency=0)

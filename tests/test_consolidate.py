@@ -6,9 +6,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
-from sleepy.consolidate.lora_io import read_lora
+from sleepy.adapters.lora_io import read_lora
+from sleepy.adapters.router import Router, RouterError
 from sleepy.consolidate.methods import Latest, PeftMerge, Share, TaskAdapter
-from sleepy.consolidate.router import Router, RouterError
 from sleepy.tiny import MODEL_DIR
 
 TARGETS = ["q_proj", "v_proj"]
@@ -128,7 +128,12 @@ def test_router_rejects_a_broken_table_in_one_line(tasks, tmp_path):
     with pytest.raises(RouterError, match="router.json: not a router table") as e:
         Router(res.bundle_dir)
     assert "\n" not in str(e.value)
-    (res.bundle_dir / "router.json").write_text('{"tasks": {"gone": {"signatures": []}}}')
+    (res.bundle_dir / "router.json").write_text('{"tasks": {}}')
+    with pytest.raises(RouterError, match="not a router table .*distance"):
+        Router(res.bundle_dir)  # the distance is the bundle's own: there is no second default
+    (res.bundle_dir / "router.json").write_text(
+        '{"tasks": {"gone": {"signatures": []}}, "distance": 0.3}'
+    )
     with pytest.raises(RouterError, match="no adapter: \\['gone'\\]"):
         Router(res.bundle_dir)
 
@@ -143,7 +148,7 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
     from datasets import Dataset
     from omegaconf import OmegaConf
 
-    from sleepy.train.coefficients import train_coefficients
+    from sleepy.sleep.coefficients import train_coefficients
 
     bundle = Share(threshold=0.6, k_min=2, k_max=4)(
         tasks, str(MODEL_DIR), tmp_path / "share"
@@ -191,25 +196,18 @@ def test_share_phase3_from_previous_bundle_keeps_earlier_tasks(tasks, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["none", "mean", "ties", "dare_ties", "svd", "share", "uwsh"])
-def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, method):
+def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, compose, method):
     import mlflow
-    from hydra import compose, initialize_config_dir
 
-    from sleepy.config import CONF_DIR
     from sleepy.consolidate.run import run_consolidate
 
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose(
-            "consolidate",
-            overrides=[
-                f"consolidation={method}",
-                f"tasks=[{tasks[0].path},{tasks[1].path}]",
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path / 'out'}",
-                f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-                "consolidation.svd_rank=4" if method in ("ties", "dare_ties", "svd") else "cycle=0",
-            ],
-        )
+    cfg = compose(
+        "consolidate",
+        f"consolidation={method}",
+        f"tasks=[{tasks[0].path},{tasks[1].path}]",
+        "consolidation.svd_rank=4" if method in ("ties", "dare_ties", "svd") else "cycle=0",
+        out="out",
+    )
     result, version = run_consolidate(cfg)
     assert version == "1"
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

@@ -9,26 +9,26 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from support import stage_config
 
 from sleepy.adapters import load_adapter_info
-from sleepy.config import CONF_DIR
 from sleepy.cycle import State, run_cycle
 from sleepy.episodes import EpisodeStore
 
 
 @pytest.fixture(scope="module")
-def small_world(tmp_path_factory):
+def small_world(tmp_path_factory, generated):
     """A koan folder and a small frozen evalset, disjoint, both from the generator."""
     from sleepy.koans import save_evalset
-    from sleepy.koans.generate import generate
+    from sleepy.koans.model import save_koan
 
     tmp = tmp_path_factory.mktemp("world")
     koans = tmp / "koans"
     for fam in ("trait_bounds", "lifetimes"):
-        generate(fam, 3, seed=21, out=koans)
+        for k in generated(fam, 3, seed=21):
+            save_koan(k, koans)
     ev = [
-        k for fam in ("trait_bounds", "lifetimes", "mutability") for k in generate(fam, 2, seed=99)
+        k for fam in ("trait_bounds", "lifetimes", "mutability") for k in generated(fam, 2, seed=99)
     ]
     save_evalset(ev, tmp / "frozen.json")
     return tmp
@@ -36,11 +36,8 @@ def small_world(tmp_path_factory):
 
 def cycle_cfg(tmp_path: Path, world: Path, *overrides: str):
     base = [
-        f"paths.outputs={tmp_path}",
-        f"paths.output_dir={tmp_path / 'cycle'}",
         f"paths.koans={world / 'koans'}",
         f"evalset={world / 'frozen.json'}",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         "lineage=test",
         "curriculum=[{families: [trait_bounds], count: 3},{families: [lifetimes], count: 3}]",
         "adapter.max_steps=3",
@@ -52,8 +49,7 @@ def cycle_cfg(tmp_path: Path, world: Path, *overrides: str):
         "model.max_new_tokens=24",
         f"curate.evalset_paths=[{world / 'frozen.json'}]",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("cycle", overrides=[*base, *overrides])
+    return stage_config("cycle", tmp_path, *base, *overrides)
 
 
 def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
@@ -153,15 +149,16 @@ def _check_learning_sets(state: State, client, experiment_id: str) -> None:
         assert "regressions" in run.data.metrics
 
 
+@pytest.mark.slow  # more cycles; make test runs the full cycle above
 def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world, monkeypatch):
-    import sleepy.eval as ev
+    import sleepy.cycle
 
     cfg = cycle_cfg(tmp_path, small_world, "cycles=1")
 
     def crash(_cfg):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(ev, "evaluate", crash)
+    monkeypatch.setattr(sleepy.cycle, "evaluate", crash)  # the eval, as the cycle calls it
     with pytest.raises(RuntimeError, match="power cut"):
         run_cycle(cfg)
     state = json.loads((tmp_path / "cycle" / "state.json").read_text())
@@ -263,6 +260,7 @@ def _query_through_mlflow_server(db: Path, experiment_id: str, parent_run_id: st
         assert {"cycle", "day", "sleep", "consolidate", "eval"} <= stages
 
 
+@pytest.mark.slow  # more cycles; make test runs the full cycle above
 def test_sweep_jobs_do_not_collide(tmp_path, small_world):
     """`sleepy-cycle -m` with two strategies: separate dirs and champions, one MLflow experiment."""
     import subprocess
@@ -383,6 +381,7 @@ def test_a_sweep_through_submitit_logs_both_jobs_to_an_mlflow_server(tmp_path, s
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow  # more cycles; make test runs the full cycle above
 def test_a_cycle_runs_with_tracking_off(tmp_path, small_world):
     """tracking=none used to crash sleepy-cycle; without a registry nothing is promoted."""
     cfg = cycle_cfg(tmp_path, small_world, "tracking=none", "cycles=1", "consolidation=mean")

@@ -14,34 +14,29 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from support import stage_config
 
-from sleepy.config import CONF_DIR
-from sleepy.day import DayError, _check_overrides, run_day
+from sleepy.config import override_problem
+from sleepy.day.run import DayError, run_day
 from sleepy.episodes import EpisodeStore
+from sleepy.koans.model import save_koan
 
-ROOT = CONF_DIR.parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def koan_dir(tmp_path_factory) -> Path:
-    from sleepy.koans.generate import generate
-
+def koan_dir(tmp_path_factory, generated) -> Path:
     out = tmp_path_factory.mktemp("koans")
     for family in ("borrow_checker", "mutability"):
-        generate(family, 3, seed=7, out=out)
+        for k in generated(family, 3, seed=7):
+            save_koan(k, out)
     return out
 
 
 def day_cfg(tmp_path: Path, *overrides: str):
-    base = [
-        f"paths.outputs={tmp_path}",
-        f"paths.output_dir={tmp_path / 'run'}",
-        "agent.max_new_tokens=16",
-        "agent.max_attempts=2",
-    ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("day", overrides=[*base, *overrides])
+    return stage_config(
+        "day", tmp_path, "agent.max_new_tokens=16", "agent.max_attempts=2", *overrides, out="run"
+    )
 
 
 def finished(db: Path, run_id: str) -> list[tuple[str, str]]:
@@ -98,6 +93,7 @@ def test_tiny_day_end_to_end(tmp_path, koan_dir):
         run_day(cfg)  # the same run again without resume would duplicate it
 
 
+@pytest.mark.slow  # a day killed and resumed in subprocesses
 def test_kill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_path, koan_dir):
     args = [
         sys.executable,
@@ -218,12 +214,12 @@ def test_unreachable_backend_is_a_one_line_error(tmp_path, koan_dir):
 
 
 def test_bad_override_names_the_groups_options():
-    assert _check_overrides(["agent=nonexistent"]) == (
-        "no agent 'nonexistent' (options for agent: lines, search_replace, udiff, whole_file)"
+    assert override_problem("day", ["agent=nonexistent"]) == (
+        "no agent 'nonexistent' (options for agent: default, lines, search_replace, udiff, whole_file)"
     )
-    assert "model" in _check_overrides(["model=gpt9"])
-    assert "koans.nope" in _check_overrides(["koans.nope=1"])
-    assert _check_overrides(["agent=udiff", "model=qwen2.5-coder-0.5b-instruct"]) is None
+    assert "model" in override_problem("day", ["model=gpt9"])
+    assert "koans.nope" in override_problem("day", ["koans.nope=1"])
+    assert override_problem("day", ["agent=udiff", "model=qwen2.5-coder-0.5b-instruct"]) is None
     done = subprocess.run(
         [sys.executable, "-m", "sleepy.day", "agent=nonexistent"],
         cwd=ROOT,
@@ -233,7 +229,8 @@ def test_bad_override_names_the_groups_options():
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "sleepy-day: error: no agent 'nonexistent' (options for agent: lines, search_replace, udiff, whole_file)"
+        "sleepy-day: error: no agent 'nonexistent' "
+        "(options for agent: default, lines, search_replace, udiff, whole_file)"
     ]
 
 

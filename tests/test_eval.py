@@ -12,10 +12,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
-from registry_support import make_adapter, register, truncate
+from support import make_adapter, register, stage_config, truncate
 
-from sleepy.config import CONF_DIR
 from sleepy.episodes import Episode, EpisodeStore
 from sleepy.eval import EvalError, evaluate
 from sleepy.eval.metrics import compare, earlier_failure_signatures, eval_metrics, outcomes
@@ -23,11 +21,10 @@ from sleepy.registry import CHAMPION, alias_version, get_version
 
 
 @pytest.fixture(scope="module")
-def evalset(tmp_path_factory) -> Path:
-    from sleepy.koans.generate import generate
+def evalset(tmp_path_factory, generated) -> Path:
     from sleepy.koans.model import save_evalset
 
-    koans = generate("borrow_checker", 2, seed=11) + generate("mutability", 2, seed=11)
+    koans = generated("borrow_checker", 2, seed=11) + generated("mutability", 2, seed=11)
     return save_evalset(koans, tmp_path_factory.mktemp("evalsets") / "mini.json", name="mini")
 
 
@@ -37,16 +34,8 @@ def adapter(tmp_path_factory) -> Path:
 
 
 def eval_cfg(tmp_path: Path, evalset: Path, *overrides: str):
-    base = [
-        f"paths.outputs={tmp_path}",
-        f"paths.output_dir={tmp_path / 'eval'}",
-        f"koans.evalset={evalset}",
-        "agent.max_new_tokens=16",
-        "agent.max_attempts=1",
-        "agent.max_steps=2",
-    ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("eval", overrides=[*base, *overrides])
+    policy = ["agent.max_new_tokens=16", "agent.max_attempts=1", "agent.max_steps=2"]
+    return stage_config("eval", tmp_path, f"koans.evalset={evalset}", *policy, *overrides)
 
 
 def test_registry_candidate_against_base_champion(tmp_path, evalset, adapter):
@@ -272,6 +261,7 @@ def test_sleepy_eval_command_gives_one_line_errors(tmp_path, evalset):
     )
 
 
+@pytest.mark.slow  # four evals
 def test_results_are_kept_by_weights_evalset_and_policy_and_not_measured_again(
     tmp_path, evalset, adapter
 ):

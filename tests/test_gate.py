@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hydra
-from hydra import compose, initialize_config_dir
+import pytest
+from omegaconf import OmegaConf
 
-from sleepy.config import CONF_DIR
+from sleepy.config import ConfigError, compose_config
 from sleepy.eval.gate import Gate
 
 CHAMP = {"pass_rate": 0.50, "pass_rate.lifetimes": 0.50, "pass_rate.trait_bounds": 0.50}
@@ -51,11 +51,12 @@ def test_many_regressions_are_listed_briefly():
     assert d.reasons[0] == "8 regressions > max 0: k0, k1, k2, k3, k4 (+3 more)"
 
 
-def test_conf_gate_builds_the_gate_with_visible_defaults():
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose("eval", overrides=["candidate=base", "gate.min_gain=0.02"])
-    gate = hydra.utils.instantiate(cfg.gate)
+def test_the_gate_group_composes_to_a_gate_and_refuses_a_wrong_type():
+    cfg = compose_config("eval", ["candidate=base", "gate.min_gain=0.02"])
+    gate = OmegaConf.to_object(cfg.gate)
     assert gate == Gate(min_gain=0.02, max_regressions=0, max_family_drop=0.1)
+    with pytest.raises(ConfigError, match=r"gate.max_regressions='many': must be an integer"):
+        compose_config("eval", ["candidate=base", "gate.max_regressions=many"])
 
 
 LEARN_CHAMP = {"pass_rate": 0.10, "pass_rate.trait_bounds": 0.10}

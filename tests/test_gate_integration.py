@@ -7,13 +7,12 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
+from support import stage_config
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
-from sleepy.config import CONF_DIR
 from sleepy.eval import evaluate
 from sleepy.registry import alias_version, promote, register_adapter, rollback
 from sleepy.tiny import MODEL_DIR
@@ -24,31 +23,26 @@ WRONG_FIX = (
 )
 
 
+# A whole lineage of evals against trained adapters: the longest test there is.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from sleepy.koans.generate import generate
+def world(tmp_path_factory, generated):
     from sleepy.koans.model import save_evalset
 
     tmp = tmp_path_factory.mktemp("gate")
-    koans = [k for fam in ("mutability", "borrow_checker") for k in generate(fam, 4, seed=404)]
+    koans = [k for fam in ("mutability", "borrow_checker") for k in generated(fam, 4, seed=404)]
     return tmp, koans, save_evalset(koans, tmp / "suite.json")
 
 
 def _cfg(tmp: Path, suite: Path, *overrides: str):
-    base = [
-        f"paths.outputs={tmp}",
-        f"paths.output_dir={tmp / 'eval'}",
-        f"koans.evalset={suite}",
-        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-        "agent.max_attempts=2",
-    ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("eval", overrides=[*base, *overrides])
+    return stage_config("eval", tmp, f"koans.evalset={suite}", "agent.max_attempts=2", *overrides)
 
 
 def _register(path: Path, uri: str) -> str:
     with mlflow_run(uri, "sleepy-sleep", run_name=path.name, tags={"stage": "sleep"}):
-        return register_adapter(path, MODEL_DIR)
+        return register_adapter(path, MODEL_DIR, "sleepy-fixer")
 
 
 def _identity_adapter(path: Path) -> Path:
@@ -66,9 +60,9 @@ def _identity_adapter(path: Path) -> Path:
 def _wrong_fix_adapter(path: Path, koans) -> Path:
     from datasets import Dataset
 
-    from sleepy.agent.prompts import PromptTemplate
+    from sleepy.prompts.template import PromptTemplate
     from sleepy.sandbox import Sandbox
-    from sleepy.train import train_adapter
+    from sleepy.sleep.train import train_adapter
 
     sandbox, tpl = Sandbox(), PromptTemplate.load("tiny")
     rows = [

@@ -8,17 +8,18 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from sleepy.agent import PromptTemplate, get_edit_format
-from sleepy.agent.loop import KoanRun, Policy, run_koans
+from sleepy.day import PromptTemplate, get_edit_format
+from sleepy.day.loop import KoanRun, Policy, run_koans
 from sleepy.episodes import EpisodeStore
 from sleepy.koans.model import Koan
-from sleepy.llm import Generation
+from sleepy.llm import LLM, Generation
 from sleepy.sandbox import Limits, Sandbox
 from sleepy.sandbox import cargo as cargo_mode
 from sleepy.sandbox import rustc as rustc_mode
@@ -40,6 +41,13 @@ def sandbox() -> Sandbox:
     return Sandbox(LIMITS)
 
 
+@pytest.fixture(scope="module")
+def patient() -> Sandbox:
+    """LIMITS without a time limit worth the name: a test of another limit (memory, stack,
+    output, disk) passes or fails by that limit alone, however loaded the machine is."""
+    return Sandbox(replace(LIMITS, run_timeout=600.0, cpu_seconds=600))
+
+
 def test_infinite_loop_times_out(sandbox):
     v = sandbox.judge(
         "fn main() { let mut i: u64 = 0; loop { i = i.wrapping_add(1); std::hint::black_box(i); } }"
@@ -51,7 +59,7 @@ def test_infinite_loop_times_out(sandbox):
 def test_sleeping_forever_times_out_on_the_wall_clock(sandbox):
     v = sandbox.judge("fn main() { std::thread::sleep(std::time::Duration::from_secs(3600)); }")
     assert v.status == "timeout"
-    assert v.wall_time < 30
+    assert "wall-clock limit" in v.detail  # not the CPU limit: a sleeping program uses none
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -66,6 +74,19 @@ def _processes_with(marker: str) -> list[int]:
         if marker.encode() in cmdline:
             found.append(int(pid))
     return found
+
+
+def _gone(marker: str, patience_s: float = 60.0) -> bool:
+    """True once no process with the marker is left. The kernel kills what is left of a PID
+    namespace as its last process ends, and on a loaded machine that can take a moment after
+    the run returns; an escaped process (they sleep for an hour) is still there after a minute.
+    Not a timing: the patience only bounds how long a failing test takes to say so."""
+    deadline = time.monotonic() + patience_s
+    while _processes_with(marker):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def test_fork_bomb_is_contained_and_leaves_nothing_behind(sandbox):
@@ -84,7 +105,7 @@ fn main() {{
     v = sandbox.judge(code)
     assert v.status in ("timeout", "killed", "memory")
     assert not v.passed
-    assert _processes_with(marker) == []
+    assert _gone(marker), _processes_with(marker)
 
 
 def test_thread_bomb_is_contained(sandbox):
@@ -106,36 +127,36 @@ fn main() {
         assert v.status in ("runtime_error", "killed", "memory", "timeout")
 
 
-def test_unbounded_allocation_hits_the_memory_limit(sandbox):
+def test_unbounded_allocation_hits_the_memory_limit(patient):
     code = """
 fn main() {
     let mut keep: Vec<Vec<u8>> = Vec::new();
     loop { keep.push(vec![1u8; 64 << 20]); }
 }
 """
-    v = sandbox.judge(code)
+    v = patient.judge(code)
     assert v.status == "memory"
     assert v.signature.code == "memory"
 
 
-def test_stack_overflow_is_reported_as_memory(sandbox):
+def test_stack_overflow_is_reported_as_memory(patient):
     code = """
 fn down(n: u64) -> u64 { let pad = [n; 64]; std::hint::black_box(&pad); down(n + 1) + pad[3] }
 fn main() { println!("{}", down(0)); }
 """
-    v = sandbox.judge(code)
+    v = patient.judge(code)
     assert v.status == "memory"
     assert "stack" in v.detail
 
 
-def test_gigabytes_of_stdout_are_cut_off(sandbox):
+def test_gigabytes_of_stdout_are_cut_off(patient):
     code = 'fn main() { let line = "x".repeat(1 << 16); loop { println!("{line}"); } }'
-    v = sandbox.judge(code)
+    v = patient.judge(code)
     assert v.status == "output_truncated"
     assert len(v.stdout) <= LIMITS.output_bytes
 
 
-def test_disk_fill_is_stopped(sandbox):
+def test_disk_fill_is_stopped(patient):
     code = """
 use std::io::Write;
 fn main() {
@@ -145,7 +166,7 @@ fn main() {
     println!("wrote it all");
 }
 """
-    v = sandbox.judge(code)
+    v = patient.judge(code)
     assert v.status in ("killed", "runtime_error")
     assert "wrote it all" not in v.stdout
 
@@ -298,7 +319,7 @@ fn main() {{
             continue
         v = sb.judge(code, expected_stdout="detached\n")
         assert v.passed, (isolation, v.feedback())
-        assert _processes_with(marker) == [], isolation
+        assert _gone(marker), (isolation, _processes_with(marker))
 
 
 # -- compile time: the compiler is a throwaway uid in its own namespaces ----------------------
@@ -404,11 +425,10 @@ def test_compile_time_reads_of_a_root_only_file_fail_through_the_cli(
     _assert_nothing_left(host_tmp)
 
 
-class OneReply:
+class OneReply(LLM):
     """A model double that always replies with one program: the day's path is under test."""
 
     model_id = "hostile"
-    supports_batch = True
 
     def __init__(self, reply: str):
         self.reply = reply

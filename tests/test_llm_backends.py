@@ -14,19 +14,18 @@ import shutil
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from sleepy.llm import BackendError, BackendUnreachable, Generation
-from sleepy.llm.hf import HFBackend, plan_batches
+from sleepy.llm.greedy import plan_batches
+from sleepy.llm.hf import HFBackend
 from sleepy.llm.ollama import OllamaBackend
 from sleepy.llm.openai import OpenAIBackend
 from sleepy.tiny import MODEL_DIR
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 MODEL_KEYS = [
     "+model.name=sleepy-tiny",
     f"+model.path={MODEL_DIR}",
@@ -61,21 +60,22 @@ def test_hf_batched_greedy_equals_one_at_a_time(tiny):
 
 
 def test_hf_greedy_loop_matches_model_generate(tiny):
-    """The greedy loop (grouped prefill, static cache, ended rows dropped) answers exactly what
-    model.generate answers; a long max_new_tokens lets rows end at different steps."""
+    """decoder=custom (grouped prefill, static cache, ended rows dropped) answers exactly what
+    decoder=generate (model.generate) answers; a long max_new_tokens lets rows end at different
+    steps."""
     batch = prompts(7) + [[{"role": "user", "content": "fn main() { }" + " x" * 90}]]
-    assert tiny.plain_greedy
-    fast = tiny.generate(batch, max_new_tokens=40, batch_size=3)
+    assert tiny.greedy is not None  # the default decoder, and sleepy-tiny can use it
+    custom = tiny.generate(batch, max_new_tokens=40, batch_size=3)
     assert sum(tiny.last_plan) == len(batch) and max(tiny.last_plan) <= 3
-    assert {g.finish_reason for g in fast} == {"stop", "length"}
-    tiny.plain_greedy = False
-    try:
-        slow = tiny.generate(batch, max_new_tokens=40)
-    finally:
-        tiny.plain_greedy = True
-    assert [(g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in fast] == [
-        (g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in slow
+    assert {g.finish_reason for g in custom} == {"stop", "length"}
+    generate = HFBackend(MODEL_DIR, model_id="sleepy-tiny", decoder="generate")
+    assert generate.greedy is None
+    by_generate = generate.generate(batch, max_new_tokens=40)
+    assert [(g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in custom] == [
+        (g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in by_generate
     ]
+    with pytest.raises(BackendError, match="decoder must be one of"):
+        HFBackend(MODEL_DIR, decoder="fast")
 
 
 def test_plan_batches_splits_lengths_where_padding_costs_more_than_steps():
@@ -137,9 +137,9 @@ def test_hf_with_a_peft_adapter(tmp_path, tiny):
 
 
 def test_hydra_builds_every_backend_preset():
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         hf = instantiate(compose(overrides=["+backend=hf", *MODEL_KEYS]).backend)
-        assert isinstance(hf, HFBackend) and hf.model_id == "sleepy-tiny" and hf.supports_batch
+        assert isinstance(hf, HFBackend) and hf.model_id == "sleepy-tiny"
         expect = {
             "openai": "http://localhost:8000/v1",
             "vllm": "http://localhost:8000/v1",
@@ -147,7 +147,7 @@ def test_hydra_builds_every_backend_preset():
         }
         for name, url in expect.items():
             b = instantiate(compose(overrides=[f"+backend={name}", *MODEL_KEYS]).backend)
-            assert isinstance(b, OpenAIBackend) and b.base_url == url and not b.supports_batch
+            assert isinstance(b, OpenAIBackend) and b.base_url == url
         cfg = compose(
             overrides=["+backend=ollama", *MODEL_KEYS, "+model.ollama=qwen2.5-coder:1.5b"]
         )
@@ -257,7 +257,7 @@ def test_unreachable_backends_fail_with_one_line():
     )
     assert "\n" not in msg
     oa = OpenAIBackend(
-        "m", base_url=f"http://127.0.0.1:{port}/v1", name="vllm", timeout=2, retries=1, backoff=0.01
+        "m", base_url=f"http://127.0.0.1:{port}/v1", name="vllm", timeout=2, retries=1
     )
     with pytest.raises(BackendUnreachable) as e:
         oa.generate([[{"role": "user", "content": "hi"}]] * 3)
@@ -266,3 +266,69 @@ def test_unreachable_backends_fail_with_one_line():
         f"cannot reach vllm at http://127.0.0.1:{port}/v1 — is 'vllm serve' running?"
     )
     assert "\n" not in msg
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """Answers POST /v1/chat/completions like an OpenAI-compatible server; the first `fail_first`
+    requests get HTTP 503, as an overloaded server answers."""
+
+    fail_first = 0
+    seen: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append(body)
+        if type(self).fail_first > 0:
+            type(self).fail_first -= 1
+            data = json.dumps({"error": {"message": "overloaded", "type": "server_error"}})
+            self.send_response(503)
+            self.send_header("Retry-After", "0")  # the client's backoff, without its waiting
+        else:
+            data = json.dumps(
+                {
+                    "id": "c1",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "echo"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+                }
+            )
+            self.send_response(200)
+        data = data.encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def fake_openai():
+    FakeOpenAI.fail_first, FakeOpenAI.seen = 0, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_openai_backend_retries_with_the_clients_own_retries(fake_openai):
+    FakeOpenAI.fail_first = 2
+    b = OpenAIBackend("m", base_url=fake_openai, retries=2)
+    g = b.chat([{"role": "user", "content": "hi"}])
+    assert (g.text, g.tokens_in, g.tokens_out) == ("echo", 3, 1)
+    assert len(FakeOpenAI.seen) == 3  # two 503s retried, then the answer
+
+    FakeOpenAI.fail_first, FakeOpenAI.seen = 5, []
+    with pytest.raises(BackendUnreachable, match="cannot reach openai at .* running") as e:
+        OpenAIBackend("m", base_url=fake_openai, retries=1).chat([{"role": "user", "content": "x"}])
+    assert len(FakeOpenAI.seen) == 2 and "\n" not in str(e.value)

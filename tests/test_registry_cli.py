@@ -4,7 +4,7 @@ champion and previous, rollback restores the previous champion and says why."""
 from __future__ import annotations
 
 import pytest
-from registry_support import make_adapter, register
+from support import make_adapter, register
 
 from sleepy.cli import main
 from sleepy.registry import CHAMPION, PREVIOUS, alias_version, get_version, tag_version
@@ -89,3 +89,37 @@ def test_unknown_version_is_one_line(store, capsys):
         err == "sleepy registry: error: no version '99' of model 'sleepy-fixer' "
         f"(versions: {', '.join(versions)})"
     )
+
+
+def test_a_version_requires_the_sleepy_it_was_registered_with_not_the_bare_name(store):
+    """pip_requirements name where this sleepy came from (a path or URL) or its exact version:
+    the bare name would install whatever a package index holds under it."""
+    import mlflow
+
+    from sleepy.registry.versions import sleepy_requirement
+
+    uri, (v1, _, _) = store
+    deps = mlflow.pyfunc.get_model_dependencies(
+        f"models:/sleepy-fixer/{v1}", format="pip"
+    )  # a local requirements.txt of the logged model
+    with open(deps) as f:
+        required = [line.strip() for line in f if line.strip().startswith("sleepy")]
+    assert required == [sleepy_requirement()]
+    assert required[0].startswith(("sleepy @ file:", "sleepy=="))
+
+
+def test_registry_calls_leave_mlflows_global_store_where_it_was(store, tmp_path):
+    """The registry reads and writes the store it is given through its own client: a run that
+    starts later in the process still goes to the store the process chose."""
+    import mlflow
+
+    uri, (v1, _, _) = store
+    before = mlflow.get_tracking_uri()
+    elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
+    mlflow.set_tracking_uri(elsewhere)
+    try:
+        tag_version("sleepy-fixer", v1, {"checked": "yes"}, uri)
+        assert get_version("sleepy-fixer", v1, uri).tags["checked"] == "yes"
+        assert mlflow.get_tracking_uri() == elsewhere
+    finally:
+        mlflow.set_tracking_uri(before)

@@ -21,25 +21,24 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
-from sleepy.agent.prompts import messages_hash
-from sleepy.config import CONF_DIR
-from sleepy.consolidate.export import (
+from sleepy.adapters.lora_io import read_lora
+from sleepy.adapters.served import (
     OLLAMA_SCRIPT,
     SERVED_FILE,
     VLLM_SCRIPT,
     ExportError,
     ServedAdapters,
-    export_bundle,
 )
-from sleepy.consolidate.lora_io import read_lora
+from sleepy.config import compose_config
+from sleepy.consolidate.export import export_bundle
 from sleepy.consolidate.methods import Share, TaskAdapter
 from sleepy.day import DayError, run_day
 from sleepy.episodes import EpisodeStore
+from sleepy.prompts.template import messages_hash
 from sleepy.tiny import MODEL_DIR
 
 FAMILIES = ("borrow_checker", "mutability", "type_mismatch")
@@ -356,8 +355,7 @@ def day_cfg(tmp_path: Path, world, kind: str, url: str):
         "tracking=none",
         f"run_id=routed-{kind}",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("day", overrides=overrides)
+    return compose_config("day", overrides)
 
 
 @pytest.mark.parametrize("kind", ["vllm", "ollama"])

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from sleepy.cli import build_parser
 from sleepy.llm.hf import HFBackend
 from sleepy.serve import OpenAIServer
 from sleepy.tiny import MODEL_DIR
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def prompts(n: int) -> list[list[dict]]:
@@ -40,7 +37,7 @@ def server(tiny):
 
 
 def test_openai_backend_against_sleepy_serve(server, tiny):
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+    with initialize_config_module("sleepy.conf", version_base=None):
         cfg = compose(
             overrides=[
                 "+backend=openai",

@@ -2,7 +2,7 @@
 
 import torch
 
-from sleepy.consolidate.coeffs import CoefficientLinear, attach, detach, trainable_parameters
+from sleepy.adapters.coefficients import CoefficientLinear, attach, detach, trainable_parameters
 from sleepy.consolidate.share import (
     average_coefficients,
     choose_k,

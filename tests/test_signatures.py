@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from sleepy.sandbox import Sandbox
-from sleepy.signatures import (
+from sleepy.sandbox.signatures import (
     ErrorSignature,
     normalize_message,
     signature_from_diagnostic,

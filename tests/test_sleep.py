@@ -7,23 +7,24 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
+from support import stage_config
 
 from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
-from sleepy.config import CONF_DIR
-from sleepy.curate import LeakageError, cluster_failures, curate
+from sleepy.adapters.bundle import load_bundle
+from sleepy.config import ConfigError, compose_config
 from sleepy.episodes import EpisodeStore
 from sleepy.koans import save_evalset
 from sleepy.sleep import run_sleep
+from sleepy.sleep.curate import LeakageError, cluster_failures, curate
 from sleepy.tiny import MODEL_DIR
 
 FROZEN = [str(Path(__file__).resolve().parents[1] / "evalsets" / "frozen.json")]
+DISTANCE = compose_config("sleep").curate.cluster_distance
 
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     """A day's record as the agent leaves it: failed attempts (one koan twice) and one success."""
-    from sleepy.day import save_selection
     from sleepy.koans.generate import generate
 
     tmp = tmp_path_factory.mktemp("day")
@@ -31,8 +32,8 @@ def day(tmp_path_factory):
         "trait_bounds", 3, seed=11, validate=False
     )
     db = tmp / "episodes.sqlite"
-    save_selection(koans, tmp / "koans.jsonl")
     with EpisodeStore(db) as store:
+        store.add_koans(koans)  # as the day keeps its selection
         for i, k in enumerate(koans):
             attempts = 2 if i == 0 else 1
             for a in range(attempts):
@@ -56,17 +57,13 @@ def day(tmp_path_factory):
 
 def sleep_cfg(tmp_path: Path, *overrides: str):
     base = [
-        f"paths.outputs={tmp_path}",
-        f"paths.output_dir={tmp_path / 'sleep'}",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         "adapter.max_steps=4",
         "adapter.batch_size=4",
         "adapter.target_modules=[q_proj,v_proj]",
         "curate.augment_k=1",
         "adapter.logging_steps=1",
     ]
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        return compose("sleep", overrides=[*base, *overrides])
+    return stage_config("sleep", tmp_path, *base, *overrides)
 
 
 def test_curate_dedups_clusters_and_pairs(day):
@@ -74,7 +71,15 @@ def test_curate_dedups_clusters_and_pairs(day):
     with EpisodeStore(db, create=False) as store:
         eps = store.episodes()
     by_id = {k.id: k for k in koans}
-    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=0, evalset_paths=FROZEN)
+    cur = curate(
+        eps,
+        by_id,
+        "tiny",
+        "search_replace",
+        augment_k=0,
+        evalset_paths=FROZEN,
+        cluster_distance=DISTANCE,
+    )
     rows = cur.dataset
     assert cur.stats["failures"] == 6  # koan 0 failed twice with one signature: counted once
     assert sorted(set(rows["koan_id"])) == sorted(
@@ -87,7 +92,15 @@ def test_curate_dedups_clusters_and_pairs(day):
     )
     assert "<<<<<<< SEARCH" in first["completion"][0]["content"]
     assert sum(c["size"] for c in cur.clusters) == len(rows)
-    replay = curate(eps, by_id, "tiny", "search_replace", replay_ratio=1.0, evalset_paths=FROZEN)
+    replay = curate(
+        eps,
+        by_id,
+        "tiny",
+        "search_replace",
+        replay_ratio=1.0,
+        evalset_paths=FROZEN,
+        cluster_distance=DISTANCE,
+    )
     assert replay.stats["replay_rows"] == 1
 
 
@@ -96,7 +109,7 @@ def test_clusters_follow_signatures():
         "E0277 the trait bound <ty>: Clone is not satisfied"
     ] * 3
     diags = ["expected named lifetime parameter"] * 3 + ["the trait Clone is not implemented"] * 3
-    ids = cluster_failures(sigs, diags)
+    ids = cluster_failures(sigs, diags, DISTANCE)
     assert len(set(ids[:3])) == 1 and len(set(ids[3:])) == 1 and ids[0] != ids[3]
 
 
@@ -106,7 +119,14 @@ def test_leakage_guard_names_the_koan(day, tmp_path):
     with EpisodeStore(db, create=False) as store:
         eps = store.episodes()
     with pytest.raises(LeakageError, match=koans[1].id):
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[frozen])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[frozen],
+            cluster_distance=DISTANCE,
+        )
 
 
 def test_leakage_guard_fails_closed_on_a_missing_evalset(day, tmp_path):
@@ -116,14 +136,35 @@ def test_leakage_guard_fails_closed_on_a_missing_evalset(day, tmp_path):
         eps = store.episodes()
     typo = tmp_path / "evalsets" / "frozn.json"
     with pytest.raises(LeakageError, match=r"frozn\.json: no such evalset file") as e:
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[typo])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[typo],
+            cluster_distance=DISTANCE,
+        )
     assert "\n" not in str(e.value)
     with pytest.raises(LeakageError, match="is empty"):
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[],
+            cluster_distance=DISTANCE,
+        )
     unreadable = tmp_path / "frozen.json"
     unreadable.write_text('{"name": "frozen", "koans": [')
     with pytest.raises(LeakageError, match="not valid JSON"):
-        curate(eps, {k.id: k for k in koans}, "tiny", "search_replace", evalset_paths=[unreadable])
+        curate(
+            eps,
+            {k.id: k for k in koans},
+            "tiny",
+            "search_replace",
+            evalset_paths=[unreadable],
+            cluster_distance=DISTANCE,
+        )
 
 
 def test_sleep_with_a_mistyped_evalset_path_fails_before_training(day, tmp_path):
@@ -173,7 +214,7 @@ def test_leakage_guard_catches_a_renamed_evalset_koan(day, tmp_path):
         eps = store.episodes()
     cur = curate(
         eps, {copy.id: copy, koans[2].id: koans[2]}, "tiny", "search_replace",
-        evalset_paths=[frozen], augment_k=0,
+        evalset_paths=[frozen], augment_k=0, cluster_distance=DISTANCE,
     )  # fmt: skip
     assert set(cur.dataset["koan_id"]) == {koans[2].id}
     assert cur.stats["evalset_variants_dropped"] == 1
@@ -239,25 +280,52 @@ def test_augmentation_skips_patterns_without_templates(day):
     by_id = {k.id: k for k in koans}
     k0 = koans[0]
     by_id[k0.id] = dataclasses.replace(k0, pattern="a_handwritten_only_pattern")
-    cur = curate(eps, by_id, "tiny", "search_replace", augment_k=1, evalset_paths=FROZEN)
+    cur = curate(
+        eps,
+        by_id,
+        "tiny",
+        "search_replace",
+        augment_k=1,
+        evalset_paths=FROZEN,
+        cluster_distance=DISTANCE,
+    )
     assert cur.stats["augment_rows"] >= 1  # the templated patterns were varied, the other skipped
 
 
-def test_sleep_trains_coefficients_in_a_share_basis(day, tmp_path):
-    """adapter=coefficients (Share Phase 2): with a bundle, only coefficients train; without one
-    (the lineage's first task) it is an ordinary LoRA that will shape the basis."""
+@pytest.fixture(scope="module")
+def share_basis(day, tmp_path_factory):
+    """A lineage's first sleep with adapter=coefficients (an ordinary LoRA: there is no basis
+    yet) and the Share bundle consolidated from it."""
     from sleepy.consolidate.methods import Share, TaskAdapter
 
     _, db, _ = day
-    run = [f"curate.episodes={db}", "register=false", "adapter=coefficients"]
-    first = run_sleep(sleep_cfg(tmp_path / "a", *run))
-    assert load_adapter_info(first.adapter_dir, MODEL_DIR).method == "lora"
-    share = Share(threshold=0.6, k_min=2, k_max=4)(
-        [TaskAdapter.from_path("c1", first.adapter_dir)], str(MODEL_DIR), tmp_path / "share"
+    tmp = tmp_path_factory.mktemp("basis")
+    first = run_sleep(
+        sleep_cfg(tmp / "a", f"curate.episodes={db}", "register=false", "adapter=coefficients")
     )
-    second = run_sleep(sleep_cfg(tmp_path / "b", *run, f"adapter.bundle={share.bundle_dir}"))
+    share = Share(threshold=0.6, k_min=2, k_max=4)(
+        [TaskAdapter.from_path("c1", first.adapter_dir)], str(MODEL_DIR), tmp / "share"
+    )
+    return first, share.bundle_dir
+
+
+def test_sleep_trains_coefficients_in_a_share_basis(day, share_basis, tmp_path):
+    """adapter=coefficients (Share Phase 2): with a bundle, only coefficients train; without one
+    (the lineage's first task) it is an ordinary LoRA that will shape the basis."""
+    _, db, _ = day
+    first, bundle = share_basis
+    assert load_adapter_info(first.adapter_dir, MODEL_DIR).method == "lora"
+    run = [f"curate.episodes={db}", "register=false", "adapter=coefficients"]
+    second = run_sleep(sleep_cfg(tmp_path / "b", *run, f"adapter.bundle={bundle}"))
     info = load_adapter_info(second.adapter_dir, MODEL_DIR)
-    assert info.method == "coefficients" and info.config["bundle"] == str(share.bundle_dir)
+    assert info.method == "coefficients" and info.config["bundle"] == str(bundle)
+    assert (info.config["p"], info.config["phi"]) == (2, 1)  # consolidation=share's
+    # with phi 1 each layer also trains one temporary basis vector per side (n + d values)
+    layers = load_bundle(bundle)
+    assert second.metrics["trainable_params"] == sum(
+        (x.beta.k + 1) * 2 + (x.alpha.k + 1) * 2 + x.beta.U.shape[0] + x.alpha.U.shape[0]
+        for x in layers.values()
+    )
     assert second.metrics["trainable_params"] * 10 < first.metrics["trainable_params"]
     assert second.metrics["steps"] == 4
     with pytest.raises(FileNotFoundError, match="not a Share bundle"):
@@ -272,7 +340,7 @@ def test_accelerate_configs_for_one_and_several_gpus_compose_with_bf16_where_sup
     this runs on CPU) and written as a file accelerate itself reads."""
     from accelerate.commands.config.config_args import load_config_from_file
 
-    from sleepy.train.launch import LaunchError, accelerate_config, write_config
+    from sleepy.sleep.launch import LaunchError, accelerate_config, write_config
 
     one = sleep_cfg(tmp_path, "accelerate=single_gpu").accelerate
     many = sleep_cfg(tmp_path, "accelerate=multi_gpu").accelerate
@@ -350,3 +418,52 @@ def test_a_process_other_than_the_main_one_trains_but_writes_and_logs_nothing(
     assert not (tmp_path / "sleep" / "adapter").exists()
     assert not (tmp_path / "sleep" / "dataset").exists()
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_consolidation_uwsh_trains_coefficients_with_phi_0(day, share_basis, tmp_path):
+    """UWSH adds no temporary basis vectors: sleep takes phi from the consolidation, not from a
+    second copy of it in the adapter group; fewer parameters train than with share's phi 1."""
+    _, db, _ = day
+    _, bundle = share_basis
+    run = [f"curate.episodes={db}", "register=false", "adapter=coefficients"]
+    run.append(f"adapter.bundle={bundle}")
+    uwsh = run_sleep(sleep_cfg(tmp_path / "uwsh", *run, "consolidation=uwsh"))
+    assert load_adapter_info(uwsh.adapter_dir, MODEL_DIR).config["phi"] == 0
+    # only the coefficients eps_beta (k x p) and eps_alpha (k x p) of each layer trained
+    p = 2
+    layers = load_bundle(bundle)
+    assert uwsh.metrics["trainable_params"] == sum(
+        (x.beta.k + x.alpha.k) * p for x in layers.values()
+    )
+    with pytest.raises(ConfigError, match="use consolidation=share or consolidation=uwsh"):
+        run_sleep(sleep_cfg(tmp_path / "none", *run, "consolidation=none"))
+
+
+class NoSandbox:
+    """A sandbox that must not be asked: what the day recorded is all curation needs."""
+
+    def verdict(self, koan, code):
+        raise AssertionError(f"curation re-ran the sandbox on {koan.id}")
+
+
+def test_curation_reads_the_feedback_the_day_recorded_instead_of_rerunning_the_sandbox(tmp_path):
+    from sleepy.koans.generate import generate
+
+    koans = generate("lifetimes", 2, seed=5, validate=False)
+    with EpisodeStore(tmp_path / "ep.sqlite") as store:
+        store.add_koans(koans)
+        for k in koans:
+            start = {"kind": "start", "code": k.buggy_code, "feedback": f"as the day saw {k.id}"}
+            eid = store.start_episode(
+                "d", k.id, family=k.family, pattern=k.pattern, error_signature="E0106 sig",
+                trajectory=[start],
+            )  # fmt: skip
+            store.finish_episode(eid, passed=False, final_error_signature="E0106 sig")
+        eps, by_id = store.episodes(), store.koans()
+    assert set(by_id) == {k.id for k in koans}  # the day's selection, read back from the store
+    cur = curate(
+        eps, by_id, "tiny", "search_replace", evalset_paths=FROZEN, cluster_distance=DISTANCE,
+        sandbox=NoSandbox(),
+    )  # fmt: skip
+    assert sorted(cur.dataset["feedback"]) == sorted(f"as the day saw {k.id}" for k in koans)
+    assert all(f"as the day saw {r['koan_id']}" in r["prompt"][-1]["content"] for r in cur.dataset)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sleepy.config import CONF_DIR
 from sleepy.tiny import MODEL_DIR
 
 RUST = 'fn main() {\n    let mut v: Vec<u32> = vec![1, 2];\n    v.push(3);\n    println!("{:?}", v);\n}\n'
@@ -37,33 +36,23 @@ def test_weights_and_card_ship_with_the_package():
     assert (MODEL_DIR / "README.md").exists()
 
 
-def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path):
+def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path, compose):
     from sleepy.day import run_day
     from sleepy.koans import save_evalset
     from sleepy.koans.generate import generate
 
     koans = generate("mutability", 4, seed=31337) + generate("borrow_checker", 4, seed=31337)
     suite = save_evalset(koans, tmp_path / "suite.json")
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose(
-            "day",
-            overrides=[
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path}/day",
-                f"koans.evalset={suite}",
-                "tracking=none",
-                "run_id=tiny",
-            ],
-        )
+    cfg = compose("day", f"koans.evalset={suite}", "tracking=none", "run_id=tiny")
     result = run_day(cfg)
     assert result.metrics["pass_rate"] > 0  # real fixes: compiled, tests passed, output matched
 
 
 def test_recipe_is_deterministic_for_a_seed(tmp_path):
-    from sleepy.tiny.train import train_tiny
+    from sleepy.pretrain.train import train_tiny
 
     def run(name):
-        with initialize_config_dir(str(CONF_DIR), version_base=None):
+        with initialize_config_module("sleepy.conf", version_base=None):
             cfg = compose(
                 "tiny",
                 overrides=[
@@ -78,6 +67,7 @@ def test_recipe_is_deterministic_for_a_seed(tmp_path):
                     "arch.intermediate=64",
                     "tokenizer.vocab_size=400",
                     f"out={tmp_path / name}",
+                    f"paths.output_dir={tmp_path / name}",  # Hydra's run dir, outside a run
                     "install=false",
                     f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
                 ],

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from sleepy.agent.edits import EditError, get_edit_format
-from sleepy.agent.prompts import PromptTemplate
-from sleepy.config import CONF_DIR
+from sleepy.config import compose_config
 from sleepy.koans import load_koans
+from sleepy.prompts.edits import EditError, get_edit_format
+from sleepy.prompts.template import PromptTemplate
 
 BUGGY = 'fn main() {\n    let v = Vec::new();\n    v.push(1);\n    println!("{:?}", v);\n}\n'
 FIXED = BUGGY.replace("let v", "let mut v")
@@ -53,31 +52,30 @@ def test_the_lines_prompt_numbers_the_program_as_rustc_does():
 
 
 def test_v2_recipe_trains_on_templates_and_mutants(tmp_path):
-    from sleepy.tiny.train import train_tiny
+    from sleepy.pretrain.train import train_tiny
 
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose(
-            "tiny_v2",
-            overrides=[
-                "families=[mutability]",
-                "per_family=6",
-                "mutants.per_family=3",
-                "edit_format=lines",
-                "template=tiny_lines",
-                "train.steps=3",
-                "train.curriculum_steps=2",
-                "train.batch_size=4",
-                "train.warmup=1",
-                "arch.hidden=32",
-                "arch.layers=1",
-                "arch.heads=2",
-                "arch.intermediate=64",
-                "tokenizer.vocab_size=400",
-                f"out={tmp_path / 'model'}",
-                "install=false",
-                f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-            ],
-        )
+    cfg = compose_config(
+        "tiny_v2",
+        [
+            "families=[mutability]",
+            "per_family=6",
+            "mutants.per_family=3",
+            "edit_format=lines",
+            "template=tiny_lines",
+            "train.steps=3",
+            "train.curriculum_steps=2",
+            "train.batch_size=4",
+            "train.warmup=1",
+            "arch.hidden=32",
+            "arch.layers=1",
+            "arch.heads=2",
+            "arch.intermediate=64",
+            "tokenizer.vocab_size=400",
+            f"out={tmp_path / 'model'}",
+            "install=false",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        ],
+    )
     summary = train_tiny(cfg)
     assert summary["template_koans"] == 6 and summary["mutant_koans"] == 3
     assert summary["examples"] == 9

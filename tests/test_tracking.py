@@ -10,9 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from sleepy.config import CONF_DIR
 from sleepy.tracking import TrackingError, experiment_id
 
 STARTER = textwrap.dedent("""
@@ -96,40 +94,29 @@ def test_a_locked_store_is_one_line_from_the_entrypoint(tmp_path):
 
 
 def failed_day(folder: Path) -> Path:
-    """A day's record as the agent leaves it: three failed koans, their JSON beside the db."""
-    from sleepy.day import save_selection
+    """A day's record as the agent leaves it: three failed koans, kept in the store with them."""
     from sleepy.episodes import EpisodeStore
     from sleepy.koans.generate import generate
 
     folder.mkdir(parents=True)
     koans = generate("lifetimes", 3, seed=5, validate=False)
-    save_selection(koans, folder / "koans.jsonl")
     with EpisodeStore(folder / "episodes.sqlite") as store:
+        store.add_koans(koans)
         for k in koans:
             eid = store.start_episode("day", k.id, family=k.family, pattern=k.pattern)
             store.finish_episode(eid, passed=False, final_error_signature="E0106 sig")
     return folder / "episodes.sqlite"
 
 
-def test_sleep_runs_with_tracking_off(tmp_path):
+def test_sleep_runs_with_tracking_off(tmp_path, compose):
     """tracking=none used to crash sleepy-sleep with AttributeError ... 'startswith'."""
     from sleepy.sleep import run_sleep
 
     db = failed_day(tmp_path / "day")
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose(
-            "sleep",
-            overrides=[
-                "tracking=none",
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path / 'sleep'}",
-                f"curate.episodes={db}",
-                "adapter.max_steps=2",
-                "adapter.batch_size=4",
-                "adapter.target_modules=[q_proj,v_proj]",
-                "curate.augment_k=0",
-            ],
-        )
+    cfg = compose(
+        "sleep", "tracking=none", f"curate.episodes={db}", "adapter.max_steps=2",
+        "adapter.batch_size=4", "adapter.target_modules=[q_proj,v_proj]", "curate.augment_k=0",
+    )  # fmt: skip
     result = run_sleep(cfg)
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert result.version is None  # no registry without tracking
@@ -137,23 +124,19 @@ def test_sleep_runs_with_tracking_off(tmp_path):
     assert not Path("mlruns").exists()
 
 
-def test_consolidate_runs_with_tracking_off(tmp_path):
-    from registry_support import make_adapter
+def test_consolidate_runs_with_tracking_off(tmp_path, compose):
+    from support import make_adapter
 
     from sleepy.consolidate.run import run_consolidate
 
     a, b = make_adapter(tmp_path / "a", seed=1), make_adapter(tmp_path / "b", seed=2)
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = compose(
-            "consolidate",
-            overrides=[
-                "tracking=none",
-                "consolidation=mean",
-                f"tasks=[{a},{b}]",
-                f"paths.outputs={tmp_path}",
-                f"paths.output_dir={tmp_path / 'out'}",
-            ],
-        )
+    cfg = compose(
+        "consolidate",
+        "tracking=none",
+        "consolidation=mean",
+        f"tasks=[{a},{b}]",
+        out="out",
+    )
     result, version = run_consolidate(cfg)
     assert version is None and (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert not list(tmp_path.rglob("mlflow.db"))

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleepy.adapters import AdapterInfo, fingerprint, load_adapter_info
-from sleepy.consolidate.lora_io import (
+from sleepy.adapters.bundle import BUNDLE_WEIGHTS, load_bundle, save_bundle
+from sleepy.adapters.lora_io import (
     adapter_bytes,
     lora_parameters,
     read_lora,
     write_lora,
 )
-from sleepy.consolidate.share import LayerShare, average_coefficients, merge_layers
+from sleepy.consolidate.config import ShareConfig
+from sleepy.consolidate.share import average_coefficients, merge_layers
 
 
 @dataclass
@@ -141,26 +143,17 @@ class Share(Consolidator):
 
     method = "share"
 
-    def __init__(
-        self,
-        threshold: float = 0.6,
-        k_min: int = 2,
-        k_max: int = 16,
-        pool: list[str] | None = None,
-        method: str | None = None,
-        previous: str | None = None,
-        p: int = 2,
-        phi: int = 0,
-        route_distance: float = 0.3,
-    ):
-        self.kw = {"threshold": threshold, "k_min": k_min, "k_max": k_max}
-        self.route_distance = route_distance  # written into router.json: what routes where
-        self.pool = [Path(p) for p in (pool or [])]
-        self.method = method or self.method
+    def __init__(self, config: ShareConfig | None = None, **fields):
+        """`config` (default: ShareConfig's defaults) with `fields` set on it, as Hydra passes them."""
+        fields.pop("_target_", None)
+        self.config = cfg = replace(config or ShareConfig(), **fields)
+        self.kw = {"threshold": cfg.threshold, "k_min": cfg.k_min, "k_max": cfg.k_max}
+        self.route_distance = cfg.route_distance  # written into router.json: what routes where
+        self.pool = [Path(p) for p in cfg.pool]
+        self.method = cfg.method
         # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from
         # their original adapters, which Share does not need to keep.
-        self.previous = Path(previous) if previous else None
-        self.p, self.phi = p, phi  # Phase 2: used when sleep trains coefficients in this basis
+        self.previous = Path(cfg.previous) if cfg.previous else None
 
     def consolidate(self, tasks, base_model, out):
         earlier = load_bundle(self.previous) if self.previous is not None else {}
@@ -198,21 +191,7 @@ class Share(Consolidator):
         merged = {m: average_coefficients(layer, names) for m, layer in layers.items()}
         like = tasks[-1].path
         path = write_lora(merged, like, out / "adapter", _info(self.method, tasks, base_model))
-        bundle = path / "bundle"
-        bundle.mkdir(parents=True, exist_ok=True)
-        tensors = {}
-        for m, layer in layers.items():
-            tensors[f"{m}.beta"], tensors[f"{m}.mu_beta"] = layer.beta.U, layer.beta.mu
-            tensors[f"{m}.alpha"], tensors[f"{m}.mu_alpha"] = layer.alpha.U, layer.alpha.mu
-            for t in names:
-                tensors[f"{m}.{t}.eps_beta"] = layer.eps_beta[t]
-                tensors[f"{m}.{t}.eps_alpha"] = layer.eps_alpha[t]
-        from safetensors.torch import save_file
-
-        save_file(
-            {k: v.float().contiguous() for k, v in tensors.items()},
-            str(bundle / "share.safetensors"),
-        )
+        bundle = save_bundle(layers, names, path / "bundle")
         for t in tasks:
             router["tasks"][t.name] = {"signatures": t.signatures, "families": t.families}
         for t in names:
@@ -236,36 +215,8 @@ class Share(Consolidator):
             per_layer=per_layer,
             bundle_dir=bundle,
             metrics={
-                "basis_bytes": (bundle / "share.safetensors").stat().st_size,
+                "basis_bytes": (bundle / BUNDLE_WEIGHTS).stat().st_size,
                 "tasks": len(names),
                 "mean_recon_error": sum(v["recon_error"] for v in per_task.values()) / len(names),
             },
         )
-
-
-def load_bundle(bundle_dir: str | Path) -> dict[str, LayerShare]:
-    """The Share basis (and every task's coefficients) saved by `Share.consolidate`."""
-    from safetensors.torch import load_file
-
-    from sleepy.consolidate.share import FactorBasis
-
-    path = Path(bundle_dir) / "share.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"{bundle_dir}: no share.safetensors — not a Share bundle")
-    t = {k: v.double() for k, v in load_file(str(path)).items()}
-    layers: dict[str, LayerShare] = {}
-    for key in t:
-        if key.endswith(".mu_beta"):
-            m = key[: -len(".mu_beta")]
-            layers[m] = LayerShare(
-                FactorBasis(t[f"{m}.beta"], t[f"{m}.mu_beta"], 1.0),
-                FactorBasis(t[f"{m}.alpha"], t[f"{m}.mu_alpha"], 1.0),
-            )
-    for key, v in t.items():
-        for side in ("eps_beta", "eps_alpha"):
-            if key.endswith(f".{side}"):
-                rest = key[: -len(side) - 1]
-                m, _, task = rest.rpartition(".")
-                if m in layers:
-                    getattr(layers[m], side)[task] = v
-    return layers

@@ -12,16 +12,16 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.adapters import AdapterError
-from sleepy.config import CONF_DIR, check_config, one_line_errors
+from sleepy.config import CONF_PATH, check_config, exit_on_bad_overrides, one_line_errors
 from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
-from sleepy.tracking import TrackingError
+from sleepy.registry import download_adapter, register_adapter
+from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
 
 
-def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
-    """Adapter folders or registry URIs (oldest first) -> named task adapters."""
-    from sleepy.registry import download_adapter
-
+def resolve_tasks(sources, work: Path, store: str | None = None) -> list[TaskAdapter]:
+    """Adapter folders or registry URIs (oldest first; URIs from the registry of `store`) ->
+    named task adapters."""
     if isinstance(sources, dict) or hasattr(sources, "items"):
         items = list(sources.items())
     else:
@@ -30,7 +30,7 @@ def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
     for name, src in items:
         src = str(src)
         path = (
-            download_adapter(src, work / "downloads" / name)
+            download_adapter(src, work / "downloads" / name, store)
             if src.startswith("models:/")
             else Path(src)
         )
@@ -41,9 +41,6 @@ def resolve_tasks(sources, work: Path) -> list[TaskAdapter]:
 def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
     import mlflow
     from hydra.utils import instantiate
-
-    from sleepy.registry import register_adapter
-    from sleepy.tracking import log_config, mlflow_run, tracking_uri
 
     check_config(cfg)
     out = Path(cfg.paths.output_dir)
@@ -61,7 +58,7 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
         tracked = run is not None
         if tracked:
             log_config(cfg, out)
-        tasks = resolve_tasks(cfg.tasks, out)
+        tasks = resolve_tasks(cfg.tasks, out, tracking_uri(cfg.tracking))
         what = f"consolidate {len(tasks)} task adapter{'s' if len(tasks) != 1 else ''} ({method.method})"
         with stage("consolidate", what):
             result = method(tasks, str(cfg.model.path), out)
@@ -115,7 +112,7 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
     return result, version
 
 
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="consolidate")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="consolidate")
 @one_line_errors("sleepy-consolidate", TrackingError, AdapterError)
 def _consolidate(cfg: DictConfig) -> None:
     log = Path(str(cfg.paths.output_dir)) / LOG_NAME
@@ -129,6 +126,7 @@ def _consolidate(cfg: DictConfig) -> None:
 
 def main() -> None:
     verbose_flag()
+    exit_on_bad_overrides("consolidate", "sleepy-consolidate")
     _consolidate()
 
 

@@ -12,29 +12,9 @@ the top-k left singular vectors are the shared basis. Paper names:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-
-@dataclass
-class FactorBasis:
-    """One factor side of one layer: orthonormal basis U (m x k), the mean column mu (m,)."""
-
-    U: torch.Tensor
-    mu: torch.Tensor
-    explained: float  # share of the centred variance the kept components explain
-
-    @property
-    def k(self) -> int:
-        return self.U.shape[1]
-
-    def coefficients(self, F: torch.Tensor) -> torch.Tensor:
-        """Analytic coefficients U^T (F - mu): the least-squares solution since U is orthonormal."""
-        return self.U.T @ (F - self.mu[:, None])
-
-    def rebuild(self, eps: torch.Tensor) -> torch.Tensor:
-        return self.U @ eps + self.mu[:, None]
+from sleepy.adapters.bundle import FactorBasis, LayerShare
 
 
 def choose_k(s: torch.Tensor, threshold: float, k_min: int, k_max: int) -> int:
@@ -54,12 +34,17 @@ def choose_k(s: torch.Tensor, threshold: float, k_min: int, k_max: int) -> int:
 
 def fit_basis(
     factors: list[torch.Tensor],
-    threshold: float = 0.6,
-    k_min: int = 2,
-    k_max: int = 16,
+    threshold: float | None = None,
+    k_min: int = 1,
+    k_max: int | None = None,
     k: int | None = None,
 ) -> FactorBasis:
-    """Phase 1 for one factor side: factors are (m x r_t) matrices, stacked to (m x sum r_t)."""
+    """Phase 1 for one factor side: factors are (m x r_t) matrices, stacked to (m x sum r_t).
+
+    k is given, or chosen by `threshold` within [k_min, k_max] (consolidation.threshold, ...).
+    """
+    if k is None and (threshold is None or k_max is None):
+        raise ValueError("fit_basis: give k, or threshold and k_max")
     D = torch.cat([f.double() for f in factors], dim=1)
     mu = D.mean(dim=1)
     U, s, _ = torch.linalg.svd(D - mu[:, None], full_matrices=False)
@@ -68,26 +53,6 @@ def fit_basis(
     var = s**2
     explained = float(var[:kk].sum() / var.sum()) if var.sum() > 0 else 1.0
     return FactorBasis(U[:, :kk].contiguous(), mu, explained)
-
-
-@dataclass
-class LayerShare:
-    """Both sides of one layer: beta for B (n x k), alpha for A^T (d x k), and every task's coefficients."""
-
-    beta: FactorBasis
-    alpha: FactorBasis
-    eps_beta: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> k x r_t
-    eps_alpha: dict[str, torch.Tensor] = field(default_factory=dict)  # task -> k x r_t
-
-    def factors(self, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A (r x d), B (n x r)) of a task, rebuilt from basis and coefficients."""
-        B = self.beta.rebuild(self.eps_beta[task])
-        A = self.alpha.rebuild(self.eps_alpha[task]).T
-        return A, B
-
-    def delta(self, task: str, scale: float = 1.0) -> torch.Tensor:
-        A, B = self.factors(task)
-        return scale * B @ A
 
 
 def fit_layer(tasks: dict[str, tuple[torch.Tensor, torch.Tensor]], **basis_kw) -> LayerShare:

@@ -7,12 +7,12 @@ import json
 import os
 from pathlib import Path
 
+from sleepy.episodes.store import EpisodeError, EpisodeStore
+
 DB_HELP = "episode database (default: $SLEEPY_EPISODES_DB)"
 
 
 def _store(args: argparse.Namespace, create: bool = False):
-    from sleepy.episodes.store import EpisodeError, EpisodeStore
-
     db = args.db or os.environ.get("SLEEPY_EPISODES_DB")
     if not db:
         raise EpisodeError("no episode database given: pass --db PATH or set SLEEPY_EPISODES_DB")

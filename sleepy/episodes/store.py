@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sleepy.koans.model import Koan
+
 # Episodes that are over; "running" ones belong to a live process or to one that was killed, and
 # "interrupted" marks the latter once a resumed run starts the same attempt again.
 FINISHED = ("done", "error")
@@ -71,6 +73,14 @@ MIGRATIONS: list[str] = [
         heartbeat REAL NOT NULL
     );
     """,
+    # The koans a day worked on, as it selected them: generated ones exist nowhere else, and sleep
+    # reads them from here to pair the day's failures with their fixes.
+    """
+    CREATE TABLE koans (
+        koan_id TEXT PRIMARY KEY,
+        koan TEXT NOT NULL
+    );
+    """,
 ]
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # A run's owner that has not beaten for this long is taken to be dead (a killed process, or a
@@ -119,6 +129,13 @@ class Episode:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def start_feedback(self) -> str | None:
+        """What the sandbox said about the koan's buggy code when the episode started (the
+        feedback the agent was first shown); None when the trajectory does not hold it."""
+        start = self.trajectory[0] if self.trajectory else {}
+        return start.get("feedback") if start.get("kind") == "start" else None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Episode:
@@ -577,6 +594,23 @@ class EpisodeStore:
             "total": summary(eps),
             "families": {fam: summary(group) for fam, group in sorted(per_family.items())},
         }
+
+    # -- the day's koans ----------------------------------------------------------------------
+
+    def add_koans(self, koans: Iterable[Koan]) -> int:
+        """Keep the koans a day selected (a koan already here is kept as it was); returns how
+        many were new."""
+        rows = [(k.id, _json(k.to_dict())) for k in koans]
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO koans (koan_id, koan) VALUES (?, ?)", rows)
+            return db.total_changes - before
+
+    def koans(self) -> dict[str, Koan]:
+        """The koans the days recorded here worked on, by id."""
+        with self._lock:
+            rows = self._db.execute("SELECT koan_id, koan FROM koans ORDER BY koan_id").fetchall()
+        return {r[0]: Koan.from_dict(json.loads(r[1]), f"{self.path} (koan {r[0]})") for r in rows}
 
     # -- exchange -----------------------------------------------------------------------------
 

@@ -14,11 +14,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sleepy.adapters import AdapterError, load_adapter_info
 from sleepy.config import check_config
 from sleepy.console import current
+from sleepy.day import DayError, run_day
+from sleepy.episodes import EpisodeStore, metrics_of
 from sleepy.eval.cache import ResultCache, result_key
 from sleepy.eval.gate import Gate, GateDecision
 from sleepy.eval.metrics import (
@@ -30,6 +32,19 @@ from sleepy.eval.metrics import (
     with_repeats,
     write_table,
 )
+from sleepy.koans import KoanError, load_evalset
+from sleepy.koans.model import evalset_path
+from sleepy.registry import (
+    RegistryError,
+    alias_version,
+    describe_version,
+    download_adapter,
+    get_version,
+    model_uri,
+    tag_version,
+)
+from sleepy.registry import promote as registry_promote
+from sleepy.tracking import log_config, mlflow_run
 
 
 class EvalError(RuntimeError):
@@ -70,14 +85,6 @@ def resolve(
     spec: str | None, cfg: DictConfig, dst: Path, missing_alias_is_base: bool = False
 ) -> Contender:
     """A candidate/champion spec -> Contender with a checked adapter folder (else EvalError)."""
-    from sleepy.adapters import AdapterError, load_adapter_info
-    from sleepy.registry import (
-        RegistryError,
-        alias_version,
-        download_adapter,
-        get_version,
-        model_uri,
-    )
 
     name, uri = str(cfg.registry.name), _tracking_uri(cfg)
     spec = "base" if spec in (None, "", "base", "none") else str(spec)
@@ -117,7 +124,7 @@ def resolve(
         except RegistryError as e:
             raise EvalError(str(e)) from None
         try:
-            path = download_adapter(model_uri(name, version), dst / f"v{version}")
+            path = download_adapter(model_uri(name, version), dst / f"v{version}", uri)
         except ValueError as e:
             raise EvalError(str(e).splitlines()[0]) from None
     try:
@@ -138,9 +145,6 @@ def _tracking_uri(cfg: DictConfig) -> str | None:
 
 def _run_agent(cfg: DictConfig, who: Contender, side: str, evalset: str):
     """One day over an evalset with this contender's adapter; its MLflow logging is the eval's."""
-    from sleepy.day import DayError, run_day
-    from sleepy.episodes import EpisodeStore
-
     day_cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(day_cfg, False)
     day_cfg.run_id = f"{cfg.run_id}-{side}"
@@ -182,7 +186,6 @@ def _measure(
     cfg, who: Contender, side: str, evalset: Path, cache, earlier
 ) -> tuple[dict, dict, bool]:
     """(outcomes, metrics) of one contender on one set, from the cache when the key is there."""
-    from sleepy.day import metrics_of
 
     key = result_key(who.adapter_dir, evalset, cfg) if evalset.is_file() else None
     hit = cache.get(key) if key else None
@@ -216,16 +219,10 @@ def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier) -> Set
 def evaluate(cfg: DictConfig) -> EvalResult:
     """Evaluate cfg.candidate against cfg.champion on the learning set (when given: does it learn?)
     and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
-    from sleepy.koans import KoanError, load_evalset
-    from sleepy.koans.model import evalset_path
-    from sleepy.registry import describe_version, tag_version
-    from sleepy.registry import promote as registry_promote
-    from sleepy.tracking import log_config, mlflow_run
-
     check_config(cfg)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
-    gate: Gate = hydra.utils.instantiate(cfg.gate)
+    gate: Gate = OmegaConf.to_object(cfg.gate)
     name, uri = str(cfg.registry.name), _tracking_uri(cfg)
     frozen_path = evalset_path(str(cfg.koans.evalset), str(cfg.paths.evalsets))
     learning_path = cfg.koans.get("learning_set")
@@ -390,8 +387,6 @@ def _log(frozen, learning, learning_path, lost, won, out, decision, promoted, wa
 def _tag_unusable(cfg: DictConfig, reason: str) -> None:
     """A registry candidate whose adapter cannot be used is marked rejected, with the reason."""
     from mlflow.exceptions import MlflowException
-
-    from sleepy.registry import tag_version
 
     spec = str(cfg.candidate)
     name, ref = str(cfg.registry.name), spec

@@ -8,16 +8,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sleepy.config import CONF_DIR
+from sleepy.config import CONF_PATH, ConfigError, exit_on_bad_overrides
+from sleepy.console import LOG_NAME, Display, verbose_flag
+from sleepy.eval import EvalError, evaluate
+from sleepy.tracking import TrackingError
 
 
-@hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="eval")
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="eval")
 def _eval(cfg: DictConfig) -> None:
-    from sleepy.config import ConfigError
-    from sleepy.console import LOG_NAME, Display
-    from sleepy.eval import EvalError, evaluate
-    from sleepy.tracking import TrackingError
-
     try:
         log = Path(str(cfg.paths.output_dir)) / LOG_NAME
         with Display("sleepy-eval", log, bool(cfg.get("verbose", False))):
@@ -39,9 +37,8 @@ def _eval(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    from sleepy.console import verbose_flag
-
     verbose_flag()
+    exit_on_bad_overrides("eval", "sleepy-eval")
     _eval()
 
 

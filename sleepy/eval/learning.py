@@ -19,9 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from sleepy.koans import Koan
-from sleepy.koans.generate import EVAL_SEEDS, GenerateError, generate
+from sleepy.koans.generate import EVAL_SEEDS, GenerateError, default_exclude_hashes, generate
 from sleepy.koans.generator import patterns as template_patterns
-from sleepy.koans.model import known_hashes
 from sleepy.koans.mutate import PROGRAM_SOURCES, Program, mutate, operator_for, parent_of
 
 
@@ -86,7 +85,7 @@ def build_learning_set(
             wanted.add((kn.family, kn.pattern))
         else:
             transfer.add(kn.family)
-    exclude = hashes | known_hashes("koans", "evalsets")
+    exclude = hashes | default_exclude_hashes()
 
     def draw(what: str, draws_of: Callable[[int], list[Koan]], learning: str) -> None:
         # double the draw until k of them are no training program renamed

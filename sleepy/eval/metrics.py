@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepy.day import metrics_of
+from sleepy.episodes import EpisodeStore, metrics_of
 
 
 @dataclass
@@ -41,8 +41,6 @@ def outcomes(episodes) -> dict[str, KoanOutcome]:
 
 def earlier_failure_signatures(databases: list[str | Path], before_cycle: int) -> set[str]:
     """Final error signatures of failed episodes of cycles before `before_cycle` (globs allowed)."""
-    from sleepy.episodes import EpisodeStore
-
     paths: list[str] = []
     for pattern in databases:
         found = sorted(glob.glob(str(pattern)))

@@ -17,7 +17,13 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from sleepy.koans.model import FAMILIES, KINDS, SOURCES, KoanError, load_koans
+from sleepy.config import DATA_ROOT, KOANS_DIR
+from sleepy.koans.freeze import FreezeError, freeze
+from sleepy.koans.generate import GenerateError, generate
+from sleepy.koans.generator import patterns
+from sleepy.koans.importer import import_pairs
+from sleepy.koans.model import FAMILIES, KINDS, SOURCES, KoanError, known_hashes, load_koans
+from sleepy.koans.validate import DEFAULT_PATHS, family_of, fill_stdout_files, validate_paths
 
 console = Console()
 errors = Console(stderr=True)
@@ -25,8 +31,6 @@ errors = Console(stderr=True)
 
 def _fails_cleanly(fn):
     """Known failures (bad koans, broken templates) print one line and exit 1, not a traceback."""
-    from sleepy.koans.freeze import FreezeError
-    from sleepy.koans.generate import GenerateError
 
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
@@ -46,14 +50,9 @@ def _quiet_stdout(as_json: bool):
 
 @_fails_cleanly
 def cmd_generate(args: argparse.Namespace) -> int:
-    from sleepy.koans.generate import generate
-    from sleepy.koans.generator import patterns
-
     families = [f for f in FAMILIES if patterns(f)] if args.family == "all" else [args.family]
     exclude = None
     if args.exclude is not None:
-        from sleepy.koans.model import known_hashes
-
         exclude = known_hashes(*args.exclude)
     total = 0
     for family in families:
@@ -132,8 +131,6 @@ def cmd_mutate(args: argparse.Namespace) -> int:
 
 @_fails_cleanly
 def cmd_import(args: argparse.Namespace) -> int:
-    from sleepy.koans.importer import import_pairs
-
     report = import_pairs(args.buggy_dir, args.fixed_dir, args.out, args.family, args.workers)
     for rel, reason in report.skipped:
         console.print(f"[yellow]skipped[/yellow] {rel}: {reason}", highlight=False, soft_wrap=True)
@@ -168,18 +165,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _default_paths() -> list[Path]:
-    from sleepy.koans.validate import DEFAULT_PATHS
-
     return [p for p in DEFAULT_PATHS if p.exists()]
 
 
 @_fails_cleanly
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sleepy.koans.validate import family_of, fill_stdout_files, validate_paths
-
     paths = args.paths or _default_paths()
     if not paths:
-        raise KoanError("nothing to validate: no koans/ or evalsets/frozen.json here; pass PATH")
+        raise KoanError(
+            f"nothing to validate: no koans/ or evalsets/frozen.json in {DATA_ROOT}; pass PATH"
+        )
     with _quiet_stdout(args.json):
         if args.fill_stdout:
             changed = fill_stdout_files(paths, workers=args.workers)
@@ -281,8 +276,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 @_fails_cleanly
 def cmd_freeze(args: argparse.Namespace) -> int:
-    from sleepy.koans.freeze import freeze
-
     koans = freeze(
         out=args.out,
         handwritten_dir=args.handwritten,
@@ -399,7 +392,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="first write missing expected_stdout into koan files",
     )
     p.add_argument(
-        "--corpus", type=Path, default=Path("koans"), help="corpus an evalset must be disjoint from"
+        "--corpus", type=Path, default=KOANS_DIR, help="corpus an evalset must be disjoint from"
     )
     p.set_defaults(func=cmd_validate)
 

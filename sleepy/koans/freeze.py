@@ -8,6 +8,7 @@ from pathlib import Path
 from sleepy.koans.generate import generate
 from sleepy.koans.model import FAMILIES, Koan, known_hashes, load_koans, save_evalset
 from sleepy.koans.validate import shared_sandbox, validate_candidate
+from sleepy.sandbox import run_batch
 
 
 class FreezeError(RuntimeError):
@@ -34,7 +35,6 @@ def freeze(
     `seed`, which should differ from the corpus seed. Every koan must validate and none may share
     a content hash with a koan in `koans_dir`.
     """
-    from sleepy.sandbox import run_batch
 
     families = list(families or FAMILIES)
     handwritten_dir = Path(handwritten_dir)

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sleepy.config import EVALSETS_DIR, KOANS_DIR
 from sleepy.koans import generator, variation
 from sleepy.koans.generator import Pattern, Vocab
 from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
@@ -21,8 +22,18 @@ from sleepy.koans.validate import (
     validate_candidate,
 )
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
+from sleepy.sandbox import run_batch
 
-DEFAULT_EXCLUDE = (Path("koans"), Path("evalsets"))
+# What generated koans keep clear of: the corpus and frozen suite sleepy runs on (a checkout's, or
+# the copy a wheel carries), and koans/ and evalsets/ of the working directory when it has its own.
+DEFAULT_EXCLUDE = (KOANS_DIR, EVALSETS_DIR, Path("koans"), Path("evalsets"))
+
+
+def default_exclude_hashes() -> set[str]:
+    """The content hashes of every koan under DEFAULT_EXCLUDE (each folder read once)."""
+    return known_hashes(*dict.fromkeys(p.resolve() for p in DEFAULT_EXCLUDE if p.exists()))
+
+
 # Seeds reserved for evaluation (the eval's learning sets): training data is never drawn from them,
 # so a learning-set koan is never a training koan's twin by construction.
 EVAL_SEEDS = range(1_000_000_000, 2_000_000_000)
@@ -135,7 +146,6 @@ def generate(
     and worker counts do not change it. `exclude_hashes=None` excludes everything in koans/ and
     evalsets/. Writes koans to `out/<family>/<id>.json` when `out` is given.
     """
-    from sleepy.sandbox import run_batch
 
     if n < 0:
         raise GenerateError(f"n must be >= 0, got {n}")
@@ -146,7 +156,7 @@ def generate(
         )
     items = EVAL_ITEMS if purpose == "eval" else TRAIN_ITEMS if vary else ()
     pats = select_patterns(family, patterns)
-    seen = set(known_hashes(*DEFAULT_EXCLUDE) if exclude_hashes is None else exclude_hashes)
+    seen = set(default_exclude_hashes() if exclude_hashes is None else exclude_hashes)
     stats = {p.name: PatternStats() for p in pats}
     cap = 50 * n + 200  # drafts, before giving up on finding n distinct ones
     accepted: list[Koan] = []

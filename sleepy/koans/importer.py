@@ -19,7 +19,8 @@ from pathlib import Path
 
 from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
 from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate, validate_koan
-from sleepy.signatures import normalize_message
+from sleepy.sandbox import run_batch
+from sleepy.sandbox.signatures import normalize_message
 
 
 @dataclass
@@ -245,7 +246,6 @@ def import_pairs(
 ) -> ImportReport:
     """Koans from matching `.rs` files under `buggy_dir` and `fixed_dir`, validated, then saved
     under `out` (a koan whose code is already there is skipped)."""
-    from sleepy.sandbox import run_batch
 
     buggy_dir, fixed_dir = Path(buggy_dir), Path(fixed_dir)
     for d, flag in ((buggy_dir, "--buggy-dir"), (fixed_dir, "--fixed-dir")):

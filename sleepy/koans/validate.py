@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sleepy.config import EVALSETS_DIR, KOANS_DIR
 from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
+from sleepy.sandbox import Sandbox, run_batch
 
-DEFAULT_PATHS = (Path("koans"), Path("evalsets/frozen.json"))
+# the corpus and the frozen suite sleepy runs on (a checkout's own, or the copy a wheel carries)
+DEFAULT_PATHS = (KOANS_DIR, EVALSETS_DIR / "frozen.json")
 # statuses that say more about a loaded machine than about the koan: worth one more try
 TRANSIENT = ("timeout", "killed", "memory")
 
@@ -223,8 +226,6 @@ def shared_sandbox():
     """One Sandbox for the batch workers of this process (its calls keep no shared state)."""
     global _SANDBOX
     if _SANDBOX is None:
-        from sleepy.sandbox import Sandbox
-
         _SANDBOX = Sandbox()
     return _SANDBOX
 
@@ -243,7 +244,6 @@ def validate_paths(
     workers: int | None = None,
 ) -> ValidationReport:
     """Validate every koan under `paths` with rustc, in parallel, plus the set-wide checks."""
-    from sleepy.sandbox import run_batch
 
     paths = [Path(p) for p in paths]
     entries = collect(paths)
@@ -266,8 +266,6 @@ def validate_paths(
 def fill_stdout_files(paths: Iterable[str | Path], workers: int | None = None) -> list[Path]:
     """Write `expected_stdout` into koan files (not evalsets: those are frozen) that lack it.
     Returns the files changed."""
-    from sleepy.sandbox import run_batch
-
     todo = [
         e
         for e in collect(paths)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 Messages = list[dict[str, Any]]  # [{"role": "system"|"user"|"assistant"|"tool", "content": str}]
 T = TypeVar("T")
@@ -33,22 +33,24 @@ class BackendUnreachable(BackendError):
     """The server did not answer (refused, timed out) after every retry."""
 
 
-class LLM:
-    """A chat model. `generate` takes a batch of conversations and returns one reply for each.
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model: the seam between the agent (or `sleepy serve`) and a backend. `generate`
+    takes a batch of conversations and returns one reply for each.
 
     Options every backend understands: max_new_tokens, temperature (0 = greedy), top_p, seed,
     stop (list of strings), tools (OpenAI-style tool schemas, where `supports_tools`).
+    Backends subclass it for the methods below (`set_defaults`, `options`, `chat`).
     """
 
     model_id: str = "unknown"
-    supports_batch: bool = False  # True: one call runs the whole batch at once (hf)
     supports_tools: bool = False  # True: native tool calls come back in Generation.tool_calls
     # True: generate() takes `signatures` (one error signature or None per conversation) and
     # routes each conversation to the task adapter that learned it (hf with a Share bundle)
     supports_routing: bool = False
+    context: int | None = None  # most tokens in + out one conversation may have; None: unknown
 
-    def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
-        raise NotImplementedError
+    def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]: ...
 
     def set_defaults(
         self, max_new_tokens: int, temperature: float, top_p: float, seed: int | None

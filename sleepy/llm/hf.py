@@ -1,127 +1,68 @@
 """The `hf` backend: a local transformers model (plus an optional PEFT adapter), batched on device.
 
-Greedy decoding (the agent's default) has its own loop: prompts are grouped by length
-(`plan_batches`), each prompt is prefilled without padding beyond its few near-equal neighbours,
-its keys and values are copied into one preallocated static cache per group, and the group
-decodes together; rows that reached EOS are dropped from the batch as it runs. Sampling and stop
-strings go through `model.generate` on left-padded batches of similar length.
+Greedy decoding (the agent's default) goes through sleepy's own loop (`backend.decoder=custom`,
+sleepy.llm.greedy) or through model.generate (`backend.decoder=generate`); sampling and stop
+strings always go through model.generate, on left-padded batches of similar length.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sleepy.consolidate.router import Router
+from omegaconf import MISSING
+
+from sleepy.adapters.router import Router
 from sleepy.llm.base import LLM, BackendError, Generation, Messages, one_line
+from sleepy.llm.greedy import GreedyDecoder, plan_batches
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# Fixed cost of one decode step (a forward of the whole model for one token per row), counted in
-# cached tokens read by attention: grouping two length buckets saves steps but makes the short
-# rows attend over the long rows' padding. Measured on CPU: ~2 ms per step vs ~0.7 us per token.
-STEP_COST_TOKENS = 2048
-PREFILL_PAD = 1.1  # prompts prefilled together may differ in length by 10% (padding waste)
-# Generation-config fields that add a logits processor to greedy search: when any differs from its
-# default, greedy decoding goes through model.generate so it applies them.
-_PROCESSOR_FIELDS = (
-    "repetition_penalty",
-    "encoder_repetition_penalty",
-    "no_repeat_ngram_size",
-    "encoder_no_repeat_ngram_size",
-    "bad_words_ids",
-    "sequence_bias",
-    "min_length",
-    "min_new_tokens",
-    "forced_bos_token_id",
-    "forced_eos_token_id",
-    "suppress_tokens",
-    "begin_suppress_tokens",
-    "exponential_decay_length_penalty",
-    "renormalize_logits",
-    "guidance_scale",
-    "watermarking_config",
-)
+# auto: an adapter carrying a Share bundle routes by error signature; off: the averaged adapter;
+# arrow: PEFT's Arrow mixes the bundle's task adapters per token (a training-free baseline)
+ROUTES = ("auto", "off", "arrow")
+DECODERS = ("custom", "generate")
 
 
 def _looks_like_hub_id(name: str) -> bool:
     return not name.startswith((".", "/", "~")) and name.count("/") == 1
 
 
-@functools.cache
-def _filled_layer_class() -> type:
-    from transformers.cache_utils import StaticLayer
+@dataclass
+class HFConfig:
+    """The `backend=hf` config group (a structured config): every option of the hf backend and
+    its default, in one place; sleepy/conf/backend/hf.yaml fills in the model's own settings."""
 
-    class FilledStaticLayer(StaticLayer):
-        """A StaticLayer (preallocated, written in place) whose attention reads only the
-        `filled` positions written so far, not the whole buffer."""
-
-        filled = 0
-
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
-            keys, values = super().update(key_states, value_states, *args, **kwargs)
-            self.filled += key_states.shape[-2]
-            return keys[:, :, : self.filled], values[:, :, : self.filled]
-
-        def get_mask_sizes(self, query_length: int, *args: Any) -> tuple[int, int]:
-            return self.filled + query_length, 0
-
-    return FilledStaticLayer
-
-
-def plan_batches(
-    lengths: list[int], max_batch: int, max_new_tokens: int, step_cost: int | None = None
-) -> list[list[int]]:
-    """Indices of prompts to decode together, shortest first, at most `max_batch` per group.
-
-    Every row of a group attends over the group's longest prompt plus what it generates, and
-    every group costs its own decode steps; the split minimises
-    sum(steps * (step_cost + rows * (longest + steps / 2))) over groups of consecutive lengths.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    steps, step_cost = max_new_tokens, STEP_COST_TOKENS if step_cost is None else step_cost
-    best = [0.0] + [float("inf")] * len(order)  # best[j]: cheapest plan for the j shortest
-    cut = [0] * (len(order) + 1)
-    for j in range(1, len(order) + 1):
-        longest = lengths[order[j - 1]]
-        for i in range(max(0, j - max(1, max_batch)), j):
-            cost = best[i] + steps * (step_cost + (j - i) * (longest + steps / 2))
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    groups, j = [], len(order)
-    while j:
-        groups.append(order[cut[j] : j])
-        j = cut[j]
-    return groups[::-1]
-
-
-# auto: an adapter carrying a Share bundle routes by error signature; off: the averaged adapter;
-# arrow: PEFT's Arrow mixes the bundle's task adapters per token (a training-free baseline)
-ROUTES = ("auto", "off", "arrow")
+    _target_: str = "sleepy.llm.hf.HFBackend"
+    model: str = MISSING  # local directory or hub id
+    adapter: str | None = None  # PEFT adapter directory
+    route: str = "auto"  # auto | off | arrow (ROUTES)
+    model_id: str | None = None
+    dtype: str = "float32"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # cuda when there is one, else cpu
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int | None = None
+    # most prompts decoded together; greedy decoding plans its own groups by prompt length under
+    # this cap (32 beat 8 on CPU too)
+    batch_size: int = 32
+    threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
+    # greedy decoding: custom (sleepy.llm.greedy, see the README's bench) or generate
+    # (transformers' model.generate)
+    decoder: str = "custom"
 
 
 class HFBackend(LLM):
-    supports_batch = True
     supports_tools = False  # small local models use the text action protocol
 
-    def __init__(
-        self,
-        model: str | Path,
-        adapter: str | Path | None = None,
-        model_id: str | None = None,
-        dtype: str = "float32",
-        device: str = "auto",
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        batch_size: int = 8,
-        threads: int | None = None,
-        route: str = "auto",
-    ):
+    def __init__(self, model: str | Path, **options: Any):
+        """`model` and any HFConfig option (its defaults for the rest)."""
+        o = HFConfig(model=str(model), **options)
+        adapter, model_id, dtype, device, route = o.adapter, o.model_id, o.dtype, o.device, o.route
+        threads = o.threads
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -136,6 +77,8 @@ class HFBackend(LLM):
         source = str(path) if path.exists() else name
         if route not in ROUTES:
             raise BackendError(f"route must be one of {ROUTES}, not {route!r}")
+        if o.decoder not in DECODERS:
+            raise BackendError(f"decoder must be one of {DECODERS}, not {o.decoder!r}")
         if adapter and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
             # checked before the (slow) model load, so a typo fails at once
             raise BackendError(f"no adapter at {adapter}: expected adapter_config.json there")
@@ -171,45 +114,23 @@ class HFBackend(LLM):
             eos = self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.context = getattr(self.model.config, "max_position_embeddings", None)
-        self.set_defaults(max_new_tokens, temperature, top_p, seed)
-        self.batch_size = batch_size
+        self.set_defaults(o.max_new_tokens, o.temperature, o.top_p, o.seed)
+        self.batch_size = o.batch_size
         base_id = model_id or (path.name if path.exists() else name)
         self.model_id = f"{base_id}+{Path(adapter).name}" if adapter and not model_id else base_id
         self.adapter = str(adapter) if adapter else None
-        # Greedy decoding gets its own loop where generate() would do nothing but argmax: no
-        # logits processors, and a static cache of full-attention layers only (no sliding window).
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        params = inspect.signature(base.forward).parameters
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in 5.x
-        self._n_layers = self._full_attention_layers(self.model.config)
-        self.plain_greedy = (
-            self._n_layers > 0
-            and {"position_ids", "logits_to_keep"} <= set(params)
-            and self._greedy_has_no_processors(self.model.generation_config)
+        # decoder=custom: greedy decoding gets sleepy's loop where model.generate would do
+        # nothing but argmax (None: this model needs model.generate; see GreedyDecoder.for_model)
+        self.greedy = (
+            GreedyDecoder.for_model(
+                self.model, self.eos_ids, self.tokenizer.pad_token_id, self.device
+            )
+            if o.decoder == "custom"
+            else None
         )
         self.last_plan: list[int] = []  # prompts per batch in the last generate(), in order
         self._lock = threading.Lock()  # generate() is not re-entrant; serve calls it from threads
         self._route_lock = threading.Lock()  # one routed batch at a time: it switches adapters
-
-    @staticmethod
-    def _greedy_has_no_processors(config: Any) -> bool:
-        from transformers import GenerationConfig
-
-        default = GenerationConfig()
-        return all(getattr(config, k, None) == getattr(default, k, None) for k in _PROCESSOR_FIELDS)
-
-    @staticmethod
-    def _full_attention_layers(config: Any) -> int:
-        """How many layers the model's static cache has, or 0 if any is not plain full attention."""
-        from transformers import StaticCache
-        from transformers.cache_utils import StaticLayer
-
-        try:
-            layers = StaticCache(config=config, max_cache_len=1).layers
-        except Exception:  # a model whose config StaticCache does not understand
-            return 0
-        plain = all(type(x) is StaticLayer and hasattr(x, "cumulative_length") for x in layers)
-        return len(layers) if plain else 0
 
     @staticmethod
     def _load_adapter(model: Any, adapter: Path) -> Any:
@@ -315,11 +236,11 @@ class HFBackend(LLM):
         ]
         results: list[Generation | None] = [None] * len(prompts)
         with self._lock:
-            if opts["temperature"] <= 0 and not opts.get("stop") and self.plain_greedy:
+            if opts["temperature"] <= 0 and not opts.get("stop") and self.greedy is not None:
                 groups = plan_batches([len(x) for x in ids], size, opts["max_new_tokens"])
                 self.last_plan = [len(g) for g in groups]
                 for group in groups:
-                    new = self._greedy_group([ids[i] for i in group], opts["max_new_tokens"])
+                    new = self.greedy.decode([ids[i] for i in group], opts["max_new_tokens"])
                     for i, out in zip(group, new, strict=True):
                         results[i] = self._finish(out, len(ids[i]), None)
                 return results  # type: ignore[return-value]
@@ -333,96 +254,6 @@ class HFBackend(LLM):
                 ):
                     results[i] = g
         return results  # type: ignore[return-value]
-
-    def _greedy_group(self, rows: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        """Greedy continuations of token-id prompts (shortest first), decoded as one batch.
-
-        Runs of prompts within PREFILL_PAD of each other in length are prefilled together
-        (left-padded); their keys and values go right-aligned into one preallocated cache, so
-        every row ends at the same position and decodes one token per step. Each row gets what
-        model.generate computes for its prompt alone (argmax of the last logits each step),
-        without prefilling the group's padding or stepping rows that already ended.
-        """
-        import torch
-        from transformers import Cache, DynamicCache
-
-        dev, pad = self.device, self.tokenizer.pad_token_id
-        config = self.model.config
-        lens = [len(r) for r in rows]
-        width = max(lens)
-        cache = Cache(
-            layers=[
-                _filled_layer_class()(max_cache_len=width + max_new_tokens)
-                for _ in range(self._n_layers)
-            ]
-        )
-        mask = torch.zeros(len(rows), width + max_new_tokens, dtype=torch.long, device=dev)
-        nxt = torch.empty(len(rows), dtype=torch.long, device=dev)
-        with torch.inference_mode():
-            a = 0
-            while a < len(rows):
-                b = a + 1
-                while b < len(rows) and lens[b] <= PREFILL_PAD * lens[a]:
-                    b += 1
-                w = lens[b - 1]
-                ids = torch.full((b - a, w), pad, dtype=torch.long)
-                part_mask = torch.zeros((b - a, w), dtype=torch.long)
-                for j in range(a, b):
-                    ids[j - a, w - lens[j] :] = torch.tensor(rows[j])
-                    part_mask[j - a, w - lens[j] :] = 1
-                ids, part_mask = ids.to(dev), part_mask.to(dev)
-                part = DynamicCache(config=config)
-                out = self.model(
-                    input_ids=ids,
-                    attention_mask=part_mask,
-                    position_ids=(part_mask.cumsum(-1) - 1).clamp(min=0),
-                    **{self._cache_kw: part},
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-                nxt[a:b] = out.logits[:, -1].argmax(-1)
-                if a == 0:
-                    k = part.layers[0].keys
-                    cache.early_initialization(len(rows), k.shape[1], k.shape[-1], k.dtype, dev)
-                for layer, filled in zip(cache.layers, part.layers, strict=True):
-                    layer.keys[a:b, :, width - w : width] = filled.keys
-                    layer.values[a:b, :, width - w : width] = filled.values
-                mask[a:b, width - w : width] = part_mask
-                a = b
-            for layer in cache.layers:
-                layer.cumulative_length.fill_(width)
-                layer.filled = width
-
-            eos = torch.tensor(sorted(self.eos_ids), device=dev)
-            live = list(range(len(rows)))  # the rows still in the batch, by index into rows
-            pos = torch.tensor(lens, device=dev) - 1
-            done = torch.zeros(len(rows), dtype=torch.bool, device=dev)
-            new: list[list[int]] = [[] for _ in rows]
-            for step in range(max_new_tokens):
-                for i, t in zip(live, nxt.tolist(), strict=True):
-                    new[i].append(t)
-                done |= torch.isin(nxt, eos)
-                n_done = int(done.sum())
-                if n_done == len(live) or step == max_new_tokens - 1:
-                    break
-                if n_done * 4 >= len(live):  # drop ended rows once they are a quarter
-                    keep = (~done).nonzero().squeeze(1)
-                    live = [live[i] for i in keep.tolist()]
-                    nxt, pos, mask, done = nxt[keep], pos[keep], mask[keep], done[keep]
-                    for layer in cache.layers:
-                        layer.keys = layer.keys.index_select(0, keep)
-                        layer.values = layer.values.index_select(0, keep)
-                mask[:, width + step] = 1
-                pos = pos + 1
-                out = self.model(
-                    input_ids=nxt[:, None],
-                    attention_mask=mask[:, : width + step + 1],
-                    position_ids=pos[:, None],
-                    **{self._cache_kw: cache},
-                    use_cache=True,
-                )
-                nxt = out.logits[:, -1].argmax(-1)
-        return new
 
     def _finish(self, ids: list[int], n_in: int, stop: list[str] | None) -> Generation:
         """The reply for generated ids: cut after the first EOS, decoded, cut at a stop string."""

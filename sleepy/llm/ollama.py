@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sleepy.consolidate.export import OLLAMA_SCRIPT, ExportError, ServedAdapters
+from sleepy.adapters.served import OLLAMA_SCRIPT, ExportError, ServedAdapters
 from sleepy.llm.base import (
     BackendError,
     BackendUnreachable,
@@ -22,7 +22,6 @@ from sleepy.llm.base import (
 
 
 class OllamaBackend(HTTPBackend):
-    supports_batch = False
     supports_tools = True
 
     def __init__(

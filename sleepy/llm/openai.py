@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sleepy.consolidate.export import VLLM_SCRIPT, ExportError, ServedAdapters
+from sleepy.adapters.served import VLLM_SCRIPT, ExportError, ServedAdapters
 from sleepy.llm.base import (
     BackendError,
     BackendUnreachable,
@@ -19,7 +19,6 @@ from sleepy.llm.base import (
     HTTPBackend,
     Messages,
     one_line,
-    with_retries,
 )
 
 # What to start when the server is not there, by preset name.
@@ -31,8 +30,6 @@ START_HINTS = {
 
 
 class OpenAIBackend(HTTPBackend):
-    supports_batch = False
-
     def __init__(
         self,
         model: str,
@@ -42,7 +39,6 @@ class OpenAIBackend(HTTPBackend):
         tools: bool = False,
         timeout: float = 300.0,
         retries: int = 3,
-        backoff: float = 1.0,
         concurrency: int = 8,
         max_new_tokens: int = 256,
         temperature: float = 0.0,
@@ -58,11 +54,12 @@ class OpenAIBackend(HTTPBackend):
         self.name = name
         # Native tool calls only where the server is known to parse them (vLLM needs flags for it).
         self.supports_tools = tools
-        # Retries are ours (same policy as the other backends), so the client's are off.
+        # The client retries what is worth retrying (connection errors, timeouts, 408/409/429 and
+        # 5xx answers) with its own exponential backoff, honouring Retry-After.
         self.client = openai.OpenAI(
-            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0
+            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=retries
         )
-        self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
+        self.concurrency = concurrency
         # `sleepy serve` over a Share adapter routes by error signature: send it with each request
         self.supports_routing = route
         self.set_defaults(max_new_tokens, temperature, top_p, seed)
@@ -90,13 +87,10 @@ class OpenAIBackend(HTTPBackend):
         """Before any koan: the server lists the base model and every exported adapter."""
         import openai
 
-        listed = with_retries(
-            lambda: {m.id for m in self.client.models.list()},
-            (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError),
-            self.retries,
-            self.backoff,
-            self._unreachable,
-        )
+        try:
+            listed = {m.id for m in self.client.models.list()}
+        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as e:
+            raise self._unreachable(e) from None  # still failing after the client's retries
         missing = self.served.missing(listed, self.model_id)
         if missing:
             raise BackendError(
@@ -131,28 +125,20 @@ class OpenAIBackend(HTTPBackend):
         if opts.get("signature") and self.supports_routing and self.served is None:
             request["extra_body"] = {"error_signature": opts["signature"]}
 
-        def call():
-            try:
-                return self.client.chat.completions.create(**request)
-            except (openai.RateLimitError, openai.InternalServerError):
-                raise
-            except openai.NotFoundError as e:
-                raise BackendError(
-                    f"{self.name} server at {self.base_url} does not serve "
-                    f"model {model!r}: {one_line(e)}"
-                ) from None
-            except openai.APIStatusError as e:
-                raise BackendError(
-                    f"{self.name} server at {self.base_url} refused the request: {one_line(e)}"
-                ) from None
-
-        r = with_retries(
-            call,
-            (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError),
-            self.retries,
-            self.backoff,
-            self._unreachable,
-        )
+        try:
+            r = self.client.chat.completions.create(**request)
+        except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as e:
+            # still failing after the client's retries (APITimeoutError is a connection error)
+            raise self._unreachable(e) from None
+        except openai.NotFoundError as e:
+            raise BackendError(
+                f"{self.name} server at {self.base_url} does not serve "
+                f"model {model!r}: {one_line(e)}"
+            ) from None
+        except openai.APIStatusError as e:
+            raise BackendError(
+                f"{self.name} server at {self.base_url} refused the request: {one_line(e)}"
+            ) from None
         if not r.choices:
             raise BackendError(f"{self.name} server at {self.base_url} returned no choices")
         choice = r.choices[0]

@@ -4,7 +4,7 @@
 """
 
 from sleepy.sandbox.batch import run_batch
-from sleepy.sandbox.isolation import Limits
+from sleepy.sandbox.isolation import Limits, SandboxConfig
 from sleepy.sandbox.result import STATUSES, Diagnostic, SandboxResult, Verdict
 from sleepy.sandbox.rustc import Sandbox, SandboxError
 
@@ -12,6 +12,7 @@ __all__ = [
     "STATUSES",
     "Diagnostic",
     "Limits",
+    "SandboxConfig",
     "Sandbox",
     "SandboxError",
     "SandboxResult",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from sleepy.sandbox.guard import deny_reason
 from sleepy.sandbox.isolation import WORKDIR, execute, with_env
 from sleepy.sandbox.result import SandboxResult, diagnostic_from_json, parse_test_output
+from sleepy.sandbox.workdir import Workdir
 
 if TYPE_CHECKING:
     from sleepy.sandbox.rustc import Sandbox
@@ -192,8 +193,6 @@ def crate_deny_reason(crate: Path) -> str | None:
 def run_cargo(
     sb: Sandbox, crate: str | Path, command: str = "test", stdin: str = ""
 ) -> SandboxResult:
-    from sleepy.sandbox.rustc import Workdir
-
     start = time.perf_counter()
     crate = Path(crate)
     if command not in COMMANDS:
@@ -280,7 +279,7 @@ def run_cargo(
                     res.compiled.append(msg["target"]["name"])
                 if msg.get("executable"):
                     executables.append((msg["target"]["name"], msg["executable"]))
-        failure = sb._compile_failure(res.diagnostics, outcome)
+        failure = sb.compile_failure(res.diagnostics, outcome)
         if failure:
             if failure[0] != "compile_error":
                 res.stderr = outcome.stderr[-4000:]
@@ -304,13 +303,13 @@ def run_cargo(
             bins.append((name, local))
         if command == "test":
             for name, local in bins:
-                out = sb._exec(wd, local, [])
+                out = sb.run_binary(wd, local, [])
                 passed, failed = parse_test_output(out.stdout)
                 prefix = f"{name}::" if len(bins) > 1 else ""
                 res.passed_tests += [prefix + t for t in passed]
                 res.failed_tests.update({prefix + t: m for t, m in failed.items()})
                 res.stderr += out.stderr
-                stop = sb._run_failure(out)
+                stop = sb.run_failure(out)
                 if stop:
                     return done(*stop)
                 if out.returncode != 0 and not failed:
@@ -322,9 +321,9 @@ def run_cargo(
             return done()
         if len(bins) != 1:
             return done("runtime_error", f"the crate has {len(bins)} binaries; cargo run needs one")
-        out = sb._exec(wd, bins[0][1], [], stdin)
+        out = sb.run_binary(wd, bins[0][1], [], stdin)
         res.stdout, res.stderr = out.stdout, out.stderr
-        stop = sb._run_failure(out)
+        stop = sb.run_failure(out)
         if stop:
             return done(*stop)
         if out.returncode != 0:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from sleepy.sandbox import Sandbox
 from sleepy.sandbox.result import SandboxResult, Verdict
 
 
@@ -28,8 +29,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sleepy.sandbox import Sandbox
-
     path: Path = args.file
     if not path.exists():
         print(f"error: {path}: no such file or folder", file=sys.stderr)

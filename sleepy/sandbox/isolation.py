@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ISOLATIONS = ("auto", "bwrap", "netns", "none")
@@ -26,9 +26,10 @@ WORKDIR = "/sandbox"
 EXPORT_FAILED = 125
 
 
-@dataclass(frozen=True)
+@dataclass
 class Limits:
-    """Resource limits. `compile_*` bound rustc/cargo, the rest bound the compiled program."""
+    """Resource limits. `compile_*` bound rustc/cargo, the rest bound the compiled program.
+    The one place their defaults live: the `sandbox` config group's `limits` is this class."""
 
     run_timeout: float = 10.0  # wall-clock seconds for one program or test-harness run
     cpu_seconds: int = 10  # RLIMIT_CPU of the program
@@ -45,6 +46,14 @@ class Limits:
     # size of the tmpfs holding everything rustc/cargo write (objects, binaries, the crate's
     # target dir), and RLIMIT_FSIZE of the compiler everywhere
     compile_scratch_bytes: int = 256 << 20
+
+
+@dataclass
+class SandboxConfig:
+    """The `sandbox` config group (a structured config): how untrusted code is contained."""
+
+    isolation: str = "auto"  # auto | bwrap | netns | none (auto: the strongest that works here)
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 
-from sleepy.signatures import ErrorSignature
+from sleepy.sandbox.signatures import ErrorSignature
 
 STATUSES = (
     "ok", "compile_error", "test_failed", "runtime_error", "wrong_output",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepy.sandbox.batch import in_batch
+from sleepy.sandbox.cargo import run_cargo
 from sleepy.sandbox.guard import deny_reason
 from sleepy.sandbox.isolation import (
     EXPORT_FAILED,
@@ -26,6 +27,7 @@ from sleepy.sandbox.isolation import (
     Jail,
     Limits,
     Outcome,
+    SandboxConfig,
     execute,
     with_env,
 )
@@ -36,17 +38,17 @@ from sleepy.sandbox.result import (
     parse_diagnostics,
     parse_test_output,
 )
-from sleepy.signatures import (
+from sleepy.sandbox.signatures import (
     ErrorSignature,
     signature_from_diagnostic,
     signature_from_test_failure,
     signature_of,
 )
+from sleepy.sandbox.workdir import SOURCE, Workdir
 
 # Flags chosen by measurement (`make bench`): libstd linked dynamically makes the link step,
 # about half of a small program's build, several times cheaper; no debuginfo to write.
 BUILD_FLAGS = ["-C", "opt-level=0", "-C", "debuginfo=0", "-C", "prefer-dynamic"]
-SOURCE = "src/main.rs"
 
 
 class SandboxError(RuntimeError):
@@ -200,28 +202,6 @@ def main_output(stdout: str, nonce: str) -> str:
     return body
 
 
-class Workdir:
-    """A fresh temp dir per call, removed after: src/main.rs in, binaries out."""
-
-    def __init__(self, code: str | None = None):
-        self.path = Path(tempfile.mkdtemp(prefix="sleepy-sbx-"))
-        try:
-            # the program's uid must reach its binary to bind it; nothing here is secret
-            os.chmod(self.path, 0o711)
-            if code is not None:
-                (self.path / "src").mkdir()
-                (self.path / SOURCE).write_text(code)
-        except BaseException:
-            shutil.rmtree(self.path, ignore_errors=True)
-            raise
-
-    def __enter__(self) -> Workdir:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
 class Sandbox:
     """check / test / run / verdict for one-file Rust programs; cargo() for multi-file crates."""
 
@@ -239,6 +219,11 @@ class Sandbox:
         # Outside a batch a verdict builds its test harness and its binary at once; inside one
         # the other workers already keep the cores busy.
         self.parallel_builds = parallel_builds
+
+    @classmethod
+    def from_config(cls, config: SandboxConfig) -> Sandbox:
+        """The sandbox a `sandbox` config group describes."""
+        return cls(config.limits, config.isolation)
 
     @property
     def isolation(self) -> str:
@@ -292,7 +277,7 @@ class Sandbox:
             return None
         return [([d for d in diags if (d.line or 0) <= last], outcome)]
 
-    def _compile_failure(self, diags: list[Diagnostic], outcome: Outcome) -> tuple[str, str] | None:
+    def compile_failure(self, diags: list[Diagnostic], outcome: Outcome) -> tuple[str, str] | None:
         """(status, detail) when the build failed, else None."""
         if outcome.timed_out:
             return "timeout", f"compilation ran past {self.limits.compile_timeout:g} s"
@@ -314,7 +299,7 @@ class Sandbox:
 
     # -- running -----------------------------------------------------------------------------
 
-    def _exec(
+    def run_binary(
         self, wd: Workdir, binary: str, argv: list[str], stdin: str = "", env: dict | None = None
     ) -> Outcome:
         rt = runtime_dir()
@@ -336,7 +321,7 @@ class Sandbox:
             uid=None if switched else uid, cleanup_uid=uid, reap=self.jail.mode != "bwrap",
         )  # fmt: skip
 
-    def _run_failure(self, outcome: Outcome) -> tuple[str, str] | None:
+    def run_failure(self, outcome: Outcome) -> tuple[str, str] | None:
         """(status, detail) for a program that was stopped or crashed, else None."""
         lim = self.limits
         err = outcome.stderr
@@ -376,8 +361,6 @@ class Sandbox:
     def cargo(self, crate: str | Path, command: str = "test", stdin: str = "") -> SandboxResult:
         """A multi-file Cargo crate: "check" (all targets), "test" (build, run every harness)
         or "run" (build, run the binary). The target dir is shared, so repeats are incremental."""
-        from sleepy.sandbox.cargo import run_cargo
-
         return run_cargo(self, crate, command, stdin)
 
     def verdict(self, koan, code: str) -> Verdict:
@@ -446,17 +429,17 @@ class Sandbox:
                         seen.add(d.rendered)
                         res.diagnostics.append(d)
             for diags, outcome in builds:
-                failure = self._compile_failure(diags, outcome)
+                failure = self.compile_failure(diags, outcome)
                 if failure:
                     res.stderr = outcome.stderr[-4000:] if failure[0] != "compile_error" else ""
                     return done(*failure)
             if check_only:
                 return done()
             if test:
-                outcome = self._exec(wd, "test", ["--skip", MAIN_TEST] if nonce else [])
+                outcome = self.run_binary(wd, "test", ["--skip", MAIN_TEST] if nonce else [])
                 res.passed_tests, res.failed_tests = parse_test_output(outcome.stdout)
                 res.stderr = outcome.stderr
-                failure = self._run_failure(outcome)
+                failure = self.run_failure(outcome)
                 if failure:
                     return done(*failure)
                 if res.failed_tests or outcome.returncode != 0:
@@ -465,12 +448,12 @@ class Sandbox:
             if run:
                 if nonce:
                     stack = {"RUST_MIN_STACK": str(self.limits.stack_bytes)}  # as main's thread
-                    outcome = self._exec(wd, "test", main_test_args(), stdin, stack)
+                    outcome = self.run_binary(wd, "test", main_test_args(), stdin, stack)
                     outcome.stdout = main_output(outcome.stdout, nonce)
                 else:
-                    outcome = self._exec(wd, "main", [], stdin)
+                    outcome = self.run_binary(wd, "main", [], stdin)
                 res.stdout, res.stderr = outcome.stdout, outcome.stderr
-                failure = self._run_failure(outcome)
+                failure = self.run_failure(outcome)
                 if failure:
                     return done(*failure)
                 if outcome.returncode != 0:

@@ -1,0 +1,34 @@
+"""Share's settings, as the `consolidation=share` config group holds them (registered with Hydra's
+ConfigStore, so a bad type is refused when the config is composed): the one place their defaults
+live. consolidation=uwsh overrides threshold, k_max and phi."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ShareConfig:
+    _target_: str = "sleepy.consolidate.methods.Share"
+    method: str = "share"
+    # Defaults chosen by the forgetting sweep in the README (three families learned in turn, each
+    # measured on its learning set after every sleep): with the router, 1.0 / 64 kept every family
+    # at its post-sleep rate (0.62 / 0.21 / 0.50), 0.95 / 48 nearly (0.58 / 0.21 / 0.50), the
+    # paper's 0.6 lost them all; averaged (route=off) forgets at every threshold. 1.0 keeps each
+    # task exactly.
+    threshold: float = 1.0  # explained variance that picks k ...
+    k_min: int = 2  # ... clamped to [k_min, k_max]
+    k_max: int = 64
+    previous: str | None = (
+        None  # the previous bundle (set by sleepy-cycle): earlier tasks come from it
+    )
+    pool: list[str] = field(
+        default_factory=list
+    )  # adapters that shape the basis but are no task (UWSH)
+    p: int = 2  # pseudo-rank of a new task's coefficients (Phase 2, adapter=coefficients)
+    phi: int = 1  # temporary basis vectors a new task may add (Phase 2; UWSH: 0)
+    # routing: an unseen error signature goes to the task of the nearest learned one within this
+    # cosine distance, else to the base model. Curation clusters failures at 0.6; routing at 0.6
+    # sent other families' errors to the wrong adapter and broke known koans. Each bundle records
+    # its own in router.json.
+    route_distance: float = 0.3

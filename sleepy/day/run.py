@@ -1,0 +1,334 @@
+"""sleepy-day: the agent works through a selection of koans; episodes go to SQLite, the run to MLflow.
+
+`run_day(cfg)` does the work and is what tests call; `main` is the thin Hydra entrypoint
+(`sleepy-day ...` or `python -m sleepy.day ...`).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_overrides
+from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
+from sleepy.day.loop import KoanRun, policy_from, run_koans
+from sleepy.day.protocol import PROTOCOLS
+from sleepy.episodes import EpisodeError, EpisodeStore, metrics_of
+from sleepy.koans.generate import generate
+from sleepy.koans.generator import patterns
+from sleepy.koans.model import (
+    FAMILIES,
+    Koan,
+    KoanError,
+    evalset_path,
+    load_evalset,
+    load_koans,
+)
+from sleepy.llm import BackendError, BackendUnreachable
+from sleepy.prompts.edits import get_edit_format
+from sleepy.prompts.template import PromptTemplate
+from sleepy.sandbox import Sandbox
+from sleepy.tracking import TrackingError, experiment_id, log_config, mlflow_run
+
+
+class DayError(RuntimeError):
+    """A day that cannot run; the message is one line saying what to fix."""
+
+
+@dataclass
+class DayResult:
+    run_id: str
+    episodes_db: Path
+    selected: int  # koans in the selection (finished earlier ones included, on resume)
+    skipped: int  # finished in an earlier, resumed invocation of this run
+    metrics: dict[str, float] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
+
+
+# -- koan selection ---------------------------------------------------------------------------
+
+
+def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
+    """The koans a day works on: a source folder or an evalset, filtered, then a seeded sample."""
+    families = list(kcfg.families or [])
+    bad = [f for f in families if f not in FAMILIES]
+    if bad:
+        raise DayError(
+            f"koans.families: unknown family '{bad[0]}' (families: {', '.join(FAMILIES)})"
+        )
+    try:
+        if kcfg.evalset:
+            name = str(kcfg.evalset)
+            path = evalset_path(name, evalsets_dir)
+            koans, where = load_evalset(path), f"evalset {path}"
+        elif kcfg.source is None:  # only generated koans (koans.generate)
+            koans, where = [], "generated koans"
+        else:
+            src = Path(str(kcfg.source))
+            koans, where = (load_koans(src) if src.exists() else []), str(src)
+    except KoanError as e:
+        raise DayError(str(e).splitlines()[0]) from None
+    if kcfg.generate:
+        wanted = list(kcfg.get("patterns") or [])
+        for family in families or FAMILIES:
+            names = {p.name for p in patterns(family)}
+            chosen = [n for n in wanted if n in names] if wanted else None
+            if names and (chosen or not wanted):
+                koans += generate(family, int(kcfg.generate), seed=int(kcfg.seed), patterns=chosen)
+    present = sorted({k.family for k in koans})
+    if families:
+        koans = [k for k in koans if k.family in families]
+    if kcfg.ids:
+        by_id = {k.id: k for k in koans}
+        missing = [i for i in kcfg.ids if i not in by_id]
+        if missing:
+            raise DayError(f"koans.ids: no koan '{missing[0]}' in {where} (with the family filter)")
+        koans = [by_id[i] for i in kcfg.ids]
+    koans = sorted({k.id: k for k in koans}.values(), key=lambda k: k.id)
+    if kcfg.count is not None:
+        random.Random(int(kcfg.seed)).shuffle(koans)
+        koans = koans[: int(kcfg.count)]
+    if not koans:
+        picked = f" with families {families}" if families else ""
+        raise DayError(
+            f"no koans selected from {where}{picked} (families there: {present or 'none'}): "
+            "set koans.source, koans.evalset or koans.generate"
+        )
+    return koans
+
+
+# -- the day ------------------------------------------------------------------------------------
+
+
+def _backend_name(cfg: DictConfig) -> str:
+    target = str(cfg.backend.get("_target_", "?"))
+    return str(cfg.backend.get("name") or target.rsplit(".", 2)[-2])
+
+
+def build_llm(cfg: DictConfig):
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(cfg.backend)
+    except BackendError as e:
+        raise DayError(str(e).splitlines()[0]) from None
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        raise DayError(
+            f"cannot build backend {_backend_name(cfg)}: {str(cause).splitlines()[0]}"
+        ) from None
+
+
+def run_day(cfg: DictConfig) -> DayResult:
+    """Run the agent on the selected koans; every step is in the episode store when it happens."""
+    t0 = time.monotonic()
+    try:
+        check_config(cfg)
+    except ConfigError as e:
+        raise DayError(str(e)) from None
+    run_id, agent = str(cfg.run_id), cfg.agent
+    try:
+        edit_format = get_edit_format(agent.edit_format)
+        template = PromptTemplate.load(agent.prompt_template)
+    except ValueError as e:
+        raise DayError(str(e)) from None
+    if agent.protocol not in PROTOCOLS:
+        raise DayError(f"agent.protocol: '{agent.protocol}' is not one of {', '.join(PROTOCOLS)}")
+    policy = policy_from(agent)
+    koans = select_koans(cfg.koans, cfg.paths.evalsets)
+
+    db = Path(str(cfg.paths.episodes_db))
+    try:
+        store = EpisodeStore(db)
+    except EpisodeError as e:
+        raise DayError(str(e).splitlines()[0]) from None
+    # The run belongs to this process until it returns: a second process resuming the same
+    # run_id would otherwise work the same open koans and record every one of them twice.
+    try:
+        with store, store.own_run(run_id):
+            return _run_owned(cfg, store, db, koans, t0, edit_format, template, policy)
+    except EpisodeError as e:
+        raise DayError(str(e).splitlines()[0]) from None
+
+
+def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayResult:
+
+    run_id, agent = str(cfg.run_id), cfg.agent
+    store.add_koans(koans)  # sleep reads the day's koans (generated ones too) from the store
+    finished = store.finished_task_ids(run_id)
+    if finished and not cfg.resume:
+        raise DayError(
+            f"run {run_id} already has finished episodes in {db}: "
+            "pass resume=true to continue it, or another run_id"
+        )
+    todo = [k for k in koans if k.id not in finished]
+    llm = build_llm(cfg) if todo else None
+    adapter = cfg.backend.get("adapter") or None
+    model_id = llm.model_id if llm is not None else str(cfg.model.name)
+    tags = {
+        "sleepy.run_id": run_id,
+        "stage": "day",
+        "model": str(cfg.model.name),
+        "backend": _backend_name(cfg),
+        "adapter": str(adapter or "none"),
+        "cycle": str(cfg.cycle),
+        "edit_format": edit_format.name,
+    }
+
+    sandbox = Sandbox.from_config(OmegaConf.to_object(cfg.sandbox))
+
+    def make_run(koan: Koan) -> KoanRun:
+        return KoanRun(
+            koan,
+            sandbox,
+            template,
+            edit_format,
+            agent.protocol,
+            policy,
+            store,
+            run_id=run_id,
+            cycle=int(cfg.cycle),
+            model_id=model_id,
+            adapter=str(adapter) if adapter else None,
+        )
+
+    # what this pass over koans is, in words: "cycle 1/3 day on trait_bounds", "eval v3 on frozen"
+    families = ", ".join(sorted({k.family for k in koans}))
+    label = f"{cfg.get('label') or f'day on {families}'} ({len(koans)})"
+    with (
+        _Tracking(cfg, run_id, tags) as mlflow_run,
+        stage(str(cfg.get("stage_name") or "day"), label, total=len(koans)) as bar,
+    ):
+        passed = [len({e.task_id for e in store.episodes(run_id=run_id) if e.passed})]
+        bar.update(completed=len(koans) - len(todo), note=f"{passed[0]} passed")
+
+        def on_done(run: KoanRun) -> None:
+            passed[0] += run.passed
+            bar.advance(note=f"{passed[0]} passed")
+
+        try:
+            run_koans(
+                todo,
+                make_run,
+                llm,
+                concurrency=int(agent.concurrency),
+                workers=int(agent.workers),
+                on_done=on_done,
+            )
+        except BackendUnreachable as e:
+            raise DayError(str(e).splitlines()[0]) from None
+
+        episodes = store.episodes(run_id=run_id)
+        metrics = metrics_of(episodes)
+        metrics["wall_time_s"] = time.monotonic() - t0
+        if mlflow_run is not None:
+            _log_results(cfg, store, run_id, metrics)
+    return DayResult(
+        run_id,
+        db,
+        len(koans),
+        len(koans) - len(todo),
+        metrics,
+        mlflow_run.info.run_id if mlflow_run is not None else None,
+    )
+
+
+class _Tracking:
+    """The run's MLflow run (or None when tracking is off); a resumed day continues its run."""
+
+    def __init__(self, cfg: DictConfig, run_id: str, tags: dict):
+        self.cfg, self.run_id, self.tags, self._cm = cfg, run_id, tags, None
+
+    def __enter__(self):
+        try:
+            return self._start()
+        except TrackingError as e:
+            raise DayError(str(e)) from None
+
+    def _start(self):
+        t = self.cfg.tracking
+        if not t.get("enabled", False):
+            return None
+        import mlflow
+
+        resume_id = None
+        if self.cfg.resume:
+            exp = experiment_id(str(t.experiment), str(t.uri))
+            found = mlflow.search_runs(
+                [exp],
+                f"tags.`sleepy.run_id` = '{self.run_id}'",
+                output_format="list",
+                max_results=1,
+            )
+            resume_id = found[0].info.run_id if found else None
+        self._cm = mlflow_run(
+            str(t.uri),
+            str(t.experiment),
+            run_name=str(self.cfg.get("run_name") or self.run_id),
+            tags=self.tags,
+            run_id=resume_id,
+            nested=bool(self.cfg.get("nested", False)),
+        )
+        run = self._cm.__enter__()
+        if resume_id is None:
+            log_config(self.cfg, self.cfg.paths.output_dir)
+        return run
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc) if self._cm is not None else False
+
+
+def _log_results(cfg: DictConfig, store, run_id: str, metrics: dict) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k.replace("pass_rate.", "pass_rate_"): v for k, v in metrics.items()})
+    out = Path(str(cfg.paths.output_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    jsonl = out / "episodes.jsonl"
+    store.export_jsonl(jsonl, run_id=run_id)
+    mlflow.log_artifact(str(jsonl))
+    if not cfg.get("nested", False) and (display := current()) is not None:
+        display.log_to_mlflow()
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="day")
+def _day(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    if hc.mode is not None and hc.mode.name == "MULTIRUN":
+        # sweep jobs share the parent's run_id; each gets its own episodes and MLflow run
+        cfg.run_id = f"{cfg.run_id}-{hc.job.num}"
+    out = Path(str(cfg.paths.output_dir))
+    try:
+        with Display("sleepy-day", out / LOG_NAME, bool(cfg.get("verbose", False))):
+            result = run_day(cfg)
+    except DayError as e:
+        print(f"sleepy-day: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    m = result.metrics
+    print(
+        f"run {result.run_id}: {int(m['episodes'])} episodes, pass rate {m['pass_rate']:.1%}, "
+        f"episodes in {result.episodes_db}"
+    )
+
+
+def main() -> None:
+    verbose_flag()
+    exit_on_bad_overrides("day", "sleepy-day")
+    _day()
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["DayError", "DayResult", "main", "run_day", "select_koans"]

@@ -1,0 +1,129 @@
+"""Measure sleepy-tiny the way the agent uses it: greedy, at most 3 attempts, the sandbox's verdict.
+
+    python -m sleepy.pretrain.evaluate                      # writes sleepy/tiny/model/eval.json
+    python -m sleepy.pretrain.evaluate --model DIR          # a trained, not installed model
+
+Suites: fresh generated koans of the known and of the unknown families (never seen in training),
+the frozen evalset split into known and unknown families and, within the known ones, into its
+hand-written and generated koans, and fresh mutants of the corpus's real programs in the known
+families (drawn with the reserved evaluation seeds, so never a training mutant). The model's own
+edit format and prompt template (from its training.json) are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from sleepy.config import compose_config
+from sleepy.day import run_day
+from sleepy.koans import FAMILIES, load_evalset, save_evalset
+from sleepy.koans.generate import EVAL_SEEDS, generate
+from sleepy.koans.model import known_hashes
+from sleepy.koans.mutate import load_programs, mutate
+from sleepy.tiny import MODEL_DIR
+
+
+def _day(source: Path, out: Path, evalset: bool, max_attempts: int, model: list[str]) -> dict:
+    overrides = [
+        f"paths.outputs={out}",
+        f"paths.output_dir={out}",
+        "tracking=none",
+        "run_id=tiny-eval",
+        f"agent.max_attempts={max_attempts}",
+        "agent.temperature=0.0",
+        *model,
+    ]
+    overrides += [f"koans.evalset={source}"] if evalset else [f"koans.source={source}"]
+    return run_day(compose_config("day", overrides)).metrics
+
+
+def evaluate_tiny(
+    known: list[str],
+    per_family: int = 15,
+    seed: int = 5000,
+    max_attempts: int = 3,
+    model_dir: Path = MODEL_DIR,
+    mutants_per_family: int = 15,
+) -> dict:
+
+    training = json.loads((Path(model_dir) / "training.json").read_text())["config"]
+    model = [
+        f"model.path={Path(model_dir).resolve()}",
+        f"model.edit_format={training.get('edit_format', 'search_replace')}",
+        f"model.prompt_template={training.get('template', 'tiny')}",
+    ]
+    unknown = [f for f in FAMILIES if f not in known]
+    exclude = set(known_hashes(Path("koans"), Path("evalsets")))
+    hashes = Path(model_dir) / "train_hashes.txt"
+    if hashes.exists():
+        exclude |= set(hashes.read_text().split())
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        suites: dict[str, list] = {}
+        for name, fams in (("fresh_known", known), ("fresh_unknown", unknown)):
+            suites[name] = [
+                k for f in fams for k in generate(f, per_family, seed=seed, exclude_hashes=exclude)
+            ]
+        if mutants_per_family:
+            programs, _ = load_programs([Path("koans")])
+            suites["mutants_known"] = [
+                k
+                for f in known
+                for k in mutate(
+                    f,
+                    mutants_per_family,
+                    EVAL_SEEDS.start + seed,
+                    programs,
+                    exclude_hashes=exclude,
+                    purpose="eval",
+                )
+            ]
+        frozen = load_evalset(Path("evalsets/frozen.json"))
+        suites["frozen_known"] = [k for k in frozen if k.family in known]
+        suites["frozen_known_handwritten"] = [
+            k for k in suites["frozen_known"] if k.source == "handwritten"
+        ]
+        suites["frozen_known_generated"] = [
+            k for k in suites["frozen_known"] if k.source != "handwritten"
+        ]
+        suites["frozen_unknown"] = [k for k in frozen if k.family in unknown]
+        for name, koans in suites.items():
+            path = save_evalset(koans, tmp / f"{name}.json")
+            results[name] = _day(path, tmp / name, True, max_attempts, model)
+    return {
+        name: {k: v for k, v in m.items() if not isinstance(v, str)} for name, m in results.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--per-family", type=int, default=15)
+    p.add_argument("--seed", type=int, default=5000)
+    p.add_argument("--mutants-per-family", type=int, default=15)
+    p.add_argument("--model", type=Path, default=MODEL_DIR, help="a trained sleepy-tiny folder")
+    p.add_argument("--out", default=None, help="default: MODEL/eval.json")
+    args = p.parse_args(argv)
+    training = json.loads((args.model / "training.json").read_text())
+    known = training["config"]["families"]
+    results = evaluate_tiny(
+        known,
+        args.per_family,
+        args.seed,
+        model_dir=args.model,
+        mutants_per_family=args.mutants_per_family,
+    )
+    args.out = args.out or str(args.model / "eval.json")
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    for name, m in results.items():
+        print(
+            f"{name:26s} pass rate {m.get('pass_rate', 0):.1%}  ({int(m.get('episodes', 0))} koans)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""`sleepy-sleep`: curate a day's failures and train a LoRA adapter on them, tracked and registered.
+
+sleepy-sleep curate.episodes=outputs/day/.../episodes.sqlite
+sleepy-sleep curate.day_run_id=<mlflow run id> adapter.rank=16
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sleepy.config import (
+    CONF_PATH,
+    ConfigError,
+    check_config,
+    exit_on_bad_overrides,
+    one_line_errors,
+)
+from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
+from sleepy.episodes import EpisodeStore
+from sleepy.koans import Koan, load_koans, save_evalset
+from sleepy.registry import register_adapter
+from sleepy.sandbox import Sandbox
+from sleepy.sleep.coefficients import train_coefficients
+from sleepy.sleep.curate import LeakageError, curate
+from sleepy.sleep.launch import LaunchError, is_main_process
+from sleepy.sleep.train import train_adapter
+from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
+
+TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
+
+
+@dataclass
+class SleepResult:
+    adapter_dir: Path
+    version: str | None
+    run_id: str
+    stats: dict
+    metrics: dict
+    training_koans: Path | None = None
+
+
+def episodes_db(curate_cfg, work: Path) -> Path:
+    """The episode database to learn from: a path, or the JSONL artifact of a day's MLflow run."""
+    if curate_cfg.episodes:
+        path = Path(curate_cfg.episodes)
+        if not path.exists():
+            raise FileNotFoundError(f"curate.episodes={path}: no such episode database")
+        return path
+    if not curate_cfg.day_run_id:
+        raise ValueError("say what to learn from: curate.episodes=PATH or curate.day_run_id=RUN_ID")
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    names = [
+        a.path for a in client.list_artifacts(curate_cfg.day_run_id) if a.path.endswith(".jsonl")
+    ]
+    if not names:
+        raise ValueError(f"day run {curate_cfg.day_run_id} has no episodes .jsonl artifact")
+    db = work / "episodes.sqlite"
+    with EpisodeStore(db) as store:
+        for name in names:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=curate_cfg.day_run_id, artifact_path=name, dst_path=str(work)
+            )
+            store.import_jsonl(local)
+    return db
+
+
+def koans_for(store: EpisodeStore, koan_paths: list[str]) -> dict[str, Koan]:
+    """Koans by id: the configured folders, then the koans the days recorded in the store."""
+    koans: dict[str, Koan] = {}
+    for p in koan_paths:
+        if Path(p).exists():
+            koans.update({k.id: k for k in load_koans(p)})
+    koans.update(store.koans())
+    return koans
+
+
+def run_sleep(cfg: DictConfig) -> SleepResult:
+    import mlflow
+
+    check_config(cfg)
+    if cfg.adapter.get("method") == "coefficients" and "phi" not in cfg.consolidation:
+        raise ConfigError(
+            "adapter=coefficients trains in a Share basis with the consolidation's p and phi: "
+            "use consolidation=share or consolidation=uwsh"
+        )
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Under `accelerate launch` every process curates the same set and trains its share of the
+    # batches; only the main one writes files, logs to MLflow and registers the adapter.
+    main = is_main_process()
+    uri = tracking_uri(cfg.tracking)
+    work = out if main else out / f"rank{os.environ['RANK']}"
+    if not main and uri:
+        # curate.day_run_id still downloads the day's episodes; reading needs the store the day
+        # wrote, and creating one is the main process's job
+        mlflow.set_tracking_uri(uri)
+    with mlflow_run(
+        uri if main else None,
+        cfg.tracking.experiment,
+        run_name=cfg.get("run_name") or "sleep",
+        nested=bool(cfg.get("nested", False)),
+        tags={"stage": "sleep", "cycle": str(cfg.get("cycle", 0))},
+    ) as run:
+        tracked = run is not None
+        if tracked:
+            log_config(cfg, out)
+        db = episodes_db(cfg.curate, work)
+        with EpisodeStore(db, create=False) as store:
+            episodes = store.episodes(run_id=cfg.curate.run_id)
+            koans = koans_for(store, list(cfg.curate.koan_paths))
+        failed = sum(not e.passed for e in episodes)
+        with stage("sleep", f"curate {failed} failed episodes of {len(episodes)}") as bar:
+            curated = curate(
+                episodes,
+                koans,
+                cfg.model.prompt_template,
+                cfg.model.edit_format,
+                replay_ratio=cfg.curate.replay_ratio,
+                augment_k=cfg.curate.augment_k,
+                seed=cfg.curate.seed,
+                evalset_paths=list(cfg.curate.evalset_paths),
+                cluster_distance=cfg.curate.cluster_distance,
+                sandbox=Sandbox.from_config(OmegaConf.to_object(cfg.sandbox)),
+            )
+            bar.update(note=f"{curated.stats['rows']} training rows")
+        if main:
+            curated.dataset.save_to_disk(str(out / "dataset"))
+            # What this sleep trained on, koan by koan: the eval keeps its learning sets disjoint.
+            save_evalset(curated.koans, out / TRAINING_KOANS, name="training")
+            (out / "clusters.json").write_text(
+                json.dumps({"clusters": curated.clusters, "stats": curated.stats}, indent=2)
+            )
+        if tracked:
+            _log_curation(curated)
+        extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id if tracked else None}
+        method = str(cfg.adapter.get("method", "lora"))
+        if method == "coefficients" and cfg.adapter.get("bundle"):
+            # the basis's consolidation says how a new task lives in it (uwsh: no phi)
+            result = train_coefficients(
+                curated.dataset,
+                cfg.model.path,
+                cfg.adapter.bundle,
+                cfg.adapter,
+                out,
+                seed=cfg.seed,
+                p=int(cfg.consolidation.p),
+                phi=int(cfg.consolidation.phi),
+                extra_info=extra,
+            )
+        else:  # LoRA; also the first coefficient task, whose LoRA shapes the basis
+            method = "lora"
+            result = train_adapter(
+                curated.dataset, cfg.model.path, cfg.adapter, out, seed=cfg.seed, extra_info=extra
+            )
+        if not main:  # the main process saves and registers what all of them trained
+            return SleepResult(
+                result.adapter_dir, None, str(cfg.run_id), curated.stats, result.metrics
+            )
+        version = None
+        if tracked:
+            mlflow.set_tag("adapter_method", method)
+            mlflow.log_metrics(
+                {f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
+            )
+            mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
+        if cfg.register and tracked:  # the registry lives in the tracking store
+            with stage(
+                "register", f"register the adapter as a version of {cfg.registry.name}"
+            ) as bar:
+                version = register_adapter(
+                    result.adapter_dir,
+                    cfg.model.path,
+                    cfg.registry.name,
+                    tags={
+                        "run_id": run.info.run_id,
+                        "cycle": cfg.get("cycle", 0),
+                        "method": method,
+                        "families": ",".join(result.info.families),
+                    },
+                )
+                bar.update(note=f"v{version}")
+            mlflow.set_tag("registered_version", version)
+        if tracked and not cfg.get("nested", False) and (d := current()) is not None:
+            d.log_to_mlflow()
+        return SleepResult(
+            result.adapter_dir,
+            version,
+            run.info.run_id if tracked else str(cfg.run_id),
+            curated.stats,
+            result.metrics,
+            out / TRAINING_KOANS,
+        )
+
+
+def _log_curation(curated) -> None:
+    import mlflow
+
+    mlflow.log_metrics({f"curate_{k}": v for k, v in curated.stats.items()})
+    mlflow.log_dict({"clusters": curated.clusters, "stats": curated.stats}, "curate/clusters.json")
+    preview = curated.dataset.select(range(min(20, len(curated.dataset))))
+    mlflow.log_table(
+        {
+            "koan_id": preview["koan_id"],
+            "family": preview["family"],
+            "signature": preview["signature"],
+            "cluster": preview["cluster"],
+            "role": preview["role"],
+            "completion": [c[0]["content"] for c in preview["completion"]],
+        },
+        "curate/preview.json",
+    )
+
+
+@hydra.main(version_base=None, config_path=CONF_PATH, config_name="sleep")
+@one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError, LaunchError)
+def _sleep(cfg: DictConfig) -> None:
+    if cfg.accelerate.launch:  # accelerate=single_gpu|multi_gpu|cpu: run again under it
+        from hydra.core.hydra_config import HydraConfig
+
+        from sleepy.sleep.launch import relaunch
+
+        sys.exit(relaunch(cfg, "sleepy.sleep", list(HydraConfig.get().overrides.task)))
+    log = Path(str(cfg.paths.output_dir)) / LOG_NAME
+    with Display("sleepy-sleep", log, bool(cfg.get("verbose", False))):
+        r = run_sleep(cfg)
+    if not is_main_process():
+        return
+    print(
+        f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
+        f"final loss: {r.metrics['final_loss']:.3f}"
+    )
+
+
+def main() -> None:
+    verbose_flag()
+    exit_on_bad_overrides("sleep", "sleepy-sleep")
+    _sleep()
+
+
+if __name__ == "__main__":
+    main()
