@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sleepy.config import compose_config
 from sleepy.episodes import EpisodeStore
 from sleepy.eval.learning import build_learning_set
 from sleepy.koans import load_koans
@@ -41,7 +42,11 @@ def test_failed_handwritten_koans_get_mutants_of_other_programs(corpus, tmp_path
             )  # fmt: skip
             store.finish_episode(eid, passed=False, final_error_signature=f"{k.expected_code} sig")
         eps = store.episodes()
-    cur = curate(eps, corpus, "tiny", "search_replace", augment_k=2, evalset_paths=FROZEN)
+    distance = compose_config("sleep").curate.cluster_distance
+    cur = curate(
+        eps, corpus, "tiny", "search_replace", augment_k=2, evalset_paths=FROZEN,
+        cluster_distance=distance,
+    )  # fmt: skip
     mutants = [k for k in cur.koans if k.source == "mutated"]
     assert cur.stats["augment_mutant_rows"] == len(mutants) >= 3
     assert {k.pattern for k in mutants} == {"drop_let_mut", "drop_cast"}
