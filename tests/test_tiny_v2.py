@@ -72,6 +72,7 @@ def test_v2_recipe_trains_on_templates_and_mutants(tmp_path):
             "arch.intermediate=64",
             "tokenizer.vocab_size=400",
             f"out={tmp_path / 'model'}",
+            f"paths.output_dir={tmp_path}",  # Hydra's run dir, outside a run
             "install=false",
             f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         ],
