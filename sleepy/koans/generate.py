@@ -93,23 +93,30 @@ def draft(pattern: Pattern, seed: int, index: int, items: tuple[str, ...] = ()) 
         ) from e
 
 
-def select_patterns(family: str, names: list[str] | None = None) -> list[Pattern]:
+def select_named(family: str, found: list, names: list[str] | None, kind: str, none: str) -> list:
+    """The family's templates (or mutation operators) `found`, narrowed to `names`: a one-line
+    GenerateError for an unknown family, a family with none (`none` says where they live) or an
+    unknown name."""
     if family not in FAMILIES:
         raise GenerateError(f"unknown family '{family}' (one of {', '.join(FAMILIES)})")
-    found = generator.patterns(family)
     if not found:
-        raise GenerateError(
-            f"family '{family}' has no templates yet (sleepy/koans/families/{family}.py)"
-        )
+        raise GenerateError(f"family '{family}' has no {none}")
     if names:
-        known = {p.name for p in found}
+        known = {x.name for x in found}
         missing = [n for n in names if n not in known]
         if missing:
             raise GenerateError(
-                f"family '{family}' has no pattern '{missing[0]}' (has: {', '.join(sorted(known))})"
+                f"family '{family}' has no {kind} '{missing[0]}' (has: {', '.join(sorted(known))})"
             )
-        found = [p for p in found if p.name in names]
+        found = [x for x in found if x.name in names]
     return found
+
+
+def select_patterns(family: str, names: list[str] | None = None) -> list[Pattern]:
+    found = generator.patterns(family) if family in FAMILIES else []
+    return select_named(
+        family, found, names, "pattern", f"templates yet (sleepy/koans/families/{family}.py)"
+    )
 
 
 def _prepare(koan: Koan) -> tuple[Koan, str | None]:

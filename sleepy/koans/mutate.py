@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleepy.koans import variation
-from sleepy.koans.generate import EVAL_SEEDS, MAX_BATCH, GenerateError
+from sleepy.koans.generate import EVAL_SEEDS, MAX_BATCH, GenerateError, select_named
 from sleepy.koans.model import (
     FAMILIES,
     Koan,
@@ -177,22 +177,10 @@ def parent_of(koan: Koan) -> str:
 
 
 def select_operators(family: str, names: list[str] | None = None) -> list[Operator]:
-    if family not in FAMILIES:
-        raise GenerateError(f"unknown family '{family}' (one of {', '.join(FAMILIES)})")
-    found = operators(family)
-    if not found:
-        raise GenerateError(
-            f"family '{family}' has no mutation operators (sleepy/koans/operators.py)"
-        )
-    if names:
-        known = {o.name for o in found}
-        missing = [n for n in names if n not in known]
-        if missing:
-            raise GenerateError(
-                f"family '{family}' has no operator '{missing[0]}' (has: {', '.join(sorted(known))})"
-            )
-        found = [o for o in found if o.name in names]
-    return found
+    found = operators(family) if family in FAMILIES else []
+    return select_named(
+        family, found, names, "operator", "mutation operators (sleepy/koans/operators.py)"
+    )
 
 
 def _site_programs(op: Operator, programs: list[Program]) -> list[Program]:
