@@ -31,6 +31,7 @@ from sleepy.day import run_day
 from sleepy.episodes import EpisodeStore
 from sleepy.eval import evaluate
 from sleepy.eval.learning import LearningSetError, build_learning_set
+from sleepy.files import write_atomic
 from sleepy.koans import load_evalset, save_evalset
 from sleepy.koans.model import evalset_path
 from sleepy.plots import family_cycle_matrix, plots_from_mlflow
@@ -75,9 +76,7 @@ class State:
 
     def put(self, cycle: int, stage: str, value: dict) -> None:
         self.data.setdefault(str(cycle), {})[stage] = value
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        tmp.replace(self.path)  # atomic: a crash never leaves half a state file
+        write_atomic(self.path, json.dumps(self.data, indent=2))  # a crash never leaves half a file
 
 
 def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:

@@ -297,6 +297,35 @@ def test_results_are_kept_by_weights_evalset_and_policy_and_not_measured_again(
     assert moved.cached == ["champion"]
 
 
+def _put_one(root: str, key: str, n: int, start) -> None:
+    from sleepy.eval.cache import ResultCache
+    from sleepy.eval.metrics import KoanOutcome
+
+    outcome = KoanOutcome(f"k{n}", "f", None, passed=True, steps_to_green=n, final_signature=None)
+    start.wait()
+    for _ in range(300):
+        ResultCache(root).put(key, {outcome.koan_id: outcome}, {"pass_rate": float(n)})
+
+
+def test_jobs_storing_one_result_at_once_all_succeed_and_leave_a_whole_file(tmp_path):
+    """Two jobs of a sweep measure the same champion and store it under one key at the same time."""
+    import multiprocessing
+
+    from sleepy.eval.cache import ResultCache
+
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(4)
+    jobs = [ctx.Process(target=_put_one, args=(str(tmp_path), "same", n, start)) for n in range(4)]
+    for j in jobs:
+        j.start()
+    for j in jobs:
+        j.join(timeout=120)
+    assert [j.exitcode for j in jobs] == [0, 0, 0, 0]
+    res, metrics = ResultCache(tmp_path).get("same")
+    assert [o.koan_id for o in res.values()] == [f"k{int(metrics['pass_rate'])}"]
+    assert [p.name for p in tmp_path.iterdir()] == ["same.json"]  # no temporary file left
+
+
 def test_a_learning_set_is_measured_beside_the_frozen_suite(tmp_path, evalset, adapter):
     from sleepy.koans.generate import EVAL_SEEDS, generate
     from sleepy.koans.model import save_evalset

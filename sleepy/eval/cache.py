@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.eval.metrics import KoanOutcome
+from sleepy.files import write_atomic
 
 
 def _folder_digest(folder: Path) -> str:
@@ -53,9 +54,7 @@ class ResultCache:
 
     def put(self, key: str, res: dict[str, KoanOutcome], metrics: dict[str, float]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / f"{key}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"outcomes": [asdict(o) for o in res.values()], "metrics": metrics})
+        write_atomic(  # a reader never sees half a result; two jobs writing one key both succeed
+            self.root / f"{key}.json",
+            json.dumps({"outcomes": [asdict(o) for o in res.values()], "metrics": metrics}),
         )
-        tmp.replace(path)  # atomic: a reader never sees half a result
