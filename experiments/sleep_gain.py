@@ -1,7 +1,12 @@
 """Does one sleep teach a new family? A day on an unknown family, sleep on its failures, then the
-base model and the adapter on fresh, held-out koans of the same patterns.
+base model and the adapter on two held-out suites: fresh template koans of the same patterns, and
+the family's hand-written koans of the frozen evalset (programs a person wrote, never trained on).
 
     python -m experiments.sleep_gain --family trait_bounds --n 24
+    python -m experiments.sleep_gain --family trait_bounds --n 24 --mutants 24
+
+`--mutants N` adds N mistakes injected into the corpus's real programs (`sleepy koans mutate`,
+training seeds, no evalset program) to the day, beside the N template koans.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ def sleep_gain(
     seed: int = 0,
     uri: str | None = None,
     adapter_overrides: list[str] = (),
+    mutants: int = 0,
 ) -> dict:
     from sleepy.day import run_day
-    from sleepy.koans import save_evalset
+    from sleepy.koans import load_evalset, save_evalset
     from sleepy.koans.generate import generate
     from sleepy.koans.model import known_hashes
+    from sleepy.koans.mutate import load_programs, mutate
     from sleepy.sleep import run_sleep
 
     out.mkdir(parents=True, exist_ok=True)
@@ -33,12 +40,21 @@ def sleep_gain(
     track = [f"tracking.uri={uri}", "tracking.experiment=sleepy-sleep-gain"]
     exclude = set(known_hashes(Path("koans"), Path("evalsets")))
     seen = [k for f in families for k in generate(f, n, seed=seed + 1, exclude_hashes=exclude)]
+    if mutants:
+        programs, _ = load_programs([Path("koans")])  # evalset programs are left out here
+        seen += [k for f in families for k in mutate(f, mutants, seed + 1, programs, exclude)]
     exclude |= {k.content_hash for k in seen}
     held_out = [k for f in families for k in generate(f, n, seed=seed + 2, exclude_hashes=exclude)]
-    seen_path, held_path = (
-        save_evalset(seen, out / "day_koans.json"),
-        save_evalset(held_out, out / "held_out.json"),
-    )
+    handwritten = [
+        k
+        for k in load_evalset(Path("evalsets/frozen.json"))
+        if k.family in families and k.source == "handwritten"
+    ]
+    seen_path = save_evalset(seen, out / "day_koans.json")
+    suites = {
+        "templates": save_evalset(held_out, out / "held_out.json"),
+        "handwritten_frozen": save_evalset(handwritten, out / "handwritten_frozen.json"),
+    }
 
     day = run_day(
         compose_config(
@@ -66,46 +82,38 @@ def sleep_gain(
             ],
         )
     )
-    before = run_day(
-        compose_config(
-            "day",
-            [
-                *track,
-                f"paths.outputs={out}",
-                f"paths.output_dir={out}/before",
-                f"koans.evalset={held_path}",
-                "run_id=before",
-            ],
-        )
-    )
-    after = run_day(
-        compose_config(
-            "day",
-            [
-                *track,
-                f"paths.outputs={out}",
-                f"paths.output_dir={out}/after",
-                f"koans.evalset={held_path}",
-                "run_id=after",
-                f"backend.adapter={sleep.adapter_dir}",
-            ],
-        )
-    )
+    measured = {}
+    for suite, path in suites.items():
+        for who, adapter in (("base", []), ("adapter", [f"backend.adapter={sleep.adapter_dir}"])):
+            measured[suite, who] = run_day(
+                compose_config(
+                    "day",
+                    [
+                        *track,
+                        f"paths.outputs={out}",
+                        f"paths.output_dir={out}/{suite}-{who}",
+                        f"koans.evalset={path}",
+                        f"run_id={suite}-{who}",
+                        *adapter,
+                    ],
+                )
+            ).metrics
     result = {
         "families": families,
         "koans_per_family": n,
+        "mutants_per_family": mutants,
         "day_pass_rate": day.metrics["pass_rate"],
         "training_rows": sleep.stats["rows"],
         "train_steps": sleep.metrics["steps"],
-        "held_out_base": before.metrics["pass_rate"],
-        "held_out_adapter": after.metrics["pass_rate"],
-        "gain_points": 100 * (after.metrics["pass_rate"] - before.metrics["pass_rate"]),
-        "per_family": {
-            k: (before.metrics.get(k), after.metrics.get(k))
-            for k in after.metrics
-            if k.startswith("pass_rate.")
-        },
     }
+    for suite in suites:
+        base, after = measured[suite, "base"], measured[suite, "adapter"]
+        result[suite] = {
+            "koans": int(after["episodes"]),
+            "base": base["pass_rate"],
+            "adapter": after["pass_rate"],
+            "gain_points": 100 * (after["pass_rate"] - base["pass_rate"]),
+        }
     (out / "sleep_gain.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -115,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--family", action="append", required=True)
     p.add_argument("--n", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mutants", type=int, default=0, help="mutants per family in the day")
     p.add_argument("--out", default=None)
     p.add_argument("overrides", nargs="*", help="sleep overrides, e.g. adapter.max_steps=200")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="sleep-gain-", dir="outputs"))
-    r = sleep_gain(a.family, a.n, out, a.seed, adapter_overrides=a.overrides)
+    r = sleep_gain(a.family, a.n, out, a.seed, adapter_overrides=a.overrides, mutants=a.mutants)
     print(json.dumps(r, indent=2))
     return 0
 

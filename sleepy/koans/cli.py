@@ -54,8 +54,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     exclude = None
     if args.exclude is not None:
         exclude = known_hashes(*args.exclude)
-    total = 0
-    for family in families:
+
+    def one(family: str, exclude: set[str] | None) -> tuple[list, str]:
         koans = generate(
             family,
             args.n,
@@ -66,18 +66,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
             validate=not args.no_validate,
             patterns=args.pattern,
         )
+        return koans, ", ".join(
+            f"{p} {c}" for p, c in sorted(Counter(k.pattern for k in koans).items())
+        )
+
+    return _each_family(families, exclude, one, "koans", args.out)
+
+
+def _each_family(families, exclude, one, noun: str, out) -> int:
+    """Run `one(family, exclude)` per family, each kept clear of the koans the ones before made,
+    and print a line per family and the total."""
+    total = 0
+    for family in families:
+        koans, detail = one(family, exclude)
         if exclude is not None:
             exclude |= {k.content_hash for k in koans}
-        by_pattern = Counter(k.pattern for k in koans)
         console.print(
-            f"{family}: {len(koans)} koans -> {args.out / family}  "
-            + ", ".join(f"{p} {c}" for p, c in sorted(by_pattern.items())),
+            f"{family}: {len(koans)} {noun} -> {out / family}  {detail}",
             highlight=False,
             soft_wrap=True,
         )
         total += len(koans)
     if len(families) > 1:
-        console.print(f"{total} koans in {len(families)} families")
+        console.print(f"{total} {noun} in {len(families)} families")
     return 0
 
 
@@ -98,8 +109,8 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         from sleepy.koans.model import known_hashes
 
         exclude = known_hashes(*args.exclude)
-    total = 0
-    for family in families:
+
+    def one(family: str, exclude: set[str] | None) -> tuple[list, str]:
         stats = MutateStats()
         koans = mutate(
             family,
@@ -114,19 +125,12 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             workers=args.workers,
             stats=stats,
         )
-        if exclude is not None:
-            exclude |= {k.content_hash for k in koans}
-        console.print(
-            f"{family}: {len(koans)} mutants -> {args.out / family}  "
-            + ", ".join(f"{o} {c}" for o, c in sorted(stats.by_operator.items()))
-            + f"  ({stats.validated} checked, {sum(stats.failures.values())} rejected by rustc)",
-            highlight=False,
-            soft_wrap=True,
+        return koans, (
+            ", ".join(f"{o} {c}" for o, c in sorted(stats.by_operator.items()))
+            + f"  ({stats.validated} checked, {sum(stats.failures.values())} rejected by rustc)"
         )
-        total += len(koans)
-    if len(families) > 1:
-        console.print(f"{total} mutants in {len(families)} families")
-    return 0
+
+    return _each_family(families, exclude, one, "mutants", args.out)
 
 
 @_fails_cleanly
