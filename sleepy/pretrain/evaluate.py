@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=MODEL_DIR, help="a trained sleepy-tiny folder")
     p.add_argument("--out", default=None, help="default: MODEL/eval.json")
     args = p.parse_args(argv)
+    from sleepy.console import quiet_libraries
+
+    args.out = args.out or str(args.model / "eval.json")
+    quiet_libraries(Path("outputs/tiny_eval.log"))  # the libraries' noise goes there
     training = json.loads((args.model / "training.json").read_text())
     known = training["config"]["families"]
     results = evaluate_tiny(
@@ -116,7 +120,6 @@ def main(argv: list[str] | None = None) -> int:
         model_dir=args.model,
         mutants_per_family=args.mutants_per_family,
     )
-    args.out = args.out or str(args.model / "eval.json")
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     for name, m in results.items():
         print(

@@ -196,6 +196,11 @@ def train_tiny(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="tiny")
 def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from sleepy.console import quiet_libraries
+
+    quiet_libraries(Path(HydraConfig.get().runtime.output_dir) / "train.log")
     summary = train_tiny(cfg)
     print(
         json.dumps({k: v for k, v in summary.items() if k not in ("config", "patterns")}, indent=2)
