@@ -42,7 +42,11 @@ def sleep_gain(
     seen = [k for f in families for k in generate(f, n, seed=seed + 1, exclude_hashes=exclude)]
     if mutants:
         programs, _ = load_programs([Path("koans")])  # evalset programs are left out here
-        seen += [k for f in families for k in mutate(f, mutants, seed + 1, programs, exclude)]
+        seen += [
+            k
+            for f in families
+            for k in mutate(f, mutants, seed + 1, programs, exclude_hashes=exclude)
+        ]
     exclude |= {k.content_hash for k in seen}
     held_out = [k for f in families for k in generate(f, n, seed=seed + 2, exclude_hashes=exclude)]
     handwritten = [
