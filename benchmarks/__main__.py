@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from benchmarks.consolidation import bench_consolidation
-from benchmarks.generation import bench_decoders, bench_generation
+from benchmarks.generation import bench_decoders, bench_generation, bench_models
 from benchmarks.training import bench_training
 
 console = Console()
@@ -231,12 +231,21 @@ SECTIONS: dict[str, Callable[[], dict]] = {
     "training": bench_training,  # LoRA tokens/s: sleepy's CPU settings vs trl's defaults
     "consolidation": bench_consolidation,  # Share vs LoRA: trainable params and bytes per task
 }
+ON_REQUEST: dict[str, Callable[..., dict]] = {
+    "models": bench_models,  # `--only models --model DIR`: another model's speed vs sleepy-tiny's
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", choices=sorted(SECTIONS), help="run one section")
+    parser.add_argument("--only", choices=sorted(SECTIONS | ON_REQUEST), help="run one section")
+    parser.add_argument(
+        "--model", action="append", help="with --only models: a model folder to time (repeat)"
+    )
     args = parser.parse_args(argv)
+    if args.only in ON_REQUEST:
+        ON_REQUEST[args.only](args.model)
+        return 0
     for name, section in SECTIONS.items():
         if args.only and name != args.only:
             continue

@@ -215,3 +215,68 @@ def bench_decoders(
 
 if __name__ == "__main__":
     bench_decoders()
+
+
+def bench_models(
+    models: list[str] | None = None,
+    n: int = 32,
+    max_new_tokens: int = 64,
+    batch_size: int = 8,
+    rounds: int = 3,
+) -> dict[str, float]:
+    """Generation speed of other models against the shipped sleepy-tiny, timed in one run.
+
+    Each model answers the same n koan prompts one at a time and batched; the rounds interleave
+    the models so a busy moment hits them alike, and each keeps its fastest round. The ratio is
+    tokens/s against the first model (the shipped one unless `--model` names it first)."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from sleepy.llm.hf import HFBackend
+    from sleepy.tiny import MODEL_DIR
+
+    paths = [str(MODEL_DIR)] + [m for m in models or [] if Path(m).resolve() != MODEL_DIR]
+    prompts = koan_prompts(n)
+    backends = [HFBackend(p, model_id=p, max_new_tokens=max_new_tokens) for p in paths]
+    best: dict[tuple[int, str], tuple[float, int]] = {}
+    for b in backends:
+        b.generate(prompts[:2])  # warm-up
+    for _ in range(rounds):
+        for i, b in enumerate(backends):
+            for mode in ("alone", "batched"):
+                t0 = time.perf_counter()
+                if mode == "alone":
+                    gens = [b.generate([m])[0] for m in prompts]
+                else:
+                    gens = b.generate(prompts, batch_size=batch_size)
+                t = time.perf_counter() - t0
+                tok = sum(g.tokens_out for g in gens)
+                if (i, mode) not in best or tok / t > best[i, mode][1] / best[i, mode][0]:
+                    best[i, mode] = (t, tok)
+    table = Table(
+        title=f"generation speed by model: {n} koan prompts, greedy, max_new_tokens="
+        f"{max_new_tokens}, {torch.get_num_threads()} threads, best of {rounds} interleaved rounds"
+    )
+    table.add_column("model", overflow="fold")  # a folder path: shown whole, on several lines
+    for col in (
+        "one at a time tok/s",
+        "vs first",
+        f"batched <={batch_size} tok/s",
+        "vs first",
+    ):
+        table.add_column(col, justify="right")
+    result: dict[str, float] = {}
+    speed = {k: tok / t for k, (t, tok) in best.items()}
+    for i, p in enumerate(paths):
+        alone, batched = speed[i, "alone"], speed[i, "batched"]
+        ra, rb = alone / speed[0, "alone"], batched / speed[0, "batched"]
+        table.add_row(
+            os.path.relpath(p), f"{alone:.0f}", f"{ra:.2f}x", f"{batched:.0f}", f"{rb:.2f}x"
+        )
+        result[f"model{i}_alone_tok_s"], result[f"model{i}_batched_tok_s"] = alone, batched
+        result[f"model{i}_alone_ratio"], result[f"model{i}_batched_ratio"] = ra, rb
+    console = Console()
+    console.print(table)
+    console.print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return result
