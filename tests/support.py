@@ -26,12 +26,19 @@ def stage_config(name: str, root: Path, *overrides: str, out: str | None = None)
     return compose_config(name, [*paths, *overrides])
 
 
-def make_adapter(path: Path, seed: int = 1, family: str = "borrow_checker") -> Path:
-    """A loadable LoRA with non-zero (random) weights: it really changes what the model says."""
+def make_adapter(
+    path: Path,
+    seed: int = 1,
+    family: str = "borrow_checker",
+    rank: int = 2,
+    signatures: list[str] | None = None,
+) -> Path:
+    """A loadable LoRA with non-zero (random) weights: it really changes what the model says.
+    Its metadata is what a sleep writes: the family it learned and the error signatures seen."""
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(str(MODEL_DIR))
     cfg = LoraConfig(
-        r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"], init_lora_weights=False
     )
     get_peft_model(model, cfg).save_pretrained(str(path))
     write_info(
@@ -40,6 +47,7 @@ def make_adapter(path: Path, seed: int = 1, family: str = "borrow_checker") -> P
             base_model=str(MODEL_DIR),
             base_model_fingerprint=fingerprint(MODEL_DIR),
             families=[family],
+            signatures=signatures or [],
         ),
     )
     return path

@@ -21,10 +21,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel
+from support import make_adapter
 from transformers import AutoModelForCausalLM
 
-from sleepy.adapters import AdapterInfo, fingerprint, write_info
 from sleepy.adapters.lora_io import read_lora
 from sleepy.adapters.served import (
     OLLAMA_SCRIPT,
@@ -46,26 +46,6 @@ TASK_OF = {"borrow_checker": "borrow", "mutability": "mutability"}  # type_misma
 OLLAMA_BASE = "sleepy-tiny"  # what backend=ollama names the tiny model (model.name)
 
 
-def lora(path: Path, seed: int, families: list[str], signatures: list[str]) -> Path:
-    """A random (non-zero) rank-4 LoRA on sleepy-tiny, with the metadata a sleep writes."""
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(str(MODEL_DIR))
-    cfg = LoraConfig(
-        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
-    )
-    get_peft_model(model, cfg).save_pretrained(str(path))
-    write_info(
-        path,
-        AdapterInfo(
-            base_model=str(MODEL_DIR),
-            base_model_fingerprint=fingerprint(MODEL_DIR),
-            families=families,
-            signatures=signatures,
-        ),
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Koans of three families; a task adapter trained (here: made) on the errors of two of them,
@@ -81,10 +61,11 @@ def world(tmp_path_factory):
     tasks = [
         TaskAdapter.from_path(
             task,
-            lora(
+            make_adapter(  # rank 4: a random (non-zero) LoRA with the metadata a sleep writes
                 tmp / task,
                 seed=i,
-                families=[family],
+                family=family,
+                rank=4,
                 signatures=sorted({signature[k.id] for k in koans if k.family == family}),
             ),
         )
