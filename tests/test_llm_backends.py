@@ -204,14 +204,19 @@ class FakeOllama(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-@pytest.fixture
-def fake_ollama():
-    FakeOllama.fail_first, FakeOllama.seen = 0, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOllama)
+def _serve(handler, path: str = ""):
+    """`handler` on a real HTTP server on 127.0.0.1 (a free port) for one test; yields its URL."""
+    handler.fail_first, handler.seen = 0, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield f"http://127.0.0.1:{httpd.server_address[1]}{path}"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def fake_ollama():
+    yield from _serve(FakeOllama)
 
 
 def test_ollama_chat_batch_and_options(fake_ollama):
@@ -313,12 +318,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_openai():
-    FakeOpenAI.fail_first, FakeOpenAI.seen = 0, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    yield from _serve(FakeOpenAI, "/v1")
 
 
 def test_openai_backend_retries_with_the_clients_own_retries(fake_openai):
