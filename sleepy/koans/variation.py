@@ -115,30 +115,54 @@ def _unsafe_names(src: Source) -> set[str]:
     return out
 
 
-def rename(code: str, rng: random.Random, description: str = "") -> tuple[str, str]:
+def rename(
+    code: str, rng: random.Random, description: str = "", vocab: type[Vocab] = Vocab
+) -> tuple[str, str]:
     """The program with its own locals, free functions and types consistently renamed (and the
     description's backticked mentions of them): the same program, with other names."""
-    src = Source(code)
-    local, funcs, types = _declared_names(src)
-    taken = {src.text(n) for n in src.walk() if n.type.endswith("identifier")}
-    unsafe = _unsafe_names(src) | {"self", "Self", "_"}
-    vocab = Vocab(rng, taken=taken)  # a new name must not be any name already in the program
+    (code,), description = rename_together([code], rng, description, vocab)
+    return code, description
+
+
+def rename_together(
+    codes: list[str],
+    rng: random.Random,
+    description: str = "",
+    vocab: type[Vocab] = Vocab,
+    keep: float = 0.3,
+) -> tuple[list[str], str]:
+    """Programs renamed with one mapping (a koan's buggy and correct code, so its fix stays the
+    same fix): names any of them declares, safe to rename in all of them, each kept with
+    probability `keep` (partial renames too)."""
+    srcs = [Source(c) for c in codes]
+    local, funcs, types, taken, unsafe = set(), set(), set(), set(), {"self", "Self", "_"}
+    for src in srcs:
+        names = _declared_names(src)
+        local, funcs, types = local | names[0], funcs | names[1], types | names[2]
+        taken |= {src.text(n) for n in src.walk() if n.type.endswith("identifier")}
+        unsafe |= _unsafe_names(src)
+    names = vocab(rng, taken=taken)  # a new name must not be any name already in the programs
     mapping: dict[str, str] = {}
-    for names, make in ((local, vocab.var), (funcs, vocab.func), (types, vocab.type_name)):
-        for name in sorted(names - unsafe):
-            if name.startswith("_") or rng.random() < 0.3:  # keep some names: partial renames too
+    for declared, make in ((local, names.var), (funcs, names.func), (types, names.type_name)):
+        for name in sorted(declared - unsafe):
+            if name.startswith("_") or rng.random() < keep:
                 continue
             mapping[name] = make()
     if not mapping:
-        return code, description
-    edits = [
-        src.replace(n, mapping[src.text(n)])
-        for n in src.walk()
-        if n.type in ("identifier", "type_identifier") and src.text(n) in mapping
+        return codes, description
+    out = [
+        src.apply(
+            [
+                src.replace(n, mapping[src.text(n)])
+                for n in src.walk()
+                if n.type in ("identifier", "type_identifier") and src.text(n) in mapping
+            ]
+        )
+        for src in srcs
     ]
     for old, new in mapping.items():
         description = description.replace(f"`{old}`", f"`{new}`")
-    return src.apply(edits), description
+    return out, description
 
 
 def _word_strings(src: Source) -> dict[str, list]:
