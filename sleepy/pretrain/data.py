@@ -7,7 +7,8 @@ completion = the buggy -> correct edit written in the model's edit format, ended
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 
 from sleepy.koans import Koan
 from sleepy.koans.generate import default_exclude_hashes, draft, select_patterns
@@ -69,6 +70,25 @@ def mutants_for_training(
         got = mutate(family, per_family, seed, programs, exclude_hashes=seen, workers=workers)
         seen |= {k.content_hash for k in got}
         out += got
+    return out
+
+
+def widen(koans: list[Koan], share: float, seed: int) -> list[Koan]:
+    """The koans with a `share` of them renamed from 2,000 words (WideVocab): buggy and correct
+    code with one mapping, so the fix is the same fix in other names. Names a model cannot have
+    memorized teach it to copy them from the program it is shown."""
+    from sleepy.koans.generator import WideVocab
+    from sleepy.koans.variation import rename_together
+
+    out = []
+    for koan in koans:
+        rng = random.Random(f"{seed}:wide:{koan.content_hash}")
+        if rng.random() < share:
+            (buggy, correct), description = rename_together(
+                [koan.buggy_code, koan.correct_code], rng, koan.description, WideVocab, keep=0.1
+            )
+            koan = replace(koan, buggy_code=buggy, correct_code=correct, description=description)
+        out.append(koan)
     return out
 
 

@@ -19,7 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import CONF_PATH
 from sleepy.pretrain.architecture import EOS, build_model, save, train_tokenizer
-from sleepy.pretrain.data import Example, build_examples, koans_for_training, mutants_for_training
+from sleepy.pretrain.data import (
+    Example,
+    build_examples,
+    koans_for_training,
+    mutants_for_training,
+    widen,
+)
 from sleepy.tiny import MODEL_DIR
 from sleepy.tracking import log_config, mlflow_run
 
@@ -84,6 +90,23 @@ def collate(rows, idx, pad_id: int):
     return input_ids, mask, labels
 
 
+def loss_of(model, input_ids, mask, labels, prompt_weight: float):
+    """(loss to train on, completion loss, prompt loss): the mean loss over completion tokens,
+    plus `prompt_weight` times the mean over prompt tokens. The prompt quotes the program's lines
+    in rustc's diagnostics, so its loss teaches copying from the program too."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
+    targets = input_ids[:, 1:]
+    ce = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
+    ).view(targets.shape)
+    completion = labels[:, 1:] != -100
+    prompt = mask[:, 1:].bool() & ~completion
+    c_loss, p_loss = ce[completion].mean(), ce[prompt].mean()
+    return c_loss + prompt_weight * p_loss if prompt_weight else c_loss, c_loss, p_loss
+
+
 def train_tiny(cfg: DictConfig) -> dict:
     import mlflow
     import torch
@@ -107,7 +130,8 @@ def train_tiny(cfg: DictConfig) -> dict:
             list(cfg.mutants.sources),
             exclude,
         )
-    examples, dropped = build_examples(koans, cfg.template, cfg.edit_format)
+    trained = widen(koans, cfg.wide_names, cfg.seed) if cfg.wide_names else koans
+    examples, dropped = build_examples(trained, cfg.template, cfg.edit_format)
     texts = [m["content"] for ex in examples for m in ex.messages] + [
         ex.completion for ex in examples
     ]
@@ -121,7 +145,8 @@ def train_tiny(cfg: DictConfig) -> dict:
     )
     sched = get_cosine_schedule_with_warmup(opt, cfg.train.warmup, cfg.train.steps)
     stream = batches(rows, cfg.train.batch_size, cfg.seed, cfg.train.curriculum_steps)
-    losses: list[float] = []
+    losses: list[float] = []  # completion loss, whatever the prompt's weight
+    prompt_losses: list[float] = []
     with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name="sleepy-tiny"):
         log_config(cfg)
         mlflow.log_metrics(
@@ -147,16 +172,20 @@ def train_tiny(cfg: DictConfig) -> dict:
             task = bar.add_task("train", total=cfg.train.steps, loss=float("nan"))
             for step in range(1, cfg.train.steps + 1):
                 input_ids, mask, labels = collate(rows, next(stream), tokenizer.pad_token_id)
-                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+                loss, c_loss, p_loss = loss_of(
+                    model, input_ids, mask, labels, cfg.train.prompt_loss
+                )
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-                losses.append(loss.item())
+                losses.append(c_loss.item())
+                prompt_losses.append(p_loss.item())
                 if step % 10 == 0 or step == cfg.train.steps:
                     avg = sum(losses[-10:]) / len(losses[-10:])
                     mlflow.log_metric("loss", avg, step=step)
+                    mlflow.log_metric("prompt_loss", sum(prompt_losses[-10:]) / 10, step=step)
                     mlflow.log_metric("lr", sched.get_last_lr()[0], step=step)
                 bar.update(task, advance=1, loss=losses[-1])
         train_s = time.time() - t1
@@ -174,6 +203,7 @@ def train_tiny(cfg: DictConfig) -> dict:
             "steps": cfg.train.steps,
             "batch_size": cfg.train.batch_size,
             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+            "final_prompt_loss": sum(prompt_losses[-20:]) / len(prompt_losses[-20:]),
             "train_seconds": round(train_s),
             "data_seconds": round(data_s),
             "seconds_per_step": round(train_s / cfg.train.steps, 3),
@@ -182,7 +212,8 @@ def train_tiny(cfg: DictConfig) -> dict:
         }
         (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
         # Evalsets and later generated koans must stay disjoint from what the model saw.
-        (out / "train_hashes.txt").write_text("".join(sorted(f"{k.content_hash}\n" for k in koans)))
+        seen = {k.content_hash for k in koans} | {k.content_hash for k in trained}
+        (out / "train_hashes.txt").write_text("".join(f"{h}\n" for h in sorted(seen)))
         mlflow.log_dict(summary, "training.json")
         mlflow.log_metrics({"final_loss": summary["final_loss"], "train_seconds": train_s})
         if not math.isfinite(summary["final_loss"]):

@@ -1,0 +1,130 @@
+"""sleepy-tiny v3's parts: training koans renamed from a wide vocabulary keep their mistake and
+their fix, and the prompt's loss is added with its weight."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from sleepy.config import compose_config
+from sleepy.koans.generate import generate
+from sleepy.koans.generator import WideVocab, _words
+from sleepy.koans.model import normalized_form
+from sleepy.koans.variation import rename, rename_together
+from sleepy.pretrain.data import widen
+from sleepy.sandbox import Sandbox
+
+RUST_KEYWORDS = set(
+    "as break const continue crate else enum extern false fn for if impl in let loop match mod "
+    "move mut pub ref return self static struct super trait true type unsafe use where while async "
+    "await dyn abstract become box do final macro override priv typeof unsized virtual yield try "
+    "union".split()
+)
+
+
+def test_the_word_list_is_wide_and_holds_no_rust_keyword():
+    words = _words()
+    assert len(words) == len(set(words)) >= 2000
+    assert not RUST_KEYWORDS & set(words)
+    assert all(re.fullmatch(r"[a-z]+", w) for w in words)
+
+
+def test_wide_names_are_fresh_and_rarely_repeat():
+    vocab = WideVocab(random.Random(0), taken={"total"})
+    names = [vocab.var() for _ in range(200)]
+    assert len(set(names)) == 200 and "total" not in names
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)?", n) for n in names)
+    assert all(re.fullmatch(r"([A-Z][a-z]+)+", vocab.type_name()) for _ in range(50))
+
+
+def test_one_mapping_renames_buggy_and_correct_code_alike():
+    buggy = "fn main() {\n    let v = Vec::new();\n    v.push(1);\n}\n"
+    correct = "fn main() {\n    let mut v = Vec::new();\n    v.push(1);\n}\n"
+    (b, c), _ = rename_together([buggy, correct], random.Random(4), vocab=WideVocab, keep=0.0)
+    assert "let v" not in b and b.replace("let ", "let mut ") == c
+
+
+def test_a_single_program_renames_as_before():
+    """`rename` is `rename_together` of one program: seeded mutants stay the same mutants."""
+    code = generate("mutability", 1, seed=3)[0].correct_code
+    assert rename(code, random.Random(9)) == (
+        rename_together([code], random.Random(9))[0][0],
+        "",
+    )
+
+
+def test_widened_koans_keep_their_mistake_and_their_fix():
+    koans = generate("borrow_checker", 3, seed=12) + generate("type_mismatch", 3, seed=12)
+    wide = widen(koans, 1.0, seed=0)
+    sandbox = Sandbox()
+    renamed = 0
+    for before, after in zip(koans, wide, strict=True):
+        assert normalized_form(after.buggy_code) == normalized_form(before.buggy_code)
+        renamed += after.buggy_code != before.buggy_code
+        buggy = sandbox.verdict(after, after.buggy_code)
+        assert not buggy.passed
+        assert buggy.signature is not None and buggy.signature.code == before.expected_code
+        fixed = sandbox.check(after.correct_code, after.edition)
+        assert not fixed.errors, after.correct_code
+    assert renamed == len(koans)
+
+
+def test_widen_keeps_a_share_and_is_deterministic():
+    koans = generate("mutability", 12, seed=21)
+    assert widen(koans, 0.0, seed=1) == koans
+    half = widen(koans, 0.5, seed=1)
+    assert half == widen(koans, 0.5, seed=1)
+    assert 0 < sum(a != b for a, b in zip(half, koans, strict=True)) < len(koans)
+
+
+def test_the_loss_adds_the_prompt_with_its_weight():
+    import torch
+
+    from sleepy.pretrain.architecture import build_model, train_tokenizer
+    from sleepy.pretrain.train import collate, loss_of
+
+    tok = train_tokenizer(["fn main() { let x = 1; }"] * 4, vocab_size=300)
+    model = build_model(tok, hidden=32, layers=1, heads=2, intermediate=64)
+    rows = [([5, 9, 12, 14, 20], [30, 31, 2]), ([5, 7, 8], [40, 2])]
+    input_ids, mask, labels = collate(rows, [0, 1], tok.pad_token_id)
+    with torch.no_grad():
+        plain = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss0, c0, p0 = loss_of(model, input_ids, mask, labels, 0.0)
+        loss1, c1, p1 = loss_of(model, input_ids, mask, labels, 0.5)
+    assert loss0 == pytest.approx(plain.item(), rel=1e-5) and loss0 == c0
+    assert loss1 == pytest.approx((c1 + 0.5 * p1).item(), rel=1e-6)
+    assert p1.item() > 0
+
+
+def test_v3_recipe_records_what_it_trained_on(tmp_path):
+    from sleepy.pretrain.train import train_tiny
+
+    cfg = compose_config(
+        "tiny_v3",
+        [
+            "families=[mutability]",
+            "per_family=6",
+            "mutants.per_family=0",
+            "wide_names=1.0",
+            "train.steps=2",
+            "train.curriculum_steps=0",
+            "train.batch_size=3",
+            "train.warmup=1",
+            "arch.hidden=32",
+            "arch.layers=1",
+            "arch.heads=2",
+            "arch.intermediate=64",
+            "tokenizer.vocab_size=400",
+            f"out={tmp_path / 'model'}",
+            f"paths.output_dir={tmp_path}",
+            "install=false",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        ],
+    )
+    summary = train_tiny(cfg)
+    assert summary["examples"] == 6 and summary["final_prompt_loss"] > 0
+    # both the koans drawn and the renamed programs trained on are kept out of later evals
+    hashes = (tmp_path / "model" / "train_hashes.txt").read_text().split()
+    assert len(hashes) == 12
