@@ -128,3 +128,33 @@ def test_v3_recipe_records_what_it_trained_on(tmp_path):
     # both the koans drawn and the renamed programs trained on are kept out of later evals
     hashes = (tmp_path / "model" / "train_hashes.txt").read_text().split()
     assert len(hashes) == 12
+
+
+def test_training_without_tracking_writes_no_store(tmp_path, monkeypatch):
+    """tracking=none used to log to MLflow's default store (an mlflow.db in the working folder)."""
+    from sleepy.pretrain.train import train_tiny
+
+    default = tmp_path / "default.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{default}")
+    cfg = compose_config(
+        "tiny",
+        [
+            "families=[mutability]",
+            "per_family=3",
+            "train.steps=1",
+            "train.batch_size=2",
+            "train.warmup=1",
+            "arch.hidden=32",
+            "arch.layers=1",
+            "arch.heads=2",
+            "arch.intermediate=64",
+            "tokenizer.vocab_size=400",
+            f"out={tmp_path / 'model'}",
+            f"paths.output_dir={tmp_path}",
+            "install=false",
+            "tracking=none",
+        ],
+    )
+    train_tiny(cfg)
+    assert (tmp_path / "model" / "training.json").exists()
+    assert not default.exists()

@@ -147,18 +147,20 @@ def train_tiny(cfg: DictConfig) -> dict:
     stream = batches(rows, cfg.train.batch_size, cfg.seed, cfg.train.curriculum_steps)
     losses: list[float] = []  # completion loss, whatever the prompt's weight
     prompt_losses: list[float] = []
-    with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name="sleepy-tiny"):
-        log_config(cfg)
-        mlflow.log_metrics(
-            {
-                "examples": len(rows),
-                "mutants": len(koans) - n_templates,
-                "dropped_too_long": too_long,
-                "dropped_passing": dropped["passes_already"],
-                "dropped_other_error": dropped["other_error"],
-                "parameters": n_params,
-            }
-        )
+    with mlflow_run(cfg.tracking.uri, cfg.tracking.experiment, run_name="sleepy-tiny") as run:
+        tracked = run is not None  # tracking=none: nothing goes to a store, not even a default one
+        if tracked:
+            log_config(cfg)
+            mlflow.log_metrics(
+                {
+                    "examples": len(rows),
+                    "mutants": len(koans) - n_templates,
+                    "dropped_too_long": too_long,
+                    "dropped_passing": dropped["passes_already"],
+                    "dropped_other_error": dropped["other_error"],
+                    "parameters": n_params,
+                }
+            )
         model.train()
         t1 = time.time()
         cols = [
@@ -182,10 +184,11 @@ def train_tiny(cfg: DictConfig) -> dict:
                 opt.zero_grad(set_to_none=True)
                 losses.append(c_loss.item())
                 prompt_losses.append(p_loss.item())
-                if step % 10 == 0 or step == cfg.train.steps:
-                    avg = sum(losses[-10:]) / len(losses[-10:])
+                if tracked and (step % 10 == 0 or step == cfg.train.steps):
+                    last = min(10, len(losses))
+                    avg = sum(losses[-last:]) / last
                     mlflow.log_metric("loss", avg, step=step)
-                    mlflow.log_metric("prompt_loss", sum(prompt_losses[-10:]) / 10, step=step)
+                    mlflow.log_metric("prompt_loss", sum(prompt_losses[-last:]) / last, step=step)
                     mlflow.log_metric("lr", sched.get_last_lr()[0], step=step)
                 bar.update(task, advance=1, loss=losses[-1])
         train_s = time.time() - t1
@@ -214,8 +217,9 @@ def train_tiny(cfg: DictConfig) -> dict:
         # Evalsets and later generated koans must stay disjoint from what the model saw.
         seen = {k.content_hash for k in koans} | {k.content_hash for k in trained}
         (out / "train_hashes.txt").write_text("".join(f"{h}\n" for h in sorted(seen)))
-        mlflow.log_dict(summary, "training.json")
-        mlflow.log_metrics({"final_loss": summary["final_loss"], "train_seconds": train_s})
+        if tracked:
+            mlflow.log_dict(summary, "training.json")
+            mlflow.log_metrics({"final_loss": summary["final_loss"], "train_seconds": train_s})
         if not math.isfinite(summary["final_loss"]):
             raise RuntimeError("training diverged (loss is not finite): lower train.lr")
     if cfg.install:
