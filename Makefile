@@ -47,8 +47,8 @@ format: setup ## ruff format in place
 validate: setup ## validate every koan and the frozen evalset with rustc
 	$(BIN)/sleepy koans validate
 
-tiny-model: setup ## retrain sleepy-tiny from scratch (sleepy/conf/tiny.yaml) and install it in sleepy/tiny/model
-	$(BIN)/sleepy-tiny
+tiny-model: setup ## retrain sleepy-tiny from scratch (sleepy/conf/tiny_v3.yaml) and install it in sleepy/tiny/model
+	$(BIN)/sleepy-tiny --config-name tiny_v3
 
 day: setup ## one day of the agent on 20 koans with sleepy-tiny
 	$(BIN)/sleepy-day koans.count=20

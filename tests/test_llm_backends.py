@@ -62,15 +62,15 @@ def test_hf_batched_greedy_equals_one_at_a_time(tiny):
 def test_hf_greedy_loop_matches_model_generate(tiny):
     """decoder=custom (grouped prefill, static cache, ended rows dropped) answers exactly what
     decoder=generate (model.generate) answers; a long max_new_tokens lets rows end at different
-    steps."""
+    steps (with the shipped sleepy-tiny, 80 tokens: two of these rows stop, six run to length)."""
     batch = prompts(7) + [[{"role": "user", "content": "fn main() { }" + " x" * 90}]]
     assert tiny.greedy is not None  # the default decoder, and sleepy-tiny can use it
-    custom = tiny.generate(batch, max_new_tokens=40, batch_size=3)
+    custom = tiny.generate(batch, max_new_tokens=80, batch_size=3)
     assert sum(tiny.last_plan) == len(batch) and max(tiny.last_plan) <= 3
     assert {g.finish_reason for g in custom} == {"stop", "length"}
     generate = HFBackend(MODEL_DIR, model_id="sleepy-tiny", decoder="generate")
     assert generate.greedy is None
-    by_generate = generate.generate(batch, max_new_tokens=40)
+    by_generate = generate.generate(batch, max_new_tokens=80)
     assert [(g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in custom] == [
         (g.text, g.tokens_in, g.tokens_out, g.finish_reason) for g in by_generate
     ]

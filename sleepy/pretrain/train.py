@@ -1,8 +1,8 @@
 """Train sleepy-tiny from scratch: tokenizer, model, completion-only loss on generated koans (and,
 from v2 on, mutants of the corpus's real programs).
 
-`make tiny-model` (or `python -m sleepy.pretrain.train`) reruns the whole recipe in conf/tiny.yaml;
-`python -m sleepy.pretrain.train --config-name tiny_v2` the v2 recipe (conf/tiny_v2.yaml).
+`make tiny-model` reruns the shipped recipe (conf/tiny_v3.yaml) and installs the result;
+`python -m sleepy.pretrain.train` the v1 recipe (conf/tiny.yaml), `--config-name tiny_v2` v2's.
 """
 
 from __future__ import annotations
