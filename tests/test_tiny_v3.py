@@ -10,18 +10,11 @@ import pytest
 
 from sleepy.config import compose_config
 from sleepy.koans.generate import generate
-from sleepy.koans.generator import WideVocab, _words
+from sleepy.koans.generator import RUST_KEYWORDS, WideVocab, _words
 from sleepy.koans.model import normalized_form
 from sleepy.koans.variation import rename, rename_together
 from sleepy.pretrain.data import widen
 from sleepy.sandbox import Sandbox
-
-RUST_KEYWORDS = set(
-    "as break const continue crate else enum extern false fn for if impl in let loop match mod "
-    "move mut pub ref return self static struct super trait true type unsafe use where while async "
-    "await dyn abstract become box do final macro override priv typeof unsized virtual yield try "
-    "union".split()
-)
 
 
 def test_the_word_list_is_wide_and_holds_no_rust_keyword():
@@ -37,6 +30,18 @@ def test_wide_names_are_fresh_and_rarely_repeat():
     assert len(set(names)) == 200 and "total" not in names
     assert all(re.fullmatch(r"[a-z]+(_[a-z]+)?", n) for n in names)
     assert all(re.fullmatch(r"([A-Z][a-z]+)+", vocab.type_name()) for _ in range(50))
+
+
+def test_made_up_names_are_syllables_that_no_word_list_holds():
+    words = set(_words())
+    vocab = WideVocab(random.Random(2), made_up=1.0)
+    names = [vocab.var() for _ in range(300)]
+    parts = {w for n in names for w in n.split("_")}
+    assert all(re.fullmatch(r"([bdfgklmnprstvz][aeiou]){2,3}", w) for w in parts)
+    assert not parts & RUST_KEYWORDS and len(parts & words) < 10
+    mixed = WideVocab(random.Random(2), made_up=0.5)
+    parts = {w for _ in range(300) for w in mixed.var().split("_")}
+    assert 0.3 < len(parts & words) / len(parts) < 0.7
 
 
 def test_one_mapping_renames_buggy_and_correct_code_alike():

@@ -220,16 +220,38 @@ def _words() -> tuple[str, ...]:
     return tuple(w for w in text.split() if w)
 
 
+RUST_KEYWORDS = frozenset(
+    "as break const continue crate else enum extern false fn for if impl in let loop match mod "
+    "move mut pub ref return self static struct super trait true type unsafe use where while async "
+    "await dyn abstract become box do final macro override priv typeof unsized virtual yield try "
+    "union".split()
+)
+
+
 class WideVocab(Vocab):
     """Names drawn from 2,000 words instead of a few dozen: a model trained on programs renamed
-    with it cannot guess a name from the names it has seen, only copy it from the program."""
+    with it cannot guess a name from the names it has seen, only copy it from the program.
+    With `made_up`, that share of the words is made of random syllables (`tavoki`): names no word
+    prior can pull toward."""
 
-    def __init__(self, rng: random.Random, taken: set[str] = frozenset()):
+    def __init__(self, rng: random.Random, taken: set[str] = frozenset(), made_up: float = 0.0):
         super().__init__(rng, taken)
         self.words = _words()
+        self.made_up = made_up
+
+    def _word(self) -> str:
+        if self.made_up and self.rng.random() < self.made_up:
+            while True:
+                word = "".join(
+                    self.rng.choice("bdfgklmnprstvz") + self.rng.choice("aeiou")
+                    for _ in range(self.rng.randint(2, 3))
+                )
+                if word not in RUST_KEYWORDS:
+                    return word
+        return self.rng.choice(self.words)
 
     def _compound(self, n: int) -> list[str]:
-        return [self.rng.choice(self.words) for _ in range(n)]
+        return [self._word() for _ in range(n)]
 
     def var(self) -> str:
         return self._fresh(["_"], lambda _: "_".join(self._compound(self.rng.choice((1, 1, 2)))))

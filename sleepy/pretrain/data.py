@@ -73,10 +73,13 @@ def mutants_for_training(
     return out
 
 
-def widen(koans: list[Koan], share: float, seed: int) -> list[Koan]:
-    """The koans with a `share` of them renamed from 2,000 words (WideVocab): buggy and correct
-    code with one mapping, so the fix is the same fix in other names. Names a model cannot have
-    memorized teach it to copy them from the program it is shown."""
+def widen(koans: list[Koan], share: float, seed: int, made_up: float = 0.0) -> list[Koan]:
+    """The koans with a `share` of them renamed from 2,000 words (WideVocab; `made_up` of the
+    words made of random syllables): buggy and correct code with one mapping, so the fix is the
+    same fix in other names. Names a model cannot have memorized teach it to copy them from the
+    program it is shown."""
+    from functools import partial
+
     from sleepy.koans.generator import WideVocab
     from sleepy.koans.variation import rename_together
 
@@ -85,7 +88,11 @@ def widen(koans: list[Koan], share: float, seed: int) -> list[Koan]:
         rng = random.Random(f"{seed}:wide:{koan.content_hash}")
         if rng.random() < share:
             (buggy, correct), description = rename_together(
-                [koan.buggy_code, koan.correct_code], rng, koan.description, WideVocab, keep=0.1
+                [koan.buggy_code, koan.correct_code],
+                rng,
+                koan.description,
+                partial(WideVocab, made_up=made_up),
+                keep=0.1,
             )
             koan = replace(koan, buggy_code=buggy, correct_code=correct, description=description)
         out.append(koan)

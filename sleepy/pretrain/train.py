@@ -130,7 +130,7 @@ def train_tiny(cfg: DictConfig) -> dict:
             list(cfg.mutants.sources),
             exclude,
         )
-    trained = widen(koans, cfg.wide_names, cfg.seed) if cfg.wide_names else koans
+    trained = widen(koans, cfg.wide_names, cfg.seed, cfg.made_up_names) if cfg.wide_names else koans
     examples, dropped = build_examples(trained, cfg.template, cfg.edit_format)
     texts = [m["content"] for ex in examples for m in ex.messages] + [
         ex.completion for ex in examples
