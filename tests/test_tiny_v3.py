@@ -163,3 +163,31 @@ def test_training_without_tracking_writes_no_store(tmp_path, monkeypatch):
     train_tiny(cfg)
     assert (tmp_path / "model" / "training.json").exists()
     assert not default.exists()
+
+
+def test_search_lines_can_be_forced_to_the_programs_lines():
+    """experiments/copy_search.py: inside a SEARCH section only tokens that keep the line a
+    prefix of a program line (or of the divider) are allowed; elsewhere nothing changes."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from experiments.copy_search import ProgramLinesOnly
+    from sleepy.tiny import MODEL_DIR
+
+    tok = AutoTokenizer.from_pretrained(MODEL_DIR)
+    lines = ["fn main() {", "    let m = Matrix::identity();", "}"]
+    proc = ProgramLinesOnly(tok, lines, prompt_len=1)
+
+    def allowed(reply: str) -> list[str]:
+        ids = torch.tensor([[tok.bos_token_id, *tok(reply, add_special_tokens=False)["input_ids"]]])
+        scores = proc(ids, torch.zeros(1, len(tok)))
+        return [proc.texts[i] for i in torch.isfinite(scores[0]).nonzero().flatten().tolist()]
+
+    partial = "    let m = Mat"
+    after = [f"{lines[1]}\n{x}" for x in [*lines, "======="]]  # the line, then any next one
+    got = allowed(f"<<<<<<< SEARCH\n{partial}")
+    assert got and all(any(a.startswith(partial + t) for a in after) for t in got)
+    assert not {"Vec", "vec", " ="} & set(got)
+    assert set(allowed("<<<<<<< SEARCH\n")) >= {"=", "fn", " "}  # a line start: any line, or =
+    assert len(allowed("<<<<<<< SEARCH\nfn main() {\n=======\n    let")) == len(tok)  # REPLACE
+    assert len(allowed("no edit yet")) == len(tok)
