@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="sleep overrides, e.g. adapter.max_steps=200")
     a = p.parse_args(argv)
     out = Path(a.out or tempfile.mkdtemp(prefix="sleep-gain-", dir="outputs"))
+    out.mkdir(parents=True, exist_ok=True)
+    from sleepy.console import quiet_libraries
+
+    quiet_libraries(out / "sleep_gain.log")  # library warnings and progress bars go there
     r = sleep_gain(a.family, a.n, out, a.seed, adapter_overrides=a.overrides, mutants=a.mutants)
     print(json.dumps(r, indent=2))
     return 0
