@@ -26,6 +26,21 @@ def stage_config(name: str, root: Path, *overrides: str, out: str | None = None)
     return compose_config(name, [*paths, *overrides])
 
 
+def tiny_recipe(name: str, root: Path, *overrides: str) -> DictConfig:
+    """A sleepy-tiny recipe (sleepy/conf/<name>.yaml) shrunk to train in seconds, writing its
+    model to root/model and nothing into the package. Tracking is the caller's to choose."""
+    shape = [
+        "train.warmup=1",
+        "arch.hidden=32",
+        "arch.layers=1",
+        "arch.heads=2",
+        "arch.intermediate=64",
+        "tokenizer.vocab_size=400",
+    ]
+    paths = [f"out={root / 'model'}", f"paths.output_dir={root}", "install=false"]
+    return compose_config(name, [*shape, *paths, *overrides])
+
+
 def make_adapter(
     path: Path,
     seed: int = 1,

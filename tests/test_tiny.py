@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hydra import compose, initialize_config_module
+from support import tiny_recipe
 from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,30 +52,19 @@ def test_recipe_is_deterministic_for_a_seed(tmp_path):
     from sleepy.pretrain.train import train_tiny
 
     def run(name):
-        with initialize_config_module("sleepy.conf", version_base=None):
-            cfg = compose(
-                "tiny",
-                overrides=[
-                    "families=[mutability]",
-                    "per_family=8",
-                    "train.steps=2",
-                    "train.batch_size=4",
-                    "train.warmup=1",
-                    "arch.hidden=32",
-                    "arch.layers=1",
-                    "arch.heads=2",
-                    "arch.intermediate=64",
-                    "tokenizer.vocab_size=400",
-                    f"out={tmp_path / name}",
-                    f"paths.output_dir={tmp_path / name}",  # Hydra's run dir, outside a run
-                    "install=false",
-                    f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-                ],
-            )
+        cfg = tiny_recipe(
+            "tiny",
+            tmp_path / name,
+            "families=[mutability]",
+            "per_family=8",
+            "train.steps=2",
+            "train.batch_size=4",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        )
         return train_tiny(cfg)
 
     a, b = run("a"), run("b")
     assert a["final_loss"] == b["final_loss"]
-    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
-        tmp_path / "b" / "model.safetensors"
+    assert (tmp_path / "a" / "model" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "model" / "model.safetensors"
     ).read_bytes()

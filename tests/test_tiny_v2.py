@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import tiny_recipe
 
-from sleepy.config import compose_config
 from sleepy.koans import load_koans
 from sleepy.prompts.edits import EditError, get_edit_format
 from sleepy.prompts.template import PromptTemplate
@@ -54,28 +54,18 @@ def test_the_lines_prompt_numbers_the_program_as_rustc_does():
 def test_v2_recipe_trains_on_templates_and_mutants(tmp_path):
     from sleepy.pretrain.train import train_tiny
 
-    cfg = compose_config(
+    cfg = tiny_recipe(
         "tiny_v2",
-        [
-            "families=[mutability]",
-            "per_family=6",
-            "mutants.per_family=3",
-            "edit_format=lines",
-            "template=tiny_lines",
-            "train.steps=3",
-            "train.curriculum_steps=2",
-            "train.batch_size=4",
-            "train.warmup=1",
-            "arch.hidden=32",
-            "arch.layers=1",
-            "arch.heads=2",
-            "arch.intermediate=64",
-            "tokenizer.vocab_size=400",
-            f"out={tmp_path / 'model'}",
-            f"paths.output_dir={tmp_path}",  # Hydra's run dir, outside a run
-            "install=false",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        ],
+        tmp_path,
+        "families=[mutability]",
+        "per_family=6",
+        "mutants.per_family=3",
+        "edit_format=lines",
+        "template=tiny_lines",
+        "train.steps=3",
+        "train.curriculum_steps=2",
+        "train.batch_size=4",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
     )
     summary = train_tiny(cfg)
     assert summary["template_koans"] == 6 and summary["mutant_koans"] == 3

@@ -7,8 +7,8 @@ import random
 import re
 
 import pytest
+from support import tiny_recipe
 
-from sleepy.config import compose_config
 from sleepy.koans.generate import generate
 from sleepy.koans.generator import RUST_KEYWORDS, WideVocab, _words
 from sleepy.koans.model import normalized_form
@@ -106,27 +106,17 @@ def test_the_loss_adds_the_prompt_with_its_weight():
 def test_v3_recipe_records_what_it_trained_on(tmp_path):
     from sleepy.pretrain.train import train_tiny
 
-    cfg = compose_config(
+    cfg = tiny_recipe(
         "tiny_v3",
-        [
-            "families=[mutability]",
-            "per_family=6",
-            "mutants.per_family=0",
-            "wide_names=1.0",
-            "train.steps=2",
-            "train.curriculum_steps=0",
-            "train.batch_size=3",
-            "train.warmup=1",
-            "arch.hidden=32",
-            "arch.layers=1",
-            "arch.heads=2",
-            "arch.intermediate=64",
-            "tokenizer.vocab_size=400",
-            f"out={tmp_path / 'model'}",
-            f"paths.output_dir={tmp_path}",
-            "install=false",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        ],
+        tmp_path,
+        "families=[mutability]",
+        "per_family=6",
+        "mutants.per_family=0",
+        "wide_names=1.0",
+        "train.steps=2",
+        "train.curriculum_steps=0",
+        "train.batch_size=3",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
     )
     summary = train_tiny(cfg)
     assert summary["examples"] == 6 and summary["final_prompt_loss"] > 0
@@ -141,24 +131,14 @@ def test_training_without_tracking_writes_no_store(tmp_path, monkeypatch):
 
     default = tmp_path / "default.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{default}")
-    cfg = compose_config(
+    cfg = tiny_recipe(
         "tiny",
-        [
-            "families=[mutability]",
-            "per_family=3",
-            "train.steps=1",
-            "train.batch_size=2",
-            "train.warmup=1",
-            "arch.hidden=32",
-            "arch.layers=1",
-            "arch.heads=2",
-            "arch.intermediate=64",
-            "tokenizer.vocab_size=400",
-            f"out={tmp_path / 'model'}",
-            f"paths.output_dir={tmp_path}",
-            "install=false",
-            "tracking=none",
-        ],
+        tmp_path,
+        "families=[mutability]",
+        "per_family=3",
+        "train.steps=1",
+        "train.batch_size=2",
+        "tracking=none",
     )
     train_tiny(cfg)
     assert (tmp_path / "model" / "training.json").exists()
