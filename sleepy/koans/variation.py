@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -116,7 +117,7 @@ def _unsafe_names(src: Source) -> set[str]:
 
 
 def rename(
-    code: str, rng: random.Random, description: str = "", vocab: type[Vocab] = Vocab
+    code: str, rng: random.Random, description: str = "", vocab: Callable[..., Vocab] = Vocab
 ) -> tuple[str, str]:
     """The program with its own locals, free functions and types consistently renamed (and the
     description's backticked mentions of them): the same program, with other names."""
@@ -128,7 +129,7 @@ def rename_together(
     codes: list[str],
     rng: random.Random,
     description: str = "",
-    vocab: type[Vocab] = Vocab,
+    vocab: Callable[..., Vocab] = Vocab,
     keep: float = 0.3,
 ) -> tuple[list[str], str]:
     """Programs renamed with one mapping (a koan's buggy and correct code, so its fix stays the

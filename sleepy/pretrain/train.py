@@ -1,5 +1,6 @@
-"""Train sleepy-tiny from scratch: tokenizer, model, completion-only loss on generated koans (and,
-from v2 on, mutants of the corpus's real programs).
+"""Train sleepy-tiny from scratch: tokenizer, model, loss on the completion (from v3, plus a
+weighted loss on the prompt) over generated koans (from v2, and mutants of the corpus's real
+programs; from v3, most of them renamed from a wide vocabulary).
 
 `make tiny-model` reruns the shipped recipe (conf/tiny_v3.yaml) and installs the result;
 `python -m sleepy.pretrain.train` the v1 recipe (conf/tiny.yaml), `--config-name tiny_v2` v2's.
