@@ -6,6 +6,7 @@ A family module in `sleepy/koans/families/` registers its patterns with `@patter
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,6 +214,7 @@ class Vocab:
         return f'{indent}let {v} = "{self.word()}".len();\n{indent}println!("{{}}", {v});\n'
 
 
+@functools.cache
 def _words() -> tuple[str, ...]:
     """2,000 English words programmers use (words.txt: parts of the identifiers of Python's
     standard library, most common first; no Rust keyword or prelude name)."""
