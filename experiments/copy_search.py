@@ -1,8 +1,8 @@
 """Where does sleepy-tiny fail on programs a person wrote: in the SEARCH text or in the REPLACE text?
 
 One greedy reply per hand-written frozen koan of the model's known families, twice: as the agent
-gets it, and with every SEARCH line forced to be a line of the program (a logits processor allows
-only tokens that keep the line a prefix of one). A reply that then applies but does not pass
+gets it, and with every SEARCH line forced to be a line of the program (transformers'
+`prefix_allowed_tokens_fn` allows only tokens that keep the line a prefix of one). A reply that then applies but does not pass
 failed in its REPLACE text.
 
     python -m experiments.copy_search --model sleepy/tiny/model --out DIR
@@ -18,8 +18,9 @@ HEAD, MID = "<<<<<<< SEARCH\n", "=======\n"
 
 
 class ProgramLinesOnly:
-    """A logits processor: inside a SEARCH section, each line must be one of `lines` (or the
-    ======= divider that ends the section)."""
+    """For transformers' `prefix_allowed_tokens_fn`: inside a SEARCH section, the tokens that
+    keep each line one of `lines` (or the ======= divider that ends the section); elsewhere,
+    every token."""
 
     def __init__(self, tokenizer, lines: list[str], prompt_len: int):
         self.tokenizer, self.prompt_len = tokenizer, prompt_len
@@ -35,27 +36,20 @@ class ProgramLinesOnly:
                 return True
         return not text or any(line.startswith(text) for line in self.lines)
 
-    def __call__(self, input_ids, scores):
-        import torch
-
-        for row in range(input_ids.shape[0]):
-            reply = self.tokenizer.decode(input_ids[row, self.prompt_len :])
-            at = reply.rfind(HEAD)
-            section = reply[at + len(HEAD) :] if at >= 0 else None
-            if section is None or section.startswith(MID) or "\n" + MID in section:
-                continue  # not inside a SEARCH section
-            partial = section[section.rfind("\n") + 1 :]
-            allowed = [i for i, t in enumerate(self.texts) if self._fits(partial + t)]
-            if allowed:
-                mask = torch.full_like(scores[row], float("-inf"))
-                mask[allowed] = 0
-                scores[row] = scores[row] + mask
-        return scores
+    def __call__(self, batch_id: int, input_ids) -> list[int]:
+        every = list(range(len(self.texts)))
+        reply = self.tokenizer.decode(input_ids[self.prompt_len :])
+        at = reply.rfind(HEAD)
+        section = reply[at + len(HEAD) :] if at >= 0 else None
+        if section is None or section.startswith(MID) or "\n" + MID in section:
+            return every  # not inside a SEARCH section
+        partial = section[section.rfind("\n") + 1 :]
+        return [i for i, t in enumerate(self.texts) if self._fits(partial + t)] or every
 
 
 def copy_search(model_dir: Path, max_new_tokens: int = 200) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sleepy.koans import load_evalset
     from sleepy.prompts.edits import EditError, get_edit_format
@@ -82,13 +76,15 @@ def copy_search(model_dir: Path, max_new_tokens: int = 200) -> dict:
         )
         ids = ids if torch.is_tensor(ids) else ids["input_ids"]
         for mode in counts:
-            procs = None
+            allowed = None
             if mode == "program_lines":
-                lines = koan.buggy_code.splitlines()
-                procs = LogitsProcessorList([ProgramLinesOnly(tokenizer, lines, ids.shape[1])])
+                allowed = ProgramLinesOnly(tokenizer, koan.buggy_code.splitlines(), ids.shape[1])
             with torch.inference_mode():
                 out = model.generate(
-                    ids, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=procs
+                    ids,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    prefix_allowed_tokens_fn=allowed,
                 )
             reply = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
             try:

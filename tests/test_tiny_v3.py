@@ -159,9 +159,8 @@ def test_search_lines_can_be_forced_to_the_programs_lines():
     proc = ProgramLinesOnly(tok, lines, prompt_len=1)
 
     def allowed(reply: str) -> list[str]:
-        ids = torch.tensor([[tok.bos_token_id, *tok(reply, add_special_tokens=False)["input_ids"]]])
-        scores = proc(ids, torch.zeros(1, len(tok)))
-        return [proc.texts[i] for i in torch.isfinite(scores[0]).nonzero().flatten().tolist()]
+        ids = torch.tensor([tok.bos_token_id, *tok(reply, add_special_tokens=False)["input_ids"]])
+        return [proc.texts[i] for i in proc(0, ids)]
 
     partial = "    let m = Mat"
     after = [f"{lines[1]}\n{x}" for x in [*lines, "======="]]  # the line, then any next one
