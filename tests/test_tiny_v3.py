@@ -51,12 +51,33 @@ def test_one_mapping_renames_buggy_and_correct_code_alike():
     assert "let v" not in b and b.replace("let ", "let mut ") == c
 
 
+METER = (
+    "struct Meter {\n    reading: u32,\n}\n\nfn total(xs: &[u32]) -> u32 {\n    let mut sum = 0;\n"
+    "    for x in xs {\n        sum += x;\n    }\n    sum\n}\n\nfn main() {\n"
+    "    let values = vec![1, 2];\n    let meter = Meter { reading: total(&values) };\n"
+    '    println!("{}", meter.reading);\n}\n'
+)
+
+
 def test_a_single_program_renames_as_before():
-    """`rename` is `rename_together` of one program: seeded mutants stay the same mutants."""
+    """`rename` is `rename_together` of one program, and draws what it drew before that
+    function existed (the expected text is the older `rename`'s output for seed 9): seeded
+    mutants stay the same mutants."""
     code = generate("mutability", 1, seed=3)[0].correct_code
     assert rename(code, random.Random(9)) == (
         rename_together([code], random.Random(9))[0][0],
         "",
+    )
+    renamed, description = rename(METER, random.Random(9), "Sums `values`.")
+    assert description == "Sums `recipe`."
+    assert renamed == (
+        METER.replace("Meter", "Message")
+        .replace("total", "render_packet")
+        .replace("xs", "batch")
+        .replace("for x in batch", "for sensor in batch")
+        .replace("sum += x", "sum += sensor")
+        .replace("values", "recipe")
+        .replace("meter", "student")
     )
 
 
