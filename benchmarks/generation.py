@@ -29,6 +29,16 @@ def koan_prompts(n: int, koans_dir: Path = KOANS_DIR) -> list[list[dict]]:
     ]
 
 
+def _timed(backend, prompts: list, batch_size: int | None) -> tuple[float, list]:
+    """(seconds, generations) for the prompts: one call each (batch_size None) or batched."""
+    t0 = time.perf_counter()
+    if batch_size is None:
+        gens = [backend.generate([m])[0] for m in prompts]
+    else:
+        gens = backend.generate(prompts, batch_size=batch_size)
+    return time.perf_counter() - t0, gens
+
+
 def bench_generation(
     n: int = 32,
     max_new_tokens: int = 64,
@@ -60,14 +70,6 @@ def bench_generation(
     prompts = koan_prompts(n)
     backend.generate(prompts[:2])  # warm-up: first-call allocations are not generation
 
-    def timed(batch_size: int | None) -> tuple[float, list]:
-        t0 = time.perf_counter()
-        if batch_size is None:
-            gens = [backend.generate([m])[0] for m in prompts]
-        else:
-            gens = backend.generate(prompts, batch_size=batch_size)
-        return time.perf_counter() - t0, gens
-
     modes: list[int | None] = [None, *batch_sizes]
     best: dict[int | None, float] = {}
     gens_of: dict[int | None, list] = {}
@@ -75,7 +77,7 @@ def bench_generation(
     same = True  # every run of every mode gives the first one-at-a-time run's texts
     for _ in range(max(1, repeats)):
         for mode in modes:
-            t, gens = timed(mode)
+            t, gens = _timed(backend, prompts, mode)
             if mode not in best or t < best[mode]:
                 best[mode] = t
             same = same and [g.text for g in gens] == [g.text for g in gens_of.get(None, gens)]
@@ -244,13 +246,8 @@ def bench_models(
         b.generate(prompts[:2])  # warm-up
     for _ in range(rounds):
         for i, b in enumerate(backends):
-            for mode in ("alone", "batched"):
-                t0 = time.perf_counter()
-                if mode == "alone":
-                    gens = [b.generate([m])[0] for m in prompts]
-                else:
-                    gens = b.generate(prompts, batch_size=batch_size)
-                t = time.perf_counter() - t0
+            for mode, size in (("alone", None), ("batched", batch_size)):
+                t, gens = _timed(b, prompts, size)
                 tok = sum(g.tokens_out for g in gens)
                 if (i, mode) not in best or tok / t > best[i, mode][1] / best[i, mode][0]:
                     best[i, mode] = (t, tok)
