@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 
 from sleepy.sandbox.guard import deny_reason
 from sleepy.sandbox.isolation import WORKDIR, execute, with_env
-from sleepy.sandbox.result import SandboxResult, diagnostic_from_json, parse_test_output
+from sleepy.sandbox.result import (
+    SandboxResult,
+    diagnostic_from_json,
+    harness_summary,
+    parse_test_output,
+)
 from sleepy.sandbox.workdir import Workdir
 
 if TYPE_CHECKING:
@@ -316,6 +321,8 @@ def run_cargo(
                     return done(
                         "test_failed", out.stderr.strip()[-300:] or "the test harness failed"
                     )
+                if not failed and harness_summary(out.stdout) is None:
+                    return done("test_failed", f"{name}'s test harness exited before its summary")
             if res.failed_tests:
                 return done("test_failed", next(iter(res.failed_tests.values())))
             return done()

@@ -61,6 +61,8 @@ class Verdict:
     stderr: str = ""
     detail: str = ""
     isolation: str = ""
+    # the koan's tests that never reported a pass: the harness exited first, or they were gone
+    missing_tests: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -74,9 +76,10 @@ class Verdict:
             parts = [d.rendered.strip() or d.message for d in self.errors]
             text = "\n\n".join(parts)
         elif self.status == "test_failed":
-            text = "\n\n".join(
-                f"test {name} failed:\n{msg}" for name, msg in self.failed_tests.items()
-            )
+            parts = [f"test {name} failed:\n{msg}" for name, msg in self.failed_tests.items()]
+            if self.missing_tests:
+                parts.append("the koan's tests that did not run: " + ", ".join(self.missing_tests))
+            text = "\n\n".join(parts) or self.detail
         elif self.status == "wrong_output":
             text = f"expected output:\n{self.expected_stdout}\ngot:\n{self.stdout}"
         elif self.status == "runtime_error":
@@ -146,6 +149,21 @@ def diagnostic_from_json(d: dict) -> Diagnostic | None:
 _TEST_LINE = re.compile(r"^test (\S+)(?: - should panic)? \.\.\. (ok|FAILED|ignored.*)$", re.M)
 _SECTION = re.compile(r"^---- (\S+) stdout ----$", re.M)
 _PANIC = re.compile(r"panicked at [^\n]*:\n(.*?)(?:\nnote: |\Z)", re.S)
+
+
+_SUMMARY = re.compile(
+    r"^test result: (?:ok|FAILED)\. (\d+) passed; (\d+) failed; (\d+) ignored;", re.M
+)
+
+
+def harness_summary(stdout: str) -> tuple[int, int, int] | None:
+    """libtest's closing line as (passed, failed, ignored); None when the harness never wrote it
+    (a test ended the process: `process::exit`, an abort), which no passing run does."""
+    found = _SUMMARY.findall(stdout)
+    if not found:
+        return None
+    passed, failed, ignored = (int(x) for x in found[-1])
+    return passed, failed, ignored
 
 
 def parse_test_output(stdout: str) -> tuple[list[str], dict[str, str]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from sleepy.sandbox.batch import in_batch
 from sleepy.sandbox.cargo import run_cargo
 from sleepy.sandbox.guard import deny_reason
+from sleepy.sandbox.harness import KoanTests, changes_under_test, koan_tests, with_koan_tests
 from sleepy.sandbox.isolation import (
     EXPORT_FAILED,
     WORKDIR,
@@ -35,6 +36,7 @@ from sleepy.sandbox.result import (
     Diagnostic,
     SandboxResult,
     Verdict,
+    harness_summary,
     parse_diagnostics,
     parse_test_output,
 )
@@ -364,19 +366,48 @@ class Sandbox:
         return run_cargo(self, crate, command, stdin)
 
     def verdict(self, koan, code: str) -> Verdict:
-        """The one definition of a fix: compiles without errors, every test passes, and a
-        program with `main` prints `koan.expected_stdout` (or, when that is None, exits 0)."""
-        return self.judge(code, koan.edition, koan.expected_stdout)
+        """The one definition of a fix: compiles without errors, every one of the koan's own
+        tests (those of its correct code, put back in place of the candidate's) runs and passes
+        by name, and a program with `main` prints `koan.expected_stdout` (or, when that is None,
+        exits 0)."""
+        return self.judge(code, koan.edition, koan.expected_stdout, koan_tests(koan.correct_code))
 
     def judge(
-        self, code: str, edition: str = "2021", expected_stdout: str | None = None
+        self,
+        code: str,
+        edition: str = "2021",
+        expected_stdout: str | None = None,
+        tests: KoanTests | None = None,
     ) -> Verdict:
-        """`verdict` for bare code (the CLI, scripts): see `verdict`."""
+        """`verdict` for bare code (the CLI, scripts): with `tests`, the candidate's test items
+        are replaced by them and each must pass; without, the code's own tests are run."""
+        missing: list[str] = []
+        own_lines = code.count("\n") + 1
+        if tests is not None:
+            code = with_koan_tests(code, tests)
         main = has_main(code)
         # a library without tests still needs its type check: the harness build gives it
         test = has_tests(code) or not main
-        result, stdout = self._session(code, edition, test=test, run=main, stdin="")
+        if tests is not None and test and not tests.cfg_in_code and changes_under_test(code):
+            result, stdout = SandboxResult(status="test_failed", isolation=self.isolation), ""
+            result.detail = (
+                "the code under test is built differently for the tests (a cfg naming `test` "
+                "outside the test module): the koan's tests must test the code main runs"
+            )
+        else:
+            result, stdout = self._session(code, edition, test=test, run=main, stdin="")
+        if tests is not None and result.diagnostics:
+            # the candidate's own errors first: an error in the koan's tests is mostly a symptom
+            result.diagnostics.sort(key=lambda d: (d.line or 0) > own_lines)
+            if result.status == "compile_error":
+                result.detail = result.errors[0].message
         status, detail = result.status, result.detail
+        if tests is not None and status in ("ok", "test_failed", "wrong_output", "runtime_error"):
+            missing = [n for n in tests.names if n not in result.passed_tests]
+            missing = [n for n in missing if n not in result.failed_tests]
+            if status == "ok" and missing:
+                status = "test_failed"
+                detail = f"{len(missing)} of the koan's tests did not run: {', '.join(missing)}"
         if status == "ok" and main and expected_stdout is not None and stdout != expected_stdout:
             status, detail = "wrong_output", "the program's output differs from the expected output"
         return Verdict(
@@ -392,6 +423,7 @@ class Sandbox:
             stderr=result.stderr,
             detail=detail,
             isolation=result.isolation,
+            missing_tests=missing,
         )
 
     def _session(
@@ -445,6 +477,8 @@ class Sandbox:
                 if res.failed_tests or outcome.returncode != 0:
                     first = next(iter(res.failed_tests.values()), outcome.stderr.strip()[-300:])
                     return done("test_failed", first or "the test harness failed")
+                if harness_summary(outcome.stdout) is None:
+                    return done("test_failed", "the test harness exited before its summary line")
             if run:
                 if nonce:
                     stack = {"RUST_MIN_STACK": str(self.limits.stack_bytes)}  # as main's thread
