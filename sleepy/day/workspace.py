@@ -11,6 +11,7 @@ from sleepy.day.seams import Checker
 from sleepy.koans.model import Koan
 from sleepy.prompts.edits import FILE, EditError, EditFormat, UnifiedDiff, WholeFile
 from sleepy.sandbox import Verdict
+from sleepy.sandbox.harness import koan_tests, with_koan_tests
 
 
 @dataclass
@@ -116,11 +117,16 @@ class Workspace:
         )
 
     def do_run_tests(self) -> Observation:
-        r = self.sandbox.test(self.code, self.koan.edition)
+        # the koan's tests, as the verdict runs them, not whatever the code's test module holds
+        tests = koan_tests(self.koan.correct_code)
+        r = self.sandbox.test(with_koan_tests(self.code, tests), self.koan.edition)
         if r.errors:
             return Observation(self._clip("\n".join(d.rendered for d in r.errors)))
         head = f"{len(r.passed_tests)} passed, {len(r.failed_tests)} failed ({r.status})"
         fails = "\n".join(f"{name}: {msg}" for name, msg in r.failed_tests.items())
+        missing = [n for n in tests.names if n not in r.passed_tests and n not in r.failed_tests]
+        if missing:
+            fails += "\ndid not run: " + ", ".join(missing)
         return Observation(self._clip(f"{head}\n{fails}".strip()))
 
     def do_submit(self) -> Observation:

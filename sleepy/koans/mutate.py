@@ -37,6 +37,7 @@ from sleepy.koans.operators import Operator, get_operator, operators
 from sleepy.koans.syntax import Source
 from sleepy.koans.validate import TRANSIENT, one_line, shared_sandbox
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
+from sleepy.sandbox.harness import bug_in_tests
 
 # Koan sources whose fix is a program a person wrote: what mutants are made from.
 PROGRAM_SOURCES = ("handwritten", "imported")
@@ -254,6 +255,8 @@ def settle(koan: Koan, sandbox) -> tuple[Koan, str | None]:
     """Ask the sandbox whether the mutant fails as its operator says and the original passes;
     the koan with its expected code, error and output filled in, or a one-line reason."""
     op = get_operator(koan.family, koan.pattern)
+    if bug_in_tests(koan.buggy_code, koan.correct_code):  # the verdict would undo the mutation
+        return koan, "mutant: the mutation is inside the program's tests"
     if koan.kind == "compile":
         result = sandbox.check(koan.buggy_code, koan.edition)
         if not result.errors and "#[test]" in koan.buggy_code:

@@ -15,6 +15,7 @@ from pathlib import Path
 from sleepy.config import EVALSETS_DIR, KOANS_DIR
 from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
 from sleepy.sandbox import Sandbox, run_batch
+from sleepy.sandbox.harness import bug_in_tests
 
 # the corpus and the frozen suite sleepy runs on (a checkout's own, or the copy a wheel carries)
 DEFAULT_PATHS = (KOANS_DIR, EVALSETS_DIR / "frozen.json")
@@ -34,6 +35,10 @@ def _first_error(result) -> str:
 
 def check_buggy(koan: Koan, sandbox) -> str | None:
     """None if `buggy_code` fails the way the koan says, else the reason it does not."""
+    if bug_in_tests(koan.buggy_code, koan.correct_code):
+        return (
+            "buggy_code's tests differ from correct_code's: the bug must be in the code under test"
+        )
     if koan.kind == "compile":
         declared = f"{koan.expected_code} error" if koan.expected_code else "error without a code"
         result = sandbox.check(koan.buggy_code, koan.edition)
