@@ -21,6 +21,7 @@ from sleepy.config import DATA_ROOT, KOANS_DIR
 from sleepy.koans.freeze import FreezeError, freeze
 from sleepy.koans.generate import GenerateError, generate
 from sleepy.koans.generator import patterns
+from sleepy.koans.harvest import BOOKS, RUST_DOC, harvest
 from sleepy.koans.importer import import_pairs
 from sleepy.koans.model import FAMILIES, KINDS, SOURCES, KoanError, known_hashes, load_koans
 from sleepy.koans.validate import DEFAULT_PATHS, family_of, fill_stdout_files, validate_paths
@@ -131,6 +132,20 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         )
 
     return _each_family(families, exclude, one, "mutants", args.out)
+
+
+@_fails_cleanly
+def cmd_harvest(args: argparse.Namespace) -> int:
+    try:
+        m = harvest(args.out, args.root, tuple(args.book or BOOKS), args.limit, args.workers)
+    except FileNotFoundError as e:
+        raise KoanError(str(e)) from None
+    books = ", ".join(f"{v['title']} {v['programs']}" for v in m["by_book"].values())
+    sides = ", ".join(f"{k} {v}" for k, v in sorted(m["by_side"].items()))
+    console.print(f"{m['programs']} programs -> {args.out} ({books}; {sides})", highlight=False)
+    for reason, n in sorted(m["dropped"].items(), key=lambda x: -x[1]):
+        console.print(f"  {n} {reason}", highlight=False)
+    return 0
 
 
 @_fails_cleanly
@@ -429,6 +444,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000, help="use a different seed from the corpus")
     p.add_argument("--families", nargs="+", choices=FAMILIES)
     p.set_defaults(func=cmd_freeze)
+
+    p = sub.add_parser(
+        "harvest",
+        parents=[workers],
+        help="programs people wrote, from Debian's rust-doc (the Book, Rust by Example, std)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="writes OUT/<train|eval>/<book>/*.rs")
+    p.add_argument("--root", type=Path, default=RUST_DOC, help="the rust-doc HTML folder")
+    p.add_argument("--book", action="append", choices=sorted(BOOKS), help="default: all")
+    p.add_argument("--limit", type=int, default=None, help="judge at most this many blocks")
+    p.set_defaults(func=cmd_harvest)
     return koans
 
 
