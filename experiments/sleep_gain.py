@@ -31,7 +31,7 @@ def sleep_gain(
     from sleepy.day import run_day
     from sleepy.koans import load_evalset, save_evalset
     from sleepy.koans.generate import generate
-    from sleepy.koans.model import known_hashes
+    from sleepy.koans.model import known_hashes, without_twins
     from sleepy.koans.mutate import load_programs, mutate
     from sleepy.sleep import run_sleep
 
@@ -48,7 +48,8 @@ def sleep_gain(
             for k in mutate(f, mutants, seed + 1, programs, exclude_hashes=exclude)
         ]
     exclude |= {k.content_hash for k in seen}
-    held_out = [k for f in families for k in generate(f, n, seed=seed + 2, exclude_hashes=exclude)]
+    drawn = [k for f in families for k in generate(f, n, seed=seed + 2, exclude_hashes=exclude)]
+    held_out = without_twins(drawn, seen)  # not the day's programs renamed either
     handwritten = [
         k
         for k in load_evalset(Path("evalsets/frozen.json"))
@@ -86,6 +87,12 @@ def sleep_gain(
             ],
         )
     )
+    # the sleep trained on more than the day (variants of each failure): no held-out koan may be
+    # one of those programs either; each suite's size is reported after this guard
+    trained = load_evalset(sleep.training_koans) if sleep.training_koans else seen
+    sizes = {"templates": len(drawn), "handwritten_frozen": len(handwritten)}
+    for suite, koans in (("templates", held_out), ("handwritten_frozen", handwritten)):
+        suites[suite] = save_evalset(without_twins(koans, trained), out / f"{suite}.json")
     measured = {}
     for suite, path in suites.items():
         for who, adapter in (("base", []), ("adapter", [f"backend.adapter={sleep.adapter_dir}"])):
@@ -114,6 +121,7 @@ def sleep_gain(
         base, after = measured[suite, "base"], measured[suite, "adapter"]
         result[suite] = {
             "koans": int(after["episodes"]),
+            "twins_dropped": sizes[suite] - int(after["episodes"]),
             "base": base["pass_rate"],
             "adapter": after["pass_rate"],
             "gain_points": 100 * (after["pass_rate"] - base["pass_rate"]),

@@ -215,3 +215,25 @@ def test_normalized_form_sees_through_renames_and_literals_only():
          "correct_code": GOOD["correct_code"].replace("eat", "consume")}
     )  # fmt: skip
     assert a.content_hash != b.content_hash and a.normalized_hash == b.normalized_hash
+
+
+def test_a_renamed_copy_of_a_training_koan_is_no_held_out_koan():
+    from sleepy.koans.model import without_twins
+
+    train = Koan(
+        id="t", family="borrow_checker", description="d", expected_error="e",
+        buggy_code="fn main() { let names = vec![1]; let moved = names; println!(\"{:?}\", names); }\n",
+        correct_code="fn main() { let names = vec![1]; let moved = names.clone(); println!(\"{:?}\", names); }\n",
+    )  # fmt: skip
+    renamed = Koan(
+        id="r", family="borrow_checker", description="d", expected_error="e",
+        buggy_code=train.buggy_code.replace("names", "items").replace("1", "7"),
+        correct_code=train.correct_code.replace("names", "items").replace("1", "7"),
+    )  # fmt: skip
+    other = Koan(
+        id="o", family="borrow_checker", description="d", expected_error="e",
+        buggy_code="fn main() { let s = String::new(); let t = s; s.len(); }\n",
+        correct_code="fn main() { let s = String::new(); let t = s.clone(); s.len(); }\n",
+    )  # fmt: skip
+    assert renamed.content_hash != train.content_hash
+    assert without_twins([renamed, other, train], [train]) == [other]

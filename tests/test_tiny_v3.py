@@ -144,6 +144,9 @@ def test_v3_recipe_records_what_it_trained_on(tmp_path):
     # both the koans drawn and the renamed programs trained on are kept out of later evals
     hashes = (tmp_path / "model" / "train_hashes.txt").read_text().split()
     assert len(hashes) == 12
+    # and so are their renamed copies: the normalized forms of the same programs
+    forms = set((tmp_path / "model" / "train_forms.txt").read_text().split())
+    assert 1 <= len(forms) <= 12
 
 
 def test_training_without_tracking_writes_no_store(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from sleepy.koans import Koan
 from sleepy.koans.generate import EVAL_SEEDS, GenerateError, default_exclude_hashes, generate
 from sleepy.koans.generator import patterns as template_patterns
+from sleepy.koans.model import twin_of
 from sleepy.koans.mutate import PROGRAM_SOURCES, Program, mutate, operator_for, parent_of
 
 
@@ -59,11 +60,12 @@ def build_learning_set(
         raise LearningSetError(f"eval.learning_k must be >= 1, got {k}")
     train = list(training)
     hashes = {t.content_hash for t in train}
-    forms = {t.normalized_hash for t in train}
     out = LearningSet([])
 
+    is_twin = twin_of(train)
+
     def fresh(kn: Koan) -> bool:
-        return kn.content_hash not in hashes and kn.normalized_hash not in forms
+        return not is_twin(kn)
 
     previous = list(previous)
     keep = [kn for kn in previous if fresh(kn) or kn.meta.get("learning") == "transfer"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,22 @@ def load_koans(*paths: str | Path) -> list[Koan]:
         else:
             raise KoanError(f"{p}: no such koan file or folder")
     return out
+
+
+def twin_of(training: Iterable[Koan]) -> Callable[[Koan], bool]:
+    """A test for held-out koans: True for one that is a training koan, by content or up to
+    names, literals and layout (`normalized_hash`: a renamed copy is the same program). Every
+    held-out set goes through this one guard."""
+    train = list(training)
+    hashes = {t.content_hash for t in train}
+    forms = {t.normalized_hash for t in train}
+    return lambda k: k.content_hash in hashes or k.normalized_hash in forms
+
+
+def without_twins(koans: Iterable[Koan], training: Iterable[Koan]) -> list[Koan]:
+    """The koans that are no training koan (`twin_of`)."""
+    is_twin = twin_of(training)
+    return [k for k in koans if not is_twin(k)]
 
 
 def known_hashes(*paths: str | Path) -> set[str]:

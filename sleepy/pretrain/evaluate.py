@@ -60,6 +60,10 @@ def evaluate_tiny(
     hashes = Path(model_dir) / "train_hashes.txt"
     if hashes.exists():
         exclude |= set(hashes.read_text().split())
+    # models trained since the twin guard also list their programs' normalized forms
+    forms_file = Path(model_dir) / "train_forms.txt"
+    forms = set(forms_file.read_text().split()) if forms_file.exists() else None
+    twins: dict[str, int] = {}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -91,12 +95,20 @@ def evaluate_tiny(
             k for k in suites["frozen_known"] if k.source != "handwritten"
         ]
         suites["frozen_unknown"] = [k for k in frozen if k.family in unknown]
+        for name in ("fresh_known", "fresh_unknown", "mutants_known"):
+            if forms is not None and name in suites:
+                kept = [k for k in suites[name] if k.normalized_hash not in forms]
+                twins[name] = len(suites[name]) - len(kept)
+                suites[name] = kept
         for name, koans in suites.items():
             path = save_evalset(koans, tmp / f"{name}.json")
             results[name] = _day(path, tmp / name, True, max_attempts, model)
-    return {
+    out = {
         name: {k: v for k, v in m.items() if not isinstance(v, str)} for name, m in results.items()
     }
+    for name, n in twins.items():
+        out[name]["twins_dropped"] = n
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,9 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     for name, m in results.items():
-        print(
-            f"{name:26s} pass rate {m.get('pass_rate', 0):.1%}  ({int(m.get('episodes', 0))} koans)"
+        twins = (
+            f", {m['twins_dropped']} renamed training programs dropped"
+            if "twins_dropped" in m
+            else ""
         )
+        print(
+            f"{name:26s} pass rate {m.get('pass_rate', 0):.1%}  "
+            f"({int(m.get('episodes', 0))} koans{twins})"
+        )
+    if not (args.model / "train_forms.txt").exists():
+        print("(this model lists no train_forms.txt: held-out koans checked by content hash only)")
     return 0
 
 

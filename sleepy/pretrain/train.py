@@ -218,6 +218,9 @@ def train_tiny(cfg: DictConfig) -> dict:
         # Evalsets and later generated koans must stay disjoint from what the model saw.
         seen = {k.content_hash for k in koans} | {k.content_hash for k in trained}
         (out / "train_hashes.txt").write_text("".join(f"{h}\n" for h in sorted(seen)))
+        # and up to names and literals: a renamed copy of a training program is no held-out koan
+        forms = {k.normalized_hash for k in koans} | {k.normalized_hash for k in trained}
+        (out / "train_forms.txt").write_text("".join(f"{h}\n" for h in sorted(forms)))
         if tracked:
             mlflow.log_dict(summary, "training.json")
             mlflow.log_metrics({"final_loss": summary["final_loss"], "train_seconds": train_s})
