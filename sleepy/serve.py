@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -66,16 +67,31 @@ class Limits:
 NonNeg = Annotated[StrictFloat | StrictInt, Field(ge=0, allow_inf_nan=False)]
 
 
+def _utf8(text: str) -> str:
+    # JSON can carry a lone surrogate ("\ud800") that no tokenizer and no UTF-8 reply can hold
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"not valid Unicode: a lone surrogate (\\u{ord(text[e.start]):04x}) at character "
+            f"{e.start}"
+        ) from None
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_utf8)]  # every string the model or reply sees
+
+
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"]
-    text: StrictStr
+    text: Text
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: StrictStr | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -90,18 +106,18 @@ class StreamOptions(BaseModel):
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: StrictStr
+    model: Text
     messages: Annotated[list[Message], Field(min_length=1)]
     max_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[StrictInt, Field(ge=1)] | None = None
     temperature: Annotated[NonNeg, Field(le=2)] | None = None
     top_p: Annotated[NonNeg, Field(le=1)] | None = None
     seed: StrictInt | None = None
-    stop: StrictStr | Annotated[list[StrictStr], Field(max_length=Limits.max_stop)] | None = None
+    stop: Text | Annotated[list[Text], Field(max_length=Limits.max_stop)] | None = None
     n: Literal[1] | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    error_signature: StrictStr | None = None  # sleepy's extension: routes to a task adapter
+    error_signature: Text | None = None  # sleepy's extension: routes to a task adapter
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -183,9 +199,13 @@ def _error(
 
 
 def _first_problem(e: ValidationError) -> tuple[str, str]:
-    err = e.errors()[0]
+    errors = e.errors()
+    # in a union (content: text or parts), the branch whose type matched says what is wrong
+    err = next((x for x in errors if x["type"] == "value_error"), errors[0])
     where = ".".join(
-        str(x) for x in err["loc"] if not str(x).startswith(("function-", "constrained"))
+        str(x)
+        for x in err["loc"]
+        if "function-" not in str(x) and not str(x).startswith("constrained")
     )
     where = where.replace(".str", "").replace(".list[TextPart]", "").replace(".list[str]", "")
     for suffix in (".int", ".float", ".bool", ".literal['text']"):

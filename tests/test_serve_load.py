@@ -115,6 +115,29 @@ def test_non_json_numbers_are_a_400(served, raw):
         assert r.status_code == 400 and is_openai_error(r)
 
 
+NOT_UNICODE = [
+    ({"messages": [{"role": "user", "content": "fn main() {} \ud800"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]}, "messages"),
+    ({"stop": "\ud800"}, "stop"),
+    ({"stop": ["}", "\ud800"]}, "stop"),
+    ({"model": "\ud800"}, "model"),
+    ({"error_signature": "E0384 \udc00"}, "error_signature"),
+]
+
+
+@pytest.mark.parametrize("change, param", NOT_UNICODE, ids=[p for _, p in NOT_UNICODE])
+def test_a_lone_surrogate_is_a_400_at_validation(served, change, param):
+    """JSON can escape a lone surrogate ("\\ud800"), which no UTF-8 text holds: the tokenizer
+    failed on it mid-batch (a 500 for every request in the batch)."""
+    url, _, _ = served
+    body = json.dumps({"model": MODEL, "messages": MSG, "max_tokens": 4, **change})
+    assert "\\ud" in body  # sent escaped, as JSON clients send it
+    r = post(url, body)
+    assert r.status_code == 400 and is_openai_error(r), r.text
+    err = r.json()["error"]
+    assert err["param"].split(".")[0] == param and "lone surrogate" in err["message"]
+
+
 def test_a_10_mb_body_is_refused_without_growing_the_process(served):
     """A 10 MB body was accepted and took the process from 0.4 to 2.4 GB."""
     url, _, proc = served
