@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -135,6 +135,16 @@ class ChatRequest(BaseModel):
         return opts
 
 
+@dataclass
+class Job:
+    """One conversation in the queue; `future` holds its Generation, or the error it got."""
+
+    messages: list[dict[str, Any]]
+    opts: dict[str, Any]
+    signature: str | None = None
+    future: Future = field(default_factory=Future)
+
+
 class Batcher:
     """One thread owns the model: it takes every request waiting and generates them as a batch
     (grouped by identical options), which is where batched generation pays off."""
@@ -147,11 +157,11 @@ class Batcher:
 
     def submit(
         self, messages: list[dict[str, Any]], opts: dict[str, Any], signature: str | None = None
-    ) -> Future:
-        """Queue one conversation; the future holds its Generation."""
-        fut: Future = Future()
-        self.queue.put((messages, opts, fut, signature))
-        return fut
+    ) -> Job:
+        """Queue one conversation."""
+        job = Job(messages, opts, signature)
+        self.queue.put(job)
+        return job
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -172,21 +182,24 @@ class Batcher:
                     self.queue.put(None)  # finish this batch, then stop
                     break
                 items.append(nxt)
-            groups: dict[str, list] = {}
-            for it in items:
-                groups.setdefault(json.dumps(it[1], sort_keys=True), []).append(it)
+            groups: dict[str, list[Job]] = {}
+            for job in items:
+                groups.setdefault(json.dumps(job.opts, sort_keys=True), []).append(job)
             for group in groups.values():
-                opts = dict(group[0][1])
-                if self.backend.supports_routing:
-                    opts["signatures"] = [sig for *_, sig in group]
-                try:
-                    gens = self.backend.generate([m for m, *_ in group], **opts)
-                except Exception as e:
-                    for _, _, fut, _ in group:
-                        fut.set_exception(e)
-                    continue
-                for (_, _, fut, _), g in zip(group, gens, strict=True):
-                    fut.set_result(g)
+                self._generate(group)
+
+    def _generate(self, group: list[Job]) -> None:
+        opts = dict(group[0].opts)
+        if self.backend.supports_routing:
+            opts["signatures"] = [job.signature for job in group]
+        try:
+            gens = self.backend.generate([job.messages for job in group], **opts)
+        except Exception as e:
+            for job in group:
+                job.future.set_exception(e)
+            return
+        for job, g in zip(group, gens, strict=True):
+            job.future.set_result(g)
 
 
 def _error(
@@ -317,9 +330,8 @@ def build_app(server: OpenAIServer) -> FastAPI:
             )  # fmt: skip
         try:
             messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-            g = await asyncio.wrap_future(
-                server.batcher.submit(messages, opts, req.error_signature)
-            )
+            job = server.batcher.submit(messages, opts, req.error_signature)
+            g = await asyncio.wrap_future(job.future)
         except BackendError as e:
             return _error(400, str(e).splitlines()[0])
         except Exception as e:  # the model failed: the client gets a 500 it may retry
