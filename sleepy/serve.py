@@ -7,7 +7,8 @@ FastAPI and uvicorn serve it; the request is a pydantic model of OpenAI's, so ev
 body size (413), time to send a request (408 or a closed connection), requests waiting for the
 model (429), and max_tokens (the model's context). Endpoints: GET /v1/models, POST
 /v1/chat/completions (with usage; `stream: true` is answered as server-sent events carrying the
-whole reply in one chunk). Requests that arrive together are generated as one batch.
+whole reply in one chunk). Requests that arrive together are generated as one batch; when a batch
+fails, its requests are retried one by one, so only the one that fails gets an error.
 """
 
 from __future__ import annotations
@@ -195,8 +196,12 @@ class Batcher:
         try:
             gens = self.backend.generate([job.messages for job in group], **opts)
         except Exception as e:
+            if len(group) == 1:
+                group[0].future.set_exception(e)
+                return
+            # one bad conversation must not fail the rest: each alone, so only it gets the error
             for job in group:
-                job.future.set_exception(e)
+                self._generate([job])
             return
         for job, g in zip(group, gens, strict=True):
             job.future.set_result(g)

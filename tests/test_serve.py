@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import openai
@@ -13,6 +18,7 @@ from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 
 from sleepy.cli import build_parser
+from sleepy.llm.base import LLM, Generation, Messages
 from sleepy.llm.hf import HFBackend
 from sleepy.serve import OpenAIServer
 from sleepy.tiny import MODEL_DIR
@@ -155,3 +161,58 @@ def test_an_api_key_is_required_when_set_and_off_loopback(tiny):
         assert r.status_code == 200
         client = openai.OpenAI(base_url=server.url, api_key="s3cret", max_retries=0)
         assert client.models.list().data[0].id == "sleepy-tiny"
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 300) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {limit_s:g} s for {what}"
+        time.sleep(0.02)
+
+
+class FailsOnBoom(LLM):
+    """sleepy-tiny, except that a batch holding a message with BOOM in it raises, the way a model
+    can fail on one input; the first batch waits for `go`, so the test can queue a whole batch
+    behind it."""
+
+    def __init__(self, model: HFBackend):
+        self.model, self.model_id, self.context = model, model.model_id, model.context
+        self.batches: list[int] = []  # conversations per generate() call
+        self.go = threading.Event()
+
+    def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
+        self.batches.append(len(messages_batch))
+        if len(self.batches) == 1:
+            self.go.wait(120)
+        if any("BOOM" in m[-1]["content"] for m in messages_batch):
+            raise RuntimeError("the model failed on BOOM")
+        return self.model.generate(messages_batch, **opts)
+
+
+def test_one_failing_request_does_not_fail_the_rest_of_its_batch(tiny):
+    """A batch that raised used to give every request in it the one request's 500."""
+    model = FailsOnBoom(tiny)
+    good = prompts(3)
+    bad = [{"role": "user", "content": "fn main() { BOOM }"}]
+    with OpenAIServer(model, host="127.0.0.1", port=0, max_batch=8) as server:
+        url = f"{server.url}/chat/completions"
+
+        def ask(messages: list[dict]) -> httpx.Response:
+            body = {"model": "sleepy-tiny", "messages": messages, "max_tokens": 6}
+            return httpx.post(url, json=body, timeout=120)
+
+        with ThreadPoolExecutor(5) as pool:
+            first = pool.submit(ask, good[0])  # holds the model until the batch is queued
+            wait_until(lambda: model.batches, "the first request to reach the model")
+            batch = [pool.submit(ask, m) for m in [good[1], bad, good[2], good[0]]]
+            wait_until(lambda: server.waiting == 5, "the four requests to queue")
+            model.go.set()
+            replies = [f.result() for f in batch]
+        assert first.result().status_code == 200
+    assert 4 in model.batches  # the four were generated together first, and that raised
+    direct = tiny.generate([good[1], good[2], good[0]], max_new_tokens=6)
+    ok = [replies[0], replies[2], replies[3]]
+    assert [r.status_code for r in ok] == [200, 200, 200]
+    assert [r.json()["choices"][0]["message"]["content"] for r in ok] == [g.text for g in direct]
+    assert replies[1].status_code == 500
+    assert "the model failed on BOOM" in replies[1].json()["error"]["message"]
