@@ -5,10 +5,14 @@ any OpenAI client.
 FastAPI and uvicorn serve it; the request is a pydantic model of OpenAI's, so every bad field is a
 4xx in OpenAI's error shape. What a careless or hostile client could do is bounded (`Limits`):
 body size (413), time to send a request (408 or a closed connection), requests waiting for the
-model (429), and max_tokens (the model's context). Endpoints: GET /v1/models, POST
-/v1/chat/completions (with usage; `stream: true` is answered as server-sent events carrying the
-whole reply in one chunk). Requests that arrive together are generated as one batch; when a batch
-fails, its requests are retried one by one, so only the one that fails gets an error.
+model (429), and max_tokens (the model's context). A prompt that leaves no room in the context
+for max_tokens is a 400 (`context_length_exceeded`), never cut to fit; without max_tokens the
+reply gets what room is left.
+
+Endpoints: GET /v1/models, POST /v1/chat/completions (with usage; `stream: true` is answered as
+server-sent events carrying the whole reply in one chunk), GET /health. Requests that arrive
+together are generated as one batch; when a batch fails, its requests are retried one by one, so
+only the one that fails gets an error.
 """
 
 from __future__ import annotations
@@ -136,6 +140,10 @@ class ChatRequest(BaseModel):
         return opts
 
 
+class ContextLengthExceeded(Exception):
+    """A conversation with its max_tokens does not fit the model's context (a 400)."""
+
+
 @dataclass
 class Job:
     """One conversation in the queue; `future` holds its Generation, or the error it got."""
@@ -185,9 +193,48 @@ class Batcher:
                 items.append(nxt)
             groups: dict[str, list[Job]] = {}
             for job in items:
-                groups.setdefault(json.dumps(job.opts, sort_keys=True), []).append(job)
+                if self._start(job):
+                    groups.setdefault(json.dumps(job.opts, sort_keys=True), []).append(job)
             for group in groups.values():
                 self._generate(group)
+
+    def _start(self, job: Job) -> bool:
+        """Take a job out of the queue into generation; False if it cannot run (its future
+        then holds the error)."""
+        # a future cancelled with its handler is skipped; once running it cannot be cancelled,
+        # so setting its result cannot fail
+        if not job.future.set_running_or_notify_cancel():
+            return False
+        try:
+            job.opts = self._fit(job)
+        except Exception as e:
+            job.future.set_exception(e)
+            return False
+        return True
+
+    def _fit(self, job: Job) -> dict[str, Any]:
+        """The job's options, checked against the model's context: a prompt the backend would
+        have to truncate is refused; without max_tokens, the reply gets what room is left."""
+        context = self.backend.context
+        n_in = self.backend.prompt_tokens(job.messages) if context else None
+        if context is None or n_in is None:
+            return job.opts
+        asked = job.opts.get("max_new_tokens")
+        if asked is None:
+            default = self.backend.options({})["max_new_tokens"]
+            if n_in >= context:
+                raise ContextLengthExceeded(
+                    f"this model's context is {context} tokens and the messages have {n_in}: "
+                    "shorten the messages"
+                )
+            return {**job.opts, "max_new_tokens": min(default, context - n_in)}
+        if n_in + asked > context:
+            raise ContextLengthExceeded(
+                f"this model's context is {context} tokens, and the messages ({n_in}) plus "
+                f"max_tokens ({asked}) need {n_in + asked}: shorten the messages or lower "
+                "max_tokens"
+            )
+        return job.opts
 
     def _generate(self, group: list[Job]) -> None:
         opts = dict(group[0].opts)
@@ -337,6 +384,8 @@ def build_app(server: OpenAIServer) -> FastAPI:
             messages = [{"role": m.role, "content": m.text()} for m in req.messages]
             job = server.batcher.submit(messages, opts, req.error_signature)
             g = await asyncio.wrap_future(job.future)
+        except ContextLengthExceeded as e:
+            return _error(400, str(e), param="messages", code="context_length_exceeded")
         except BackendError as e:
             return _error(400, str(e).splitlines()[0])
         except Exception as e:  # the model failed: the client gets a 500 it may retry

@@ -170,6 +170,45 @@ def wait_until(condition: Callable[[], bool], what: str, limit_s: float = 300) -
         time.sleep(0.02)
 
 
+def prompt_of(tiny: HFBackend, n: int) -> list[dict]:
+    """A conversation whose prompt is exactly n tokens, counted by the model's own tokenizer."""
+
+    def count(msgs: list[dict]) -> int:
+        return len(tiny.tokenizer(tiny.render(msgs), add_special_tokens=False)["input_ids"])
+
+    words = 1
+    while count([{"role": "user", "content": "x " * words}]) < n:
+        words += 1
+    msgs = [{"role": "user", "content": "x " * words}]
+    assert count(msgs) == n, "the prompt cannot be made exactly n tokens long"
+    return msgs
+
+
+def test_a_prompt_that_leaves_no_room_for_max_tokens_is_a_400_not_truncated(server, tiny):
+    """The prompt used to be cut from the left to fit, and the reply answered another prompt."""
+    client = openai.OpenAI(base_url=server.url, api_key="EMPTY", max_retries=0)
+    context = tiny.context
+    long = prompt_of(tiny, context - 100)
+    with pytest.raises(openai.BadRequestError) as got:
+        client.chat.completions.create(model="sleepy-tiny", messages=long, max_tokens=200)
+    err = got.value.body
+    assert got.value.status_code == 400 and err["code"] == "context_length_exceeded"
+    assert err["type"] == "invalid_request_error" and str(context) in err["message"]
+    too_long = prompt_of(tiny, context + 10)  # over the context with no max_tokens at all
+    r = httpx.post(
+        f"{server.url}/chat/completions",
+        json={"model": "sleepy-tiny", "messages": too_long},
+        timeout=120,
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    # without max_tokens, a prompt that fits gets what room the context leaves, and all of it is
+    # read (the default max_new_tokens, 10, would not fit beside it)
+    nearly = prompt_of(tiny, context - 4)
+    r = client.chat.completions.create(model="sleepy-tiny", messages=nearly, temperature=0)
+    assert r.usage.prompt_tokens == context - 4
+    assert r.usage.completion_tokens <= 4
+
+
 class FailsOnBoom(LLM):
     """sleepy-tiny, except that a batch holding a message with BOOM in it raises, the way a model
     can fail on one input; the first batch waits for `go`, so the test can queue a whole batch

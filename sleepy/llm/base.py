@@ -67,6 +67,10 @@ class LLM(Protocol):
         """A call's options over the defaults (an option given as None keeps its default)."""
         return {**self.defaults, **{k: v for k, v in opts.items() if v is not None}}
 
+    def prompt_tokens(self, messages: Messages) -> int | None:
+        """How many tokens the model reads for this conversation; None where it cannot say."""
+        return None
+
     def chat(self, messages: Messages, **opts: Any) -> Generation:
         return self.generate([messages], **opts)[0]
 

@@ -211,6 +211,11 @@ class HFBackend(LLM):
             messages, add_generation_prompt=True, tokenize=False
         )
 
+    def prompt_tokens(self, messages: Messages) -> int:
+        """The prompt's length in tokens, untruncated (generate cuts a prompt that leaves no
+        room for max_new_tokens; `sleepy serve` refuses it instead)."""
+        return len(self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])
+
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
         signatures = opts.pop("signatures", None)
         if self.router is None:
