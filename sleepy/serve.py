@@ -10,9 +10,10 @@ for max_tokens is a 400 (`context_length_exceeded`), never cut to fit; without m
 reply gets what room is left.
 
 Endpoints: GET /v1/models, POST /v1/chat/completions (with usage; `stream: true` is answered as
-server-sent events carrying the whole reply in one chunk), GET /health. Requests that arrive
-together are generated as one batch; when a batch fails, its requests are retried one by one, so
-only the one that fails gets an error.
+server-sent events carrying the whole reply in one chunk), GET /health (with counts of
+completed and cancelled generations). Requests that arrive together are generated as one batch;
+when a batch fails, its requests are retried one by one, so only the one that fails gets an error.
+A client that closes its connection leaves the queue, or its generation stops where it is.
 """
 
 from __future__ import annotations
@@ -152,6 +153,12 @@ class Job:
     opts: dict[str, Any]
     signature: str | None = None
     future: Future = field(default_factory=Future)
+    abandoned: threading.Event = field(default_factory=threading.Event)
+
+    def abandon(self) -> None:
+        """Its client left: skipped if still queued, cut short if generating."""
+        self.abandoned.set()
+        self.future.cancel()  # only succeeds while queued; the batcher then skips it
 
 
 class Batcher:
@@ -161,6 +168,10 @@ class Batcher:
     def __init__(self, backend: LLM, max_batch: int = 8):
         self.backend, self.max_batch = backend, max_batch
         self.queue: queue.Queue = queue.Queue()
+        # written by the batcher thread only, read by /health
+        self.completed = 0  # generations whose client was still there at the end
+        self.cancelled = 0  # jobs whose client left first: skipped in the queue or cut short
+        self.tokens_out = 0  # tokens generated, cut-short generations included
         self.thread = threading.Thread(target=self._loop, daemon=True, name="sleepy-serve-batcher")
         self.thread.start()
 
@@ -171,6 +182,13 @@ class Batcher:
         job = Job(messages, opts, signature)
         self.queue.put(job)
         return job
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "completed": self.completed,
+            "cancelled": self.cancelled,
+            "tokens_out": self.tokens_out,
+        }
 
     def stop(self) -> None:
         self.queue.put(None)
@@ -199,11 +217,12 @@ class Batcher:
                 self._generate(group)
 
     def _start(self, job: Job) -> bool:
-        """Take a job out of the queue into generation; False if it cannot run (its future
-        then holds the error)."""
-        # a future cancelled with its handler is skipped; once running it cannot be cancelled,
+        """Take a job out of the queue into generation; False if its client has left or it
+        cannot run (its future then holds the error)."""
+        # a future cancelled by its handler is skipped; once running it cannot be cancelled,
         # so setting its result cannot fail
         if not job.future.set_running_or_notify_cancel():
+            self.cancelled += 1
             return False
         try:
             job.opts = self._fit(job)
@@ -240,6 +259,8 @@ class Batcher:
         opts = dict(group[0].opts)
         if self.backend.supports_routing:
             opts["signatures"] = [job.signature for job in group]
+        if self.backend.supports_abandon:
+            opts["abandoned"] = [job.abandoned for job in group]
         try:
             gens = self.backend.generate([job.messages for job in group], **opts)
         except Exception as e:
@@ -251,6 +272,11 @@ class Batcher:
                 self._generate([job])
             return
         for job, g in zip(group, gens, strict=True):
+            self.tokens_out += g.tokens_out
+            if job.abandoned.is_set():
+                self.cancelled += 1
+            else:
+                self.completed += 1
             job.future.set_result(g)
 
 
@@ -341,7 +367,12 @@ def build_app(server: OpenAIServer) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": server.model_id, "waiting": server.waiting}
+        return {
+            "status": "ok",
+            "model": server.model_id,
+            "waiting": server.waiting,
+            "generations": server.batcher.stats(),
+        }
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -382,8 +413,11 @@ def build_app(server: OpenAIServer) -> FastAPI:
             )  # fmt: skip
         try:
             messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-            job = server.batcher.submit(messages, opts, req.error_signature)
-            g = await asyncio.wrap_future(job.future)
+            g = await _unless_gone(
+                request, server.batcher.submit(messages, opts, req.error_signature)
+            )
+            if g is None:  # no one to answer: the connection is closed
+                return Response(status_code=499)
         except ContextLengthExceeded as e:
             return _error(400, str(e), param="messages", code="context_length_exceeded")
         except BackendError as e:
@@ -395,6 +429,27 @@ def build_app(server: OpenAIServer) -> FastAPI:
         return _reply(server, req, g)
 
     return app
+
+
+async def _unless_gone(request: Request, job: Job) -> Generation | None:
+    """The job's generation, or None when the client closes its connection first: then the job
+    is abandoned, so no one's reply waits behind work nobody will read."""
+    reply = asyncio.wrap_future(job.future)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({reply, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not reply.done():  # the client left (or this handler was cancelled)
+            job.abandon()
+            reply.cancel()
+    return None if reply.cancelled() else reply.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has closed its connection (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _reply(server: OpenAIServer, req: ChatRequest, g: Generation) -> Response:

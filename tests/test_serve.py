@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 import threading
@@ -255,3 +257,53 @@ def test_one_failing_request_does_not_fail_the_rest_of_its_batch(tiny):
     assert [r.json()["choices"][0]["message"]["content"] for r in ok] == [g.text for g in direct]
     assert replies[1].status_code == 500
     assert "the model failed on BOOM" in replies[1].json()["error"]["message"]
+
+
+def generations(server: OpenAIServer) -> dict[str, int]:
+    return httpx.get(f"{server.url.removesuffix('/v1')}/health", timeout=30).json()["generations"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streaming"])
+def test_a_client_that_disconnects_stops_its_generation(tiny, stream):
+    """A closed connection's request used to stay in the queue and generate all its max_tokens
+    for no one, while later requests waited behind it."""
+    with OpenAIServer(tiny, host="127.0.0.1", port=0, max_batch=8) as server:
+        before = generations(server)
+        max_tokens = tiny.context - 64  # greedy replies to "hello" do not end sooner
+        body = json.dumps(
+            {
+                "model": "sleepy-tiny",
+                "messages": [{"role": "user", "content": "hello"}],
+                "max_tokens": max_tokens,
+                "temperature": 0,
+                "stream": stream,
+            }
+        ).encode()
+        host, port = server.sock.getsockname()[:2]
+        with socket.create_connection((host, port), timeout=60) as s:
+            s.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            wait_until(lambda: server.waiting == 1, "the request to be taken in")
+
+        def accounted() -> bool:  # once the batcher is done with it, one way or the other
+            now = generations(server)
+            return now["cancelled"] + now["completed"] > before["cancelled"] + before["completed"]
+
+        wait_until(accounted, "the batcher to be done with the request")
+        after = generations(server)
+        assert after["cancelled"] - before["cancelled"] == 1, (
+            f"{after} vs {before}: generated for a client that had left (or ended first)"
+        )
+        assert after["completed"] == before["completed"]
+        assert after["tokens_out"] - before["tokens_out"] < max_tokens  # it was cut short
+        r = httpx.post(
+            f"{server.url}/chat/completions",
+            json={"model": "sleepy-tiny", "messages": prompts(1)[0], "max_tokens": 4},
+            timeout=120,
+        )
+        assert r.status_code == 200
+        assert generations(server)["completed"] == after["completed"] + 1

@@ -49,6 +49,9 @@ class LLM(Protocol):
     # routes each conversation to the task adapter that learned it (hf with a Share bundle)
     supports_routing: bool = False
     context: int | None = None  # most tokens in + out one conversation may have; None: unknown
+    # True: generate() takes `abandoned` (one threading.Event per conversation) and stops a
+    # conversation's generation once its event is set (its client left); its reply is cut short
+    supports_abandon: bool = False
 
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]: ...
 

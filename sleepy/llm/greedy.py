@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 # Fixed cost of one decode step (a forward of the whole model for one token per row), counted in
@@ -140,8 +142,14 @@ class GreedyDecoder:
         )
         return cls(model, n_layers, eos_ids, pad_id, device) if usable else None
 
-    def decode(self, rows: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    def decode(
+        self,
+        rows: list[list[int]],
+        max_new_tokens: int,
+        abandoned: Sequence[threading.Event] | None = None,
+    ) -> list[list[int]]:
         """Greedy continuations of token-id prompts (shortest first), decoded as one batch.
+        A row whose `abandoned` event is set stops where it is, as if it had ended.
 
         Runs of prompts within PREFILL_PAD of each other in length are prefilled together
         (left-padded); their keys and values go right-aligned into one preallocated cache, so
@@ -204,10 +212,16 @@ class GreedyDecoder:
             pos = torch.tensor(lens, device=dev) - 1
             done = torch.zeros(len(rows), dtype=torch.bool, device=dev)
             new: list[list[int]] = [[] for _ in rows]
+            cut: set[int] = set()  # abandoned rows: they get no more tokens
             for step in range(max_new_tokens):
                 for i, t in zip(live, nxt.tolist(), strict=True):
-                    new[i].append(t)
+                    if i not in cut:
+                        new[i].append(t)
                 done |= torch.isin(nxt, eos)
+                if abandoned is not None:  # its client left: no one reads the rest
+                    gone = [abandoned[i].is_set() for i in live]
+                    cut.update(i for i, g in zip(live, gone, strict=True) if g)
+                    done |= torch.tensor(gone, dtype=torch.bool, device=dev)
                 n_done = int(done.sum())
                 if n_done == len(live) or step == max_new_tokens - 1:
                     break

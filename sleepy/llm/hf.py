@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ class HFConfig:
 
 class HFBackend(LLM):
     supports_tools = False  # small local models use the text action protocol
+    supports_abandon = True
 
     def __init__(self, model: str | Path, **options: Any):
         """`model` and any HFConfig option (its defaults for the rest)."""
@@ -184,7 +186,11 @@ class HFBackend(LLM):
             yield
 
     def _generate_routed(
-        self, messages_batch: list[Messages], signatures: list[str | None], opts: dict
+        self,
+        messages_batch: list[Messages],
+        signatures: list[str | None],
+        abandoned: Sequence[threading.Event] | None,
+        opts: dict,
     ) -> list[Generation]:
         """Conversations grouped by the task their error signature routes to, one group at a
         time with that task's adapter active; results come back in input order."""
@@ -198,8 +204,9 @@ class HFBackend(LLM):
         results: list[Generation | None] = [None] * len(messages_batch)
         with self._route_lock:
             for task, idx in groups.items():
+                gone = [abandoned[i] for i in idx] if abandoned is not None else None
                 with self._active(task):
-                    gens = self._generate([messages_batch[i] for i in idx], **opts)
+                    gens = self._generate([messages_batch[i] for i in idx], gone, **opts)
                 for i, g in zip(idx, gens, strict=True):
                     g.routed, g.adapter = True, task
                     results[i] = g
@@ -218,14 +225,22 @@ class HFBackend(LLM):
 
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
         signatures = opts.pop("signatures", None)
+        abandoned = opts.pop("abandoned", None)
+        if abandoned is not None and len(abandoned) != len(messages_batch):
+            raise BackendError(f"{len(abandoned)} events for {len(messages_batch)} conversations")
         if self.router is None:
-            return self._generate(messages_batch, **opts)
+            return self._generate(messages_batch, abandoned, **opts)
         # a conversation without a signature (serve, scripts) gets the base model
         return self._generate_routed(
-            messages_batch, signatures or [None] * len(messages_batch), opts
+            messages_batch, signatures or [None] * len(messages_batch), abandoned, opts
         )
 
-    def _generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
+    def _generate(
+        self,
+        messages_batch: list[Messages],
+        abandoned: Sequence[threading.Event] | None = None,
+        **opts: Any,
+    ) -> list[Generation]:
         bad = set(opts) - {*self.defaults, "stop", "tools", "batch_size"}
         if bad:
             raise BackendError(f"unknown generation options {sorted(bad)}")
@@ -245,7 +260,8 @@ class HFBackend(LLM):
                 groups = plan_batches([len(x) for x in ids], size, opts["max_new_tokens"])
                 self.last_plan = [len(g) for g in groups]
                 for group in groups:
-                    new = self.greedy.decode([ids[i] for i in group], opts["max_new_tokens"])
+                    gone = [abandoned[i] for i in group] if abandoned is not None else None
+                    new = self.greedy.decode([ids[i] for i in group], opts["max_new_tokens"], gone)
                     for i, out in zip(group, new, strict=True):
                         results[i] = self._finish(out, len(ids[i]), None)
                 return results  # type: ignore[return-value]
@@ -254,9 +270,9 @@ class HFBackend(LLM):
             chunks = [order[start : start + size] for start in range(0, len(order), size)]
             self.last_plan = [len(c) for c in chunks]
             for chunk in chunks:
-                for i, g in zip(
-                    chunk, self._generate_batch([prompts[i] for i in chunk], **opts), strict=True
-                ):
+                gone = [abandoned[i] for i in chunk] if abandoned is not None else None
+                gens = self._generate_batch([prompts[i] for i in chunk], gone, **opts)
+                for i, g in zip(chunk, gens, strict=True):
                     results[i] = g
         return results  # type: ignore[return-value]
 
@@ -274,6 +290,7 @@ class HFBackend(LLM):
     def _generate_batch(
         self,
         prompts: list[str],
+        abandoned: Sequence[threading.Event] | None,
         max_new_tokens: int,
         temperature: float,
         top_p: float,
@@ -306,8 +323,33 @@ class HFBackend(LLM):
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        cut = _Abandoned(abandoned, enc["input_ids"].shape[1]) if abandoned else None
+        if cut is not None:
+            from transformers import StoppingCriteriaList
+
+            kwargs.update(stopping_criteria=StoppingCriteriaList([cut]))
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1] :].tolist()
+        if cut is not None:  # an abandoned row is padded after its cut: those are not its tokens
+            new = [ids[: cut.at.get(i, len(ids))] for i, ids in enumerate(new)]
         tokens_in = enc["attention_mask"].sum(dim=1).tolist()
         return [self._finish(ids, int(n), stop) for ids, n in zip(new, tokens_in, strict=True)]
+
+
+class _Abandoned:
+    """A stopping criterion for model.generate: a row ends once its client has left (its event is
+    set); `at` records how many new tokens each such row had then."""
+
+    def __init__(self, events: Sequence[threading.Event], prompt_width: int):
+        self.events, self.width = events, prompt_width
+        self.at: dict[int, int] = {}
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        for i, e in enumerate(self.events):
+            if i not in self.at and e.is_set():
+                self.at[i] = input_ids.shape[1] - self.width
+        gone = [i in self.at for i in range(len(self.events))]
+        return torch.tensor(gone, dtype=torch.bool, device=input_ids.device)
