@@ -123,3 +123,92 @@ def test_registry_calls_leave_mlflows_global_store_where_it_was(store, tmp_path)
         assert mlflow.get_tracking_uri() == elsewhere
     finally:
         mlflow.set_tracking_uri(before)
+
+
+# A promoter in its own process: the slow imports and the store's first open happen before the
+# start signal, so the promotions themselves are what run at the same time.
+RACER = """
+import sys, time
+from pathlib import Path
+from sleepy.cli import main
+from sleepy.registry import alias_version
+go, ready, uri = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+alias_version("sleepy-fixer", "champion", uri)
+ready.touch()
+while not go.exists():
+    time.sleep(0.002)
+sys.exit(main(["registry", "--uri", uri, "--name", "sleepy-fixer", *sys.argv[4:]]))
+"""
+
+
+def test_promotions_at_once_leave_one_champion_and_a_true_history(tmp_path):
+    """Four processes promote four versions into one sqlite store at the same moment: they take
+    turns, so the aliases and tags tell one history, and any that cannot go says so in one line."""
+    import itertools
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    adapter = make_adapter(tmp_path / "adapter", seed=5)
+    first, *racing = [register(adapter, uri, cycle=c) for c in range(5)]
+    assert sleepy(uri, "promote", first, "--reason", "the first") == 0
+
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(go), str(tmp_path / f"ready{v}"), uri]
+            + ["promote", v, "--reason", f"race {v}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for v in racing
+    ]
+    deadline = time.monotonic() + 300
+    while not all((tmp_path / f"ready{v}").exists() for v in racing):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.05)
+    go.touch()
+    done = {v: (p.wait(timeout=300), *p.communicate()) for v, p in zip(racing, procs, strict=True)}
+
+    # each winner says which version it replaced; together they are one chain from `first`
+    replaced = {}
+    for v, (rc, out, err) in done.items():
+        if rc == 0:
+            assert out.startswith(f"champion -> version {v}; previous -> version "), out
+            replaced[out.split()[-1]] = v
+        else:
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("sleepy registry: error: "), err
+    chain = [first]
+    while chain[-1] in replaced:
+        chain.append(replaced.pop(chain[-1]))
+    assert replaced == {} and len(chain) >= 2  # no two winners replaced the same champion
+
+    assert alias_version("sleepy-fixer", CHAMPION, uri) == chain[-1]
+    assert alias_version("sleepy-fixer", PREVIOUS, uri) == chain[-2]
+    for old, new in itertools.pairwise(chain):
+        assert get_version("sleepy-fixer", new, uri).tags["promoted_reason"] == f"race {new}"
+        demoted = get_version("sleepy-fixer", old, uri).tags["demoted_reason"]
+        assert demoted == f"replaced by version {new}: race {new}"
+    for v in set(racing) - set(chain):  # a loser left no trace of a promotion
+        assert "promoted_reason" not in get_version("sleepy-fixer", v, uri).tags
+
+
+def test_a_promotion_compared_with_a_champion_that_has_moved_since_is_refused(store):
+    """The eval promotes naming the champion it measured; another promotion in between makes
+    that comparison stale, so nothing moves and the error says what to do, in one line."""
+    from sleepy.registry import RegistryError, promote
+
+    uri, versions = store
+    champion = alias_version("sleepy-fixer", CHAMPION, uri)
+    previous = alias_version("sleepy-fixer", PREVIOUS, uri)
+    candidate, measured = [v for v in versions if v != champion][:2]
+    tags = get_version("sleepy-fixer", candidate, uri).tags
+    with pytest.raises(RegistryError, match="the champion moved") as e:
+        promote("sleepy-fixer", candidate, "gate passed", uri, expected_champion=measured)
+    assert "\n" not in str(e.value) and "evaluate it again" in str(e.value)
+    assert alias_version("sleepy-fixer", CHAMPION, uri) == champion
+    assert alias_version("sleepy-fixer", PREVIOUS, uri) == previous
+    assert get_version("sleepy-fixer", candidate, uri).tags == tags

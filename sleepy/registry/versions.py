@@ -6,10 +6,14 @@ config (a hub id, or `sleepy-tiny` for the shipped model), so loading works offl
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from types import EllipsisType
 
 from sleepy.adapters import load_adapter_info
 from sleepy.tiny import MODEL_DIR
@@ -176,40 +180,111 @@ def list_versions(name: str, uri: str | None = None) -> list:
     return sorted(versions, key=lambda v: int(v.version))
 
 
-def promote(name: str, version: str, reason: str, uri: str | None = None) -> str | None:
+# How long a promotion waits for another one on the same store before it gives up: each holds the
+# lock for a few registry writes, so a wait this long means a stuck process, not a queue.
+ALIAS_LOCK_WAIT_S = 120.0
+
+
+def _alias_lock_path(uri: str) -> Path:
+    """The lock file that promotions and rollbacks of one store take turns on.
+
+    Beside a sqlite store, so every process on this machine that writes the store sees it. An
+    MLflow server (or any other store) cannot be locked from here: the lock then lives in this
+    user's cache, keyed by the URI, which serialises this machine's promotions; one from another
+    machine is caught by reading the aliases back after the move (`promote`).
+    """
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).expanduser().resolve().with_suffix(".aliases.lock")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sleepy"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / f"aliases-{hashlib.sha256(uri.encode()).hexdigest()[:16]}.lock"
+
+
+@contextmanager
+def _moving_aliases(name: str, uri: str | None) -> Iterator[None]:
+    """Held around read champion -> set previous -> set champion -> tags: two promotions at once
+    would both read the same old champion, both set `previous` to it (sqlite refuses the second
+    insert of the alias with an IntegrityError) and leave tags that tell a history that never
+    happened."""
+    import mlflow
+    from filelock import FileLock, Timeout
+
+    lock = _alias_lock_path(uri or mlflow.get_tracking_uri())
+    try:
+        with FileLock(str(lock), timeout=ALIAS_LOCK_WAIT_S):
+            yield
+    except Timeout:
+        raise RegistryError(
+            f"another promotion or rollback of '{name}' has held {lock} for "
+            f"{ALIAS_LOCK_WAIT_S:.0f} s: wait for it, or remove the lock file if no sleepy "
+            "process is running"
+        ) from None
+
+
+def promote(
+    name: str,
+    version: str,
+    reason: str,
+    uri: str | None = None,
+    expected_champion: str | None | EllipsisType = ...,
+) -> str | None:
     """Point `champion` at `version` and `previous` at the old champion; returns the old one.
 
     The reason is kept as a tag on the new champion's version, so `registry show` says why.
+    `expected_champion` (a version, or None for "no champion yet") is the champion the caller
+    compared `version` with: when another promotion moved the alias since, this one is refused,
+    since the comparison no longer says anything about the champion it would replace.
     """
     client = _client(uri)
     version = str(get_version(name, version, uri).version)
-    old = alias_version(name, CHAMPION, uri)
-    if old == version:
-        raise RegistryError(f"version {version} of '{name}' is already the champion")
-    if old is not None:
-        client.set_registered_model_alias(name, PREVIOUS, old)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "promoted_reason", reason)
-    if old is not None:
-        why = f"replaced by version {version}: {reason}"
-        client.set_model_version_tag(name, old, "demoted_reason", why)
+    with _moving_aliases(name, uri):
+        old = alias_version(name, CHAMPION, uri)
+        if old == version:
+            raise RegistryError(f"version {version} of '{name}' is already the champion")
+        if expected_champion is not ... and old != expected_champion:
+            raise RegistryError(
+                f"not promoting version {version} of '{name}': the champion moved from "
+                f"{_named(expected_champion)} to {_named(old)} while it was being evaluated; "
+                f"evaluate it again against {_named(old)}"
+            )
+        if old is not None:
+            client.set_registered_model_alias(name, PREVIOUS, old)
+        client.set_registered_model_alias(name, CHAMPION, version)
+        # A writer that does not share the lock (another machine on an MLflow server) shows
+        # here; the tags are written only for a move that held, so they stay true.
+        champion_now, previous_now = (alias_version(name, a, uri) for a in (CHAMPION, PREVIOUS))
+        if champion_now != version or (old is not None and previous_now != old):
+            raise RegistryError(
+                f"promoting version {version} of '{name}' raced another promotion: the "
+                f"champion is now {_named(champion_now)} and previous {_named(previous_now)}; "
+                "check 'sleepy registry list' and promote again"
+            )
+        client.set_model_version_tag(name, version, "promoted_reason", reason)
+        if old is not None:
+            why = f"replaced by version {version}: {reason}"
+            client.set_model_version_tag(name, old, "demoted_reason", why)
     return old
+
+
+def _named(version: str | None) -> str:
+    return f"version {version}" if version is not None else "no champion"
 
 
 def rollback(name: str, reason: str, uri: str | None = None) -> tuple[str, str]:
     """Move `champion` back to `previous`; returns (from_version, to_version). Why goes in tags."""
     client = _client(uri)
-    current = alias_version(name, CHAMPION, uri)
-    prev = alias_version(name, PREVIOUS, uri)
-    if prev is None:
-        raise RegistryError(f"model '{name}' has no '{PREVIOUS}' version to roll back to")
-    if current is None:
-        raise RegistryError(f"model '{name}' has no '{CHAMPION}' to roll back from")
-    client.set_registered_model_alias(name, CHAMPION, prev)
-    client.delete_registered_model_alias(name, PREVIOUS)
-    client.set_model_version_tag(name, current, "rolled_back", reason)
-    why = f"rollback from version {current}: {reason}"
-    client.set_model_version_tag(name, prev, "restored_reason", why)
+    with _moving_aliases(name, uri):
+        current = alias_version(name, CHAMPION, uri)
+        prev = alias_version(name, PREVIOUS, uri)
+        if prev is None:
+            raise RegistryError(f"model '{name}' has no '{PREVIOUS}' version to roll back to")
+        if current is None:
+            raise RegistryError(f"model '{name}' has no '{CHAMPION}' to roll back from")
+        client.set_registered_model_alias(name, CHAMPION, prev)
+        client.delete_registered_model_alias(name, PREVIOUS)
+        client.set_model_version_tag(name, current, "rolled_back", reason)
+        why = f"rollback from version {current}: {reason}"
+        client.set_model_version_tag(name, prev, "restored_reason", why)
     return current, prev
 
 
