@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sleepy.adapters import AdapterError, load_adapter_info
 from sleepy.config import check_config
-from sleepy.console import current
+from sleepy.console import current, say
 from sleepy.day import DayError, run_day
 from sleepy.episodes import EpisodeStore, metrics_of
 from sleepy.eval.cache import ResultCache, result_key
@@ -35,6 +35,7 @@ from sleepy.eval.metrics import (
 from sleepy.koans import KoanError, load_evalset
 from sleepy.koans.model import evalset_path
 from sleepy.registry import (
+    CHAMPION,
     RegistryError,
     alias_version,
     describe_version,
@@ -296,8 +297,19 @@ def evaluate(cfg: DictConfig) -> EvalResult:
             decision = gate.decide(metrics, champ_metrics, lost, both)
         promoted = False
         if decision.promote and cfg.promote:
-            registry_promote(name, candidate.version, decision.summary(), uri)
-            promoted = True
+            # Measured against the champion alias: if another promotion moved it meanwhile, this
+            # comparison says nothing about the version the candidate would replace.
+            measured = (
+                champion.version
+                if str(cfg.champion) in (CHAMPION, model_uri(name, CHAMPION))
+                else ...
+            )
+            try:
+                registry_promote(name, candidate.version, decision.summary(), uri, measured)
+                promoted = True
+            except RegistryError as e:
+                decision.reasons.insert(0, str(e))
+                say(f"eval: {e}")
 
         if run is not None:
             _log(
