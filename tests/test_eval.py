@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -297,6 +298,72 @@ def test_results_are_kept_by_weights_evalset_and_policy_and_not_measured_again(
     assert moved.cached == ["champion"]
 
 
+def test_a_larger_selection_is_measured_and_a_result_from_the_cache_names_its_eval(
+    tmp_path, evalset, capsys
+):
+    """Two koans of the suite, then all four with the same outputs folder: the second eval runs
+    the four, not the two kept from the first. Asked again, the four come from the cache, and the
+    console and the eval's MLflow run say which eval measured them."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    few = evaluate(eval_cfg(tmp_path, evalset, "candidate=base", "koans.count=2", "run_id=few"))
+    assert few.cached == [] and len(few.rows) == 2
+
+    every = evaluate(eval_cfg(tmp_path, evalset, "candidate=base", "run_id=every"))
+    assert every.cached == []
+    assert len(every.rows) == 4 and {r["koan_id"] for r in few.rows} < {
+        r["koan_id"] for r in every.rows
+    }
+    capsys.readouterr()
+
+    again = evaluate(eval_cfg(tmp_path, evalset, "candidate=base", "run_id=again"))
+    assert again.cached == ["candidate", "champion"] and again.rows == every.rows
+    said = " ".join(capsys.readouterr().err.split())  # the console wraps it at its width
+    assert (
+        said.count("from the eval cache") == 1
+        and (
+            f"eval base on mini: 4 koans from the eval cache, measured by eval run every "
+            f"(MLflow run {every.mlflow_run_id})"
+        )
+        in said
+    )
+    tags = mlflow.MlflowClient(uri).get_run(again.mlflow_run_id).data.tags
+    assert tags["cache.frozen.candidate"] == tags["cache.frozen.champion"] == "every"
+    assert tags["cache.frozen.candidate.mlflow_run"] == every.mlflow_run_id
+    assert (
+        "cache.frozen.candidate"
+        not in mlflow.MlflowClient(uri).get_run(every.mlflow_run_id).data.tags
+    )
+
+
+def test_a_base_model_rewritten_at_the_same_path_is_measured_again(tmp_path, evalset):
+    """make tiny-model retrains into the same folder: a result of the old weights is not one of
+    the new, though the path, the file names and the sizes are all the same."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from sleepy.tiny import MODEL_DIR
+
+    model = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, model)
+    args = ("candidate=base", "tracking=none", "koans.count=2", f"model.path={model}")
+    assert evaluate(eval_cfg(tmp_path, evalset, *args, "run_id=old")).cached == []
+    assert evaluate(eval_cfg(tmp_path, evalset, *args, "run_id=same")).cached == [
+        "candidate",
+        "champion",
+    ]
+
+    weights = sorted(model.glob("*.safetensors"))[-1]
+    size = weights.stat().st_size
+    with safe_open(str(weights), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    first = sorted(tensors)[0]
+    tensors[first] = tensors[first] * 1.01  # a retrain that moved one tensor a little
+    save_file(tensors, str(weights), metadata=meta)
+    assert weights.stat().st_size == size
+
+    assert evaluate(eval_cfg(tmp_path, evalset, *args, "run_id=new")).cached == []
+
+
 def _put_one(root: str, key: str, n: int, start) -> None:
     from sleepy.eval.cache import ResultCache
     from sleepy.eval.metrics import KoanOutcome
@@ -304,7 +371,7 @@ def _put_one(root: str, key: str, n: int, start) -> None:
     outcome = KoanOutcome(f"k{n}", "f", None, passed=True, steps_to_green=n, final_signature=None)
     start.wait()
     for _ in range(300):
-        ResultCache(root).put(key, {outcome.koan_id: outcome}, {"pass_rate": float(n)})
+        ResultCache(root).put(key, {outcome.koan_id: outcome}, {"pass_rate": float(n)}, f"r{n}")
 
 
 def test_jobs_storing_one_result_at_once_all_succeed_and_leave_a_whole_file(tmp_path):
@@ -321,8 +388,11 @@ def test_jobs_storing_one_result_at_once_all_succeed_and_leave_a_whole_file(tmp_
     for j in jobs:
         j.join(timeout=120)
     assert [j.exitcode for j in jobs] == [0, 0, 0, 0]
-    res, metrics = ResultCache(tmp_path).get("same")
-    assert [o.koan_id for o in res.values()] == [f"k{int(metrics['pass_rate'])}"]
+    hits = [ResultCache(tmp_path).get("same", [f"k{n}"]) for n in range(4)]
+    assert len([h for h in hits if h is not None]) == 1  # one whole result, stored last
+    (hit,) = filter(None, hits)
+    n = int(hit.metrics["pass_rate"])
+    assert list(hit.outcomes) == [f"k{n}"] and hit.run_id == f"r{n}"
     assert [p.name for p in tmp_path.iterdir()] == ["same.json"]  # no temporary file left
 
 

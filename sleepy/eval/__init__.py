@@ -1,7 +1,8 @@
 """Eval: the agent with a candidate adapter and with the champion on two sets, as the design has
 them: a learning set (did the candidate learn what the lineage failed on?) and the frozen suite
 (did it break anything?). The gate decides; a passing candidate becomes the champion in the MLflow
-registry. A champion's results are kept by (weights, evalset, policy) and not measured again.
+registry. A champion's results are kept by what decides them (sleepy.eval.cache) and not
+measured again; a result taken from there says which eval run measured it.
 
 `evaluate(cfg)` does the work (tests and sleepy-cycle call it); `sleepy-eval` is the entrypoint.
 """
@@ -19,9 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from sleepy.adapters import AdapterError, load_adapter_info
 from sleepy.config import check_config
 from sleepy.console import current, say
-from sleepy.day import DayError, run_day
+from sleepy.day import DayError, run_day, select_koans
 from sleepy.episodes import EpisodeStore, metrics_of
-from sleepy.eval.cache import ResultCache, result_key
+from sleepy.eval.cache import CachedResult, ResultCache, result_key
 from sleepy.eval.gate import Gate, GateDecision
 from sleepy.eval.metrics import (
     compare,
@@ -144,8 +145,8 @@ def _tracking_uri(cfg: DictConfig) -> str | None:
 # -- the eval -------------------------------------------------------------------------------------
 
 
-def _run_agent(cfg: DictConfig, who: Contender, side: str, evalset: str):
-    """One day over an evalset with this contender's adapter; its MLflow logging is the eval's."""
+def _day_cfg(cfg: DictConfig, who: Contender, side: str, evalset: str) -> DictConfig:
+    """The day that measures this contender on an evalset; its MLflow logging is the eval's."""
     day_cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(day_cfg, False)
     day_cfg.run_id = f"{cfg.run_id}-{side}"
@@ -163,6 +164,10 @@ def _run_agent(cfg: DictConfig, who: Contender, side: str, evalset: str):
                 "(or serve the adapter with 'sleepy serve' and point backend=openai at it)"
             )
         day_cfg.backend.adapter = str(who.adapter_dir)
+    return day_cfg
+
+
+def _run_agent(day_cfg: DictConfig):
     try:
         result = run_day(day_cfg)
     except DayError as e:
@@ -180,41 +185,56 @@ class SetResult:
     metrics: dict[str, float]  # the candidate's
     champion_metrics: dict[str, float]
     rows: list[dict]
-    cached: list[str] = field(default_factory=list)  # sides whose results came from the cache
+    # side ("candidate" | "champion") -> the eval that measured it, for sides from the cache
+    cached_from: dict[str, CachedResult] = field(default_factory=dict)
+
+    @property
+    def cached(self) -> list[str]:
+        return list(self.cached_from)
 
 
 def _measure(
-    cfg, who: Contender, side: str, evalset: Path, cache, earlier
-) -> tuple[dict, dict, bool]:
+    cfg, who: Contender, side: str, evalset: Path, cache, earlier, mlflow_run_id
+) -> tuple[dict, dict, CachedResult | None]:
     """(outcomes, metrics) of one contender on one set, from the cache when the key is there."""
 
-    key = result_key(who.adapter_dir, evalset, cfg) if evalset.is_file() else None
-    hit = cache.get(key) if key else None
+    day_cfg = _day_cfg(cfg, who, side, str(evalset))
+    try:
+        koans = select_koans(day_cfg.koans, str(cfg.paths.evalsets))
+    except DayError as e:
+        raise EvalError(str(e)) from None
+    key = result_key(day_cfg, koans, who.adapter_dir)
+    hit = cache.get(key, [k.id for k in koans]) if key else None
     if hit is None:
-        episodes, wall = _run_agent(cfg, who, side, str(evalset))
+        episodes, wall = _run_agent(day_cfg)
         res, day_metrics = outcomes(episodes), metrics_of(episodes)
         day_metrics["wall_time_s"] = wall
         if key:
-            cache.put(key, res, day_metrics)
+            cache.put(key, res, day_metrics, str(cfg.run_id), mlflow_run_id)
     else:
-        res, day_metrics = hit
-    return res, with_repeats(day_metrics, res, earlier), hit is not None
+        res, day_metrics = hit.outcomes, hit.metrics
+        tracked = f" (MLflow run {hit.mlflow_run_id})" if hit.mlflow_run_id else ""
+        say(
+            f"{day_cfg.label}: {len(res)} koans from the eval cache, measured by eval run "
+            f"{hit.run_id}{tracked}"
+        )
+    return res, with_repeats(day_metrics, res, earlier), hit
 
 
-def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier) -> SetResult:
+def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier, run_id) -> SetResult:
     # the day's run ids: <run_id>-candidate on the frozen suite, <run_id>-candidate-learning, ...
     side = lambda who: who if name == "frozen" else f"{who}-{name}"  # noqa: E731
     cand_res, metrics, cand_hit = _measure(
-        cfg, candidate, side("candidate"), evalset, cache, earlier
+        cfg, candidate, side("candidate"), evalset, cache, earlier, run_id
     )
     if _same(candidate, champion):
         champ_res, champ_metrics, champ_hit = cand_res, dict(metrics), cand_hit
     else:
         champ_res, champ_metrics, champ_hit = _measure(
-            cfg, champion, side("champion"), evalset, cache, earlier
+            cfg, champion, side("champion"), evalset, cache, earlier, run_id
         )
-    cached = [s for s, hit in (("candidate", cand_hit), ("champion", champ_hit)) if hit]
-    return SetResult(name, metrics, champ_metrics, compare(cand_res, champ_res, earlier), cached)
+    hits = {s: hit for s, hit in (("candidate", cand_hit), ("champion", champ_hit)) if hit}
+    return SetResult(name, metrics, champ_metrics, compare(cand_res, champ_res, earlier), hits)
 
 
 def evaluate(cfg: DictConfig) -> EvalResult:
@@ -273,12 +293,15 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         if run is not None:
             log_config(cfg, out)
         t0 = time.monotonic()
+        run_id = run.info.run_id if run is not None else None
         learning = None
         if learning_path is not None:
             learning = _measure_set(
-                cfg, "learning", learning_path, candidate, champion, cache, earlier
+                cfg, "learning", learning_path, candidate, champion, cache, earlier, run_id
             )
-        frozen = _measure_set(cfg, "frozen", frozen_path, candidate, champion, cache, earlier)
+        frozen = _measure_set(
+            cfg, "frozen", frozen_path, candidate, champion, cache, earlier, run_id
+        )
         metrics, champ_metrics = frozen.metrics, frozen.champion_metrics
         lost, won = regressions(frozen.rows), gains(frozen.rows)
         csv_path, json_path = write_table(frozen.rows, out)
@@ -394,6 +417,13 @@ def _log(frozen, learning, learning_path, lost, won, out, decision, promoted, wa
     mlflow.log_artifact(str(out / "per_koan.csv"), "eval")
     mlflow.log_artifact(str(out / "per_koan.json"), "eval")
     mlflow.set_tags({**decision.tags(), "promoted": str(promoted).lower()})
+    # a side taken from the cache names the eval that measured it: cache.frozen.champion = its
+    # run_id, cache.frozen.champion.mlflow_run = its MLflow run
+    for measured in filter(None, (frozen, learning)):
+        for who, hit in measured.cached_from.items():
+            mlflow.set_tag(f"cache.{measured.name}.{who}", hit.run_id)
+            if hit.mlflow_run_id:
+                mlflow.set_tag(f"cache.{measured.name}.{who}.mlflow_run", hit.mlflow_run_id)
 
 
 def _tag_unusable(cfg: DictConfig, reason: str) -> None:
