@@ -29,6 +29,22 @@ class RouterError(ValueError):
     """A bundle without a usable router.json; the message says which file and what is wrong."""
 
 
+def task_name_problem(name: object) -> str | None:
+    """What makes `name` unusable as a task's folder under tasks/, or None when it is one plain
+    path component. Readers join it to a bundle's path and `sleepy export` deletes and rewrites
+    what that join names, so `..`, `/` or an absolute name would reach outside the bundle; a
+    control character (a newline) would start a new line in the files that name the task."""
+    if not isinstance(name, str) or not name:
+        return "is empty" if name == "" else f"is not a string ({type(name).__name__})"
+    if name in (".", ".."):
+        return f"is {name!r}, not a folder of its own"
+    if "/" in name or "\\" in name:
+        return "has a path separator: a task name is one folder name"
+    if not name.isprintable():
+        return "has a control character (a newline, a tab) or another unprintable one"
+    return None
+
+
 class Router:
     """signature -> task name (or None: the base model)."""
 
@@ -42,6 +58,13 @@ class Router:
             self.distance = float(distance if distance is not None else data["distance"])
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RouterError(f"{path}: not a router table ({type(e).__name__}: {e})") from None
+        if not isinstance(table, dict):
+            raise RouterError(f"{path}: 'tasks' must be an object of task name -> entry")
+        for task in table:
+            if problem := task_name_problem(task):
+                raise RouterError(
+                    f"{path}: task name {task!r} {problem}: rename it in router.json and tasks/"
+                )
         self.table: dict[str, dict] = table
         missing = [t for t in table if not (self.task_dir(t) / "adapter_config.json").is_file()]
         if missing:
