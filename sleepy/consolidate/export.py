@@ -28,9 +28,23 @@ from sleepy.adapters.served import (
 )
 
 
-def _copy_peft(src: Path, dst: Path, base_model: str) -> int:
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies under it, once symlinks and `..` are resolved."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _copy_peft(src: Path, dst: Path, base_model: str, out: Path) -> int:
     """The adapter's two PEFT files, its config naming the served base; returns its rank."""
-    if dst.exists():
+    # the folder is emptied first, so it must be one of the export's own: never `out` itself,
+    # nothing above it, nothing a symlink inside it points away to
+    if dst.resolve() == out.resolve() or not _inside(dst, out):
+        raise ExportError(
+            f"{dst} leads to {dst.resolve()}, not a folder inside --out {out}: remove the link "
+            "that leads there or give another --out (nothing was deleted)"
+        )
+    if dst.is_symlink():
+        dst.unlink()
+    elif dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
     cfg = json.loads((src / PEFT_FILES[0]).read_text())
@@ -77,13 +91,13 @@ def export_bundle(
 ) -> ServedAdapters:
     """Write the export folder for a Share adapter (a folder or a `models:/` registry URI in the
     tracking store `store`, default the configured one)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out).expanduser()
     source_text = str(source)
     if source_text.startswith("models:/"):
         from sleepy.config import default_store
         from sleepy.registry import download_adapter
 
+        out.mkdir(parents=True, exist_ok=True)
         try:
             source = download_adapter(source_text, out / "download", store or default_store()[0])
         except ValueError as e:
@@ -93,6 +107,13 @@ def export_bundle(
         router = Router(bundle)
     except RouterError as e:
         raise ExportError(str(e)) from None
+    # writing into the source would delete the adapters being exported before they are copied
+    for src in [averaged_dir, bundle, *map(router.task_dir, router.tasks)]:
+        if _inside(out, src):
+            raise ExportError(
+                f"--out {out} is inside the adapter being exported ({src}): "
+                "give a folder outside it"
+            )
     if base_model is None:
         from sleepy.adapters import load_adapter_info
 
@@ -100,6 +121,7 @@ def export_bundle(
         if not base_model:
             raise ExportError(f"{averaged_dir}: no base model recorded: give --base NAME")
     ollama_base = ollama_base or ollama_base_for(base_model)
+    out.mkdir(parents=True, exist_ok=True)
 
     names = {task: served_name(prefix, task) for task in router.tasks}
     averaged = served_name(prefix, AVERAGED)
@@ -109,9 +131,9 @@ def export_bundle(
         raise ExportError(
             f"two adapters would be served as {clash}: rename the tasks or the prefix"
         )
-    ranks = [_copy_peft(averaged_dir, out / AVERAGED, base_model)]
+    ranks = [_copy_peft(averaged_dir, out / AVERAGED, base_model, out)]
     for task in router.tasks:
-        ranks.append(_copy_peft(router.task_dir(task), out / "tasks" / task, base_model))
+        ranks.append(_copy_peft(router.task_dir(task), out / "tasks" / task, base_model, out))
     shutil.copyfile(bundle / "router.json", out / "router.json")
     served = ServedAdapters(
         out, base_model, ollama_base, names, averaged, max(ranks), source=source_text
