@@ -121,6 +121,13 @@ def export_bundle(
         if not base_model:
             raise ExportError(f"{averaged_dir}: no base model recorded: give --base NAME")
     ollama_base = ollama_base or ollama_base_for(base_model)
+    # each name goes on a Modelfile line of its own: a newline in one would add a directive
+    for what, name in (("base model", base_model), ("Ollama base", ollama_base)):
+        if not name.isprintable():
+            raise ExportError(
+                f"the {what} {name!r} has a control character (a newline): "
+                "give --base / --ollama-base without one"
+            )
     out.mkdir(parents=True, exist_ok=True)
 
     names = {task: served_name(prefix, task) for task in router.tasks}
