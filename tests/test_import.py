@@ -1,6 +1,9 @@
 """`sleepy koans import`: exercise/solution trees of .rs files become validated koans (real rustc)."""
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -293,3 +296,93 @@ def test_public_style_exercise_tree_imports_with_families_inferred(tmp_path, cap
     # importing again adds nothing: the same code is already in --out
     again = import_pairs(exercises, solutions, out, workers=2)
     assert not again.koans and again.skipped_by_reason()["same code as another koan"] == 9
+
+
+# -- another person's tree: only regular UTF-8 files are read, however deep -----------------------
+
+
+def deep_folder(root: Path, depth: int) -> Path:
+    """`root/d/d/.../d`, `depth` folders down, made one at a time (os.makedirs recurses)."""
+    folder = root
+    folder.mkdir()
+    for _ in range(depth):
+        folder = folder / "d"
+        folder.mkdir()
+    return folder
+
+
+def remove_deep(root: Path, folder: Path) -> None:
+    """Remove what `deep_folder` made (shutil.rmtree recurses too), from the bottom up."""
+    while True:
+        for f in folder.iterdir():
+            if not f.is_dir():
+                f.unlink()
+        folder.rmdir()
+        if folder == root:
+            return
+        folder = folder.parent
+
+
+@pytest.mark.timeout(30)  # a FIFO read the old way blocks until a writer comes: never
+def test_symlinks_fifos_and_folders_named_rs_are_skipped_each_with_why(tmp_path):
+    buggy, fixed = tmp_path / "exercises", tmp_path / "solutions"
+    names = ["fifo.rs", "passwd.rs", "folder.rs", "fixed_link.rs", "linked/under.rs"]
+    tree(fixed, {n: MOVED_FIXED for n in names if n != "fixed_link.rs"})
+    tree(buggy, {"fixed_link.rs": MOVED, "linked/under.rs": MOVED})
+    os.mkfifo(buggy / "fifo.rs")
+    (buggy / "passwd.rs").symlink_to("/etc/passwd")
+    (buggy / "folder.rs").mkdir()
+    (fixed / "fixed_link.rs").symlink_to("/etc/passwd")
+    (tmp_path / "elsewhere").mkdir()
+    (fixed / "linked").rename(tmp_path / "elsewhere" / "linked")
+    (fixed / "linked").symlink_to(tmp_path / "elsewhere" / "linked")
+
+    report = import_pairs(buggy, fixed, tmp_path / "out")
+    assert report.koans == [] and not (tmp_path / "out").exists()
+    assert dict(report.skipped) == {
+        "fifo.rs": "not a regular file: a FIFO",
+        "passwd.rs": "a symlink (only regular files are read: copy the file into the tree)",
+        "folder.rs": "not a regular file: a folder",
+        "fixed_link.rs": (
+            "fixed file a symlink (only regular files are read: copy the file into the tree)"
+        ),
+        "linked/under.rs": (
+            f"fixed file reached through a symlinked folder ({fixed / 'linked'}): "
+            "only regular files are read"
+        ),
+    }
+
+
+def test_a_file_that_is_not_utf8_is_skipped_by_name_and_the_rest_imported(tmp_path, capsys):
+    latin1 = MOVED.replace("function", "fonction (café)").encode("latin-1")
+    buggy = tree(tmp_path / "exercises", {"borrow_checker/moved.rs": MOVED})
+    fixed = tree(tmp_path / "solutions", {"borrow_checker/moved.rs": MOVED_FIXED})
+    (buggy / "borrow_checker" / "latin1.rs").write_bytes(latin1)
+    (fixed / "borrow_checker" / "latin1.rs").write_text(MOVED_FIXED)
+    out = tmp_path / "koans"
+    argv = ["koans", "import", "--buggy-dir", str(buggy), "--fixed-dir", str(fixed)]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    at = latin1.index("é".encode("latin-1"))
+    assert (
+        f"skipped borrow_checker/latin1.rs: not UTF-8 text: byte {at} is 0xe9 (save it as UTF-8)"
+        in printed
+    )
+    assert "1 imported -> " in printed and "1 skipped:" in printed
+    assert [k.meta["imported_from"] for k in load_koans(out)] == ["borrow_checker/moved.rs"]
+
+
+def test_a_tree_deeper_than_the_recursion_limit_imports(tmp_path):
+    depth = sys.getrecursionlimit() + 100
+    rel = Path(*["d"] * depth, "moved.rs")
+    buggy, fixed = tmp_path / "exercises", tmp_path / "solutions"
+    bottoms = deep_folder(buggy, depth), deep_folder(fixed, depth)
+    try:
+        (bottoms[0] / "moved.rs").write_text(MOVED)
+        (bottoms[1] / "moved.rs").write_text(MOVED_FIXED)
+        report = import_pairs(buggy, fixed, family="borrow_checker")
+        assert report.skipped == []
+        assert [k.meta["imported_from"] for k in report.koans] == [str(rel)]
+    finally:
+        remove_deep(buggy, bottoms[0])
+        remove_deep(fixed, bottoms[1])

@@ -7,7 +7,8 @@ makes a test koan. The family comes from `--family`, else a folder named after o
 itself (its code and message) or the folder's topic, and the report says which and why. A fixed
 program whose output differs between runs is imported without an output check
 (`stdout_varies`). Every koan is validated as `sleepy koans validate` would before it is written;
-pairs that cannot be koans are skipped with the reason.
+pairs that cannot be koans are skipped with the reason, and so are files that are not regular UTF-8
+files (a symlink, a FIFO, a folder named `x.rs`: see sleepy.koans.sources).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
+from sleepy.koans.sources import read_text, read_under, walk_files
 from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate, validate_koan
 from sleepy.sandbox import run_batch
 from sleepy.sandbox.signatures import normalize_message
@@ -253,14 +255,23 @@ def import_pairs(
             raise KoanError(f"{flag}: {d} is not a folder")
     report = ImportReport()
     pairs = []
-    for path in sorted(buggy_dir.rglob("*.rs")):
+    files, report.skipped = walk_files(buggy_dir, (".rs",))
+    for path in files:
         rel = path.relative_to(buggy_dir)
-        fixed = fixed_dir / rel
-        if not fixed.is_file():
-            report.skipped.append((str(rel), f"no fixed file: {fixed} does not exist"))
+        buggy, why_not = read_text(path)
+        if buggy is None:
+            report.skipped.append((str(rel), why_not))
+            continue
+        fixed, why_not = read_under(fixed_dir, str(rel))
+        if fixed is None:
+            if why_not == "does not exist":
+                why_not = f"no fixed file: {fixed_dir / rel} does not exist"
+            else:
+                why_not = f"fixed file {why_not}"
+            report.skipped.append((str(rel), why_not))
             continue
         chosen, why = family_for(rel, family)
-        pairs.append(Pair(str(rel), chosen, path.read_text(), fixed.read_text(), why))
+        pairs.append(Pair(str(rel), chosen, buggy, fixed, why))
     if not pairs and not report.skipped:
         raise KoanError(f"--buggy-dir: no .rs files under {buggy_dir}")
     seen = known_hashes(out) if out is not None else set()
