@@ -3,7 +3,9 @@ it declares into a real program of the corpus, mutants are deterministic, valida
 provenance and keep clear of the evalset's programs."""
 
 import json
+import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -224,10 +226,12 @@ def test_cli_mutates_a_tree_of_rs_files(tmp_path, capsys):
     src = tmp_path / "programs"
     src.mkdir()
     (src / "bank.rs").write_text(_program("hw-mutability-bank-deposit"))
+    os.mkfifo(src / "pipe.rs")
     out = tmp_path / "out"
     argv = ["koans", "mutate", "--from", str(src), "--family", "mutability", "--n", "2"]
     argv += ["--seed", "1", "--out", str(out), "--workers", "2", "--evalsets"]
     assert cli.main(argv) == 0
+    assert f"skipped {src / 'pipe.rs'}: not a regular file: a FIFO" in capsys.readouterr().out
     files = sorted((out / "mutability").glob("*.json"))
     assert len(files) == 2
     data = json.loads(files[0].read_text())
@@ -235,3 +239,53 @@ def test_cli_mutates_a_tree_of_rs_files(tmp_path, capsys):
     assert cli.main(["koans", "mutate", "--from", str(tmp_path / "none"), "--family",
                      "mutability", "--n", "1", "--seed", "1", "--out", str(out)]) == 1  # fmt: skip
     assert "no such file or folder" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)  # a FIFO read the old way blocks until a writer comes: never
+def test_mutate_from_reads_regular_utf8_files_only_and_says_why_for_the_rest(tmp_path, capsys):
+    src = tmp_path / "programs"
+    (src / "folder.rs").mkdir(parents=True)
+    (src / "bank.rs").write_text(_program("hw-mutability-bank-deposit"))
+    latin1 = "// café\nfn main() {}\n".encode("latin-1")
+    (src / "latin1.rs").write_bytes(latin1)
+    (src / "passwd.rs").symlink_to("/etc/passwd")
+    os.mkfifo(src / "fifo.rs")
+    os.mkfifo(src / "koan.json")
+    skipped: list[tuple[str, str]] = []
+    programs, _ = load_programs([src], evalsets=[], skipped=skipped)
+    assert [p.id for p in programs] == ["bank"]
+    assert dict(skipped) == {
+        str(src / "fifo.rs"): "not a regular file: a FIFO",
+        str(src / "folder.rs"): "not a regular file: a folder",
+        str(src / "koan.json"): "not a regular file: a FIFO",
+        str(src / "latin1.rs"): (
+            f"not UTF-8 text: byte {latin1.index(0xE9)} is 0xe9 (save it as UTF-8)"
+        ),
+        str(src / "passwd.rs"): (
+            "a symlink (only regular files are read: copy the file into the tree)"
+        ),
+    }
+    # with nothing readable left, the one-line error says what was left out
+    (src / "bank.rs").unlink()
+    argv = ["koans", "mutate", "--from", str(src), "--family", "mutability", "--n", "1"]
+    assert cli.main([*argv, "--seed", "1", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"5 left out, first {src / 'fifo.rs'}: not a regular file: a FIFO" in err
+
+
+def test_mutate_from_walks_a_tree_deeper_than_the_recursion_limit(tmp_path):
+    bottom = tmp_path / "programs"
+    bottom.mkdir()
+    for _ in range(sys.getrecursionlimit() + 100):
+        bottom = bottom / "d"
+        bottom.mkdir()
+    (bottom / "bank.rs").write_text(_program("hw-mutability-bank-deposit"))
+    try:
+        programs, _ = load_programs([tmp_path / "programs"], evalsets=[])
+        assert [p.code for p in programs] == [(bottom / "bank.rs").read_text()]
+    finally:  # shutil.rmtree recurses too: the tree is removed from the bottom up
+        (bottom / "bank.rs").unlink()
+        while bottom != tmp_path:
+            bottom.rmdir()
+            bottom = bottom.parent

@@ -99,7 +99,10 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     from sleepy.koans.operators import OPERATORS
 
     families = [f for f in FAMILIES if f in OPERATORS] if args.family == "all" else [args.family]
-    programs, evalset_programs = load_programs(args.sources, evalsets=args.evalsets)
+    skipped: list[tuple[str, str]] = []
+    programs, evalset_programs = load_programs(args.sources, args.evalsets, skipped)
+    for path, reason in skipped:
+        console.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False, soft_wrap=True)
     console.print(
         f"{len(programs)} programs from {', '.join(map(str, args.sources))}"
         + (f" ({evalset_programs} evalset programs left out)" if evalset_programs else ""),

@@ -34,6 +34,7 @@ from sleepy.koans.model import (
     save_koan,
 )
 from sleepy.koans.operators import Operator, get_operator, operators
+from sleepy.koans.sources import read_text, walk_files
 from sleepy.koans.syntax import Source
 from sleepy.koans.validate import TRANSIENT, one_line, shared_sandbox
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
@@ -98,28 +99,40 @@ def evalset_koans(paths: tuple | list = DEFAULT_EVALSETS) -> list[Koan]:
 
 
 def load_programs(
-    paths: list[str | Path], evalsets: tuple | list = DEFAULT_EVALSETS
+    paths: list[str | Path],
+    evalsets: tuple | list = DEFAULT_EVALSETS,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> tuple[list[Program], int]:
     """Correct programs under `paths` (koan files or folders: their hand-written and imported
-    fixes; `.rs` files or folders of them) and how many were left out as evalset programs."""
+    fixes; `.rs` files or folders of them) and how many were left out as evalset programs.
+    Files that cannot be read (symlinks, FIFOs, not UTF-8) are added to `skipped` with why."""
     found: list[Program] = []
+    skipped = [] if skipped is None else skipped
     for p in map(Path, paths):
         if not p.exists():
             raise KoanError(f"--from: {p}: no such file or folder")
-        base = p if p.is_dir() else p.parent
-        files = sorted(p.rglob("*")) if p.is_dir() else [p]
-        for f in files:
-            if f.suffix == ".rs":
-                rel = str(f.relative_to(base))
-                text = f.read_text()
+        if p.is_dir():
+            files, left_out = walk_files(p, (".rs", ".json"))
+            skipped.extend((str(p / rel), why) for rel, why in left_out)
+            named = [(f, str(f.relative_to(p))) for f in files]
+        else:  # a file named on the command line is read as named, through a symlink too
+            named = [(p.resolve(), p.name)]
+        for f, rel in named:
+            if not rel.endswith((".rs", ".json")):
+                continue
+            text, why_not = read_text(f)
+            if text is None:
+                skipped.append((str(p / rel) if p.is_dir() else str(p), why_not))
+            elif rel.endswith(".rs"):
                 slug = re.sub(r"[^a-z0-9]+", "-", rel.removesuffix(".rs").lower()).strip("-")
                 found.append(Program(slug, text, _description(text, rel)))
-            elif f.suffix == ".json":
+            else:
                 found.extend(programs_of(load_koans(f)))
     if not found:
+        left_out = f"; {len(skipped)} left out, first {skipped[0][0]}: {skipped[0][1]}"
         raise KoanError(
             f"--from: no programs under {', '.join(map(str, paths))} (hand-written or imported "
-            "koans, or .rs files)"
+            "koans, or .rs files)" + (left_out if skipped else "")
         )
     kept = without_evalset_programs(found, evalsets)
     return kept, len(found) - len(kept)
