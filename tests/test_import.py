@@ -9,7 +9,7 @@ import pytest
 
 from sleepy.cli import main
 from sleepy.koans.importer import import_pairs
-from sleepy.koans.model import KoanError, load_koans
+from sleepy.koans.model import MAX_ID_LEN, KoanError, load_koans
 
 MOVED = """// A name is handed to a function that takes it by value.
 fn greet(name: String) -> String {
@@ -380,9 +380,13 @@ def test_a_tree_deeper_than_the_recursion_limit_imports(tmp_path):
     try:
         (bottoms[0] / "moved.rs").write_text(MOVED)
         (bottoms[1] / "moved.rs").write_text(MOVED_FIXED)
-        report = import_pairs(buggy, fixed, family="borrow_checker")
+        report = import_pairs(buggy, fixed, tmp_path / "out", family="borrow_checker")
         assert report.skipped == []
         assert [k.meta["imported_from"] for k in report.koans] == [str(rel)]
+        # an id from a path 1,100 folders long is capped, so the koan's file name can be written
+        (koan,) = load_koans(tmp_path / "out")
+        assert koan == report.koans[0] and len(koan.id) <= MAX_ID_LEN
+        assert koan.id.startswith("imp-d-d-d-") and koan.id.endswith(koan.content_hash[:8])
     finally:
         remove_deep(buggy, bottoms[0])
         remove_deep(fixed, bottoms[1])

@@ -67,6 +67,7 @@ def test_hash_ignores_comments_and_whitespace():
         ({"kind": "runtime"}, "kind", "must be 'compile' or 'test'"),
         ({"source": "scraped"}, "source", "must be one of"),
         ({"id": "Has Spaces"}, "id", "lowercase"),
+        ({"id": "a" * 101}, "id", "101 characters, more than 100"),
         ({"colour": "red"}, "colour", "unknown field"),
         ({"correct_code": GOOD["buggy_code"]}, "correct_code", "identical to buggy_code"),
     ],

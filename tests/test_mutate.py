@@ -12,7 +12,7 @@ import pytest
 
 from sleepy.koans import cli, variation
 from sleepy.koans.generate import EVAL_SEEDS, GenerateError
-from sleepy.koans.model import FAMILIES, load_koan, normalized_form, save_evalset
+from sleepy.koans.model import FAMILIES, MAX_ID_LEN, load_koan, normalized_form, save_evalset
 from sleepy.koans.mutate import MutateStats, Program, load_programs, mutate
 from sleepy.koans.operators import OPERATORS
 from sleepy.koans.syntax import Source
@@ -284,6 +284,7 @@ def test_mutate_from_walks_a_tree_deeper_than_the_recursion_limit(tmp_path):
     try:
         programs, _ = load_programs([tmp_path / "programs"], evalsets=[])
         assert [p.code for p in programs] == [(bottom / "bank.rs").read_text()]
+        assert len(programs[0].id) <= MAX_ID_LEN  # the slug of a path 1,100 folders long
     finally:  # shutil.rmtree recurses too: the tree is removed from the bottom up
         (bottom / "bank.rs").unlink()
         while bottom != tmp_path:

@@ -18,7 +18,15 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
+from sleepy.koans.model import (
+    FAMILIES,
+    MAX_ID_LEN,
+    Koan,
+    KoanError,
+    capped_id,
+    known_hashes,
+    save_koan,
+)
 from sleepy.koans.sources import read_text, read_under, walk_files
 from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate, validate_koan
 from sleepy.sandbox import run_batch
@@ -200,7 +208,8 @@ def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
         family, why = infer_family(pair.rel, code, expected)
         if family is None:
             return None, f"no family: {why}; pass --family", ""
-    slug = _slug(pair.rel.removesuffix(".rs"))
+    # room for "imp-", "-" and the 8-character content hash within MAX_ID_LEN
+    slug = capped_id(_slug(pair.rel.removesuffix(".rs")), MAX_ID_LEN - 13)
     try:
         koan = Koan.from_dict(
             {

@@ -25,6 +25,10 @@ SOURCES = ("handwritten", "generated", "imported", "mutated")
 EDITIONS = ("2015", "2018", "2021", "2024")
 _CODE_RE = re.compile(r"^E\d{4}$")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
+# An id is its koan's file name (<family>/<id>.json), and file systems cap a name at 255 bytes; a
+# path-derived id (an imported file 1,000 folders deep) would pass that. 100 is well past the
+# longest id sleepy makes from a name (60 in the corpus) and keeps ids readable in a table row.
+MAX_ID_LEN = 100
 
 
 class KoanError(ValueError):
@@ -149,6 +153,15 @@ def frozen_hash(koan: Koan) -> str:
     return hashlib.sha256(json.dumps(fields_, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def capped_id(slug: str, room: int = MAX_ID_LEN) -> str:
+    """`slug` in at most `room` characters: a longer one is cut and ends in a hash of the whole,
+    so two long slugs that begin alike stay apart."""
+    if len(slug) <= room:
+        return slug
+    tail = hashlib.sha256(slug.encode()).hexdigest()[:8]
+    return f"{slug[: room - len(tail) - 1].rstrip('-_')}-{tail}"
+
+
 def content_hash(buggy_code: str, correct_code: str) -> str:
     h = hashlib.sha256()
     h.update(normalize_code(buggy_code).encode())
@@ -182,6 +195,11 @@ def _parse(data: dict, where: str) -> Koan:
     if not _ID_RE.match(kid):
         raise KoanError(
             f"{where}: field 'id': '{kid}' must be lowercase letters, digits, '_' or '-'"
+        )
+    if len(kid) > MAX_ID_LEN:
+        raise KoanError(
+            f"{where}: field 'id': {len(kid)} characters, more than {MAX_ID_LEN} (the id is the "
+            f"koan's file name): shorten it"
         )
     family = text("family")
     if family not in FAMILIES:

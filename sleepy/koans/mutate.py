@@ -26,6 +26,7 @@ from sleepy.koans.model import (
     FAMILIES,
     Koan,
     KoanError,
+    capped_id,
     known_hashes,
     load_koan,
     load_koans,
@@ -125,6 +126,7 @@ def load_programs(
                 skipped.append((str(p / rel) if p.is_dir() else str(p), why_not))
             elif rel.endswith(".rs"):
                 slug = re.sub(r"[^a-z0-9]+", "-", rel.removesuffix(".rs").lower()).strip("-")
+                slug = capped_id(slug)  # a mutant's parent: shown and grouped by like an id
                 found.append(Program(slug, text, _description(text, rel)))
             else:
                 found.extend(programs_of(load_koans(f)))
