@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 
 
@@ -11,13 +12,27 @@ def write_atomic(path: Path, text: str) -> None:
     """Write `text` to `path` through a temporary file of its own in the same folder, then rename.
 
     The temporary name is unique to this call, so two processes writing the same path (two jobs
-    of a sweep storing the same eval result) each rename a whole file and the last one wins."""
+    of a sweep storing the same eval result) each rename a whole file and the last one wins.
+    The file ends with the mode a plain write gives it: an existing file's own, else what the
+    umask leaves of 0o666 (tempfile.mkstemp would make every file 0o600, readable by its owner
+    only)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            # O_EXCL: the name is this call's alone; 0o666 goes through the umask as open() does
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w") as f:
+            try:
+                os.fchmod(f.fileno(), stat.S_IMODE(os.stat(path).st_mode))
+            except FileNotFoundError:
+                pass
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
