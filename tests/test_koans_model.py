@@ -1,9 +1,14 @@
 """Koan files: loading, saving, hashing, and one-line errors for every kind of malformed koan."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import sleepy
 from sleepy.koans.model import (
     Koan,
     KoanError,
@@ -238,3 +243,72 @@ def test_a_renamed_copy_of_a_training_koan_is_no_held_out_koan():
     )  # fmt: skip
     assert renamed.content_hash != train.content_hash
     assert without_twins([renamed, other, train], [train]) == [other]
+
+
+# -- a write that fails midway (a full disk) leaves the koan that was there ------------------------
+
+
+def with_a_full_disk(body: str, limit: int) -> subprocess.CompletedProcess:
+    """Run `body` in a Python process where `fill_disk()` makes any write past `limit` bytes of a
+    file fail (RLIMIT_FSIZE: EFBIG, as ENOSPC would on a full disk)."""
+    prelude = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error to raise, not a signal\n"
+        "def fill_disk():\n"
+        f"    resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))\n"
+    )
+    root = str(Path(sleepy.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-c", prelude + body], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_a_koan_rewritten_on_a_full_disk_is_kept_whole(tmp_path):
+    path = save_koan(Koan.from_dict(GOOD), tmp_path)
+    before = path.read_text()
+    longer = {**GOOD, "description": GOOD["description"] + " It is said again." * 20}
+    run = with_a_full_disk(
+        "import json, sys\nfrom sleepy.koans.model import Koan, save_koan\n"
+        f"koan = Koan.from_dict(json.loads({json.dumps(json.dumps(longer))}))\n"
+        f"fill_disk()\nsave_koan(koan, {str(tmp_path)!r})\n",
+        limit=len(before) // 2,
+    )
+    assert run.returncode == 1 and "File too large" in run.stderr
+    assert path.read_text() == before and load_koan(path) == Koan.from_dict(GOOD)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_an_evalset_rewritten_on_a_full_disk_is_kept_whole(tmp_path):
+    path = save_evalset([Koan.from_dict(GOOD)], tmp_path / "frozen.json")
+    before = path.read_text()
+    run = with_a_full_disk(
+        "from sleepy.koans.model import load_evalset, save_evalset\n"
+        f"koans = load_evalset({str(path)!r})\n"
+        f"fill_disk()\nsave_evalset(koans * 3, {str(path)!r})\n",
+        limit=len(before) // 2,
+    )
+    assert run.returncode == 1 and "File too large" in run.stderr
+    assert path.read_text() == before and len(load_evalset(path)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["frozen.json"]
+
+
+def test_filling_stdout_on_a_full_disk_keeps_the_koan_file(tmp_path):
+    without = {k: v for k, v in GOOD.items() if k != "expected_stdout"}
+    path = save_koan(Koan.from_dict(without), tmp_path)
+    before = path.read_text()
+    # the disk fills once the programs have run (rustc writes files too), before the write
+    run = with_a_full_disk(
+        "import sleepy.koans.validate as validate\n"
+        "run_batch = validate.run_batch\n"
+        "def run_then_fill(*args, **kw):\n"
+        "    done = run_batch(*args, **kw)\n"
+        "    fill_disk()\n"
+        "    return done\n"
+        "validate.run_batch = run_then_fill\n"
+        f"validate.fill_stdout_files([{str(tmp_path)!r}], workers=1)\n",
+        limit=len(before) // 2,
+    )
+    assert run.returncode == 1 and "File too large" in run.stderr
+    assert path.read_text() == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]

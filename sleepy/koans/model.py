@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sleepy.files import write_atomic
+
 FAMILIES: tuple[str, ...] = (
     "borrow_checker",
     "lifetimes",
@@ -378,9 +380,11 @@ def known_hashes(*paths: str | Path) -> set[str]:
 
 
 def save_koan(koan: Koan, root: str | Path) -> Path:
+    """Write `root/<family>/<id>.json` whole or not at all: a write that fails (a full disk)
+    leaves the file that was there, never a truncated koan."""
     path = Path(root) / koan.family / f"{koan.id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(koan.to_dict(), indent=2) + "\n")
+    write_atomic(path, json.dumps(koan.to_dict(), indent=2) + "\n")
     return path
 
 
@@ -390,5 +394,5 @@ def save_evalset(koans: list[Koan], path: str | Path, name: str = "frozen") -> P
     items = [
         {**k.to_dict(), "content_hash": k.content_hash, "frozen_hash": k.frozen_hash} for k in koans
     ]
-    path.write_text(json.dumps({"name": name, "koans": items}, indent=2) + "\n")
+    write_atomic(path, json.dumps({"name": name, "koans": items}, indent=2) + "\n")
     return path

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sleepy.config import EVALSETS_DIR, KOANS_DIR
+from sleepy.files import write_atomic
 from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
 from sleepy.sandbox import Sandbox, run_batch
 from sleepy.sandbox.harness import bug_in_tests
@@ -287,7 +288,7 @@ def fill_stdout_files(paths: Iterable[str | Path], workers: int | None = None) -
         path = Path(e.where)
         data = json.loads(path.read_text())
         data["expected_stdout"] = koan.expected_stdout
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        write_atomic(path, json.dumps(data, indent=2) + "\n")  # a failed write keeps the koan
         changed.append(path)
     return changed
 
