@@ -290,3 +290,56 @@ def test_mutate_from_walks_a_tree_deeper_than_the_recursion_limit(tmp_path):
         while bottom != tmp_path:
             bottom.rmdir()
             bottom = bottom.parent
+
+
+# Worker threads tally words into a shared HashMap, printed as the map iterates: a HashMap's order
+# comes from a key drawn per process, so every run of the correct program may print a different
+# order, as with threads printing in the order they happen to run.
+TALLY = """// Worker threads tally the words of each line into one shared map.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+fn main() {
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let mut handles = Vec::new();
+    for line in ["the cat sat", "on the mat", "with a hat", "by the vat", "near a rat"] {
+        let counts = Arc::clone(&counts);
+        handles.push(thread::spawn(move || {
+            for word in line.split_whitespace() {
+                *counts.lock().unwrap().entry(word).or_insert(0) += 1;
+            }
+        }));
+    }
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    for (word, n) in counts.lock().unwrap().iter() {
+        println!("{word}: {n}");
+    }
+}
+"""
+TALLY_SORTED = TALLY.replace(
+    "    for (word, n) in counts.lock().unwrap().iter() {\n",
+    "    let counts = counts.lock().unwrap();\n    let mut words: Vec<_> = counts.iter().collect();\n"
+    "    words.sort();\n    for (word, n) in words {\n",
+)
+
+
+def test_a_program_whose_output_varies_between_runs_makes_no_mutant(tmp_path, capsys):
+    pool = [Program("tally", TALLY, "Tally."), Program("tally-sorted", TALLY_SORTED, "Tally.")]
+    stats = MutateStats()
+    kept = mutate("concurrency", 2, seed=4, programs=pool, stats=stats, workers=2)
+    assert len(kept) == 2 and {k.meta["parent"] for k in kept} == {"tally-sorted"}
+    assert stats.unreproducible == {"tally": "its output differed between 3 runs"}
+
+    # the command line says which program was left out and why, and writes nothing from it
+    (tmp_path / "rs").mkdir()
+    (tmp_path / "rs" / "tally.rs").write_text(TALLY)
+    out = tmp_path / "out"
+    argv = ["koans", "mutate", "--from", str(tmp_path / "rs"), "--family", "concurrency"]
+    argv += ["--n", "1", "--seed", "3", "--out", str(out), "--workers", "2", "--evalsets"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "tally left out: its output differed between 3 runs, so no expected output" in err
+    assert not list(out.rglob("*.json"))

@@ -132,6 +132,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
         return koans, (
             ", ".join(f"{o} {c}" for o, c in sorted(stats.by_operator.items()))
             + f"  ({stats.validated} checked, {sum(stats.failures.values())} rejected by rustc)"
+            + stats.unreproducible_note()
         )
 
     return _each_family(families, exclude, one, "mutants", args.out)

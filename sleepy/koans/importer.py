@@ -28,7 +28,13 @@ from sleepy.koans.model import (
     save_koan,
 )
 from sleepy.koans.sources import read_text, read_under, walk_files
-from sleepy.koans.validate import one_line, shared_sandbox, validate_candidate, validate_koan
+from sleepy.koans.validate import (
+    one_line,
+    shared_sandbox,
+    stdout_varies,
+    validate_candidate,
+    validate_koan,
+)
 from sleepy.sandbox import run_batch
 from sleepy.sandbox.signatures import normalize_message
 
@@ -161,20 +167,6 @@ def _description(code: str, rel: str, what: str) -> str:
     return text or f"Imported from {rel}: {what}"
 
 
-# reading the clock: the output differs between runs even when two runs in a row agree
-_CLOCK_RE = re.compile(r"\b(SystemTime|Instant)::now\b|\bchrono::|\bLocal::now\b|\bUtc::now\b")
-RUNS = 3  # the fixed program is run this many times to see whether its output varies
-
-
-def stdout_varies(code: str, sandbox) -> str | None:
-    """Why the program's output cannot be compared (it reads the clock, or differed between
-    runs), or None when its runs agree."""
-    if _CLOCK_RE.search(code):
-        return "it reads the clock"
-    outputs = {sandbox.run(code).stdout for _ in range(RUNS)}
-    return f"its output differed between {RUNS} runs" if len(outputs) > 1 else None
-
-
 def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
     """(the koan this pair makes, validated, None, why its family) or (None, why not, "")."""
     checked = sandbox.check(pair.buggy_code)
@@ -230,7 +222,7 @@ def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
     except KoanError as e:
         return None, str(e), ""
     koan = Koan.from_dict(koan.to_dict() | {"id": f"imp-{slug}-{koan.content_hash[:8]}"}, pair.rel)
-    if koan.has_main and (varies := stdout_varies(koan.correct_code, sandbox)):
+    if koan.has_main and (varies := stdout_varies(koan.correct_code, sandbox, koan.edition)):
         koan = replace(koan, stdout_varies=True, meta=koan.meta | {"stdout_varies": varies})
     koan, reason = validate_candidate(koan, sandbox)
     # then exactly what `sleepy koans validate` will check, before anything is written

@@ -7,8 +7,10 @@ semantics-preserving variation (consistent renaming, new literals, items reorder
 added), at one of the operator's sites. A candidate is kept only when the sandbox agrees with the
 operator: the mutant's first error has one of its codes (or, for a test operator, the mutant
 compiles and a test fails) while the varied original passes; the original's output becomes
-`expected_stdout`. Programs that are evalset koans (by normalized form) are never used, and no
-mutant may share a content hash or normalized form with an evalset koan.
+`expected_stdout`, so an original whose output is not the same from run to run (thread order, a
+HashMap's iteration order, the clock) makes no koan, and its program is not drawn again. Programs
+that are evalset koans (by normalized form) are never used, and no mutant may share a content hash
+or normalized form with an evalset koan.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from sleepy.koans.model import (
 from sleepy.koans.operators import Operator, get_operator, operators
 from sleepy.koans.sources import read_text, walk_files
 from sleepy.koans.syntax import Source
-from sleepy.koans.validate import TRANSIENT, one_line, shared_sandbox
+from sleepy.koans.validate import TRANSIENT, one_line, shared_sandbox, stdout_varies
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
 from sleepy.sandbox.harness import bug_in_tests
 
 # Koan sources whose fix is a program a person wrote: what mutants are made from.
 PROGRAM_SOURCES = ("handwritten", "imported")
 DEFAULT_EVALSETS = (Path("evalsets"),)
+# how `settle` says an original's output is not reproducible (the reason follows)
+UNREPRODUCIBLE = "original: output not reproducible: "
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,15 @@ class MutateStats:
     validated: int = 0
     failures: Counter = field(default_factory=Counter)  # reason kind -> count
     by_operator: Counter = field(default_factory=Counter)  # operator -> mutants kept
+    # parent program -> why its output is not reproducible (none of its mutants is kept)
+    unreproducible: dict[str, str] = field(default_factory=dict)
+
+    def unreproducible_note(self) -> str:
+        """`; <program> left out: <why>, ...` for the programs whose output varies, or ""."""
+        return "".join(
+            f"; {p} left out: {why}, so no expected output"
+            for p, why in self.unreproducible.items()
+        )
 
 
 def _description(code: str, rel: str) -> str:
@@ -297,6 +310,8 @@ def settle(koan: Koan, sandbox) -> tuple[Koan, str | None]:
     if not (verdict.passed or verdict.status == "wrong_output"):
         return koan, f"original: {verdict.status} ({one_line(verdict.feedback(200), 120)})"
     if koan.has_main:
+        if varies := stdout_varies(koan.correct_code, sandbox, koan.edition):
+            return koan, UNREPRODUCIBLE + varies
         koan = replace(koan, expected_stdout=verdict.stdout)
     # through the loader's checks: a mutant the loader would reject is an operator bug
     return Koan.from_dict(koan.to_dict(), where=f"operator {koan.family}/{koan.pattern}"), None
@@ -368,6 +383,8 @@ def mutate(
             if koan is None:
                 stats.no_site += 1
                 continue
+            if koan.meta["parent"] in stats.unreproducible:
+                continue
             if koan.content_hash in seen:
                 stats.duplicates += 1
                 continue
@@ -380,6 +397,8 @@ def mutate(
             continue
         for koan, reason in run_batch(_settle, batch, workers=workers, desc=f"mutating {family}"):
             stats.validated += 1
+            if reason and reason.startswith(UNREPRODUCIBLE):
+                stats.unreproducible[koan.meta["parent"]] = reason.removeprefix(UNREPRODUCIBLE)
             if reason:
                 stats.failures[reason.split(" (")[0]] += 1
             else:
@@ -390,8 +409,8 @@ def mutate(
     if len(accepted) < n and not allow_fewer:
         raise GenerateError(
             f"{family}: only {len(accepted)} of {n} valid mutants after {index} drafts "
-            f"({stats.validated} checked, {stats.duplicates} duplicates); give more programs "
-            "(--from) or ask for fewer"
+            f"({stats.validated} checked, {stats.duplicates} duplicates{stats.unreproducible_note()}); "
+            "give more programs (--from) or ask for fewer"
         )
     if out is not None:
         for koan in accepted:
