@@ -193,3 +193,26 @@ def test_generator_templates_give_one_signature_per_mistake(sandbox):
     for i, a in enumerate(codes):
         for b in codes[i + 1 :]:
             assert not by_code[a] & by_code[b]
+
+
+# rustc quotes `compile_error!`'s literal in its message, escapes and all; a panic message is the
+# program's own text. `\x1b]0;...\x07` retitles a terminal, `\x1b[31m` colours it.
+HOSTILE_COMPILE_ERROR = (
+    'fn main() {\n    compile_error!("\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred");\n}\n'
+)
+HOSTILE_PANIC = """#[test]
+fn shouts() {
+    panic!("\\u{1b}[2J\\u{1b}[31mcleared\\u{8}\\u{0}");
+}
+"""
+
+
+def test_control_characters_from_the_program_stay_out_of_signatures():
+    sandbox = Sandbox()
+    error = sandbox.check(HOSTILE_COMPILE_ERROR).errors[0]
+    assert "\x1b" in error.message  # rustc hands the program's escapes on as they are
+    compiled = signature_from_diagnostic(error)
+    failed = sandbox.judge(HOSTILE_PANIC).signature
+    for sig in (compiled, failed):
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in str(sig)), repr(sig)
+    assert str(compiled) == "error red" and str(failed) == "test_failed cleared"

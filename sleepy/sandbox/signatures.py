@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sleepy.sandbox.text import printable
+
 if TYPE_CHECKING:
     from sleepy.sandbox import Diagnostic
 
@@ -70,7 +72,9 @@ def _abstract_quoted(content: str) -> str:
 
 def normalize_message(msg: str) -> str:
     """The first line of a message with names, types, lifetimes, literals, paths and numbers
-    replaced by placeholders; whitespace collapsed."""
+    replaced by placeholders; whitespace collapsed. Control characters go first: a message may
+    quote the program (`compile_error!`, a panic), and a signature is shown and grouped on."""
+    msg = printable(msg)
     text = msg.strip().splitlines()[0] if msg.strip() else ""
     # `...` spans first: they hold the program's own names and types.
     text = re.sub(r"`([^`]*)`", lambda m: _abstract_quoted(m.group(1)), text)
@@ -93,6 +97,7 @@ def signature_from_diagnostic(d: Diagnostic) -> ErrorSignature:
 
 def signature_from_test_failure(message: str) -> ErrorSignature:
     """A failing test's panic message: assertion kinds are kept, their operands dropped."""
+    message = printable(message)
     first = message.strip().splitlines()[0] if message.strip() else "test failed"
     m = re.match(r"assertion `(left [=!]= right)` failed", first)
     if m:
