@@ -1,6 +1,7 @@
 """`sleepy koans validate|list|show|freeze` on small corpora in tmp_path, checked with real rustc."""
 
 import json
+import re
 
 import pytest
 
@@ -129,6 +130,17 @@ def test_validate_catches_broken_koans(tmp_path, capsys):
     assert main(["koans", "validate", str(root)]) == 1
     out = capsys.readouterr().out
     assert "FAIL buggy-compiles: buggy_code compiles without errors" in out
+
+
+def test_validate_shows_no_escape_sequences_a_program_printed(tmp_path, capsys):
+    # the fix prints an OSC title and a colour: the failure's reason quotes that output
+    loud = MOVED_FIXED.replace('"{} {}"', r'"\u{1b}]0;pwned\u{7}\u{1b}[31m{} {}\u{1b}[0m\r"')
+    save_koan(moved(id="retitles", correct_code=loud), tmp_path / "koans")
+    assert main(["koans", "validate", str(tmp_path / "koans")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL retitles: correct_code does not pass (wrong_output)" in out
+    assert "got: ferris FERRIS" in out  # what it printed, minus the escapes
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", out), repr(out)
 
 
 def test_evalset_must_be_disjoint_and_intact(tmp_path, capsys):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -343,3 +346,34 @@ def test_main_with_tests_that_panics_or_exits(sandbox):
     assert v.status == "runtime_error" and v.stdout == "bye\n"
     v = sandbox.judge('fn main() -> Result<(), String> { Err("bad input".into()) }' + tests)
     assert v.status == "runtime_error" and "bad input" in v.detail
+
+
+# What a hostile program prints to retitle (OSC), colour (CSI) and clear a terminal, and ring it.
+RETITLES = r"""fn main() {
+    println!("\u{1b}]0;pwned\u{7}\u{1b}[31mred\u{1b}[0m");
+    eprintln!("\u{1b}]52;c;Y2xpcGJvYXJk\u{7}");
+    panic!("\u{1b}[2J\u{1b}[Hcleared\u{7}");
+}
+"""
+QUOTES_ESCAPES = 'fn main() {\n    compile_error!("\\u{1b}]0;pwned\\u{7}\\u{1b}[31mred");\n}\n'
+
+
+def test_cli_run_shows_no_escape_sequences_from_the_program_or_rustc(tmp_path):
+    shown = {}
+    for name, code in (("retitles", RETITLES), ("quotes", QUOTES_ESCAPES)):
+        src = tmp_path / f"{name}.rs"
+        src.write_text(code)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sleepy.cli", "sandbox", "run", str(src)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        shown[name] = proc.stdout
+    for text in shown.values():
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text), repr(text)
+    # what the program meant to say is still there, and so is rustc's error
+    assert "status: runtime_error" in shown["retitles"] and "detail: cleared" in shown["retitles"]
+    assert "\nred\n" in shown["retitles"]
+    assert "status: compile_error" in shown["quotes"] and "signature: error red" in shown["quotes"]

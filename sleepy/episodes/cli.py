@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from sleepy.episodes.store import EpisodeError, EpisodeStore
+from sleepy.sandbox.text import printable
 
 DB_HELP = "episode database (default: $SLEEPY_EPISODES_DB)"
 
@@ -41,6 +42,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"episodes in {Path(args.db or os.environ['SLEEPY_EPISODES_DB']).name}")
@@ -48,8 +50,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
         table.add_column(col)
     rows = [*stats["families"].items(), ("all", stats["total"])]
     for family, s in rows:
+        # signatures recorded before they were normalized free of control characters may hold them
         sigs = "\n".join(
-            f"{t['passed']}/{t['episodes']}  {t['signature'][:70]}" for t in s["top_signatures"]
+            f"{t['passed']}/{t['episodes']}  {escape(printable(t['signature'])[:70])}"
+            for t in s["top_signatures"]
         )
         table.add_row(family, str(s["episodes"]), str(s["passed"]), f"{s['pass_rate']:.1%}", sigs)
     Console().print(table)

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -25,6 +26,7 @@ from sleepy.koans.harvest import BOOKS, RUST_DOC, harvest
 from sleepy.koans.importer import import_pairs
 from sleepy.koans.model import FAMILIES, KINDS, SOURCES, KoanError, known_hashes, load_koans
 from sleepy.koans.validate import DEFAULT_PATHS, family_of, fill_stdout_files, validate_paths
+from sleepy.sandbox.text import printable
 
 console = Console()
 errors = Console(stderr=True)
@@ -156,7 +158,9 @@ def cmd_harvest(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     report = import_pairs(args.buggy_dir, args.fixed_dir, args.out, args.family, args.workers)
     for rel, reason in report.skipped:
-        console.print(f"[yellow]skipped[/yellow] {rel}: {reason}", highlight=False, soft_wrap=True)
+        # a reason quotes what rustc and the program printed: no escapes, no rich markup
+        shown = escape(printable(reason))
+        console.print(f"[yellow]skipped[/yellow] {rel}: {shown}", highlight=False, soft_wrap=True)
     for k in report.koans:
         rel = k.meta["imported_from"]
         note = "; output not compared: " + k.meta["stdout_varies"] if k.stdout_varies else ""
@@ -226,7 +230,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     console.print(table)
     for f in report.failed:
-        console.print(f"[red]FAIL[/red] {f['id']}: {f['reason']}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]FAIL[/red] {f['id']}: {escape(printable(f['reason']))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     colour = "red" if report.failed else "green"
     console.print(
         f"[{colour}]{report.total} koans: {report.ok} ok, {len(report.failed)} failed[/{colour}]"
@@ -288,12 +296,12 @@ def cmd_show(args: argparse.Namespace) -> int:
         highlight=False,
     )
     console.print("[bold]buggy_code[/bold]")
-    console.print(Syntax(k.buggy_code, "rust", line_numbers=True, word_wrap=True))
+    console.print(Syntax(printable(k.buggy_code), "rust", line_numbers=True, word_wrap=True))
     console.print("[bold]correct_code[/bold]")
-    console.print(Syntax(k.correct_code, "rust", line_numbers=True, word_wrap=True))
+    console.print(Syntax(printable(k.correct_code), "rust", line_numbers=True, word_wrap=True))
     if k.expected_stdout is not None:
         console.print("[bold]expected_stdout[/bold]")
-        console.print(k.expected_stdout, highlight=False, markup=False, end="")
+        console.print(printable(k.expected_stdout), highlight=False, markup=False, end="")
     return 0
 
 

@@ -17,6 +17,7 @@ from sleepy.files import write_atomic
 from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
 from sleepy.sandbox import Sandbox, run_batch
 from sleepy.sandbox.harness import bug_in_tests
+from sleepy.sandbox.text import printable
 
 # the corpus and the frozen suite sleepy runs on (a checkout's own, or the copy a wheel carries)
 DEFAULT_PATHS = (KOANS_DIR, EVALSETS_DIR / "frozen.json")
@@ -25,7 +26,9 @@ TRANSIENT = ("timeout", "killed", "memory")
 
 
 def one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
+    """`text` on one printable line of at most `limit` characters: reasons quote what programs
+    print, and they are shown on a terminal."""
+    text = " ".join(printable(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

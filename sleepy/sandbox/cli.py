@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sleepy.sandbox import Sandbox
 from sleepy.sandbox.result import SandboxResult, Verdict
+from sleepy.sandbox.text import printable
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -59,24 +60,29 @@ def _print(result: SandboxResult | Verdict) -> None:
     from rich.console import Console
 
     con = Console()
+
+    def show(text: str) -> None:
+        # the program's own text (and rustc quoting it): no escape sequences reach the terminal
+        con.print(printable(text), highlight=False, markup=False)
+
     style = "green" if result.status == "ok" else "red"
     con.print(
         f"status: [{style}]{result.status}[/{style}]  ({result.wall_time:.2f} s)", highlight=False
     )
     if result.detail and result.status != "ok":
-        con.print(f"detail: {result.detail}", highlight=False, markup=False)
+        show(f"detail: {result.detail}")
     signature = getattr(result, "signature", None)
     if signature is not None:
-        con.print(f"signature: {signature}  [{signature.hash}]", highlight=False, markup=False)
+        show(f"signature: {signature}  [{signature.hash}]")
     for d in result.diagnostics:
-        con.print(d.rendered.rstrip(), highlight=False, markup=False)
+        show(d.rendered.rstrip())
     if result.passed_tests or result.failed_tests:
         con.print(f"tests: {len(result.passed_tests)} passed, {len(result.failed_tests)} failed")
         for name, msg in result.failed_tests.items():
-            con.print(f"  FAILED {name}: {msg}", highlight=False, markup=False)
+            show(f"  FAILED {name}: {msg}")
     if result.stdout:
         con.print("stdout:", highlight=False)
-        con.print(result.stdout.rstrip("\n"), highlight=False, markup=False)
+        show(result.stdout.rstrip("\n"))
     isolation = getattr(result, "isolation", "")
     if isolation:
         con.print(f"isolation: {isolation}", style="dim", highlight=False, markup=False)
