@@ -69,7 +69,25 @@ class State:
 
     @classmethod
     def load(cls, path: Path) -> State:
-        return cls(path, json.loads(path.read_text()) if path.exists() else {})
+        """The state saved at `path` ({} when there is none yet). A file that is not what `put`
+        writes (cut short, overwritten, edited by hand) is a CycleError that leaves it as it is:
+        it is the only record of the stages already done."""
+        if not path.exists():
+            return cls(path, {})
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+            problem = _state_problem(data)
+        except UnicodeDecodeError:
+            problem = "not UTF-8 text"
+        except json.JSONDecodeError as e:
+            problem = f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        if problem:
+            raise CycleError(
+                f"{path} is damaged: {problem}. It records which stages of this run are done; "
+                "restore it from a copy (or repair it by hand) and run the same command again, or "
+                "move it aside to run every stage again"
+            )
+        return cls(path, data)
 
     def get(self, cycle: int, stage: str) -> dict | None:
         return self.data.get(str(cycle), {}).get(stage)
@@ -77,6 +95,19 @@ class State:
     def put(self, cycle: int, stage: str, value: dict) -> None:
         self.data.setdefault(str(cycle), {})[stage] = value
         write_atomic(self.path, json.dumps(self.data, indent=2))  # a crash never leaves half a file
+
+
+def _state_problem(data) -> str | None:
+    """What is wrong with state.json's content, or None: {cycle: {stage: {...}}}."""
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object of cycles"
+    for cycle, stages in data.items():
+        if not cycle.isdigit() or not isinstance(stages, dict):
+            return f"entry '{cycle}' is not a cycle number holding its stages"
+        for name, value in stages.items():
+            if not isinstance(value, dict):
+                return f"cycle {cycle}'s '{name}' is not an object"
+    return None
 
 
 def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:

@@ -4,6 +4,8 @@ resume after a crash; plus `mlflow server` on the run's store, queried over its 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from support import stage_config
 
 from sleepy.adapters import load_adapter_info
-from sleepy.cycle import State, run_cycle
+from sleepy.cycle import CycleError, State, run_cycle
 from sleepy.episodes import EpisodeStore
 
 
@@ -391,3 +393,45 @@ def test_a_cycle_runs_with_tracking_off(tmp_path, small_world):
     state = State.load(tmp_path / "cycle" / "state.json")
     assert (Path(state.data["1"]["consolidate"]["adapter"]) / "adapter_model.safetensors").is_file()
     assert not list(tmp_path.rglob("mlflow.db"))
+
+
+def test_resuming_over_a_damaged_state_json_is_a_one_line_error_that_keeps_the_file(tmp_path):
+    # a crash mid-write cannot cut state.json short (it is written whole); a full disk in an editor,
+    # a copy cut short or a hand edit can
+    state = tmp_path / "cycle" / "damaged" / "state.json"
+    state.parent.mkdir(parents=True)
+    damaged = b'{"1": {"day": {"run_id": "damaged-c1-day", "db": "/runs/episodes.sq'
+    state.write_bytes(damaged)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sleepy.cycle", "run_id=damaged", f"paths.outputs={tmp_path}"]
+        + ["tracking=none"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"sleepy-cycle: error: {state} is damaged: not valid JSON (line 1")
+    assert "restore it from a copy" in line
+    assert state.read_bytes() == damaged  # the record of what is done is not lost
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\xff\xfe garbage", "not UTF-8 text"),
+        (b"[]", "a JSON list, not an object of cycles"),
+        (b'{"1": []}', "entry '1' is not a cycle number holding its stages"),
+        (b'{"1": {"day": "done"}}', "cycle 1's 'day' is not an object"),
+    ],
+)
+def test_state_json_that_is_not_what_the_cycle_writes_is_refused_as_it_is(
+    tmp_path, content, problem
+):
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(CycleError, match=f"is damaged: {problem}"):
+        State.load(path)
+    assert path.read_bytes() == content
