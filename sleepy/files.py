@@ -1,11 +1,17 @@
-"""Writing a file so that no reader, and no other writer, ever sees half of it."""
+"""Writing a file so that no reader, and no other writer, ever sees half of it; telling a full
+disk from other write errors."""
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import sqlite3
 import stat
 from pathlib import Path
+
+# what a write gets when no byte more fits: the disk, the user's quota, or RLIMIT_FSIZE
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -36,3 +42,13 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether `e` is a write that failed for want of space: OSError ENOSPC (EDQUOT, EFBIG), or
+    SQLite's SQLITE_FULL ("database or disk is full")."""
+    if isinstance(e, sqlite3.Error):
+        return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or (
+            "database or disk is full" in str(e)
+        )
+    return isinstance(e, OSError) and e.errno in _FULL_ERRNOS

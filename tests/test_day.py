@@ -3,13 +3,17 @@ MLflow sqlite store under tmp_path; kill -9 then resume; the one-line errors."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import mlflow
@@ -255,3 +259,94 @@ def test_day_over_the_openai_backend_against_sleepy_serve(tmp_path, koan_dir):
         eps = store.episodes(run_id="served")
     assert len(eps) == 2 and all(e.status == "done" and e.tokens_out > 0 for e in eps)
     assert all(e.trajectory[1]["reply"] is not None for e in eps)
+
+
+class LongReplies(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server whose model answers every prompt with 2 KB of prose (no edit):
+    each step stores it in the episode's trajectory, so the store grows fast."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        reply = "I am not sure where the mistake is. " * 60
+        data = json.dumps(
+            {
+                "id": "c", "object": "chat.completion", "created": 0, "model": "sleepy-tiny",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": reply}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+            }
+        ).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (a real file system that runs out of space), mounted for the test."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_ends_the_day_with_one_line_and_resuming_loses_nothing(
+    tmp_path, koan_dir, small_disk
+):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LongReplies)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    db = small_disk / "episodes.sqlite"
+    # room for the database and a few episodes, then none: what is left goes when the test frees it
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (1536 << 10))
+    args = [
+        sys.executable, "-m", "sleepy.day", "backend=openai",
+        f"backend.base_url=http://127.0.0.1:{server.server_port}/v1", f"koans.source={koan_dir}",
+        f"paths.outputs={tmp_path}", f"paths.episodes_db={db}", "tracking=none",
+        "agent.concurrency=1", "agent.max_attempts=3",
+    ]  # fmt: skip
+    try:
+        full = subprocess.run(
+            [*args, "run_id=full"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert full.returncode == 2
+        assert "Traceback" not in full.stderr, full.stderr[-3000:]
+        # the day's closing progress line, then one line saying what happened and how to go on
+        line = full.stderr.strip().splitlines()[-1]
+        assert sum("error" in x for x in full.stderr.splitlines()) == 1, full.stderr
+        assert line.startswith(f"sleepy-day: error: the disk holding {db} is full")
+        assert (
+            "every episode and step before it is kept; free space, then resume: sleepy-day" in line
+        )
+        assert line.endswith("run_id=full resume=true")
+        before = finished(db, "full")
+        assert 1 <= len(before) < 6  # it filled up mid-run
+
+        filler.unlink()
+        # the command it prints, as given: sleepy-day is `python -m sleepy.day`
+        command = shlex.split(line.split("then resume: ", 1)[1])
+        assert command[0] == "sleepy-day"
+        resumed = subprocess.run(
+            [sys.executable, "-m", "sleepy.day", *command[1:]],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = finished(db, "full")
+    assert len(after) == 6 and len({t for t, _ in after}) == 6  # every koan once
+    assert set(before) <= set(after)  # what was recorded before the disk filled is kept as it was
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM episodes WHERE status = 'running'").fetchone() == (
+            0,
+        )

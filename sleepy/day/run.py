@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import random
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_over
 from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
 from sleepy.day.loop import KoanRun, policy_from, run_koans
 from sleepy.day.protocol import PROTOCOLS
-from sleepy.episodes import EpisodeError, EpisodeStore, metrics_of
+from sleepy.episodes import EpisodeError, EpisodeStore, StoreFull, metrics_of
+from sleepy.files import disk_full
 from sleepy.koans.generate import generate
 from sleepy.koans.generator import patterns
 from sleepy.koans.model import (
@@ -39,6 +41,11 @@ from sleepy.tracking import TrackingError, experiment_id, log_config, mlflow_run
 
 class DayError(RuntimeError):
     """A day that cannot run; the message is one line saying what to fix."""
+
+
+class DiskFull(DayError):
+    """The disk filled up during the day. Every finished step is in the episode store, so the run
+    resumes where it stopped once there is room."""
 
 
 @dataclass
@@ -146,6 +153,8 @@ def run_day(cfg: DictConfig) -> DayResult:
     db = Path(str(cfg.paths.episodes_db))
     try:
         store = EpisodeStore(db)
+    except StoreFull as e:
+        raise DiskFull(str(e)) from None
     except EpisodeError as e:
         raise DayError(str(e).splitlines()[0]) from None
     # The run belongs to this process until it returns: a second process resuming the same
@@ -153,8 +162,18 @@ def run_day(cfg: DictConfig) -> DayResult:
     try:
         with store, store.own_run(run_id):
             return _run_owned(cfg, store, db, koans, t0, edit_format, template, policy)
+    except StoreFull as e:
+        raise DiskFull(str(e)) from None
     except EpisodeError as e:
         raise DayError(str(e).splitlines()[0]) from None
+    except OSError as e:
+        if not disk_full(e):
+            raise
+        # the run's other files: its log, the episodes.jsonl export, tracking's artifacts
+        raise DiskFull(
+            f"the disk is full ({e.strerror}) writing {e.filename or 'a file of the run'}: "
+            f"every episode recorded so far is kept in {db}"
+        ) from None
 
 
 def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayResult:
@@ -312,6 +331,9 @@ def _day(cfg: DictConfig) -> None:
     try:
         with Display("sleepy-day", out / LOG_NAME, bool(cfg.get("verbose", False))):
             result = run_day(cfg)
+    except DiskFull as e:
+        print(f"sleepy-day: error: {e}; free space, then resume: {_resume(cfg)}", file=sys.stderr)
+        sys.exit(2)
     except DayError as e:
         print(f"sleepy-day: error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -320,6 +342,19 @@ def _day(cfg: DictConfig) -> None:
         f"run {result.run_id}: {int(m['episodes'])} episodes, pass rate {m['pass_rate']:.1%}, "
         f"episodes in {result.episodes_db}"
     )
+
+
+def _resume(cfg: DictConfig) -> str:
+    """The command line that resumes this run: its own overrides, run_id and resume=true (and,
+    for a sweep job, whose folder a plain run would not find, its episode database)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    pinned = {"run_id": str(cfg.run_id), "resume": "true"}
+    if hc.mode is not None and hc.mode.name == "MULTIRUN":
+        pinned["paths.episodes_db"] = str(cfg.paths.episodes_db)
+    kept = [o for o in hc.overrides.task if o.split("=", 1)[0].lstrip("+~") not in pinned]
+    return shlex.join(["sleepy-day", *kept, *(f"{k}={v}" for k, v in pinned.items())])
 
 
 def main() -> None:
@@ -331,4 +366,4 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 
-__all__ = ["DayError", "DayResult", "main", "run_day", "select_koans"]
+__all__ = ["DayError", "DayResult", "DiskFull", "main", "run_day", "select_koans"]

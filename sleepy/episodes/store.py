@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sleepy.files import disk_full
 from sleepy.koans.model import Koan
 
 # Episodes that are over; "running" ones belong to a live process or to one that was killed, and
@@ -90,6 +91,11 @@ OWNER_STALE_S = 30.0
 
 class EpisodeError(Exception):
     """A bad request to the store (unknown episode, unreadable file); the message says what to fix."""
+
+
+class StoreFull(EpisodeError):
+    """The disk holding the store is full: the write in hand is lost, every one before it is kept
+    (each step is its own transaction)."""
 
 
 class RunOwnedError(EpisodeError):
@@ -218,7 +224,12 @@ class EpisodeStore:
         if not self.path.exists():
             if not create:
                 raise EpisodeError(f"no episode database at {self.path}")
-            self._create(busy_timeout_ms)
+            try:
+                self._create(busy_timeout_ms)
+            except (sqlite3.OperationalError, OSError) as e:
+                if disk_full(e):
+                    raise self._full(e) from None
+                raise
         self._check_file()
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up
         # front and waits (busy_timeout) instead of failing half-way through a transaction.
@@ -237,6 +248,8 @@ class EpisodeStore:
             self._migrate()
         except sqlite3.DatabaseError as e:
             self._db.close()
+            if disk_full(e):
+                raise self._full(e) from None
             raise EpisodeError(f"{self.path} is not a usable episode database: {e}") from None
         except EpisodeError:
             self._db.close()
@@ -307,13 +320,27 @@ class EpisodeStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    # in WAL mode the pages are written here: where a full disk shows first
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLite may have rolled back already (SQLITE_FULL can end the transaction)
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as e:
+                if disk_full(e):
+                    raise self._full(e) from None
                 raise
-            self._db.execute("COMMIT")
+
+    def _full(self, e: BaseException) -> StoreFull:
+        return StoreFull(
+            f"the disk holding {self.path} is full ({e}): the step being recorded is lost, "
+            "every episode and step before it is kept"
+        )
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -392,13 +419,25 @@ class EpisodeStore:
 
         thread = threading.Thread(target=beat, daemon=True, name=f"sleepy-owner-{run_id}")
         thread.start()
+        failed = False
         try:
             yield
+        except BaseException:
+            failed = True
+            raise
         finally:
             stop.set()
             thread.join()
-            with self._write() as db:
-                db.execute("DELETE FROM run_owners WHERE run_id = ? AND owner = ?", (run_id, me))
+            try:
+                with self._write() as db:
+                    db.execute(
+                        "DELETE FROM run_owners WHERE run_id = ? AND owner = ?", (run_id, me)
+                    )
+            except StoreFull:
+                # the run is already failing (on the same full disk): keep its reason; the claim
+                # left behind names this pid, which a resume on this host sees is gone
+                if not failed:
+                    raise
 
     # -- recording ----------------------------------------------------------------------------
 
