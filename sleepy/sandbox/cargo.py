@@ -282,7 +282,9 @@ def run_cargo(
             elif msg.get("reason") == "compiler-artifact":
                 if not msg.get("fresh", True):
                     res.compiled.append(msg["target"]["name"])
-                if msg.get("executable"):
+                # `cargo test` also builds the plain binary (for integration tests): not a harness
+                is_harness = (msg.get("profile") or {}).get("test", False)
+                if msg.get("executable") and (command != "test" or is_harness):
                     executables.append((msg["target"]["name"], msg["executable"]))
         failure = sb.compile_failure(res.diagnostics, outcome)
         if failure:
