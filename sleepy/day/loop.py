@@ -20,11 +20,14 @@ from omegaconf import II
 from sleepy.day.hints import hints_for
 from sleepy.day.protocol import TOOL_SCHEMAS, Action, FormatError, parse
 from sleepy.day.seams import Checker, EpisodeSink
-from sleepy.day.workspace import Observation, Workspace
+from sleepy.day.workspace import Observation, Workspace, code_window, focus_line
 from sleepy.koans.model import Koan
 from sleepy.llm import LLM, BackendUnreachable, Generation
 from sleepy.prompts.edits import FILE, EditFormat
 from sleepy.prompts.template import Hint, PromptTemplate, messages_hash
+
+# Lines each side of the error a long program is shown with, widest first.
+WINDOW_RADII = (48, 32, 20, 12, 6)
 
 
 @dataclass
@@ -70,9 +73,14 @@ class KoanRun:
         protocol: str = "edit",
         policy: Policy | None = None,
         store: EpisodeSink | None = None,
+        fits: Callable[[list[dict]], bool] | None = None,
         **episode_fields: Any,
     ):
         self.koan, self.template, self.edit_format = koan, template, edit_format
+        # does a prompt fit the model's context with room for the reply? None: no limit known
+        self.fits = fits
+        self.focus: int | None = None  # the line the last verdict points at
+        self.view = "whole"  # what the last prompt showed of the code: whole, lines a-b of n, cut
         self.protocol, self.policy, self.store = protocol, policy or Policy(), store
         self.fields = episode_fields  # run_id, cycle, model_id, adapter for the store
         self.workspace = Workspace(koan, sandbox, edit_format, self.policy.feedback_chars)
@@ -95,6 +103,7 @@ class KoanRun:
         v = self.workspace.verdict()
         self.start_signature = self.final_signature = v.signature
         self.feedback = self.workspace.feedback(v)
+        self.focus = focus_line(v)
         if self.policy.hints:
             self.hints = hints_for(
                 self.store,
@@ -168,6 +177,7 @@ class KoanRun:
             if not obs.verdict.passed and self.first_signature is None:
                 self.first_signature = obs.verdict.signature
             self.feedback, self.note = self.workspace.feedback(obs.verdict), ""
+            self.focus = focus_line(obs.verdict) or self.focus
         elif obs.error:
             self.note = obs.text  # shown above the compiler's last word in the next fresh prompt
         self._converse(generation.text, tool_calls, action, obs)
@@ -187,6 +197,7 @@ class KoanRun:
         record = {
             "step": len(self.steps) + 1,
             "prompt": prompt,
+            "prompt_view": self.view,
             "reply": generation.text,
             "tool_calls": tool_calls,
             "action": {"name": action.name, "args": action.args},
@@ -260,15 +271,31 @@ class KoanRun:
     # -- internals ----------------------------------------------------------------------------
 
     def _opening(self) -> list[dict]:
+        """The opening messages. A program too long for the model's context is never cut
+        silently: it is shown as a file viewer would, the lines around the error, narrower until
+        the prompt fits; `view` says what was shown (and "cut" when even that did not fit, or the
+        edit format rewrites the whole file, so a part of it cannot be shown)."""
         feedback = f"{self.note}\n{self.feedback}" if self.note else self.feedback
-        return self.template.messages(
-            self.koan,
-            self.workspace.code,
-            feedback,
-            self.hints,
-            self.edit_format.name,
-            self.protocol,
-        )
+
+        def messages(code: str) -> list[dict]:
+            return self.template.messages(
+                self.koan, code, feedback, self.hints, self.edit_format.name, self.protocol
+            )
+
+        full = messages(self.workspace.code)
+        self.view = "whole"
+        if self.fits is None or self.fits(full):
+            return full
+        self.view = "cut"
+        if self.edit_format.name == "whole_file":
+            return full
+        for radius in WINDOW_RADII:
+            code, shown = code_window(self.workspace.code, self.focus, radius)
+            windowed = messages(code)
+            if self.fits(windowed):
+                self.view = shown
+                return windowed
+        return full
 
     def _converse(
         self, text: str, tool_calls: list[dict], action: Action, obs: Observation
@@ -333,8 +360,9 @@ def solve(
     **episode_fields: Any,
 ) -> KoanRun:
     """One koan, start to finish: the loop in its plainest form."""
+    fits = prompt_fits(llm, policy or Policy())
     run = KoanRun(
-        koan, sandbox, template, edit_format, protocol, policy, store, **episode_fields
+        koan, sandbox, template, edit_format, protocol, policy, store, fits, **episode_fields
     ).start()
     while not run.done:
         try:
@@ -398,6 +426,19 @@ def run_koans(
             for run in batch:
                 (done if run.done else live.append)(run)
     return finished
+
+
+def prompt_fits(llm: LLM, policy: Policy) -> Callable[[list[dict]], bool] | None:
+    """Whether a prompt leaves the model room for a reply (`KoanRun.fits`); None when the
+    backend does not say how long its context is."""
+    if not llm.context:
+        return None
+
+    def fits(messages: list[dict]) -> bool:
+        n = llm.prompt_tokens(messages)
+        return n is None or n + policy.max_new_tokens <= llm.context
+
+    return fits
 
 
 def options_for(llm: LLM, runs: list[KoanRun]) -> dict:

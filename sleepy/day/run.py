@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_overrides
 from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
-from sleepy.day.loop import KoanRun, policy_from, run_koans
+from sleepy.day.loop import KoanRun, policy_from, prompt_fits, run_koans
 from sleepy.day.protocol import PROTOCOLS
 from sleepy.episodes import EpisodeError, EpisodeStore, StoreFull, metrics_of
 from sleepy.files import disk_full
@@ -202,6 +202,8 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
 
     sandbox = Sandbox.from_config(OmegaConf.to_object(cfg.sandbox))
 
+    fits = prompt_fits(llm, policy) if llm is not None else None
+
     def make_run(koan: Koan) -> KoanRun:
         return KoanRun(
             koan,
@@ -211,6 +213,7 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
             agent.protocol,
             policy,
             store,
+            fits,
             run_id=run_id,
             cycle=int(cfg.cycle),
             model_id=model_id,
@@ -227,9 +230,13 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
         passed = [len({e.task_id for e in store.episodes(run_id=run_id) if e.passed})]
         bar.update(completed=len(koans) - len(todo), note=f"{passed[0]} passed")
 
+        partial = [0]  # episodes whose program did not fit the context: never cut silently
+
         def on_done(run: KoanRun) -> None:
             passed[0] += run.passed
-            bar.advance(note=f"{passed[0]} passed")
+            partial[0] += any(s["prompt_view"] != "whole" for s in run.steps)
+            shown = f", {partial[0]} shown in part (too long)" if partial[0] else ""
+            bar.advance(note=f"{passed[0]} passed{shown}")
 
         try:
             run_koans(

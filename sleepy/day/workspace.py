@@ -14,6 +14,29 @@ from sleepy.sandbox import Verdict
 from sleepy.sandbox.harness import koan_tests, with_koan_tests
 
 
+def focus_line(verdict: Verdict) -> int | None:
+    """The line of the program a verdict points at: its first error's, else the first
+    `src/main.rs:LINE` its feedback names (a panic's location), else None."""
+    if verdict.errors and verdict.errors[0].line:
+        return verdict.errors[0].line
+    m = re.search(rf"{re.escape(FILE)}:(\d+)", verdict.feedback())
+    return int(m.group(1)) if m else None
+
+
+def code_window(code: str, line: int | None, radius: int) -> tuple[str, str]:
+    """What a file viewer shows of a long program: `radius` lines each side of `line` (the top
+    when None), verbatim so an edit can quote them, and a line saying what is left out. Returns
+    (the text, what was shown: "lines a-b of n")."""
+    lines = code.splitlines()
+    n = len(lines)
+    centre = min(max(line or 1, 1), max(n, 1))
+    lo, hi = max(1, centre - radius), min(n, centre + radius)
+    out = [f"// ... lines 1-{lo - 1} not shown ..."] if lo > 1 else []
+    out += lines[lo - 1 : hi]
+    out += [f"// ... lines {hi + 1}-{n} not shown ..."] if hi < n else []
+    return "\n".join(out) + "\n", f"lines {lo}-{hi} of {n}"
+
+
 @dataclass
 class Observation:
     text: str

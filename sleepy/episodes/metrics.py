@@ -22,6 +22,10 @@ def metrics_of(episodes) -> dict[str, float]:
     for family in sorted({e.family for e in episodes}):
         group = [e for e in episodes if e.family == family]
         out[f"pass_rate.{family}"] = sum(e.passed for e in group) / len(group)
+    views = [s["prompt_view"] for e in episodes for s in e.trajectory if "prompt_view" in s]
+    # prompts longer than the model's context: shown as a window around the error, or cut
+    out["prompts_windowed"] = float(sum(v.startswith("lines ") for v in views))
+    out["prompts_cut"] = float(sum(v == "cut" for v in views))
     routed = [s for e in episodes for s in e.trajectory if "adapter" in s]
     if routed:  # a routing backend: how often a task adapter (not the base model) replied
         out["routed_rate"] = sum(s["adapter"] is not None for s in routed) / len(routed)
