@@ -12,7 +12,14 @@ import pytest
 
 from sleepy.koans import cli, variation
 from sleepy.koans.generate import EVAL_SEEDS, GenerateError
-from sleepy.koans.model import FAMILIES, MAX_ID_LEN, load_koan, normalized_form, save_evalset
+from sleepy.koans.model import (
+    FAMILIES,
+    MAX_ID_LEN,
+    KoanError,
+    load_koan,
+    normalized_form,
+    save_evalset,
+)
 from sleepy.koans.mutate import MutateStats, Program, load_programs, mutate
 from sleepy.koans.operators import OPERATORS
 from sleepy.koans.syntax import Source
@@ -343,3 +350,20 @@ def test_a_program_whose_output_varies_between_runs_makes_no_mutant(tmp_path, ca
     err = capsys.readouterr().err
     assert "tally left out: its output differed between 3 runs, so no expected output" in err
     assert not list(out.rglob("*.json"))
+
+
+def test_programs_split_by_side_and_a_renamed_copy_stays_on_its_side(tmp_path):
+    from sleepy.koans.harvest import program_side
+    from sleepy.koans.mutate import load_programs
+
+    programs, _ = load_programs([CORPUS], evalsets=[])
+    train, _ = load_programs([CORPUS], evalsets=[], side="train")
+    held, _ = load_programs([CORPUS], evalsets=[], side="eval")
+    assert train and held and len(train) + len(held) == len(programs)
+    assert {p.id for p in train}.isdisjoint({p.id for p in held})
+    one = held[0]
+    (tmp_path / "renamed.rs").write_text(variation.rename(one.code, random.Random(3))[0])
+    again, _ = load_programs([tmp_path], evalsets=[], side="eval")
+    assert len(again) == 1 and program_side(again[0].code) == "eval"
+    with pytest.raises(KoanError, match="side must be one of train, eval"):
+        load_programs([CORPUS], evalsets=[], side="test")

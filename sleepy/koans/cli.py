@@ -102,11 +102,12 @@ def cmd_mutate(args: argparse.Namespace) -> int:
 
     families = [f for f in FAMILIES if f in OPERATORS] if args.family == "all" else [args.family]
     skipped: list[tuple[str, str]] = []
-    programs, evalset_programs = load_programs(args.sources, args.evalsets, skipped)
+    programs, evalset_programs = load_programs(args.sources, args.evalsets, skipped, args.side)
     for path, reason in skipped:
         console.print(f"[yellow]skipped[/yellow] {path}: {reason}", highlight=False, soft_wrap=True)
     console.print(
-        f"{len(programs)} programs from {', '.join(map(str, args.sources))}"
+        f"{len(programs)} {args.side + '-side ' if args.side else ''}programs from "
+        f"{', '.join(map(str, args.sources))}"
         + (f" ({evalset_programs} evalset programs left out)" if evalset_programs else ""),
         highlight=False,
     )
@@ -371,6 +372,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=Path,
         required=True,
         help="koan files/folders (their hand-written and imported fixes) or trees of .rs files",
+    )
+    p.add_argument(
+        "--side",
+        choices=["train", "eval"],
+        help="only the programs of this side (by a hash of the program's normalized form): "
+        "train for training data, eval for held-out measurement",
     )
     p.add_argument("--family", required=True, choices=[*FAMILIES, "all"])
     p.add_argument("--n", type=int, required=True, help="mutants per family")

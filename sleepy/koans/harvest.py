@@ -39,6 +39,7 @@ SKIP_ATTRS = {
     "ignore", "compile_fail", "no_run", "should_panic", "text", "console", "toml", "edition2015",
 }  # fmt: skip
 EVAL_SHARE = 5  # one program in 5 is held out for evaluation
+SIDES = ("train", "eval")
 MIN_LINES = 4  # shorter snippets (`let x = 5;`) teach nothing about a program's shape
 
 _MDBOOK = re.compile(r'<code class="language-rust([^"]*)">(.*?)</code>', re.S)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sleepy.koans import variation
 from sleepy.koans.generate import EVAL_SEEDS, MAX_BATCH, GenerateError, select_named
+from sleepy.koans.harvest import SIDES, program_side
 from sleepy.koans.model import (
     FAMILIES,
     Koan,
@@ -116,10 +117,15 @@ def load_programs(
     paths: list[str | Path],
     evalsets: tuple | list = DEFAULT_EVALSETS,
     skipped: list[tuple[str, str]] | None = None,
+    side: str | None = None,
 ) -> tuple[list[Program], int]:
     """Correct programs under `paths` (koan files or folders: their hand-written and imported
     fixes; `.rs` files or folders of them) and how many were left out as evalset programs.
-    Files that cannot be read (symlinks, FIFOs, not UTF-8) are added to `skipped` with why."""
+    Files that cannot be read (symlinks, FIFOs, not UTF-8) are added to `skipped` with why.
+    `side` ("train" or "eval", `harvest.program_side`) keeps only that side's programs: mutants
+    of eval-side programs measure, they are never trained on."""
+    if side not in (None, *SIDES):
+        raise KoanError(f"side must be one of {', '.join(SIDES)}, not '{side}'")
     found: list[Program] = []
     skipped = [] if skipped is None else skipped
     for p in map(Path, paths):
@@ -150,7 +156,9 @@ def load_programs(
             "koans, or .rs files)" + (left_out if skipped else "")
         )
     kept = without_evalset_programs(found, evalsets)
-    return kept, len(found) - len(kept)
+    if side is not None:
+        kept = [p for p in kept if program_side(p.code) == side]
+    return kept, len(found) - len(without_evalset_programs(found, evalsets))
 
 
 def programs_of(koans) -> list[Program]:

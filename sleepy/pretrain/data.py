@@ -57,13 +57,14 @@ def mutants_for_training(
     sources: list[str],
     exclude_hashes: set[str],
     workers: int | None = None,
+    side: str | None = None,
 ) -> list[Koan]:
     """Validated mutants of the real programs under `sources` (`sleepy koans mutate`), none an
     evalset program, none in `exclude_hashes`: the same mistakes as the templates teach, in
-    programs a person wrote."""
+    programs a person wrote. `side="train"` keeps out the programs held out for evaluation."""
     from sleepy.koans.mutate import load_programs, mutate
 
-    programs, _ = load_programs(list(sources))
+    programs, _ = load_programs(list(sources), side=side)
     seen = set(exclude_hashes)
     out: list[Koan] = []
     for family in families:

@@ -130,6 +130,7 @@ def train_tiny(cfg: DictConfig) -> dict:
             cfg.mutants.seed,
             list(cfg.mutants.sources),
             exclude,
+            side=cfg.mutants.get("side"),
         )
     trained = widen(koans, cfg.wide_names, cfg.seed, cfg.made_up_names) if cfg.wide_names else koans
     examples, dropped = build_examples(trained, cfg.template, cfg.edit_format)
