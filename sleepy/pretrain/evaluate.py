@@ -2,6 +2,7 @@
 
     python -m sleepy.pretrain.evaluate                      # writes sleepy/tiny/model/eval.json
     python -m sleepy.pretrain.evaluate --model DIR          # a trained, not installed model
+    python -m sleepy.pretrain.evaluate --programs DIR       # + mutants of new programs (harvest)
 
 Suites: fresh generated koans of the known and of the unknown families (never seen in training),
 the frozen evalset split into known and unknown families and, within the known ones, into its
@@ -47,7 +48,12 @@ def evaluate_tiny(
     max_attempts: int = 3,
     model_dir: Path = MODEL_DIR,
     mutants_per_family: int = 15,
+    new_programs: Path | None = None,
+    only: list[str] | None = None,
 ) -> dict:
+    """Pass rates per suite. `new_programs` (a `sleepy koans harvest` folder) adds
+    `mutants_new_programs_known`: mutants of its eval-side programs, programs a person wrote that
+    no sleepy-tiny recipe trains on."""
 
     training = json.loads((Path(model_dir) / "training.json").read_text())["config"]
     model = [
@@ -68,11 +74,17 @@ def evaluate_tiny(
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         suites: dict[str, list] = {}
+
+        def want(name: str) -> bool:
+            return not only or name in only
+
         for name, fams in (("fresh_known", known), ("fresh_unknown", unknown)):
+            if not want(name):
+                continue
             suites[name] = [
                 k for f in fams for k in generate(f, per_family, seed=seed, exclude_hashes=exclude)
             ]
-        if mutants_per_family:
+        if mutants_per_family and want("mutants_known"):
             programs, _ = load_programs([Path("koans")])
             suites["mutants_known"] = [
                 k
@@ -86,6 +98,24 @@ def evaluate_tiny(
                     purpose="eval",
                 )
             ]
+        if mutants_per_family and new_programs is not None and want("mutants_new_programs_known"):
+            held, _ = load_programs([new_programs], side="eval")
+        else:
+            held = []
+        if held:  # a folder with no eval-side program measures nothing new
+            suites["mutants_new_programs_known"] = [
+                k
+                for f in known
+                for k in mutate(
+                    f,
+                    mutants_per_family,
+                    EVAL_SEEDS.start + seed,
+                    held,
+                    exclude_hashes=exclude,
+                    purpose="eval",
+                    allow_fewer=True,
+                )
+            ]
         frozen = load_evalset(Path("evalsets/frozen.json"))
         suites["frozen_known"] = [k for k in frozen if k.family in known]
         suites["frozen_known_handwritten"] = [
@@ -95,12 +125,14 @@ def evaluate_tiny(
             k for k in suites["frozen_known"] if k.source != "handwritten"
         ]
         suites["frozen_unknown"] = [k for k in frozen if k.family in unknown]
-        for name in ("fresh_known", "fresh_unknown", "mutants_known"):
+        for name in ("fresh_known", "fresh_unknown", "mutants_known", "mutants_new_programs_known"):
             if forms is not None and name in suites:
                 kept = [k for k in suites[name] if k.normalized_hash not in forms]
                 twins[name] = len(suites[name]) - len(kept)
                 suites[name] = kept
         for name, koans in suites.items():
+            if only and name not in only:
+                continue
             path = save_evalset(koans, tmp / f"{name}.json")
             results[name] = _day(path, tmp / name, True, max_attempts, model)
     out = {
@@ -118,6 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mutants-per-family", type=int, default=15)
     p.add_argument("--model", type=Path, default=MODEL_DIR, help="a trained sleepy-tiny folder")
     p.add_argument("--out", default=None, help="default: MODEL/eval.json")
+    p.add_argument(
+        "--programs",
+        type=Path,
+        default=None,
+        help="a `sleepy koans harvest` folder: adds mutants of its eval-side programs",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        help="measure only these suites (default: all), e.g. frozen_known",
+    )
     args = p.parse_args(argv)
     from sleepy.console import quiet_libraries
 
@@ -131,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
         model_dir=args.model,
         mutants_per_family=args.mutants_per_family,
+        new_programs=args.programs,
+        only=args.only,
     )
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     for name, m in results.items():
