@@ -6,7 +6,11 @@ the family's hand-written koans of the frozen evalset (programs a person wrote, 
     python -m experiments.sleep_gain --family trait_bounds --n 24 --mutants 24
 
 `--mutants N` adds N mistakes injected into the corpus's real programs (`sleepy koans mutate`,
-training seeds, no evalset program) to the day, beside the N template koans.
+training seeds, no evalset program) to the day, beside the N template koans. `--programs DIR` (a
+`sleepy koans harvest` folder) takes those from its train-side programs instead, and adds a third
+held-out suite, `new_programs`: the family's mistakes in its eval-side programs.
+
+    python -m experiments.sleep_gain --family trait_bounds --n 24 --mutants 24 --programs DIR
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ def sleep_gain(
     uri: str | None = None,
     adapter_overrides: list[str] = (),
     mutants: int = 0,
+    programs: Path | None = None,
 ) -> dict:
     from sleepy.day import run_day
     from sleepy.koans import load_evalset, save_evalset
-    from sleepy.koans.generate import generate
+    from sleepy.koans.generate import EVAL_SEEDS, generate
     from sleepy.koans.model import known_hashes, without_twins
     from sleepy.koans.mutate import load_programs, mutate
     from sleepy.sleep import run_sleep
@@ -41,11 +46,12 @@ def sleep_gain(
     exclude = set(known_hashes(Path("koans"), Path("evalsets")))
     seen = [k for f in families for k in generate(f, n, seed=seed + 1, exclude_hashes=exclude)]
     if mutants:
-        programs, _ = load_programs([Path("koans")])  # evalset programs are left out here
+        # the corpus's programs, or the train side of a harvest (evalset programs left out)
+        pool, _ = (
+            load_programs([programs], side="train") if programs else load_programs([Path("koans")])
+        )
         seen += [
-            k
-            for f in families
-            for k in mutate(f, mutants, seed + 1, programs, exclude_hashes=exclude)
+            k for f in families for k in mutate(f, mutants, seed + 1, pool, exclude_hashes=exclude)
         ]
     exclude |= {k.content_hash for k in seen}
     drawn = [k for f in families for k in generate(f, n, seed=seed + 2, exclude_hashes=exclude)]
@@ -55,11 +61,24 @@ def sleep_gain(
         for k in load_evalset(Path("evalsets/frozen.json"))
         if k.family in families and k.source == "handwritten"
     ]
+    if programs:
+        # new programs: the same mistakes in eval-side programs people wrote, never trained on
+        held, _ = load_programs([programs], side="eval")
+        new = [
+            k
+            for f in families
+            for k in mutate(
+                f, n, EVAL_SEEDS.start + seed, held, exclude_hashes=set(exclude),
+                purpose="eval", allow_fewer=True,
+            )
+        ]  # fmt: skip
     seen_path = save_evalset(seen, out / "day_koans.json")
     suites = {
         "templates": save_evalset(held_out, out / "held_out.json"),
         "handwritten_frozen": save_evalset(handwritten, out / "handwritten_frozen.json"),
     }
+    if programs:
+        suites["new_programs"] = save_evalset(new, out / "new_programs.json")
 
     day = run_day(
         compose_config(
@@ -91,7 +110,11 @@ def sleep_gain(
     # one of those programs either; each suite's size is reported after this guard
     trained = load_evalset(sleep.training_koans) if sleep.training_koans else seen
     sizes = {"templates": len(drawn), "handwritten_frozen": len(handwritten)}
-    for suite, koans in (("templates", held_out), ("handwritten_frozen", handwritten)):
+    guarded = [("templates", held_out), ("handwritten_frozen", handwritten)]
+    if programs:
+        sizes["new_programs"] = len(new)
+        guarded.append(("new_programs", new))
+    for suite, koans in guarded:
         suites[suite] = save_evalset(without_twins(koans, trained), out / f"{suite}.json")
     measured = {}
     for suite, path in suites.items():
@@ -136,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mutants", type=int, default=0, help="mutants per family in the day")
+    p.add_argument(
+        "--programs",
+        type=Path,
+        default=None,
+        help="a `sleepy koans harvest` folder: the day's mutants come from its train side, and "
+        "a third held-out suite (new_programs) from its eval side",
+    )
     p.add_argument("--out", default=None)
     p.add_argument("overrides", nargs="*", help="sleep overrides, e.g. adapter.max_steps=200")
     a = p.parse_args(argv)
@@ -144,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     from sleepy.console import quiet_libraries
 
     quiet_libraries(out / "sleep_gain.log")  # library warnings and progress bars go there
-    r = sleep_gain(a.family, a.n, out, a.seed, adapter_overrides=a.overrides, mutants=a.mutants)
+    r = sleep_gain(
+        a.family, a.n, out, a.seed, adapter_overrides=a.overrides, mutants=a.mutants,
+        programs=a.programs,
+    )  # fmt: skip
     print(json.dumps(r, indent=2))
     return 0
 
