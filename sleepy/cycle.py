@@ -158,6 +158,18 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
                 f"learning_set.mutants: {e} (the day failed {real[0].id}); set "
                 "learning_set.mutants=false to measure it through templates or transfer"
             ) from None
+    new_programs = None
+    if cfg.learning_set.get("programs"):
+        from sleepy.koans import KoanError
+        from sleepy.koans.mutate import load_programs
+
+        where = cfg.learning_set.programs
+        try:  # the eval side of a harvest: programs no sleep of the lineage ever trains on
+            new_programs, _ = load_programs([where], evalsets=[cfg.paths.evalsets], side="eval")
+        except KoanError as e:
+            raise CycleError(
+                f"learning_set.programs={where}: {e}; make one with `sleepy koans harvest`"
+            ) from None
     try:
         built = build_learning_set(
             failed,
@@ -167,6 +179,7 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
             k=int(cfg.learning_set.k),
             seed=int(cfg.seed),
             programs=programs,
+            new_programs=new_programs,
         )
     except LearningSetError as e:
         raise CycleError(str(e)) from None
@@ -177,8 +190,12 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
         "patterns": built.patterns,
         "mutants": built.mutants,
         "transfer": built.transfer,
+        "new_programs": built.new_programs,
         "renamed_twins_dropped": built.renamed_twins,
     }
+
+
+NEW_PROGRAM_KEYS = ("new_programs_pass_rate", "champion_new_programs_pass_rate")
 
 
 def _curriculum(cfg: DictConfig, c: int) -> DictConfig:
@@ -193,6 +210,12 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     import mlflow
 
     check_config(cfg)
+    programs = cfg.learning_set.get("programs")
+    if programs and not Path(str(programs)).is_dir():
+        raise CycleError(
+            f"learning_set.programs={programs}: no such folder; make one with "
+            f"`sleepy koans harvest --out {programs}` or set learning_set.programs=null"
+        )
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
     state = State.load(out / "state.json")
@@ -367,6 +390,15 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     "repeat_error_rate": lm["repeat_error_rate"],
                     "champion_repeat_error_rate": lcm["repeat_error_rate"],
                     "median_steps_to_green": lm["median_steps_to_green"],
+                    # the lineage's mistakes in programs it never saw (learning_set.programs)
+                    **(
+                        {
+                            "new_programs_pass_rate": lm["new_programs_pass_rate"],
+                            "champion_new_programs_pass_rate": lcm["new_programs_pass_rate"],
+                        }
+                        if "new_programs_pass_rate" in lm
+                        else {}
+                    ),
                     "regressions": r.regressions,
                     "gains": r.gains,
                     "table": str(r.table),
@@ -396,6 +428,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 "regressions": len(ev["regressions"]),
                 "gains": len(ev["gains"]),
                 "day_pass_rate": day["pass_rate"] or 0.0,
+                **{k: ev[k] for k in NEW_PROGRAM_KEYS if k in ev},
             }
             per_family = {
                 **{f"learning_pass_rate_{f}": v for f, v in ev["learning_family"].items()},

@@ -13,15 +13,18 @@ import json
 import os
 
 from sleepy.config import default_store
-from sleepy.summary import ReportError, cycle_summaries, kept_families, own_gain
+from sleepy.summary import ReportError, cycle_summaries, kept_families, new_programs, own_gain
 
 
 def cycles_markdown(rows: list[dict]) -> str:
+    with_new = any("new_programs_pass_rate" in s for s in rows)
     head = (
         "| cycle | learned | its learning set before → after | whole learning set before → after "
-        "| repeat errors before → after | frozen regressions "
+        + ("| new programs before → after " if with_new else "")
+        + "| repeat errors before → after | frozen regressions "
         "| earlier families (after their sleep → now) | gate |\n"
-        "|---|---|---|---|---|---|---|---|\n"
+        + "|---" * (9 if with_new else 8)
+        + "|\n"
     )
     lines = []
     for s, kept in zip(rows, kept_families(rows), strict=True):
@@ -32,7 +35,8 @@ def cycles_markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {s['cycle']} | {', '.join(s['families'])} | {own_gain(s)} "
             f"| {s['champion_learning_pass_rate']:.0%} → {s['learning_pass_rate']:.0%} "
-            f"| {s['champion_repeat_error_rate']:.0%} → {s['repeat_error_rate']:.0%} "
+            + (f"| {new_programs(s)} " if with_new else "")
+            + f"| {s['champion_repeat_error_rate']:.0%} → {s['repeat_error_rate']:.0%} "
             f"| {int(s['regressions'])} | {earlier or '—'} | {s['decision'].split(':')[0]} |"
         )
     return head + "\n".join(lines)

@@ -57,6 +57,7 @@ def cycle_summaries(uri: str, experiment: str, lineage: str | None = None) -> tu
                 "learning_family": _family_metrics(m, "learning_pass_rate_"),
                 "champion_learning_family": _family_metrics(m, "champion_learning_pass_rate_"),
                 "decision": r.data.tags.get("decision", ""),
+                **{k: m[k] for k in NEW_PROGRAMS if k in m},
             }
         )
     return str(lineage), rows
@@ -65,10 +66,22 @@ def cycle_summaries(uri: str, experiment: str, lineage: str | None = None) -> tu
 LEGEND = (
     "its set: the learned family's share of its learning set (fresh programs with the mistakes "
     "the days failed on, never trained on), before (champion) → after (candidate); learning set: "
-    "the whole set; repeat errors: failures with an error the lineage already failed with; "
+    "the whole set; new programs: the same mistakes in programs people wrote that the lineage never "
+    "saw (when learning_set.programs is set); repeat errors: failures with an error the lineage already failed with; "
     "frozen: koans of the frozen suite the champion passed and the candidate fails; earlier "
     "families: their rate right after their own sleep → now (kept: within 5 points)."
 )
+
+
+NEW_PROGRAMS = ("new_programs_pass_rate", "champion_new_programs_pass_rate")
+
+
+def new_programs(s: dict) -> str:
+    """The learning set's new programs (mistakes in programs never seen), before → after; "—"
+    for a cycle measured without them (learning_set.programs unset)."""
+    if "new_programs_pass_rate" not in s:
+        return "—"
+    return f"{s['champion_new_programs_pass_rate']:.0%} → {s['new_programs_pass_rate']:.0%}"
 
 
 def kept_families(summaries: list[dict], tolerance: float = 0.05) -> list[dict[str, tuple]]:
@@ -178,6 +191,9 @@ def summary_table(summaries: list[dict], title: str) -> FittedTable:
         "earlier families",
         "gate",
     ]
+    with_new = any("new_programs_pass_rate" in s for s in summaries)
+    if with_new:
+        headers.insert(4, "new programs")
     rows = []
     for s, kept in zip(summaries, kept_families(summaries), strict=True):
         earlier = (
@@ -200,4 +216,6 @@ def summary_table(summaries: list[dict], title: str) -> FittedTable:
                 f"[green]{verdict}[/]" if verdict == "promote" else f"[red]{verdict}[/]",
             ]
         )
+        if with_new:
+            rows[-1].insert(4, new_programs(s))
     return fitted_table(title, headers, rows)

@@ -84,3 +84,65 @@ def test_an_earlier_family_forgotten_on_the_learning_set_is_a_family_drop():
     d = Gate(max_family_drop=0.1).decide(dict(CHAMP), CHAMP, [], (cand, champ))
     assert not d.promote
     assert d.reasons[0] == "family drop over max 0.1: learning trait_bounds -0.400"
+
+
+def test_the_learning_sets_new_programs_may_not_drop_though_the_whole_set_gains():
+    champ = {"pass_rate": 0.4, "new_programs_pass_rate": 0.5, "instances_pass_rate": 0.35}
+    cand = {"pass_rate": 0.7, "new_programs_pass_rate": 0.2, "instances_pass_rate": 0.9}
+    d = Gate(max_family_drop=0.1).decide(dict(CHAMP), CHAMP, [], (cand, champ))
+    assert not d.promote
+    assert d.reasons[0] == "new programs 0.200 < champion 0.500 - max_family_drop 0.1"
+    kept = dict(cand, new_programs_pass_rate=0.5)
+    d = Gate(max_family_drop=0.1).decide(dict(CHAMP), CHAMP, [], (kept, champ))
+    assert d.promote and "new programs 0.500 >= champion 0.500 - max_family_drop 0.1" in d.reasons
+
+
+def test_the_eval_splits_the_learning_set_into_new_instances_and_new_programs():
+    from dataclasses import replace
+
+    from sleepy.eval import SetResult, split_new_programs
+    from sleepy.koans import Koan
+
+    base = Koan(id="x", family="mutability", description="d", buggy_code="b",
+                correct_code="c", expected_error="e")  # fmt: skip
+    koans = [
+        replace(base, id="t1", meta={"learning": "template"}),
+        replace(base, id="t2", meta={"learning": "template"}),
+        replace(base, id="n1", meta={"learning": "new_program"}),
+        replace(base, id="n2", meta={"learning": "new_program"}),
+    ]
+    rows = [
+        {"koan_id": "t1", "candidate_passed": True, "champion_passed": False},
+        {"koan_id": "t2", "candidate_passed": True, "champion_passed": False},
+        {"koan_id": "n1", "candidate_passed": True, "champion_passed": True},
+        {"koan_id": "n2", "candidate_passed": False, "champion_passed": False},
+    ]
+    learning = SetResult("learning", {"pass_rate": 0.75}, {"pass_rate": 0.25}, rows)
+    split_new_programs(learning, koans)
+    assert learning.metrics["instances_pass_rate"] == 1.0
+    assert learning.metrics["new_programs_pass_rate"] == 0.5
+    assert learning.champion_metrics["instances_pass_rate"] == 0.0
+    assert learning.champion_metrics["new_programs_pass_rate"] == 0.5
+    assert learning.metrics["new_programs_koans"] == 2.0
+    without = SetResult("learning", {"pass_rate": 1.0}, {"pass_rate": 0.5}, rows[:2])
+    split_new_programs(without, koans[:2])
+    assert "new_programs_pass_rate" not in without.metrics
+
+
+def test_the_closing_table_shows_new_programs_when_measured():
+    from sleepy.report import cycles_markdown
+    from sleepy.summary import summary_table
+
+    row = {
+        "cycle": 1, "families": ["mutability"], "learning_pass_rate": 0.8,
+        "champion_learning_pass_rate": 0.1, "repeat_error_rate": 0.2,
+        "champion_repeat_error_rate": 1.0, "regressions": 0, "promoted": 1.0,
+        "learning_family": {"mutability": 0.8}, "champion_learning_family": {"mutability": 0.1},
+        "decision": "promote: ...",
+    }  # fmt: skip
+    plain = cycles_markdown([row])
+    assert "new programs" not in plain
+    measured = dict(row, new_programs_pass_rate=0.25, champion_new_programs_pass_rate=0.0)
+    text = cycles_markdown([measured])
+    assert "| new programs before → after |" in text and "| 0% → 25% |" in text
+    assert "new programs" in summary_table([measured], "t").headers

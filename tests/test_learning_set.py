@@ -98,3 +98,24 @@ def test_the_set_grows_and_keeps_earlier_koans_for_re_measurement():
         [_failed("trait_bounds", "missing_derive_debug")], [], frozen=[], k=2, seed=0
     )
     assert [kn.id for kn in again.koans] == [kn.id for kn in first.koans]  # seeded
+
+
+def test_new_programs_measure_the_same_mistake_in_eval_side_programs_only(tmp_path):
+    from pathlib import Path
+
+    from sleepy.koans.harvest import program_side
+    from sleepy.koans.mutate import load_programs
+
+    failed = [_failed("mutability", "push_to_immutable_collection")]
+    corpus, _ = load_programs([Path("koans")])
+    held, _ = load_programs([Path("koans")], side="eval")
+    built = build_learning_set(failed, [], frozen=[], k=3, seed=0, new_programs=held)
+    new = [kn for kn in built.koans if kn.meta.get("learning") == "new_program"]
+    assert new and built.new_programs
+    eval_ids = {p.id for p in held}
+    assert {kn.meta["parent"] for kn in new} <= eval_ids
+    assert all(program_side(next(p.code for p in corpus if p.id == kn.meta["parent"])) == "eval"
+               for kn in new)  # fmt: skip
+    assert all(kn.meta["seed"] in EVAL_SEEDS for kn in new)
+    # the template draws are still there beside them
+    assert any(kn.meta.get("learning") == "template" for kn in built.koans)

@@ -237,6 +237,24 @@ def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier, run_id
     return SetResult(name, metrics, champ_metrics, compare(cand_res, champ_res, earlier), hits)
 
 
+def split_new_programs(learning: SetResult, koans: list) -> None:
+    """Add the learning set's two halves to both contenders' metrics: `instances_pass_rate` (new
+    draws of programs the lineage has seen) and `new_programs_pass_rate` (its mistakes in
+    programs never seen, `learning: new_program`); nothing when the set has no new programs."""
+    new = {k.id for k in koans if k.meta.get("learning") == "new_program"}
+    if not new:
+        return
+    for side, metrics in (("candidate", learning.metrics), ("champion", learning.champion_metrics)):
+        for name, rows in (
+            ("new_programs", [r for r in learning.rows if r["koan_id"] in new]),
+            ("instances", [r for r in learning.rows if r["koan_id"] not in new]),
+        ):
+            if rows:
+                passed = sum(bool(r[f"{side}_passed"]) for r in rows)
+                metrics[f"{name}_pass_rate"] = passed / len(rows)
+                metrics[f"{name}_koans"] = float(len(rows))
+
+
 def evaluate(cfg: DictConfig) -> EvalResult:
     """Evaluate cfg.candidate against cfg.champion on the learning set (when given: does it learn?)
     and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
@@ -307,6 +325,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         csv_path, json_path = write_table(frozen.rows, out)
         if learning is not None:
             write_table(learning.rows, out / "learning")
+            split_new_programs(learning, load_evalset(learning_path))
         both = (learning.metrics, learning.champion_metrics) if learning else None
 
         if candidate.version is None:

@@ -4,7 +4,9 @@ Two sets, as the eval has them. On the learning set (what the lineage failed on,
 programs) the candidate's pass rate must be at least the champion's plus `min_gain`. On the frozen
 suite at most `max_regressions` koans the champion passes may fail with it. On both sets no
 family's pass rate may drop by more than `max_family_drop` (on the learning set that is an earlier
-family being forgotten). Without a learning set, the gain is measured on the frozen suite. Every
+family being forgotten). When the learning set holds new programs (the lineage's mistakes in
+programs people wrote that it never saw), their pass rate may not drop by more than
+`max_family_drop` either. Without a learning set, the gain is measured on the frozen suite. Every
 check gives a reason, passed or not, so a decision explains itself.
 """
 
@@ -62,6 +64,17 @@ class Gate:
             f"{where} {cand:.3f} {'>=' if cand >= need - 1e-9 else '<'} champion {champ:.3f} "
             f"+ min_gain {self.min_gain:g}",
         )
+        if learning and "new_programs_pass_rate" in learning[0]:
+            # the same mistakes in programs never seen: a gain there is what carries to code
+            # people write; a candidate that gets worse there has learned the programs, not the fix
+            new_c = learning[0]["new_programs_pass_rate"]
+            new_ch = learning[1].get("new_programs_pass_rate", 0.0)
+            ok = new_ch - new_c <= self.max_family_drop + 1e-9
+            check(
+                ok,
+                f"new programs {new_c:.3f} {'>=' if ok else '<'} champion {new_ch:.3f} "
+                f"- max_family_drop {self.max_family_drop:g}",
+            )
         n = len(regressions)
         shown = ", ".join(regressions[:5]) + (f" (+{n - 5} more)" if n > 5 else "")
         check(

@@ -35,6 +35,8 @@ class LearningSet:
     patterns: list[str] = field(default_factory=list)  # family/pattern measured by fresh programs
     mutants: list[str] = field(default_factory=list)  # family/operator measured by fresh mutants
     transfer: list[str] = field(default_factory=list)  # families measured by frozen koans
+    # family/operator measured in new programs: eval-side programs people wrote, never trained on
+    new_programs: list[str] = field(default_factory=list)
     renamed_twins: int = 0  # draws dropped: a training program with other names and values
 
 
@@ -50,11 +52,15 @@ def build_learning_set(
     k: int = 6,
     seed: int = 0,
     programs: list[Program] | None = None,
+    new_programs: list[Program] | None = None,
 ) -> LearningSet:
     """The learning set for these failures, disjoint from every training koan (hash and form).
 
     `programs` (the corpus's real programs, evalset programs left out: `sleepy.koans.mutate.
-    load_programs`) turns on mutants for failures that templates do not cover.
+    load_programs`) turns on mutants for failures that templates do not cover. `new_programs`
+    (eval-side programs, `load_programs(side="eval")`) adds, for every failure whose mistake an
+    operator makes, K mutants of those programs: the same mistake in a program never seen, which
+    new draws of a seen program cannot measure (`learning: new_program`).
     """
     if k < 1:
         raise LearningSetError(f"eval.learning_k must be >= 1, got {k}")
@@ -73,10 +79,15 @@ def build_learning_set(
     have = {(kn.family, kn.pattern) for kn in keep if kn.meta.get("learning") == "template"}
     have_mutants = {(kn.family, kn.pattern) for kn in keep if kn.meta.get("learning") == "mutant"}
     have_transfer = {kn.family for kn in keep if kn.meta.get("learning") == "transfer"}
+    have_new = {(kn.family, kn.pattern) for kn in keep if kn.meta.get("learning") == "new_program"}
     out.koans.extend(keep)
 
-    wanted, mutants, transfer = set(), {}, set()
+    wanted, mutants, transfer, new_ops = set(), {}, set(), set()
     for kn in failed:
+        if new_programs:
+            new_op = operator_for(kn)
+            if new_op is not None:
+                new_ops.add((new_op.family, new_op.name))
         # a mistake in a real program is measured on real programs, a template's on its template
         op = None
         if programs is not None and kn.source in (*PROGRAM_SOURCES, "mutated"):
@@ -139,6 +150,20 @@ def build_learning_set(
             ),
             "mutant",
         )
+    pool = list(new_programs or [])
+    for family, name in sorted(new_ops - have_new):
+        # as many as the eval-side programs give, up to k: a mistake few programs have a place
+        # for is measured on fewer, and one none has a place for is not measured this way
+        try:
+            draws = mutate(
+                family, k, seed=EVAL_SEEDS.start + seed, programs=pool, operator_names=[name],
+                exclude_hashes=set(exclude), purpose="eval", allow_fewer=True,
+            )  # fmt: skip
+        except GenerateError:
+            continue
+        found = [d for d in draws if fresh(d)]
+        out.renamed_twins += len(draws) - len(found)
+        out.koans.extend(replace(d, meta={**d.meta, "learning": "new_program"}) for d in found)
     for family in sorted(transfer - have_transfer):
         out.koans.extend(
             replace(f, meta={**f.meta, "learning": "transfer"})
@@ -152,4 +177,11 @@ def build_learning_set(
         {f"{kn.family}/{kn.pattern}" for kn in out.koans if kn.meta.get("learning") == "mutant"}
     )
     out.transfer = sorted({kn.family for kn in out.koans if kn.meta.get("learning") == "transfer"})
+    out.new_programs = sorted(
+        {
+            f"{kn.family}/{kn.pattern}"
+            for kn in out.koans
+            if kn.meta.get("learning") == "new_program"
+        }
+    )
     return out
