@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all bench lint format demo validate tiny-model day sandbox-tools screenshots
+.PHONY: help setup test test-all bench lint format demo validate tiny-model day sandbox-tools screenshots programs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,13 @@ validate: setup ## validate every koan and the frozen evalset with rustc
 
 tiny-model: setup ## retrain sleepy-tiny from scratch (sleepy/conf/tiny_v3.yaml) and install it in sleepy/tiny/model
 	$(BIN)/sleepy-tiny --config-name tiny_v3
+
+PROGRAMS ?= outputs/programs
+programs: setup ## programs people wrote, from Debian's rust-doc (installed when root) -> $(PROGRAMS)
+	@test -d /usr/share/doc/rust-doc/html || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && apt-get install -y -qq rust-doc >/dev/null); } || \
+	  { echo "rust-doc not installed: apt-get install rust-doc"; exit 2; }
+	$(BIN)/sleepy koans harvest --out $(PROGRAMS)
 
 day: setup ## one day of the agent on 20 koans with sleepy-tiny
 	$(BIN)/sleepy-day koans.count=20
