@@ -194,3 +194,35 @@ def test_search_lines_can_be_forced_to_the_programs_lines():
     assert set(allowed("<<<<<<< SEARCH\n")) >= {"=", "fn", " "}  # a line start: any line, or =
     assert len(allowed("<<<<<<< SEARCH\nfn main() {\n=======\n    let")) == len(tok)  # REPLACE
     assert len(allowed("no edit yet")) == len(tok)
+
+
+def test_training_can_continue_from_a_trained_model_with_its_tokenizer(tmp_path):
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from sleepy.pretrain.train import train_tiny
+
+    common = ["per_family=4", "mutants.per_family=0", "train.steps=2", "train.batch_size=2",
+              "train.curriculum_steps=0", "tracking=none"]  # fmt: skip
+    first = tmp_path / "first"
+    train_tiny(tiny_recipe("tiny_v3", first, "families=[mutability]", *common))
+    second = tmp_path / "second"
+    train_tiny(
+        tiny_recipe(
+            "tiny_v3",
+            second,
+            "families=[borrow_checker]",
+            f"init={first / 'model'}",
+            "seed=1",
+            *common,
+        )  # fmt: skip
+    )
+    a = PreTrainedTokenizerFast.from_pretrained(first / "model")
+    b = PreTrainedTokenizerFast.from_pretrained(second / "model")
+    assert a.get_vocab() == b.get_vocab()  # the ids keep their meaning
+    wa = AutoModelForCausalLM.from_pretrained(first / "model").model.embed_tokens.weight
+    wb = AutoModelForCausalLM.from_pretrained(second / "model").model.embed_tokens.weight
+    assert wa.shape == wb.shape and (wa - wb).abs().max() < 0.02  # moved a little, not drawn afresh
+    # what the first model saw stays out of later evals of the second
+    seen_a = set((first / "model" / "train_hashes.txt").read_text().split())
+    seen_b = set((second / "model" / "train_hashes.txt").read_text().split())
+    assert seen_a < seen_b

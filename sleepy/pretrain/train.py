@@ -137,10 +137,20 @@ def train_tiny(cfg: DictConfig) -> dict:
     texts = [m["content"] for ex in examples for m in ex.messages] + [
         ex.completion for ex in examples
     ]
-    tokenizer = train_tokenizer(texts, cfg.tokenizer.vocab_size)
+    if cfg.get("init"):
+        # continued training: the earlier model's own tokenizer and weights, so ids keep meaning
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(cfg.init))
+    else:
+        tokenizer = train_tokenizer(texts, cfg.tokenizer.vocab_size)
     rows, too_long = encode(examples, tokenizer, cfg.train.max_len)
     data_s = time.time() - t0
-    model = build_model(tokenizer, **cfg.arch, seed=cfg.seed)
+    if cfg.get("init"):
+        torch.manual_seed(cfg.seed)
+        model = AutoModelForCausalLM.from_pretrained(str(cfg.init), torch_dtype=torch.float32)
+    else:
+        model = build_model(tokenizer, **cfg.arch, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, betas=(0.9, 0.95)
@@ -218,9 +228,14 @@ def train_tiny(cfg: DictConfig) -> dict:
         (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
         # Evalsets and later generated koans must stay disjoint from what the model saw.
         seen = {k.content_hash for k in koans} | {k.content_hash for k in trained}
+        earlier = Path(str(cfg.init)) if cfg.get("init") else None  # what it had seen before
+        if earlier is not None and (earlier / "train_hashes.txt").exists():
+            seen |= set((earlier / "train_hashes.txt").read_text().split())
         (out / "train_hashes.txt").write_text("".join(f"{h}\n" for h in sorted(seen)))
         # and up to names and literals: a renamed copy of a training program is no held-out koan
         forms = {k.normalized_hash for k in koans} | {k.normalized_hash for k in trained}
+        if earlier is not None and (earlier / "train_forms.txt").exists():
+            forms |= set((earlier / "train_forms.txt").read_text().split())
         (out / "train_forms.txt").write_text("".join(f"{h}\n" for h in sorted(forms)))
         if tracked:
             mlflow.log_dict(summary, "training.json")
