@@ -364,6 +364,24 @@ def test_a_base_model_rewritten_at_the_same_path_is_measured_again(tmp_path, eva
     assert evaluate(eval_cfg(tmp_path, evalset, *args, "run_id=new")).cached == []
 
 
+def test_a_prompt_template_edited_in_place_is_measured_again(tmp_path, evalset):
+    """The config names the template by its path; the model is shown the file's text. An edit
+    that keeps the path is another prompt, so the results of the old one are not this one's."""
+    from sleepy.prompts.template import PROMPTS_DIR
+
+    template = tmp_path / "prompt.yaml"
+    shutil.copy(PROMPTS_DIR / "tiny.yaml", template)
+    args = ("candidate=base", "tracking=none", "koans.count=2", f"agent.prompt_template={template}")
+    assert evaluate(eval_cfg(tmp_path, evalset, *args, "run_id=old")).cached == []
+    assert evaluate(eval_cfg(tmp_path, evalset, *args, "run_id=same")).cached == [
+        "candidate",
+        "champion",
+    ]
+
+    template.write_text(template.read_text().replace("{{ koan.description }}", "Fix this."))
+    assert evaluate(eval_cfg(tmp_path, evalset, *args, "run_id=new")).cached == []
+
+
 def _put_one(root: str, key: str, n: int, start) -> None:
     from sleepy.eval.cache import ResultCache
     from sleepy.eval.metrics import KoanOutcome

@@ -2,8 +2,9 @@
 
 The key is everything a result depends on: the koans run (each id with its bytes), the weights by
 content (the adapter folder and the base model's files), the agent's policy and the backend's
-options, and the sandbox (its limits, the isolation it got on this host, the rustc it runs). A
-change to any of them is a different key. Stored per koan, with the koan ids and the eval run that
+options, the prompt template's text, the sandbox (its limits, the isolation it got on this host,
+the rustc it runs) and sleepy's own code (the agent loop and the verdict). A change to any of them
+is a different key. Stored per koan, with the koan ids and the eval run that
 measured them, so the comparison with a candidate needs no rerun and a hit can say where it came
 from; a stored result for other koans than this eval's is a miss, whatever its key.
 """
@@ -19,9 +20,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+import sleepy
 from sleepy.eval.metrics import KoanOutcome
 from sleepy.files import write_atomic
 from sleepy.koans import Koan
+from sleepy.prompts.template import PromptError, PromptTemplate
 from sleepy.sandbox import Sandbox, SandboxConfig
 
 # (path, device, inode, size, mtime_ns, ctime_ns) -> sha256 of the file's bytes, for this process.
@@ -82,6 +85,18 @@ def _rustc_version(rustc: str) -> str:
     return subprocess.run([rustc, "-vV"], capture_output=True, text=True, check=True).stdout
 
 
+@functools.cache
+def _code_digest() -> str:
+    """sleepy's Python source. The agent loop, the edit formats and the verdict decide a result as
+    much as the weights do: a result measured before a fix to any of them is not one of the fixed
+    code (a stricter verdict must re-measure the champion, not hand back its old passes)."""
+    root = Path(sleepy.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + _file_digest(f).encode())
+    return h.hexdigest()
+
+
 def result_key(cfg: DictConfig, koans: list[Koan], adapter_dir: Path | None) -> str | None:
     """The key of one contender's result on these koans under cfg, or None when the weights
     cannot be read from here (a served model): such a result is measured every time, never kept."""
@@ -95,6 +110,10 @@ def result_key(cfg: DictConfig, koans: list[Koan], adapter_dir: Path | None) -> 
     policy["backend"].pop("adapter", None)
     policy["backend"].pop("model", None)
     policy["model"].pop("path", None)
+    try:
+        prompt = PromptTemplate.load(str(cfg.agent.prompt_template)).source
+    except PromptError:
+        return None  # the day says what is wrong with it, in one line
     sandbox_cfg: SandboxConfig = OmegaConf.to_object(cfg.sandbox)
     sandbox = Sandbox.from_config(sandbox_cfg)
     parts = {
@@ -102,6 +121,9 @@ def result_key(cfg: DictConfig, koans: list[Koan], adapter_dir: Path | None) -> 
         "adapter": weights_digest(adapter_dir) if adapter_dir else None,
         "base": weights_digest(base),
         "policy": policy,
+        # the config names the template; what the model is shown is the file's text
+        "prompt": prompt,
+        "code": _code_digest(),
         "sandbox": asdict(sandbox_cfg),
         # `auto` isolation is whatever this host allows: a program with the network may pass
         # where the same program without it fails
