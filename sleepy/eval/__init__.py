@@ -350,7 +350,9 @@ def evaluate(cfg: DictConfig) -> EvalResult:
                 registry_promote(name, candidate.version, decision.summary(), uri, measured)
                 promoted = True
             except RegistryError as e:
-                decision.reasons.insert(0, str(e))
+                # compared with a champion that is no longer the champion: not a promotion, and
+                # the version's and run's tags must not say it passed the gate
+                decision = GateDecision(False, [str(e), *decision.reasons])
                 say(f"eval: {e}")
 
         if run is not None:
