@@ -438,3 +438,27 @@ def test_a_learning_set_is_measured_beside_the_frozen_suite(tmp_path, evalset, a
     assert len(r.rows) == 4  # the frozen suite, unchanged
     assert any(reason.startswith("learning-set pass rate") for reason in r.decision.reasons)
     assert (tmp_path / "eval" / "learning" / "per_koan.json").exists()
+
+
+def test_a_champion_that_moves_during_the_eval_leaves_the_candidate_rejected(
+    tmp_path, evalset, adapter, monkeypatch
+):
+    import sleepy.eval as eval_stage
+    from sleepy.registry import promote
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    other = register(adapter, uri)  # promoted by "another process" while this eval runs
+    version = register(adapter, uri)
+    real = eval_stage.registry_promote
+
+    def another_promotion_lands_first(name, v, reason, uri_, measured):
+        promote(name, other, "a concurrent eval", uri_)
+        return real(name, v, reason, uri_, measured)
+
+    monkeypatch.setattr(eval_stage, "registry_promote", another_promotion_lands_first)
+    cfg = eval_cfg(tmp_path, evalset, f"candidate=models:/sleepy-fixer/{version}",
+                   "gate.min_gain=-1", "gate.max_regressions=4", "run_id=raced")  # fmt: skip
+    r = evaluate(cfg)
+    assert not r.promoted and r.decision.verdict == "reject"
+    assert alias_version("sleepy-fixer", CHAMPION, uri) == other
+    assert get_version("sleepy-fixer", version, uri).tags["gate.decision"] == "reject"
