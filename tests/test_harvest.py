@@ -3,10 +3,8 @@ sides by program, and only what builds and runs alone (real rustc)."""
 
 from __future__ import annotations
 
-import json
-
 from sleepy.koans.cli import main as koans_main
-from sleepy.koans.harvest import Block, as_program, blocks_of, program_side
+from sleepy.koans.harvest import Block, as_program, blocks_of, program_side, read_manifest
 
 MDBOOK = """<h1>Vectors</h1>
 <pre><pre class="playground"><code class="language-rust"><span class="boring">fn main() {
@@ -74,7 +72,11 @@ def test_harvest_writes_what_builds_and_runs_alone(tmp_path, capsys):
         koans_main(["koans", "harvest", "--root", str(root), "--out", str(out), "--workers", "1"])
         == 0
     )
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = read_manifest(out)
+    assert (
+        "| The Rust standard library documentation | 1 | MIT OR Apache-2.0 |"
+        in (out / "README.md").read_text()
+    )
     files = sorted(out.rglob("*.rs"))
     # the vectors program (its wrapped twin is a copy), the std example; not the moved String
     assert manifest["programs"] == len(files) == 2
@@ -85,6 +87,11 @@ def test_harvest_writes_what_builds_and_runs_alone(tmp_path, capsys):
         side = f.relative_to(out).parts[0]
         assert side == program_side(f.read_text().split("\n", 1)[1])
     assert "2 programs" in capsys.readouterr().out
+    # the folder is a tree of programs `koans mutate --from` reads, its README passed by
+    from sleepy.koans.mutate import load_programs
+
+    programs, _ = load_programs([out], evalsets=[])
+    assert len(programs) == 2
 
 
 def test_harvest_without_rust_doc_says_what_to_install(tmp_path, capsys):

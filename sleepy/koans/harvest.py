@@ -135,7 +135,7 @@ def harvest(
     out: Path, root: Path = RUST_DOC, books=tuple(BOOKS), limit: int | None = None, workers=None
 ) -> dict:
     """Write the programs that build and run cleanly as `out/<side>/<book>/<page>-<n>.rs`, and
-    `out/manifest.json` with the counts, sides and licences. Returns the manifest."""
+    `out/README.md` with the counts, sides and licences. Returns those figures."""
     from sleepy.koans.validate import shared_sandbox
     from sleepy.sandbox import run_batch
 
@@ -175,5 +175,41 @@ def harvest(
         "by_side": dict(sides),
         "dropped": dict(counts),
     }
-    write_atomic(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_atomic(out / "README.md", manifest_text(manifest))
     return manifest
+
+
+def manifest_text(manifest: dict) -> str:
+    """What a harvest folder holds, for people: counts by book and side, what was dropped and why,
+    and the licences. Markdown, so `koans mutate --from` (which reads .rs and .json) passes it by;
+    the same figures as JSON at the end."""
+    lines = [
+        "# Programs people wrote, harvested from Debian's rust-doc",
+        "",
+        f"{manifest['programs']} programs from `{manifest['root']}` "
+        "(`sleepy koans harvest`): one folder per side (train, eval), one per book.",
+        "",
+        "| book | programs | licence |",
+        "|---|---|---|",
+        *(
+            f"| {b['title']} | {b['programs']} | {b['licence']} |"
+            for b in manifest["by_book"].values()
+        ),
+        "",
+        "Sides: " + ", ".join(f"{k} {v}" for k, v in sorted(manifest["by_side"].items())) + ".",
+        "",
+        "Dropped:",
+        *(f"- {n} {why}" for why, n in sorted(manifest["dropped"].items(), key=lambda x: -x[1])),
+        "",
+        "```json",
+        json.dumps(manifest, indent=2),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def read_manifest(folder: Path) -> dict:
+    """The figures a harvest wrote into `folder/README.md`."""
+    text = (Path(folder) / "README.md").read_text()
+    return json.loads(text.split("```json\n", 1)[1].split("\n```", 1)[0])
