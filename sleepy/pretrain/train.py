@@ -148,7 +148,7 @@ def train_tiny(cfg: DictConfig) -> dict:
     data_s = time.time() - t0
     if cfg.get("init"):
         torch.manual_seed(cfg.seed)
-        model = AutoModelForCausalLM.from_pretrained(str(cfg.init), torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(cfg.init), dtype=torch.float32)
     else:
         model = build_model(tokenizer, **cfg.arch, seed=cfg.seed)
     n_params = sum(p.numel() for p in model.parameters())
