@@ -51,7 +51,8 @@ tiny-model: setup ## retrain sleepy-tiny from scratch (sleepy/conf/tiny_v3.yaml)
 	$(BIN)/sleepy-tiny --config-name tiny_v3
 
 PROGRAMS ?= outputs/programs
-programs: setup ## programs people wrote, from Debian's rust-doc (installed when root) -> $(PROGRAMS)
+programs: $(PROGRAMS)/README.md ## programs people wrote, from Debian's rust-doc (installed when root) -> $(PROGRAMS)
+$(PROGRAMS)/README.md: | setup
 	@test -d /usr/share/doc/rust-doc/html || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && apt-get install -y -qq rust-doc >/dev/null); } || \
 	  { echo "rust-doc not installed: apt-get install rust-doc"; exit 2; }
@@ -60,7 +61,7 @@ programs: setup ## programs people wrote, from Debian's rust-doc (installed when
 day: setup ## one day of the agent on 20 koans with sleepy-tiny
 	$(BIN)/sleepy-day koans.count=20
 
-demo: setup ## set up, then three full day -> sleep -> consolidate -> eval cycles on sleepy-tiny
+demo: setup programs ## set up, then three full day -> sleep -> consolidate -> eval cycles on sleepy-tiny
 	$(BIN)/sleepy-cycle experiment=demo
 
 STORE ?= sqlite:///outputs/mlflow.db

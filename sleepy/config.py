@@ -173,6 +173,7 @@ SCHEMA: dict[str, Rule] = {
     "koans.count": Rule(int, ge=1, nullable=True),
     "koans.seed": Rule(int, ge=0),
     "koans.generate": Rule(int, ge=0),
+    "koans.mutants": Rule(int, ge=0),
     "agent.max_attempts": Rule(int, ge=1),
     "agent.max_steps": Rule(int, ge=1),
     "agent.token_budget": Rule(int, ge=1),

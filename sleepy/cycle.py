@@ -198,6 +198,9 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
 NEW_PROGRAM_KEYS = ("new_programs_pass_rate", "champion_new_programs_pass_rate")
 
 
+CURRICULUM_KEYS = {"families", "count", "generate", "mutants", "patterns", "source"}
+
+
 def _curriculum(cfg: DictConfig, c: int) -> DictConfig:
     items = cfg.curriculum
     if not items:
@@ -205,11 +208,31 @@ def _curriculum(cfg: DictConfig, c: int) -> DictConfig:
     return items[min(c, len(items)) - 1]
 
 
+def check_curriculum(cfg: DictConfig) -> None:
+    """Each curriculum entry's keys and counts, before any cycle starts."""
+    for i, item in enumerate(cfg.curriculum or [], 1):
+        unknown = sorted(set(item) - CURRICULUM_KEYS)
+        if unknown:
+            raise CycleError(
+                f"curriculum entry {i}: unknown key '{unknown[0]}' "
+                f"(keys: {', '.join(sorted(CURRICULUM_KEYS))})"
+            )
+        if not item.get("families"):
+            raise CycleError(f"curriculum entry {i}: give its families, e.g. families: [lifetimes]")
+        for key in ("count", "generate", "mutants"):
+            value = item.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise CycleError(f"curriculum entry {i}: {key}={value!r} must be an integer >= 0")
+
+
 def run_cycle(cfg: DictConfig) -> list[dict]:
     """Run cfg.cycles cycles (resuming from state.json); returns one summary per cycle."""
     import mlflow
 
     check_config(cfg)
+    check_curriculum(cfg)
     programs = cfg.learning_set.get("programs")
     if programs and not Path(str(programs)).is_dir():
         raise CycleError(
@@ -276,6 +299,8 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     koans__count=plan.get("count"),
                     koans__generate=plan.get("generate", 0),
                     koans__patterns=list(plan.get("patterns", [])),
+                    koans__mutants=plan.get("mutants", 0),
+                    koans__programs=cfg.koans.programs,
                     koans__seed=int(cfg.seed) + c,
                     koans__source=plan.get("source", cfg.paths.koans),
                     # a backend that loads adapters itself starts from the champion

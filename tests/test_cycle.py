@@ -435,3 +435,23 @@ def test_state_json_that_is_not_what_the_cycle_writes_is_refused_as_it_is(
     with pytest.raises(CycleError, match=f"is damaged: {problem}"):
         State.load(path)
     assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    "curriculum, problem",
+    [
+        ("[{families: [lifetimes], mutant: 4}]", "entry 1: unknown key 'mutant'"),
+        (
+            "[{families: [lifetimes]},{families: [trait_bounds], generate: -2}]",
+            "entry 2: generate=-2",
+        ),
+        ("[{count: 4}]", "entry 1: give its families"),
+    ],
+)
+def test_a_broken_curriculum_stops_the_cycle_before_any_work(
+    tmp_path, small_world, curriculum, problem
+):
+    cfg = cycle_cfg(tmp_path, small_world, f"curriculum={curriculum}")
+    with pytest.raises(CycleError, match=problem):
+        run_cycle(cfg)
+    assert not (tmp_path / "cycle1").exists()

@@ -350,3 +350,38 @@ def test_a_full_disk_ends_the_day_with_one_line_and_resuming_loses_nothing(
         assert c.execute("SELECT COUNT(*) FROM episodes WHERE status = 'running'").fetchone() == (
             0,
         )
+
+
+def test_a_day_meets_mutants_of_train_side_programs_only():
+    """koans.mutants: the family's mistakes in programs a person wrote, never an eval-side program
+    (those are the learning set's new programs: a day's failures are trained on)."""
+    from omegaconf import OmegaConf
+
+    from sleepy.day import select_koans
+    from sleepy.koans.harvest import program_side
+    from sleepy.koans.mutate import load_programs
+
+    every, _ = load_programs(["koans"])
+    code = {p.id: p.code for p in every}
+    assert {program_side(c) for c in code.values()} == {"train", "eval"}  # both sides are there
+    kcfg = OmegaConf.create(
+        {"evalset": None, "source": None, "families": ["mutability"], "ids": [], "count": None,
+         "seed": 3, "generate": 0, "patterns": [], "mutants": 3, "programs": "koans"}
+    )  # fmt: skip
+    koans = select_koans(kcfg, "evalsets")
+    assert len(koans) == 3
+    assert {k.source for k in koans} == {"mutated"} and {k.family for k in koans} == {"mutability"}
+    assert all(program_side(code[k.meta["parent"]]) == "train" for k in koans)
+
+
+def test_day_mutants_from_a_missing_folder_say_what_to_make(tmp_path):
+    from omegaconf import OmegaConf
+
+    from sleepy.day import DayError, select_koans
+
+    kcfg = OmegaConf.create(
+        {"evalset": None, "source": None, "families": ["mutability"], "ids": [], "count": None,
+         "seed": 3, "generate": 0, "patterns": [], "mutants": 2, "programs": str(tmp_path / "no")}
+    )  # fmt: skip
+    with pytest.raises(DayError, match="make programs"):
+        select_koans(kcfg, "evalsets")

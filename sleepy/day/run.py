@@ -88,6 +88,8 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
             chosen = [n for n in wanted if n in names] if wanted else None
             if names and (chosen or not wanted):
                 koans += generate(family, int(kcfg.generate), seed=int(kcfg.seed), patterns=chosen)
+    if kcfg.get("mutants"):
+        koans += day_mutants(families or FAMILIES, int(kcfg.mutants), kcfg.programs, int(kcfg.seed))
     present = sorted({k.family for k in koans})
     if families:
         koans = [k for k in koans if k.family in families]
@@ -108,6 +110,28 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
             "set koans.source, koans.evalset or koans.generate"
         )
     return koans
+
+
+def day_mutants(families: list[str], n: int, programs: str | Path, seed: int) -> list[Koan]:
+    """`n` mutants per family of the train-side programs under `programs`: the family's mistakes
+    in code a person wrote. Eval-side programs (`sleepy koans harvest`) are never met by a day,
+    since a sleep trains on the day's failures; they stay for the learning set to measure."""
+    from sleepy.koans.generate import GenerateError
+    from sleepy.koans.mutate import load_programs, mutate
+
+    if not Path(str(programs)).exists():
+        raise DayError(
+            f"koans.programs={programs}: no such folder; make one with `make programs` "
+            "(sleepy koans harvest) or set koans.mutants=0"
+        )
+    try:
+        found, _ = load_programs([str(programs)], side="train")
+        out: list[Koan] = []
+        for family in families:
+            out += mutate(family, n, seed, found, allow_fewer=True)
+    except (KoanError, GenerateError) as e:
+        raise DayError(f"koans.mutants: {str(e).splitlines()[0]}") from None
+    return out
 
 
 # -- the day ------------------------------------------------------------------------------------
