@@ -37,7 +37,7 @@ def sleep_gain(
     from sleepy.koans import load_evalset, save_evalset
     from sleepy.koans.generate import EVAL_SEEDS, generate
     from sleepy.koans.model import known_hashes, without_twins
-    from sleepy.koans.mutate import load_programs, mutate
+    from sleepy.koans.mutate import load_programs, mutate_families
     from sleepy.sleep import run_sleep
 
     out.mkdir(parents=True, exist_ok=True)
@@ -50,9 +50,7 @@ def sleep_gain(
         pool, _ = (
             load_programs([programs], side="train") if programs else load_programs([Path("koans")])
         )
-        seen += [
-            k for f in families for k in mutate(f, mutants, seed + 1, pool, exclude_hashes=exclude)
-        ]
+        seen += mutate_families(families, mutants, seed + 1, pool, exclude)
     exclude |= {k.content_hash for k in seen}
     drawn = [k for f in families for k in generate(f, n, seed=seed + 2, exclude_hashes=exclude)]
     held_out = without_twins(drawn, seen)  # not the day's programs renamed either
@@ -64,14 +62,7 @@ def sleep_gain(
     if programs:
         # new programs: the same mistakes in eval-side programs people wrote, never trained on
         held, _ = load_programs([programs], side="eval")
-        new = [
-            k
-            for f in families
-            for k in mutate(
-                f, n, EVAL_SEEDS.start + seed, held, exclude_hashes=set(exclude),
-                purpose="eval", allow_fewer=True,
-            )
-        ]  # fmt: skip
+        new = mutate_families(families, n, EVAL_SEEDS.start + seed, held, exclude, "eval", True)
     seen_path = save_evalset(seen, out / "day_koans.json")
     suites = {
         "templates": save_evalset(held_out, out / "held_out.json"),

@@ -117,7 +117,7 @@ def day_mutants(families: list[str], n: int, programs: str | Path, seed: int) ->
     in code a person wrote. Eval-side programs (`sleepy koans harvest`) are never met by a day,
     since a sleep trains on the day's failures; they stay for the learning set to measure."""
     from sleepy.koans.generate import GenerateError
-    from sleepy.koans.mutate import load_programs, mutate
+    from sleepy.koans.mutate import load_programs, mutate_families
 
     if not Path(str(programs)).exists():
         raise DayError(
@@ -126,12 +126,9 @@ def day_mutants(families: list[str], n: int, programs: str | Path, seed: int) ->
         )
     try:
         found, _ = load_programs([str(programs)], side="train")
-        out: list[Koan] = []
-        for family in families:
-            out += mutate(family, n, seed, found, allow_fewer=True)
+        return mutate_families(families, n, seed, found, allow_fewer=True)
     except (KoanError, GenerateError) as e:
         raise DayError(f"koans.mutants: {str(e).splitlines()[0]}") from None
-    return out
 
 
 # -- the day ------------------------------------------------------------------------------------

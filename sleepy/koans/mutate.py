@@ -424,3 +424,27 @@ def mutate(
         for koan in accepted:
             save_koan(koan, out)
     return accepted
+
+
+def mutate_families(
+    families: list[str],
+    n: int,
+    seed: int,
+    programs: list[Program],
+    exclude_hashes: set[str] | None = None,
+    purpose: str = "train",
+    allow_fewer: bool = False,
+    workers: int | None = None,
+) -> list[Koan]:
+    """`mutate` for each family in turn, `n` each, none a repeat of another family's mutant or
+    of `exclude_hashes` (None: every koan in koans/ and evalsets/)."""
+    seen = set(known_hashes("koans", "evalsets") if exclude_hashes is None else exclude_hashes)
+    out: list[Koan] = []
+    for family in families:
+        got = mutate(
+            family, n, seed, programs, exclude_hashes=seen, purpose=purpose,
+            allow_fewer=allow_fewer, workers=workers,
+        )  # fmt: skip
+        seen |= {k.content_hash for k in got}
+        out += got
+    return out

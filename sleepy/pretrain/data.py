@@ -62,16 +62,12 @@ def mutants_for_training(
     """Validated mutants of the real programs under `sources` (`sleepy koans mutate`), none an
     evalset program, none in `exclude_hashes`: the same mistakes as the templates teach, in
     programs a person wrote. `side="train"` keeps out the programs held out for evaluation."""
-    from sleepy.koans.mutate import load_programs, mutate
+    from sleepy.koans.mutate import load_programs, mutate_families
 
     programs, _ = load_programs(list(sources), side=side)
-    seen = set(exclude_hashes)
-    out: list[Koan] = []
-    for family in families:
-        got = mutate(family, per_family, seed, programs, exclude_hashes=seen, workers=workers)
-        seen |= {k.content_hash for k in got}
-        out += got
-    return out
+    return mutate_families(
+        families, per_family, seed, programs, set(exclude_hashes), workers=workers
+    )
 
 
 def widen(koans: list[Koan], share: float, seed: int, made_up: float = 0.0) -> list[Koan]:

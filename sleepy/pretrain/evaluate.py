@@ -23,7 +23,7 @@ from sleepy.day import run_day
 from sleepy.koans import FAMILIES, load_evalset, save_evalset
 from sleepy.koans.generate import EVAL_SEEDS, generate
 from sleepy.koans.model import known_hashes
-from sleepy.koans.mutate import load_programs, mutate
+from sleepy.koans.mutate import load_programs, mutate_families
 from sleepy.tiny import MODEL_DIR
 
 
@@ -86,36 +86,17 @@ def evaluate_tiny(
             ]
         if mutants_per_family and want("mutants_known"):
             programs, _ = load_programs([Path("koans")])
-            suites["mutants_known"] = [
-                k
-                for f in known
-                for k in mutate(
-                    f,
-                    mutants_per_family,
-                    EVAL_SEEDS.start + seed,
-                    programs,
-                    exclude_hashes=exclude,
-                    purpose="eval",
-                )
-            ]
+            suites["mutants_known"] = mutate_families(
+                known, mutants_per_family, EVAL_SEEDS.start + seed, programs, exclude, "eval"
+            )
         if mutants_per_family and new_programs is not None and want("mutants_new_programs_known"):
             held, _ = load_programs([new_programs], side="eval")
         else:
             held = []
         if held:  # a folder with no eval-side program measures nothing new
-            suites["mutants_new_programs_known"] = [
-                k
-                for f in known
-                for k in mutate(
-                    f,
-                    mutants_per_family,
-                    EVAL_SEEDS.start + seed,
-                    held,
-                    exclude_hashes=exclude,
-                    purpose="eval",
-                    allow_fewer=True,
-                )
-            ]
+            suites["mutants_new_programs_known"] = mutate_families(
+                known, mutants_per_family, EVAL_SEEDS.start + seed, held, exclude, "eval", True
+            )
         frozen = load_evalset(Path("evalsets/frozen.json"))
         suites["frozen_known"] = [k for k in frozen if k.family in known]
         suites["frozen_known_handwritten"] = [
