@@ -126,13 +126,16 @@ class Rule:
     """What one key accepts: its type, an inclusive range (`gt` for an exclusive lower bound),
     and whether null is allowed."""
 
-    kind: type  # int | float | bool
+    kind: type  # int | float | bool | str (one of `choices`)
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
     nullable: bool = False
+    choices: tuple[str, ...] = ()
 
     def allowed(self) -> str:
+        if self.kind is str:
+            return "one of " + ", ".join(self.choices)
         what = {int: "an integer", float: "a number", bool: "true or false"}[self.kind]
         parts = [f">= {self.ge:g}"] if self.ge is not None else []
         parts += [f"> {self.gt:g}"] if self.gt is not None else []
@@ -146,6 +149,8 @@ class Rule:
     def accepts(self, value: object) -> bool:
         if value is None:
             return self.nullable
+        if self.kind is str:
+            return value in self.choices
         if isinstance(value, bool) != (self.kind is bool):
             return False
         if self.kind is bool:
@@ -208,6 +213,9 @@ SCHEMA: dict[str, Rule] = {
     "consolidation.p": Rule(int, ge=1),
     "consolidation.phi": Rule(int, ge=0),
     "consolidation.route_distance": Rule(float, ge=0, le=2),
+    "consolidation.route_confidence": Rule(float, ge=0, le=1),
+    # sleepy.adapters.router.ROUTERS (this module sits below it)
+    "consolidation.router": Rule(str, choices=("learned", "signature")),
     "tracking.enabled": Rule(bool),
     "verbose": Rule(bool),
     "learning_set.k": Rule(int, ge=1),

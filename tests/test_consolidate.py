@@ -91,7 +91,9 @@ def test_share_full_k_rebuilds_tasks_and_routes(tasks, tmp_path):
 
 
 def test_router_routes_by_signature_then_cluster_else_base(tasks, tmp_path):
-    res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
+    res = Share(threshold=1.0, k_min=8, k_max=8, router="signature")(
+        tasks, str(MODEL_DIR), tmp_path
+    )
     router = Router(res.bundle_dir)
     assert router.tasks == ["task0", "task1"]
     assert router.route(SIGNATURES["trait_bounds"]) == "task1"  # seen in training
@@ -108,7 +110,7 @@ def test_router_routes_by_signature_then_cluster_else_base(tasks, tmp_path):
 def test_router_distance_is_the_bundles_and_a_bare_test_failure_routes_nowhere(tasks, tmp_path):
     import json
 
-    res = Share(threshold=1.0, k_min=8, k_max=8, route_distance=0.01)(
+    res = Share(threshold=1.0, k_min=8, k_max=8, route_distance=0.01, router="signature")(
         tasks, str(MODEL_DIR), tmp_path
     )
     table = json.loads((res.bundle_dir / "router.json").read_text())

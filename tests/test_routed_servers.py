@@ -72,7 +72,7 @@ def world(tmp_path_factory):
         for i, (family, task) in enumerate(TASK_OF.items())
     ]
     # a tight distance: only the signatures the tasks learned route (nothing near them)
-    share = Share(threshold=1.0, k_min=4, k_max=8, route_distance=0.05)
+    share = Share(threshold=1.0, k_min=4, k_max=8, route_distance=0.05, router="signature")
     result = share(tasks, str(MODEL_DIR), tmp / "share")
     served = export_bundle(result.adapter_dir, tmp / "served", ollama_base=OLLAMA_BASE)
     return SimpleNamespace(tmp=tmp, koans=tmp / "koans", bundle=result.bundle_dir, served=served)

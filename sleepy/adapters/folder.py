@@ -28,6 +28,9 @@ class AdapterInfo:
     koan_ids: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
     families: list[str] = field(default_factory=list)
+    # what the Share router learns this task from: {koan_id, family, signature, text} for each
+    # koan it was trained on (sleepy.koans.route); empty for adapters that are no task's
+    route_examples: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     cycle: int | None = None

@@ -32,3 +32,12 @@ class ShareConfig:
     # sent other families' errors to the wrong adapter and broke known koans. Each bundle records
     # its own in router.json.
     route_distance: float = 0.3
+    # learned: a classifier over the signature and rustc's text picks a task or the base model
+    # (sleepy.adapters.router); signature: the signature table above alone (to compare with)
+    router: str = "learned"
+    # the learned router's least probability for a task; below it the base model answers
+    route_confidence: float = 0.5
+    # koans of families no task learned, the base model's examples (share.yaml: the corpus);
+    # koans the evalsets hold are left out, so no frozen koan trains the router
+    route_koans: list[str] = field(default_factory=list)
+    route_evalsets: list[str] = field(default_factory=list)

@@ -16,7 +16,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from sleepy.adapters.router import Router, RouterError
+from sleepy.adapters.router import MODEL_FILE, Router, RouterError
 from sleepy.adapters.served import (
     AVERAGED,
     OLLAMA_SCRIPT,
@@ -142,6 +142,8 @@ def export_bundle(
     for task in router.tasks:
         ranks.append(_copy_peft(router.task_dir(task), out / "tasks" / task, base_model, out))
     shutil.copyfile(bundle / "router.json", out / "router.json")
+    if router.model is not None:  # the learned router's vocabularies and coefficients
+        shutil.copyfile(bundle / MODEL_FILE, out / MODEL_FILE)
     served = ServedAdapters(
         out, base_model, ollama_base, names, averaged, max(ranks), source=source_text
     )

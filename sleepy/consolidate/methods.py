@@ -20,6 +20,7 @@ from sleepy.adapters.lora_io import (
     write_lora,
 )
 from sleepy.consolidate.config import ShareConfig
+from sleepy.consolidate.routing import base_examples, check_router, write_router
 from sleepy.consolidate.share import average_coefficients, merge_layers
 
 
@@ -29,11 +30,12 @@ class TaskAdapter:
     path: Path
     families: list[str] = field(default_factory=list)
     signatures: list[str] = field(default_factory=list)
+    examples: list[dict] = field(default_factory=list)  # the router's (AdapterInfo.route_examples)
 
     @classmethod
     def from_path(cls, name: str, path: str | Path) -> TaskAdapter:
         info = load_adapter_info(path)
-        return cls(name, Path(path), info.families, info.signatures)
+        return cls(name, Path(path), info.families, info.signatures, info.route_examples)
 
 
 @dataclass
@@ -149,6 +151,7 @@ class Share(Consolidator):
         self.config = cfg = replace(config or ShareConfig(), **fields)
         self.kw = {"threshold": cfg.threshold, "k_min": cfg.k_min, "k_max": cfg.k_max}
         self.route_distance = cfg.route_distance  # written into router.json: what routes where
+        check_router(cfg.router, cfg.route_confidence)  # before any work
         self.pool = [Path(p) for p in cfg.pool]
         self.method = cfg.method
         # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from
@@ -157,9 +160,9 @@ class Share(Consolidator):
 
     def consolidate(self, tasks, base_model, out):
         earlier = load_bundle(self.previous) if self.previous is not None else {}
-        router = {"tasks": {}, "fallback": "base", "distance": self.route_distance}
+        router = {"tasks": {}, "withdrawn": []}
         if self.previous is not None and (self.previous / "router.json").exists():
-            router["tasks"] = json.loads((self.previous / "router.json").read_text())["tasks"]
+            router = json.loads((self.previous / "router.json").read_text())
         layers, errors = merge_layers(
             earlier,
             {t.name: read_lora(t.path) for t in tasks},
@@ -193,7 +196,11 @@ class Share(Consolidator):
         path = write_lora(merged, like, out / "adapter", _info(self.method, tasks, base_model))
         bundle = save_bundle(layers, names, path / "bundle")
         for t in tasks:
-            router["tasks"][t.name] = {"signatures": t.signatures, "families": t.families}
+            router["tasks"][t.name] = {
+                "signatures": t.signatures,
+                "families": t.families,
+                "examples": t.examples,
+            }
         for t in names:
             entry = router["tasks"].get(t, {})
             info = _info(
@@ -207,7 +214,17 @@ class Share(Consolidator):
                 bundle / "tasks" / t,
                 info,
             )
-        (bundle / "router.json").write_text(json.dumps(router, indent=2))
+        cfg = self.config
+        learned = {f for entry in router["tasks"].values() for f in entry.get("families", [])}
+        write_router(
+            bundle,
+            router["tasks"],
+            cfg.router,
+            self.route_distance,
+            cfg.route_confidence,
+            base_examples(cfg.route_koans, learned, cfg.route_evalsets),
+            router.get("withdrawn", []),
+        )
         return Consolidated(
             path,
             self.method,

@@ -25,6 +25,7 @@ from sleepy.config import (
 from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
 from sleepy.episodes import EpisodeStore
 from sleepy.koans import Koan, load_koans, save_evalset
+from sleepy.koans.route import route_example
 from sleepy.registry import register_adapter
 from sleepy.sandbox import Sandbox
 from sleepy.sleep.coefficients import train_coefficients
@@ -81,6 +82,15 @@ def koans_for(store: EpisodeStore, koan_paths: list[str]) -> dict[str, Koan]:
             koans.update({k.id: k for k in load_koans(p)})
     koans.update(store.koans())
     return koans
+
+
+def route_examples(curated) -> list[dict]:
+    """What the Share router learns this task from: the koans it learned to fix (failures and
+    their augmented variants); replayed successes, often of other families, are left out."""
+    roles = curated.dataset["role"]
+    return [
+        route_example(k) for k, role in zip(curated.koans, roles, strict=True) if role != "replay"
+    ]
 
 
 def run_sleep(cfg: DictConfig) -> SleepResult:
@@ -141,7 +151,11 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             )
         if tracked:
             _log_curation(curated)
-        extra = {"cycle": cfg.get("cycle", 0), "run_id": run.info.run_id if tracked else None}
+        extra = {
+            "cycle": cfg.get("cycle", 0),
+            "run_id": run.info.run_id if tracked else None,
+            "route_examples": route_examples(curated),
+        }
         method = str(cfg.adapter.get("method", "lora"))
         if method == "coefficients" and cfg.adapter.get("bundle"):
             # the basis's consolidation says how a new task lives in it (uwsh: no phi)
