@@ -1,0 +1,111 @@
+"""Route accuracy of the learned router against signature routing, with no model and no compiler.
+
+Three families are learned (a task each, trained on generated koans of training seeds); held-out
+koans of all eight families (eval seeds) are routed: a koan of a learned family should reach its
+task, every other koan the base model. rustc's feedback for a koan is what it stores
+(`expected_error`, and the lines its fix changes), so nothing is compiled.
+
+    python -m benchmarks.routing [--learned trait_bounds result_handling lifetimes] [--n 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from sleepy.adapters.router import Router
+from sleepy.consolidate.routing import base_examples, write_router
+from sleepy.koans import FAMILIES
+from sleepy.koans.generate import EVAL_SEEDS, generate
+from sleepy.koans.route import route_example
+
+LEARNED = ("trait_bounds", "result_handling", "lifetimes")
+TRAIN_SEED, EVAL_SEED = 7, EVAL_SEEDS.start + 7
+
+
+def bench_routing(
+    learned: tuple[str, ...] = LEARNED,
+    n_train: int = 40,
+    n_eval: int = 20,
+    corpus: str = "koans",
+    evalsets: str = "evalsets",
+    confidence: float = 0.5,
+    distance: float = 0.3,
+) -> dict:
+    """{router: {accuracy, other_family_to_task, other_family_koans, koans}} for both routers."""
+    tasks = {
+        f"t_{fam}": {
+            "families": [fam],
+            "examples": [
+                route_example(k) for k in generate(fam, n_train, TRAIN_SEED, validate=False)
+            ],
+        }
+        for fam in learned
+    }
+    for entry in tasks.values():
+        entry["signatures"] = sorted({e["signature"] for e in entry["examples"]})
+    base = base_examples([corpus], set(learned), [evalsets])
+    held_out = [
+        route_example(k)
+        for fam in FAMILIES
+        for k in generate(fam, n_eval, EVAL_SEED, validate=False, purpose="eval")
+    ]
+    want = {fam: f"t_{fam}" for fam in learned}
+    results = {}
+    for kind in ("learned", "signature"):
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = Path(tmp)
+            for name in tasks:  # the router checks each task has an adapter folder
+                (bundle / "tasks" / name).mkdir(parents=True)
+                (bundle / "tasks" / name / "adapter_config.json").write_text("{}")
+            write_router(bundle, tasks, kind, distance, confidence, base)
+            router = Router(bundle)
+            routed = [router.route(e["signature"], e["text"]) for e in held_out]
+        right = sum(r == want.get(e["family"]) for r, e in zip(routed, held_out, strict=True))
+        others = [r for r, e in zip(routed, held_out, strict=True) if e["family"] not in want]
+        wrong_task = sum(
+            r is not None and r != want[e["family"]]
+            for r, e in zip(routed, held_out, strict=True)
+            if e["family"] in want
+        )
+        results[kind] = {
+            "accuracy": round(right / len(held_out), 3),
+            "other_family_to_task": round(sum(r is not None for r in others) / len(others), 3),
+            "learned_family_to_own_task": round(
+                sum(
+                    r == want.get(e["family"])
+                    for r, e in zip(routed, held_out, strict=True)
+                    if e["family"] in want
+                )
+                / (len(held_out) - len(others)),
+                3,
+            ),  # fmt: skip
+            "learned_family_to_other_task": wrong_task,
+            "koans": len(held_out),
+            "other_family_koans": len(others),
+        }
+    results["setup"] = {
+        "learned": list(learned),
+        "train_koans_per_task": n_train,
+        "base_examples": len(base),
+        "confidence": confidence,
+        "distance": distance,
+    }
+    return results
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--learned", nargs="+", default=list(LEARNED), choices=FAMILIES)
+    p.add_argument("--n", type=int, default=40, help="training koans per learned family")
+    p.add_argument("--eval", type=int, default=20, help="held-out koans per family")
+    p.add_argument("--confidence", type=float, default=0.5)
+    args = p.parse_args()
+    out = bench_routing(tuple(args.learned), args.n, args.eval, confidence=args.confidence)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
