@@ -131,6 +131,18 @@ def _families(metrics: dict) -> dict[str, float]:
     return {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("pass_rate.")}
 
 
+def other_families_routed(task: str, families: list[str], *metrics: dict) -> dict[str, int]:
+    """family -> koans of a family `task` did not learn that its adapter answered in the eval
+    (the candidate's episodes on the frozen suite and the learning set)."""
+    out: dict[str, int] = {}
+    for m in metrics:
+        for key, n in m.items():
+            adapter, _, family = key.removeprefix("koans_routed.").partition(".")
+            if key.startswith("koans_routed.") and adapter == task and family not in families:
+                out[family] = out.get(family, 0) + int(n)
+    return out
+
+
 def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage: str) -> dict:
     """Cycle c's learning set: the lineage's day failures so far as fresh programs, disjoint from
     every koan its sleeps trained on; saved as an evalset file."""
@@ -431,6 +443,10 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     "learning_family": _families(lm),
                     "champion_learning_family": _families(lcm),
                     "champion_adapter": cons["adapter"] if r.promoted else champion,
+                    # koans of other families the new task adapter answered (a routing backend)
+                    "other_families_routed": other_families_routed(
+                        f"c{c}", list(plan.families), r.metrics, *([lm] if r.learning else [])
+                    ),
                 }
                 state.put(c, "eval", ev)
                 # What the next cycle builds on: the promoted lineage (a rejected task is dropped).
@@ -453,6 +469,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 "regressions": len(ev["regressions"]),
                 "gains": len(ev["gains"]),
                 "day_pass_rate": day["pass_rate"] or 0.0,
+                "other_families_routed": sum(ev.get("other_families_routed", {}).values()),
                 **{k: ev[k] for k in NEW_PROGRAM_KEYS if k in ev},
             }
             per_family = {
@@ -484,6 +501,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     "learning_family": ev["learning_family"],
                     "champion_learning_family": ev["champion_learning_family"],
                     "decision": ev["decision"],
+                    "other_families_by_family": ev.get("other_families_routed", {}),
                 }
             )
             if (display := current()) is not None:

@@ -124,6 +124,7 @@ class ChatRequest(BaseModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     error_signature: Text | None = None  # sleepy's extension: routes to a task adapter
+    error_text: Text | None = None  # and rustc's feedback beside it, which the router also reads
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {}
@@ -152,6 +153,7 @@ class Job:
     messages: list[dict[str, Any]]
     opts: dict[str, Any]
     signature: str | None = None
+    text: str | None = None  # rustc's feedback, for the router
     future: Future = field(default_factory=Future)
     abandoned: threading.Event = field(default_factory=threading.Event)
 
@@ -176,10 +178,14 @@ class Batcher:
         self.thread.start()
 
     def submit(
-        self, messages: list[dict[str, Any]], opts: dict[str, Any], signature: str | None = None
+        self,
+        messages: list[dict[str, Any]],
+        opts: dict[str, Any],
+        signature: str | None = None,
+        text: str | None = None,
     ) -> Job:
         """Queue one conversation."""
-        job = Job(messages, opts, signature)
+        job = Job(messages, opts, signature, text)
         self.queue.put(job)
         return job
 
@@ -259,6 +265,7 @@ class Batcher:
         opts = dict(group[0].opts)
         if self.backend.supports_routing:
             opts["signatures"] = [job.signature for job in group]
+            opts["route_texts"] = [job.text for job in group]
         if self.backend.supports_abandon:
             opts["abandoned"] = [job.abandoned for job in group]
         try:
@@ -414,7 +421,8 @@ def build_app(server: OpenAIServer) -> FastAPI:
         try:
             messages = [{"role": m.role, "content": m.text()} for m in req.messages]
             g = await _unless_gone(
-                request, server.batcher.submit(messages, opts, req.error_signature)
+                request,
+                server.batcher.submit(messages, opts, req.error_signature, req.error_text),
             )
             if g is None:  # no one to answer: the connection is closed
                 return Response(status_code=499)
@@ -474,7 +482,11 @@ def _reply(server: OpenAIServer, req: ChatRequest, g: Generation) -> Response:
                     }
                 ],
                 "usage": usage,
-                **({"adapter": g.adapter} if g.routed else {}),
+                **(
+                    {"adapter": g.adapter, "route_confidence": g.route_confidence}
+                    if g.routed
+                    else {}
+                ),
             }
         )
     chunk = {**base, "object": "chat.completion.chunk"}

@@ -194,6 +194,10 @@ def summary_table(summaries: list[dict], title: str) -> FittedTable:
     with_new = any("new_programs_pass_rate" in s for s in summaries)
     if with_new:
         headers.insert(4, "new programs")
+    # a routing backend: koans of families the cycle did not learn that its new adapter answered
+    routed = any(s.get("other_families_by_family") for s in summaries)
+    if routed:
+        headers.insert(-1, "other families → new adapter")
     rows = []
     for s, kept in zip(summaries, kept_families(summaries), strict=True):
         earlier = (
@@ -218,4 +222,7 @@ def summary_table(summaries: list[dict], title: str) -> FittedTable:
         )
         if with_new:
             rows[-1].insert(4, new_programs(s))
+        if routed:
+            by_family = s.get("other_families_by_family") or {}
+            rows[-1].insert(-1, "\n".join(f"{f} {n}" for f, n in sorted(by_family.items())) or "0")
     return fitted_table(title, headers, rows)

@@ -163,6 +163,7 @@ class KoanRun:
     def step(self, generation: Generation) -> None:
         """Parse the reply into one action, execute it, record the step, decide whether to stop."""
         prompt = self.prompt()
+        routed_on = _str(self.final_signature)  # what the router was given for this reply
         self.tokens_in += generation.tokens_in
         self.tokens_out += generation.tokens_out
         tool_calls = generation.tool_calls
@@ -211,8 +212,10 @@ class KoanRun:
             "finish_reason": generation.finish_reason,
             "stop": stop,
         }
-        if generation.routed:  # a routing backend: which task adapter replied
+        if generation.routed:  # a routing backend: which task adapter replied, how sure, and why
             record["adapter"] = generation.adapter
+            record["route_confidence"] = generation.route_confidence
+            record["route_signature"] = routed_on
         self.steps.append(record)
         if self.store is not None:
             self.store.record_step(
@@ -443,10 +446,12 @@ def prompt_fits(llm: LLM, policy: Policy) -> Callable[[list[dict]], bool] | None
 
 def options_for(llm: LLM, runs: list[KoanRun]) -> dict:
     """One generate() call's options; a routing backend also gets each run's current error
-    signature, from which it picks the task adapter that learned that kind of mistake."""
+    signature and the feedback the agent is shown (rustc's message and the lines it quotes),
+    from which it picks the task adapter that learned that kind of mistake."""
     options = runs[0].generation_options()
     if llm.supports_routing:
         options["signatures"] = [_str(r.final_signature) for r in runs]
+        options["route_texts"] = [r.feedback or None for r in runs]
     return options
 
 

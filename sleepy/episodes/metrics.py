@@ -29,4 +29,15 @@ def metrics_of(episodes) -> dict[str, float]:
     routed = [s for e in episodes for s in e.trajectory if "adapter" in s]
     if routed:  # a routing backend: how often a task adapter (not the base model) replied
         out["routed_rate"] = sum(s["adapter"] is not None for s in routed) / len(routed)
+    for (adapter, family), n in koans_routed(episodes).items():
+        out[f"koans_routed.{adapter}.{family}"] = float(n)
     return out
+
+
+def koans_routed(episodes) -> dict[tuple[str, str], int]:
+    """(task adapter, family) -> how many episodes of that family it answered at least once."""
+    counts: dict[tuple[str, str], int] = {}
+    for e in episodes:
+        for adapter in {s["adapter"] for s in e.trajectory if s.get("adapter") is not None}:
+            counts[(adapter, e.family)] = counts.get((adapter, e.family), 0) + 1
+    return counts

@@ -23,6 +23,7 @@ class Generation:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "arguments"}]
     routed: bool = False  # True when a router chose the adapter: `adapter` (None = base model)
     adapter: str | None = None
+    route_confidence: float | None = None  # how sure the router was (None: it does not say)
 
 
 class BackendError(Exception):
@@ -46,7 +47,8 @@ class LLM(Protocol):
     model_id: str = "unknown"
     supports_tools: bool = False  # True: native tool calls come back in Generation.tool_calls
     # True: generate() takes `signatures` (one error signature or None per conversation) and
-    # routes each conversation to the task adapter that learned it (hf with a Share bundle)
+    # `route_texts` (rustc's feedback the agent was shown, or None) and routes each conversation
+    # to the task adapter that learned it (hf with a Share bundle)
     supports_routing: bool = False
     context: int | None = None  # most tokens in + out one conversation may have; None: unknown
     # True: generate() takes `abandoned` (one threading.Event per conversation) and stops a
@@ -102,14 +104,16 @@ class HTTPBackend(LLM):
     concurrency: int = 8
 
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
-        # a routing server gets each conversation's error signature with its request
+        # a routing server gets each conversation's error signature and feedback with its request
         sigs = opts.pop("signatures", None) or [None] * len(messages_batch)
+        texts = opts.pop("route_texts", None) or [None] * len(messages_batch)
 
-        def one(pair: tuple[Messages, str | None]) -> Generation:
-            messages, sig = pair
-            return self.generate_one(messages, **opts, **({"signature": sig} if sig else {}))
+        def one(item: tuple[Messages, str | None, str | None]) -> Generation:
+            messages, sig, text = item
+            routing = {"signature": sig, "route_text": text} if sig else {}
+            return self.generate_one(messages, **opts, **routing)
 
-        pairs = list(zip(messages_batch, sigs, strict=True))
+        pairs = list(zip(messages_batch, sigs, texts, strict=True))
         if len(pairs) <= 1:
             return [one(p) for p in pairs]
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(pairs))) as pool:

@@ -189,18 +189,21 @@ class HFBackend(LLM):
         self,
         messages_batch: list[Messages],
         signatures: list[str | None],
+        texts: list[str | None],
         abandoned: Sequence[threading.Event] | None,
         opts: dict,
     ) -> list[Generation]:
-        """Conversations grouped by the task their error signature routes to, one group at a
-        time with that task's adapter active; results come back in input order."""
-        if len(signatures) != len(messages_batch):
+        """Conversations grouped by the task their error signature and feedback route to, one
+        group at a time with that task's adapter active; results come back in input order."""
+        if not len(signatures) == len(texts) == len(messages_batch):
             raise BackendError(
-                f"{len(signatures)} signatures for {len(messages_batch)} conversations"
+                f"{len(signatures)} signatures and {len(texts)} texts for "
+                f"{len(messages_batch)} conversations"
             )
+        routes = [self.router.decide(s, t) for s, t in zip(signatures, texts, strict=True)]
         groups: dict[str | None, list[int]] = {}
-        for i, sig in enumerate(signatures):
-            groups.setdefault(self.router.route(sig), []).append(i)
+        for i, route in enumerate(routes):
+            groups.setdefault(route.task, []).append(i)
         results: list[Generation | None] = [None] * len(messages_batch)
         with self._route_lock:
             for task, idx in groups.items():
@@ -209,6 +212,7 @@ class HFBackend(LLM):
                     gens = self._generate([messages_batch[i] for i in idx], gone, **opts)
                 for i, g in zip(idx, gens, strict=True):
                     g.routed, g.adapter = True, task
+                    g.route_confidence = routes[i].confidence
                     results[i] = g
         return results  # type: ignore[return-value]
 
@@ -225,14 +229,17 @@ class HFBackend(LLM):
 
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
         signatures = opts.pop("signatures", None)
+        texts = opts.pop("route_texts", None)
         abandoned = opts.pop("abandoned", None)
         if abandoned is not None and len(abandoned) != len(messages_batch):
             raise BackendError(f"{len(abandoned)} events for {len(messages_batch)} conversations")
         if self.router is None:
             return self._generate(messages_batch, abandoned, **opts)
-        # a conversation without a signature (serve, scripts) gets the base model
+        # a conversation without a signature (serve, scripts) gets the base model; one without
+        # feedback text is routed on its signature alone
+        none = [None] * len(messages_batch)
         return self._generate_routed(
-            messages_batch, signatures or [None] * len(messages_batch), abandoned, opts
+            messages_batch, signatures or none, texts or none, abandoned, opts
         )
 
     def _generate(

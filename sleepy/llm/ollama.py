@@ -85,7 +85,12 @@ class OllamaBackend(HTTPBackend):
         import ollama
 
         opts = self.options(opts)
-        task = self.router.route(opts.get("signature")) if self.router is not None else None
+        route = (
+            self.router.decide(opts.get("signature"), opts.get("route_text"))
+            if self.router
+            else None
+        )
+        task = route.task if route is not None else None
         model = self.served.model_for(task, self.model_id) if self.served else self.model_id
         options = {
             "num_predict": opts["max_new_tokens"],
@@ -140,6 +145,7 @@ class OllamaBackend(HTTPBackend):
             tool_calls=calls,
             routed=self.served is not None,
             adapter=task,
+            route_confidence=route.confidence if route is not None else None,
         )
 
 

@@ -108,7 +108,12 @@ class OpenAIBackend(HTTPBackend):
         import openai
 
         opts = self.options(opts)
-        task = self.router.route(opts.get("signature")) if self.router is not None else None
+        route = (
+            self.router.decide(opts.get("signature"), opts.get("route_text"))
+            if self.router
+            else None
+        )
+        task = route.task if route is not None else None
         model = self.served.model_for(task, self.model_id) if self.served else self.model_id
         request: dict[str, Any] = {
             "model": model,
@@ -124,6 +129,8 @@ class OpenAIBackend(HTTPBackend):
             request["tools"] = opts["tools"]
         if opts.get("signature") and self.supports_routing and self.served is None:
             request["extra_body"] = {"error_signature": opts["signature"]}
+            if opts.get("route_text"):
+                request["extra_body"]["error_text"] = opts["route_text"]
 
         try:
             r = self.client.chat.completions.create(**request)
@@ -152,7 +159,7 @@ class OpenAIBackend(HTTPBackend):
         usage = r.usage
         extra = r.model_extra or {}
         if self.served is not None:  # routed here: the task adapter named in the request
-            extra = {"adapter": task}
+            extra = {"adapter": task, "route_confidence": route.confidence}
         return Generation(
             text=choice.message.content or "",
             tokens_in=usage.prompt_tokens if usage else 0,
@@ -161,4 +168,5 @@ class OpenAIBackend(HTTPBackend):
             tool_calls=calls,
             routed="adapter" in extra,  # sleepy serve says which task adapter replied
             adapter=extra.get("adapter"),
+            route_confidence=extra.get("route_confidence"),
         )
