@@ -175,6 +175,7 @@ SCHEMA: dict[str, Rule] = {
     "resume": Rule(bool),
     "register": Rule(bool),
     "promote": Rule(bool),
+    "withdraw_routes": Rule(bool),
     "koans.count": Rule(int, ge=1, nullable=True),
     "koans.seed": Rule(int, ge=0),
     "koans.generate": Rule(int, ge=0),

@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sleepy.adapters.router import Router
 from sleepy.config import (
     CONF_PATH,
     check_config,
@@ -414,6 +415,15 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     koans__learning_set=learn["path"] if learn["koans"] else None,
                 )
                 r = evaluate(ecfg)
+                if r.withdrawn:  # the bundle the gate judged: the routes withdrawn
+                    cons = {
+                        **cons,
+                        "adapter": str(r.candidate.adapter_dir),
+                        "version": r.candidate.version,
+                        "bundle": str(Router.find(r.candidate.adapter_dir)),
+                        "withdrawn": r.withdrawn,
+                    }
+                    state.put(c, "consolidate", cons)
                 # no failures, no learning set: learning is measured on the frozen suite
                 on = r.learning or r
                 lm, lcm = on.metrics, on.champion_metrics

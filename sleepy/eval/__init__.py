@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.adapters import AdapterError, load_adapter_info
+from sleepy.adapters.router import Router, RouterError, withdraw
 from sleepy.config import check_config
 from sleepy.console import current, say
 from sleepy.day import DayError, run_day, select_koans
@@ -33,6 +36,7 @@ from sleepy.eval.metrics import (
     with_repeats,
     write_table,
 )
+from sleepy.eval.withdraw import routes_to_withdraw
 from sleepy.koans import KoanError, load_evalset
 from sleepy.koans.model import evalset_path
 from sleepy.registry import (
@@ -43,6 +47,7 @@ from sleepy.registry import (
     download_adapter,
     get_version,
     model_uri,
+    register_adapter,
     tag_version,
 )
 from sleepy.registry import promote as registry_promote
@@ -78,6 +83,9 @@ class EvalResult:
     gains: list[str] = field(default_factory=list)
     learning: SetResult | None = None  # the learning set, when one was given
     cached: list[str] = field(default_factory=list)  # frozen-suite sides taken from the cache
+    # routes taken back from the candidate's new tasks before the gate decided (then
+    # `candidate` is the bundle with them withdrawn, measured again on the frozen suite)
+    withdrawn: list[dict] = field(default_factory=list)
 
 
 # -- who is evaluated ------------------------------------------------------------------------------
@@ -187,6 +195,8 @@ class SetResult:
     rows: list[dict]
     # side ("candidate" | "champion") -> the eval that measured it, for sides from the cache
     cached_from: dict[str, CachedResult] = field(default_factory=dict)
+    outcomes: dict[str, dict] = field(default_factory=dict)  # side -> koan id -> outcome
+    episodes: dict[str, list] = field(default_factory=dict)  # side -> episodes (none if cached)
 
     @property
     def cached(self) -> list[str]:
@@ -195,8 +205,9 @@ class SetResult:
 
 def _measure(
     cfg, who: Contender, side: str, evalset: Path, cache, earlier, mlflow_run_id
-) -> tuple[dict, dict, CachedResult | None]:
-    """(outcomes, metrics) of one contender on one set, from the cache when the key is there."""
+) -> tuple[dict, dict, CachedResult | None, list]:
+    """(outcomes, metrics, cache hit, episodes) of one contender on one set, from the cache when
+    the key is there (then there are no episodes)."""
 
     day_cfg = _day_cfg(cfg, who, side, str(evalset))
     try:
@@ -205,6 +216,7 @@ def _measure(
         raise EvalError(str(e)) from None
     key = result_key(day_cfg, koans, who.adapter_dir)
     hit = cache.get(key, [k.id for k in koans]) if key else None
+    episodes = []
     if hit is None:
         episodes, wall = _run_agent(day_cfg)
         res, day_metrics = outcomes(episodes), metrics_of(episodes)
@@ -218,23 +230,71 @@ def _measure(
             f"{day_cfg.label}: {len(res)} koans from the eval cache, measured by eval run "
             f"{hit.run_id}{tracked}"
         )
-    return res, with_repeats(day_metrics, res, earlier), hit
+    return res, with_repeats(day_metrics, res, earlier), hit, episodes
 
 
 def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier, run_id) -> SetResult:
     # the day's run ids: <run_id>-candidate on the frozen suite, <run_id>-candidate-learning, ...
     side = lambda who: who if name == "frozen" else f"{who}-{name}"  # noqa: E731
-    cand_res, metrics, cand_hit = _measure(
+    cand_res, metrics, cand_hit, cand_eps = _measure(
         cfg, candidate, side("candidate"), evalset, cache, earlier, run_id
     )
     if _same(candidate, champion):
-        champ_res, champ_metrics, champ_hit = cand_res, dict(metrics), cand_hit
+        champ_res, champ_metrics, champ_hit, champ_eps = cand_res, dict(metrics), cand_hit, cand_eps
     else:
-        champ_res, champ_metrics, champ_hit = _measure(
+        champ_res, champ_metrics, champ_hit, champ_eps = _measure(
             cfg, champion, side("champion"), evalset, cache, earlier, run_id
         )
     hits = {s: hit for s, hit in (("candidate", cand_hit), ("champion", champ_hit)) if hit}
-    return SetResult(name, metrics, champ_metrics, compare(cand_res, champ_res, earlier), hits)
+    return SetResult(
+        name,
+        metrics,
+        champ_metrics,
+        compare(cand_res, champ_res, earlier),
+        hits,
+        {"candidate": cand_res, "champion": champ_res},
+        {"candidate": cand_eps, "champion": champ_eps},
+    )
+
+
+def withdraw_routes(
+    cfg, frozen: SetResult, lost: list[str], candidate: Contender, champion: Contender, out: Path
+) -> tuple[Contender, list[dict]]:
+    """The candidate with the routes withdrawn that broke frozen koans of other families (a copy
+    of its adapter folder, registered as a version of its own when the candidate is one), and
+    the withdrawn routes; the candidate itself and [] when there is nothing to withdraw."""
+    bundle = Router.find(candidate.adapter_dir) if candidate.adapter_dir else None
+    if not lost or bundle is None:
+        return candidate, []
+    try:
+        router = Router(bundle)
+        earlier = Router.find(champion.adapter_dir) if champion.adapter_dir else None
+        known = set(Router(earlier).tasks) if earlier else set()
+    except RouterError as e:
+        raise EvalError(str(e)) from None
+    entries = routes_to_withdraw(
+        router,
+        set(router.tasks) - known,
+        lost,
+        frozen.episodes.get("candidate", []),
+        frozen.episodes.get("champion", []),
+    )
+    if not entries:
+        return candidate, []
+    folder = out / "withdrawn" / candidate.label
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(candidate.adapter_dir, folder)
+    withdraw(Router.find(folder), entries)
+    version = None
+    if candidate.version is not None:
+        version = register_adapter(
+            folder,
+            cfg.model.path,
+            str(cfg.registry.name),
+            tags={"withdrawn_from": candidate.version, "routes_withdrawn": str(len(entries))},
+        )
+    label = f"v{version}" if version else f"{candidate.label}-withdrawn"
+    return Contender(str(version or folder), label, version, folder), entries
 
 
 def split_new_programs(learning: SetResult, koans: list) -> None:
@@ -320,8 +380,30 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         frozen = _measure_set(
             cfg, "frozen", frozen_path, candidate, champion, cache, earlier, run_id
         )
+        lost = regressions(frozen.rows)
+        withdrawn: list[dict] = []
+        if cfg.get("withdraw_routes", False) and not _same(candidate, champion):
+            # once: the candidate with its harmful routes withdrawn is measured again, and the
+            # gate judges that measurement; a regression that stays still rejects it
+            candidate, withdrawn = withdraw_routes(cfg, frozen, lost, candidate, champion, out)
+        if withdrawn:
+            res, again, hit, eps = _measure(
+                cfg, candidate, "candidate-withdrawn", frozen_path, cache, earlier, run_id
+            )
+            champ_res = frozen.outcomes["champion"]
+            frozen = SetResult(
+                "frozen",
+                again,
+                frozen.champion_metrics,
+                compare(res, champ_res, earlier),
+                {**frozen.cached_from, **({"candidate": hit} if hit else {})},
+                {"candidate": res, "champion": champ_res},
+                {"candidate": eps, "champion": frozen.episodes["champion"]},
+            )
+            lost = regressions(frozen.rows)
+            say(f"eval: withdrew {len(withdrawn)} route(s), frozen suite measured again")
         metrics, champ_metrics = frozen.metrics, frozen.champion_metrics
-        lost, won = regressions(frozen.rows), gains(frozen.rows)
+        won = gains(frozen.rows)
         csv_path, json_path = write_table(frozen.rows, out)
         if learning is not None:
             write_table(learning.rows, out / "learning")
@@ -337,6 +419,12 @@ def evaluate(cfg: DictConfig) -> EvalResult:
             decision = gate.refuse(f"candidate v{candidate.version} is already the champion")
         else:
             decision = gate.decide(metrics, champ_metrics, lost, both)
+        if withdrawn:
+            routes = ", ".join(f"{w['task']}: {w['signature']}" for w in withdrawn)
+            decision.reasons.append(
+                f"withdrew {len(withdrawn)} route(s) that broke frozen koans ({routes}) and "
+                "measured the frozen suite again; the learning set was measured before"
+            )
         promoted = False
         if decision.promote and cfg.promote:
             # Measured against the champion alias: if another promotion moved it meanwhile, this
@@ -388,8 +476,15 @@ def evaluate(cfg: DictConfig) -> EvalResult:
                 describe_version(
                     name, candidate.version, f"gate: {decision.verdict}\n{reasons}", uri
                 )
+            if withdrawn:
+                import mlflow
+
+                mlflow.log_dict({"withdrawn": withdrawn}, "eval/withdrawn_routes.json")
+                mlflow.log_metric("routes_withdrawn", len(withdrawn))
             if not cfg.nested and (display := current()) is not None:
                 display.log_to_mlflow()
+    if withdrawn:
+        (out / "withdrawn_routes.json").write_text(json.dumps(withdrawn, indent=2))
     return EvalResult(
         candidate,
         champion,
@@ -404,6 +499,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         won,
         learning,
         frozen.cached,
+        withdrawn,
     )
 
 
