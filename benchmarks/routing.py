@@ -34,7 +34,8 @@ def bench_routing(
     confidence: float = 0.5,
     distance: float = 0.3,
 ) -> dict:
-    """{router: {accuracy, other_family_to_task, other_family_koans, koans}} for both routers."""
+    """{router: {accuracy, other_family_to_task, ...}} for the learned router (with rustc's text
+    and without it) and the signature router."""
     tasks = {
         f"t_{fam}": {
             "families": [fam],
@@ -54,15 +55,23 @@ def bench_routing(
     ]
     want = {fam: f"t_{fam}" for fam in learned}
     results = {}
-    for kind in ("learned", "signature"):
+    # learned_signature_only: the learned router given no text, as a serve client without
+    # error_text gets it
+    for name, kind, with_text in (
+        ("learned", "learned", True),
+        ("learned_signature_only", "learned", False),
+        ("signature", "signature", False),
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp)
-            for name in tasks:  # the router checks each task has an adapter folder
-                (bundle / "tasks" / name).mkdir(parents=True)
-                (bundle / "tasks" / name / "adapter_config.json").write_text("{}")
+            for task in tasks:  # the router checks each task has an adapter folder
+                (bundle / "tasks" / task).mkdir(parents=True)
+                (bundle / "tasks" / task / "adapter_config.json").write_text("{}")
             write_router(bundle, tasks, kind, distance, confidence, base)
             router = Router(bundle)
-            routed = [router.route(e["signature"], e["text"]) for e in held_out]
+            routed = [
+                router.route(e["signature"], e["text"] if with_text else None) for e in held_out
+            ]
         right = sum(r == want.get(e["family"]) for r, e in zip(routed, held_out, strict=True))
         others = [r for r, e in zip(routed, held_out, strict=True) if e["family"] not in want]
         wrong_task = sum(
@@ -70,7 +79,7 @@ def bench_routing(
             for r, e in zip(routed, held_out, strict=True)
             if e["family"] in want
         )
-        results[kind] = {
+        results[name] = {
             "accuracy": round(right / len(held_out), 3),
             "other_family_to_task": round(sum(r is not None for r in others) / len(others), 3),
             "learned_family_to_own_task": round(

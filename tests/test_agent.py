@@ -310,6 +310,37 @@ def test_a_routing_backend_gets_each_runs_current_error_signature(sandbox, store
     assert "signatures" not in plain.opts[0] and "adapter" not in alone.steps[-1]
 
 
+class ConfidentRoutingModel(ScriptedModel):
+    """A scripted model that routes and says how sure its router was."""
+
+    supports_routing = True
+
+    def generate(self, messages_batch, **opts):
+        out = super().generate(messages_batch, **opts)
+        for g in out:
+            g.routed, g.adapter, g.route_confidence = True, "c2", 0.87
+        return out
+
+
+def test_each_routed_step_records_the_route_its_confidence_and_what_it_was_routed_on(
+    sandbox, store
+):
+    model = ConfidentRoutingModel([sr(BUGGY, WRONG), sr(WRONG, CORRECT)])
+    fmt = get_edit_format("search_replace")
+    run = solve(KOAN, model, sandbox, PromptTemplate.load("tiny"), fmt, store=store, run_id="rc")
+    assert run.passed
+    # the router is given the feedback the agent is shown, beside the signature
+    first, second = model.opts
+    assert first["route_texts"][0].startswith("error[E0382]")
+    assert second["route_texts"][0].startswith("error[E0308]")
+    [ep] = store.episodes(run_id="rc")
+    start, *steps = ep.trajectory
+    assert [(s["adapter"], s["route_confidence"]) for s in steps] == [("c2", 0.87)] * 2
+    # each step names the signature its route was chosen on: the error at hand before the reply
+    assert steps[0]["route_signature"] == start["signature"]
+    assert steps[1]["route_signature"] == steps[0]["signature"]
+
+
 def test_a_reply_that_breaks_the_format_is_a_step_with_the_error_as_observation(sandbox, store):
     model = ScriptedModel(["the fix is to clone it", sr(BUGGY, CORRECT)])
     run = solve(

@@ -127,7 +127,7 @@ class RouterModel:
         ).tocsr()
         # None cannot be a class label next to strings: index the classes instead
         classes = sorted(set(labels), key=lambda c: (c is not None, c or ""))
-        y = [classes.index(label) for label in labels]
+        y = [classes.index(label) for _, _, label in examples]
         clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=5000, random_state=seed)
         clf.fit(phi, y)
         coef, intercept = np.asarray(clf.coef_), np.asarray(clf.intercept_)

@@ -1,0 +1,174 @@
+"""The learned router on real koans, real rustc feedback and a real Share bundle: what reaches a new
+task adapter when families share rustc's error codes, its files, and route withdrawal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from support import make_adapter
+
+from sleepy.adapters.router import MODEL_FILE, Router, RouterError, RouterModel, withdraw
+from sleepy.consolidate.methods import Share, TaskAdapter
+from sleepy.episodes.store import Episode
+from sleepy.eval.withdraw import routes_to_withdraw
+from sleepy.koans.generate import generate
+from sleepy.koans.route import route_example
+from sleepy.sandbox import Sandbox
+from sleepy.tiny import MODEL_DIR
+
+
+def _corpus() -> tuple[str, str]:
+    """The corpus and the evalsets as a composed config names them (consolidation=share's
+    route_koans and route_evalsets)."""
+    from sleepy.config import compose_config
+
+    cfg = compose_config("consolidate", ["tasks=[x]", "paths.output_dir=/tmp/unused"])
+    return str(cfg.consolidation.route_koans[0]), str(cfg.consolidation.route_evalsets[0])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A trait_bounds task (trained on generated koans of its patterns: E0277, E0369 and the
+    missing derive's E0599) consolidated by Share twice, learned router and signature router, with
+    the corpus's other families as the base model's examples; and rustc's real verdict on held-out
+    koans: a result_handling method called on a Result (E0599 too) and a missing derive."""
+    tmp = tmp_path_factory.mktemp("learned")
+    koans_dir, evalsets_dir = _corpus()
+    trained = generate("trait_bounds", 24, seed=11, validate=False)
+    sandbox = Sandbox()
+    signatures = sorted({str(sandbox.verdict(k, k.buggy_code).signature) for k in trained})
+    task = TaskAdapter(
+        "c1",
+        make_adapter(tmp / "c1", seed=1, family="trait_bounds", rank=2),
+        ["trait_bounds"],
+        signatures,
+        [route_example(k) for k in trained],
+    )
+    bundles = {}
+    for kind in ("learned", "signature"):
+        share = Share(
+            threshold=1.0,
+            k_min=2,
+            k_max=4,
+            router=kind,
+            # curation's distance: what routing by signature used before it was tightened
+            route_distance=0.6,
+            route_koans=[koans_dir],
+            route_evalsets=[evalsets_dir],
+        )
+        bundles[kind] = share([task], str(MODEL_DIR), tmp / kind).bundle_dir
+
+    def held_out(family: str, pattern: str):
+        [koan] = generate(family, 1, seed=1_000_000_011, patterns=[pattern], purpose="eval")
+        v = sandbox.verdict(koan, koan.buggy_code)
+        return str(v.signature), v.feedback()
+
+    return {
+        "bundles": bundles,
+        "signatures": signatures,
+        "result_on_result": held_out("result_handling", "method_on_result"),
+        "missing_derive": held_out("trait_bounds", "missing_derive_clone"),
+    }
+
+
+def test_a_koan_of_another_family_with_the_same_error_code_reaches_the_base_not_the_new_task(
+    world,
+):
+    signature, feedback = world["result_on_result"]
+    assert signature.startswith("E0599")  # the code the task's missing-derive koans have too
+    assert any(s.startswith("E0599") for s in world["signatures"])
+    learned = Router(world["bundles"]["learned"])
+    route = learned.decide(signature, feedback)
+    assert route.task is None, route
+    # the task's own mistake, with rustc's text, still reaches it
+    own_signature, own_feedback = world["missing_derive"]
+    assert learned.route(own_signature, own_feedback) == "c1"
+    # routing by signature alone sends the other family's koan to the new task: the bug
+    assert Router(world["bundles"]["signature"]).route(signature, feedback) == "c1"
+
+
+def test_a_learned_router_round_trips_through_its_files_and_refuses_a_corrupt_one(world, tmp_path):
+    import numpy as np
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from sleepy.sandbox.signatures import SIGNATURE_TOKENS
+
+    examples = [
+        ("E0599 no method named <id> found for struct", "no method named `clone` x.clone()", "a"),
+        ("E0277 the trait bound <type>: <id> is not satisfied", "Display bound T", "a"),
+        ("E0599 found for enum <type>", "found for enum `Result` r.len()", None),
+        ("E0382 borrow of moved value: <id>", "value moved v", None),
+        ("E0106 missing lifetime specifier", "expected named lifetime parameter", "b"),
+    ]
+    model = RouterModel.fit(examples)
+    model.save(tmp_path / MODEL_FILE)
+    again = RouterModel.load(tmp_path / MODEL_FILE)
+    assert again == model and again.classes == [None, "a", "b"]
+    # the JSON rebuilt by hand gives scikit-learn's own probabilities
+    make = lambda: TfidfVectorizer(  # noqa: E731
+        token_pattern=SIGNATURE_TOKENS, lowercase=False, sublinear_tf=True
+    )
+    sig, txt = make(), make()
+    phi = hstack(
+        [sig.fit_transform([e[0] for e in examples]), txt.fit_transform([e[1] for e in examples])]
+    )
+    y = [again.classes.index(e[2]) for e in examples]
+    clf = LogisticRegression(C=10.0, class_weight="balanced", max_iter=5000, random_state=0)
+    clf.fit(phi, y)
+    query = ("E0599 found for enum <type>", "no method named `len` found for enum `Result`")
+    ours = again.probabilities(*query)
+    theirs = clf.predict_proba(hstack([sig.transform([query[0]]), txt.transform([query[1]])]))[0]
+    assert np.allclose(ours, theirs, atol=1e-6)
+
+    bundle = world["bundles"]["learned"]
+    saved = (bundle / MODEL_FILE).read_text()
+    try:
+        data = json.loads(saved)
+        data["coef"][0] = data["coef"][0][:-1]  # one coefficient short
+        (bundle / MODEL_FILE).write_text(json.dumps(data))
+        with pytest.raises(RouterError, match="not a router model") as e:
+            Router(bundle)
+        assert "\n" not in str(e.value) and MODEL_FILE in str(e.value)
+        (bundle / MODEL_FILE).write_text(saved[: len(saved) // 2])  # cut short
+        with pytest.raises(RouterError, match="not a router model") as e:
+            Router(bundle)
+        assert "\n" not in str(e.value)
+    finally:
+        (bundle / MODEL_FILE).write_text(saved)
+    assert Router(bundle).tasks == ["c1"]
+
+
+def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(world, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(world["bundles"]["signature"], bundle)
+    signature, feedback = world["result_on_result"]
+    router = Router(bundle)
+    assert router.route(signature, feedback) == "c1"  # the new task took another family's koan
+    step = lambda adapter: {  # noqa: E731
+        "step": 1,
+        "adapter": adapter,
+        "route_confidence": None,
+        "route_signature": signature,
+    }
+    lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step("c1")])
+    kept = Episode("eval-candidate", "tb-1", family="trait_bounds", trajectory=[{}, step("c1")])
+    before = Episode("eval-champion", "rh-1", family="result_handling", trajectory=[{}, step(None)])
+    entries = routes_to_withdraw(router, {"c1"}, ["rh-1"], [lost, kept], [before])
+    assert [(e["task"], e["signature"], e["to"], e["koan_ids"]) for e in entries] == [
+        ("c1", signature, None, ["rh-1"])
+    ]
+    withdraw(bundle, entries)
+    table = json.loads((bundle / "router.json").read_text())
+    [entry] = table["withdrawn"]
+    assert entry["task"] == "c1" and entry["signature"] == signature
+    assert "regressed" in entry["reason"] and entry["koan_ids"] == ["rh-1"]
+    assert Router(bundle).route(signature, feedback) is None  # the base model answers it now
+    # a route the task trained on is never withdrawn: that regression is the task's own
+    own = world["signatures"][0]
+    trained = Episode("e", "tb-2", trajectory=[{}, {**step("c1"), "route_signature": own}])
+    assert routes_to_withdraw(router, {"c1"}, ["tb-2"], [trained], []) == []
