@@ -26,6 +26,16 @@ from sleepy.config import ConfigError, check_config, compose_config
         ("cycle", "gate.max_regressions=-1", "gate.max_regressions=-1: must be an integer >= 0"),
         ("cycle", "cycles=0", "cycles=0: must be an integer >= 1"),
         ("consolidate", "consolidation.k_min=0", "consolidation.k_min=0: must be an integer >= 1"),
+        (
+            "consolidate",
+            "consolidation.route_confidence=1.5",
+            "consolidation.route_confidence=1.5: must be a number >= 0 and <= 1",
+        ),
+        (
+            "cycle",
+            "consolidation.router=nearest",
+            "consolidation.router='nearest': must be one of learned, signature",
+        ),
     ],
 )
 def test_bad_values_are_one_line_naming_key_and_range(config, override, message):

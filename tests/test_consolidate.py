@@ -231,13 +231,16 @@ def test_hf_backend_routes_each_conversation_to_its_task_adapter(tasks, tmp_path
     from sleepy.llm import BackendError
     from sleepy.llm.hf import HFBackend
 
-    res = Share(threshold=1.0, k_min=8, k_max=8)(tasks, str(MODEL_DIR), tmp_path)
+    res = Share(threshold=1.0, k_min=8, k_max=8, router="signature")(
+        tasks, str(MODEL_DIR), tmp_path
+    )
     routed = HFBackend(MODEL_DIR, adapter=res.adapter_dir, max_new_tokens=12)
     assert routed.supports_routing and routed.router.tasks == ["task0", "task1"]
     prompt = [{"role": "user", "content": "fn main() { let x = 1; x = 2; }"}]
     sigs = [SIGNATURES["trait_bounds"], "E0384 cannot assign twice to immutable variable <id>"]
-    gens = routed.generate([prompt, prompt], signatures=sigs)
+    gens = routed.generate([prompt, prompt], signatures=sigs, route_texts=["E0277", None])
     assert [(g.routed, g.adapter) for g in gens] == [(True, "task1"), (True, None)]
+    assert gens[0].route_confidence == 1.0  # a signature the task trained on
     # the same text as that task's adapter alone, and as the base model alone
     alone = HFBackend(MODEL_DIR, adapter=res.bundle_dir / "tasks" / "task1", max_new_tokens=12)
     base = HFBackend(MODEL_DIR, max_new_tokens=12)

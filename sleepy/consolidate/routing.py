@@ -90,6 +90,13 @@ def write_router(
         examples = [(e["signature"], e["text"], None) for e in base]
         for name, entry in tasks.items():
             examples += [(e["signature"], e["text"], name) for e in task_examples(entry)]
-        RouterModel.fit(examples).save(bundle / MODEL_FILE)
+        if len({label for _, _, label in examples}) >= 2:
+            RouterModel.fit(examples).save(bundle / MODEL_FILE)
+        else:  # one task and no koan of another family: nothing to tell apart, say so
+            table["router"] = "signature"
+            table["learned_router_skipped"] = (
+                "one route only (one task, no base examples): give consolidation.route_koans "
+                "a corpus with families no task learned"
+            )
     (bundle / "router.json").write_text(json.dumps(table, indent=2))
     return table
