@@ -172,3 +172,24 @@ def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(wor
     own = world["signatures"][0]
     trained = Episode("e", "tb-2", trajectory=[{}, {**step("c1"), "route_signature": own}])
     assert routes_to_withdraw(router, {"c1"}, ["tb-2"], [trained], []) == []
+
+
+def test_the_router_reads_rustcs_message_and_quoted_lines_not_its_help():
+    """At inference the router sees rustc's whole feedback; it learned from a koan's message and
+    the lines its fix changes, so the arrows, notes and help (which name other types and methods)
+    are left out before it decides."""
+    from sleepy.adapters.router import diagnostic_core
+
+    feedback = (
+        "error[E0599]: no method named `len` found for enum `Result` in the current scope\n"
+        " --> src/main.rs:4:13\n  |\n4 |     let n = r.len();\n"
+        "  |               ^^^ method not found in `Result<String, ParseIntError>`\n  |\n"
+        "note: the method `len` exists on the type `String`\n"
+        "help: consider using `Result::expect` to unwrap the `String` value\n"
+    )
+    assert diagnostic_core(feedback).splitlines() == [
+        "no method named `len` found for enum `Result` in the current scope",
+        "let n = r.len();",
+    ]
+    koan_text = "found for enum `Result\nlet n = r.len();"
+    assert diagnostic_core(koan_text) == koan_text  # no quoted line: kept as it is

@@ -35,6 +35,21 @@ from sleepy.sandbox.signatures import SIGNATURE_TOKENS
 MODEL_FILE = "router_model.json"  # the learned router's vocabularies and coefficients
 ROUTERS = ("learned", "signature")
 _TOKENS = re.compile(SIGNATURE_TOKENS)
+_HEADLINE = re.compile(r"^(?:error|warning)(?:\[\w+\])?: (.*)$")
+_QUOTED = re.compile(r"^\s*\d+\s*\|\s?(.*)$")
+
+
+def diagnostic_core(text: str) -> str:
+    """rustc's feedback cut to what the router learned from: each error's message and the source
+    lines it quotes, without the arrows, notes and help around them (a koan's training text is
+    its message and the lines its fix changes). Text with no quoted line is kept as it is."""
+    kept = []
+    for line in text.splitlines():
+        if m := _HEADLINE.match(line):
+            kept.append(m.group(1))
+        elif (m := _QUOTED.match(line)) and m.group(1).strip():
+            kept.append(m.group(1).strip())
+    return "\n".join(kept) if any(_QUOTED.match(line) for line in text.splitlines()) else text
 
 
 def routable(signature: str) -> bool:
@@ -262,7 +277,11 @@ class Router:
         (serve clients, scripts) the learned router reads the signature alone."""
         if not signature or not routable(signature):
             return Route(None)
-        chosen = self._learned(signature, text or "") if self.model else self._nearest(signature)
+        chosen = (
+            self._learned(signature, diagnostic_core(text or ""))
+            if self.model
+            else self._nearest(signature)
+        )
         if chosen.task is not None and (chosen.task, signature) in self.withdrawn:
             return Route(self.withdrawn[(chosen.task, signature)], chosen.confidence)
         return chosen
