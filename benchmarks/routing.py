@@ -1,9 +1,11 @@
-"""Route accuracy of the learned router against signature routing, with no model and no compiler.
+"""Route accuracy of the learned router against signature routing, with no model.
 
 Three families are learned (a task each, trained on generated koans of training seeds); held-out
 koans of all eight families (eval seeds) are routed: a koan of a learned family should reach its
-task, every other koan the base model. rustc's feedback for a koan is what it stores
-(`expected_error`, and the lines its fix changes), so nothing is compiled.
+task, every other koan the base model. The routers learn from what a koan stores (its expected
+error and the lines its fix changes); the held-out koans are compiled in the sandbox and routed on
+the verdict's signature and the feedback the agent is shown, as at inference (`--no-rustc`: on
+what they store, nothing compiled).
 
     python -m benchmarks.routing [--learned trait_bounds result_handling lifetimes] [--n 40]
 """
@@ -33,6 +35,7 @@ def bench_routing(
     evalsets: str = "evalsets",
     confidence: float = 0.5,
     distance: float = 0.3,
+    rustc: bool = True,
 ) -> dict:
     """{router: {accuracy, other_family_to_task, ...}} for the learned router (with rustc's text
     and without it) and the signature router."""
@@ -48,11 +51,19 @@ def bench_routing(
     for entry in tasks.values():
         entry["signatures"] = sorted({e["signature"] for e in entry["examples"]})
     base = base_examples([corpus], set(learned), [evalsets])
-    held_out = [
-        route_example(k)
+    koans = [
+        k
         for fam in FAMILIES
         for k in generate(fam, n_eval, EVAL_SEED, validate=False, purpose="eval")
     ]
+    held_out = [route_example(k) for k in koans]
+    if rustc:  # what the router is given at inference: the verdict's signature and feedback
+        from sleepy.sandbox import Sandbox, run_batch
+
+        sandbox = Sandbox()
+        verdicts = run_batch(lambda k: sandbox.verdict(k, k.buggy_code), koans, desc="compiling")
+        for e, v in zip(held_out, verdicts, strict=True):
+            e["signature"], e["text"] = str(v.signature or ""), v.feedback()
     want = {fam: f"t_{fam}" for fam in learned}
     results = {}
     # learned_signature_only: the learned router given no text, as a serve client without
@@ -101,6 +112,7 @@ def bench_routing(
         "base_examples": len(base),
         "confidence": confidence,
         "distance": distance,
+        "held_out_routed_on": "the sandbox's verdict" if rustc else "what each koan stores",
     }
     return results
 
@@ -111,8 +123,11 @@ def main() -> None:
     p.add_argument("--n", type=int, default=40, help="training koans per learned family")
     p.add_argument("--eval", type=int, default=20, help="held-out koans per family")
     p.add_argument("--confidence", type=float, default=0.5)
+    p.add_argument("--no-rustc", action="store_true", help="route on what koans store")
     args = p.parse_args()
-    out = bench_routing(tuple(args.learned), args.n, args.eval, confidence=args.confidence)
+    out = bench_routing(
+        tuple(args.learned), args.n, args.eval, confidence=args.confidence, rustc=not args.no_rustc
+    )
     print(json.dumps(out, indent=2))
 
 
