@@ -8,7 +8,7 @@ import json
 import pytest
 from support import make_adapter
 
-from sleepy.adapters.router import MODEL_FILE, Router, RouterError, RouterModel, withdraw
+from sleepy.adapters.router import MODEL_FILE, Router, RouterError, RouterModel, add_withdrawn
 from sleepy.consolidate.methods import Share, TaskAdapter
 from sleepy.episodes.store import Episode
 from sleepy.eval.withdraw import routes_to_withdraw
@@ -162,7 +162,7 @@ def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(wor
     assert [(e["task"], e["signature"], e["to"], e["koan_ids"]) for e in entries] == [
         ("c1", signature, None, ["rh-1"])
     ]
-    withdraw(bundle, entries)
+    add_withdrawn(bundle, entries)
     table = json.loads((bundle / "router.json").read_text())
     [entry] = table["withdrawn"]
     assert entry["task"] == "c1" and entry["signature"] == signature
@@ -193,3 +193,32 @@ def test_the_router_reads_rustcs_message_and_quoted_lines_not_its_help():
     ]
     koan_text = "found for enum `Result\nlet n = r.len();"
     assert diagnostic_core(koan_text) == koan_text  # no quoted line: kept as it is
+
+
+def test_the_eval_withdraws_routes_into_a_copy_of_the_candidate(world, tmp_path):
+    """The eval's own step (the one a cycle runs): the candidate's folder is copied, the copy's
+    router.json lists the withdrawn route, and the candidate's own folder is left as it was."""
+    import shutil
+
+    from sleepy.eval import Contender, SetResult, withdraw_routes
+
+    cand = tmp_path / "candidate"
+    shutil.copytree(world["bundles"]["signature"], cand / "bundle")
+    signature, feedback = world["result_on_result"]
+    step = {"step": 1, "adapter": "c1", "route_confidence": None, "route_signature": signature}
+    lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step])
+    before = Episode(
+        "eval-champion", "rh-1", family="result_handling",
+        trajectory=[{}, {**step, "adapter": None}],
+    )  # fmt: skip
+    frozen = SetResult("frozen", {}, {}, [], episodes={"candidate": [lost], "champion": [before]})
+    candidate = Contender(str(cand), "candidate", None, cand)
+    got, entries = withdraw_routes(
+        None, frozen, ["rh-1"], candidate, Contender("base", "base"), tmp_path / "eval"
+    )
+    assert [e["koan_ids"] for e in entries] == [["rh-1"]]
+    assert (
+        got.adapter_dir != cand
+        and Router(Router.find(got.adapter_dir)).route(signature, feedback) is None
+    )
+    assert Router(cand / "bundle").route(signature, feedback) == "c1"  # the candidate untouched

@@ -16,7 +16,7 @@ the error signatures of the failures it was trained on, and says which router re
 A failing test's bare assertion (`test_failed assertion left == right failed`) says that a
 program is wrong, not which mistake it made, so it routes nowhere: sent to a task adapter, every
 failing test of every family would be. A route the gate saw break koans of other families is
-withdrawn (`withdraw`): router.json keeps it, with why, and its queries go where the champion
+withdrawn (`add_withdrawn`): router.json keeps it, with why, and its queries go where the champion
 sent them.
 """
 
@@ -309,7 +309,7 @@ class Router:
         return Route(self.exact[self._signatures[best]], round(float(sims[best]), 4))
 
 
-def withdraw(bundle_dir: str | Path, withdrawals: list[dict]) -> None:
+def add_withdrawn(bundle_dir: str | Path, withdrawals: list[dict]) -> None:
     """Add withdrawn routes to a bundle's router.json: each {task, signature, to (a task or None:
     the base model), reason, koan_ids}; a Router read afterwards sends that task's queries with
     that signature to `to`."""

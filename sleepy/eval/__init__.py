@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.adapters import AdapterError, load_adapter_info
-from sleepy.adapters.router import Router, RouterError, withdraw
+from sleepy.adapters.router import Router, RouterError, add_withdrawn
 from sleepy.config import check_config
 from sleepy.console import current, say
 from sleepy.day import DayError, run_day, select_koans
@@ -284,7 +284,7 @@ def withdraw_routes(
     folder = out / "withdrawn" / candidate.label
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(candidate.adapter_dir, folder)
-    withdraw(Router.find(folder), entries)
+    add_withdrawn(Router.find(folder), entries)
     version = None
     if candidate.version is not None:
         version = register_adapter(
