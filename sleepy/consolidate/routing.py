@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from sleepy.adapters.router import MODEL_FILE, ROUTERS, RouterModel
-from sleepy.koans import Koan, KoanError, load_evalset, load_koans
+from sleepy.koans import load_koans
+from sleepy.koans.mutate import evalset_koans
 from sleepy.koans.route import route_example
 
 
@@ -31,7 +32,7 @@ def base_examples(
     """Examples for the base model: the corpus's koans of families no task learned, minus any
     koan an evalset holds (by id, program, or the program with names changed)."""
     frozen: set[str] = set()
-    for k in _evalset_koans(evalsets):
+    for k in evalset_koans(evalsets):
         frozen |= {k.id, k.content_hash, k.normalized_hash}
     koans = [k for p in corpus if Path(p).exists() for k in load_koans(p)]
     return [
@@ -39,22 +40,6 @@ def base_examples(
         for k in koans
         if k.family not in learned and not {k.id, k.content_hash, k.normalized_hash} & frozen
     ]
-
-
-def _evalset_koans(paths: list[str | Path]) -> list[Koan]:
-    """Every koan of the evalset files and koan files under `paths`."""
-    files = [
-        f for p in map(Path, paths) for f in (sorted(p.rglob("*.json")) if p.is_dir() else [p])
-    ]
-    koans: list[Koan] = []
-    for f in files:
-        if not f.is_file():
-            continue
-        try:
-            koans += load_evalset(f)
-        except KoanError:
-            koans += load_koans(f)  # a koan file; an unreadable one stops here, in one line
-    return koans
 
 
 def task_examples(entry: dict) -> list[dict]:
