@@ -31,7 +31,7 @@ console = Console()
 
 def _bench_koans(n: int, root: str = "koans") -> tuple[list, str]:
     """n koans from the corpus (spread over families), or generated ones when it is too small."""
-    from sleepy.koans import Koan, load_koans
+    from sleepy.koan import Koan, load_koans
 
     koans = load_koans(root) if Path(root).is_dir() else []
     if len(koans) >= n:

@@ -16,7 +16,7 @@ KOANS_DIR = Path(__file__).resolve().parents[1] / "koans"
 
 def koan_prompts(n: int, koans_dir: Path = KOANS_DIR) -> list[list[dict]]:
     """The opening prompts the day loop sends sleepy-tiny, for the first n koans (cycled)."""
-    from sleepy.koans.model import load_koans
+    from sleepy.koan.model import load_koans
     from sleepy.prompts.template import PromptTemplate
 
     koans = load_koans(koans_dir)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sleepy.adapters.router import Router
 from sleepy.consolidate.routing import base_examples, write_router
-from sleepy.koans import FAMILIES
+from sleepy.koan import FAMILIES
 from sleepy.koans.generate import EVAL_SEEDS, generate
 from sleepy.koans.route import route_example
 

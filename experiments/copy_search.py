@@ -51,7 +51,7 @@ def copy_search(model_dir: Path, max_new_tokens: int = 200) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sleepy.koans import load_evalset
+    from sleepy.koan import load_evalset
     from sleepy.prompts.edits import EditError, get_edit_format
     from sleepy.prompts.template import PromptTemplate
     from sleepy.sandbox import Sandbox

@@ -37,9 +37,9 @@ def forgetting(
 
     from sleepy.consolidate.run import run_consolidate
     from sleepy.day import run_day
-    from sleepy.koans import load_evalset, save_evalset
+    from sleepy.koan import load_evalset, save_evalset
+    from sleepy.koan.model import known_hashes
     from sleepy.koans.generate import generate
-    from sleepy.koans.model import known_hashes
     from sleepy.plots import forgetting_matrix_plot
     from sleepy.sleep import run_sleep
     from sleepy.tracking import mlflow_run

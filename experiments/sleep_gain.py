@@ -34,9 +34,9 @@ def sleep_gain(
     programs: Path | None = None,
 ) -> dict:
     from sleepy.day import run_day
-    from sleepy.koans import load_evalset, save_evalset
+    from sleepy.koan import load_evalset, save_evalset
+    from sleepy.koan.model import known_hashes, without_twins
     from sleepy.koans.generate import EVAL_SEEDS, generate
-    from sleepy.koans.model import known_hashes, without_twins
     from sleepy.koans.mutate import load_programs, mutate_families
     from sleepy.sleep import run_sleep
 

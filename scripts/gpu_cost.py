@@ -133,7 +133,7 @@ def build_base(shape: dict, out: Path) -> tuple[Path, int]:
 def koan_rows(n: int) -> list[dict]:
     """The frozen suite's first n koans as the agent's first prompt (the `default` template,
     whole-file edits, as the Qwen model configs use) and the fix as the completion."""
-    from sleepy.koans import load_evalset
+    from sleepy.koan import load_evalset
     from sleepy.prompts.template import PromptTemplate
 
     koans = load_evalset(ROOT / "evalsets" / "frozen.json")

@@ -33,8 +33,8 @@ from sleepy.episodes import EpisodeStore
 from sleepy.eval import evaluate
 from sleepy.eval.learning import LearningSetError, build_learning_set
 from sleepy.files import write_atomic
-from sleepy.koans import load_evalset, save_evalset
-from sleepy.koans.model import evalset_path
+from sleepy.koan import load_evalset, save_evalset
+from sleepy.koan.model import evalset_path
 from sleepy.plots import family_cycle_matrix, plots_from_mlflow
 from sleepy.sleep import koans_for, run_sleep
 from sleepy.summary import LEGEND, summary_table
@@ -160,7 +160,7 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
     programs = None
     real = [k for k in failed if k.source in ("handwritten", "imported", "mutated")]
     if cfg.learning_set.get("mutants", False) and real:
-        from sleepy.koans import KoanError
+        from sleepy.koan import KoanError
         from sleepy.koans.mutate import load_programs
 
         # the corpus's real programs, every evalset program left out
@@ -173,7 +173,7 @@ def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage:
             ) from None
     new_programs = None
     if cfg.learning_set.get("programs"):
-        from sleepy.koans import KoanError
+        from sleepy.koan import KoanError
         from sleepy.koans.mutate import load_programs
 
         where = cfg.learning_set.programs

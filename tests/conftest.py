@@ -20,7 +20,7 @@ import pytest
 from omegaconf import DictConfig
 from support import stage_config
 
-from sleepy.koans import Koan
+from sleepy.koan import Koan
 from sleepy.koans.generate import generate
 
 

@@ -13,8 +13,8 @@ from sleepy.day import PromptTemplate, get_edit_format
 from sleepy.day.loop import KoanRun, Policy, run_koans, solve
 from sleepy.day.protocol import FormatError, parse_text, parse_tool_calls
 from sleepy.episodes import EpisodeStore
+from sleepy.koan.model import FAMILIES, Koan
 from sleepy.koans.generator import Vocab, patterns
-from sleepy.koans.model import FAMILIES, Koan
 from sleepy.llm import LLM, Generation
 from sleepy.prompts.edits import EDIT_FORMATS, EditError
 from sleepy.sandbox import Sandbox

@@ -9,7 +9,7 @@ import pytest
 from sleepy.config import compose_config
 from sleepy.episodes import EpisodeStore
 from sleepy.eval.learning import build_learning_set
-from sleepy.koans import load_koans
+from sleepy.koan import load_koans
 from sleepy.koans.generate import EVAL_SEEDS
 from sleepy.koans.mutate import load_programs, mutate, operator_for
 from sleepy.koans.variation import EVAL_ITEMS

@@ -42,7 +42,7 @@ NOISE = (
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from sleepy.koans import save_evalset
+    from sleepy.koan import save_evalset
     from sleepy.koans.generate import generate
 
     tmp = tmp_path_factory.mktemp("console")

@@ -21,8 +21,8 @@ from sleepy.episodes import EpisodeStore
 @pytest.fixture(scope="module")
 def small_world(tmp_path_factory, generated):
     """A koan folder and a small frozen evalset, disjoint, both from the generator."""
-    from sleepy.koans import save_evalset
-    from sleepy.koans.model import save_koan
+    from sleepy.koan import save_evalset
+    from sleepy.koan.model import save_koan
 
     tmp = tmp_path_factory.mktemp("world")
     koans = tmp / "koans"
@@ -123,7 +123,7 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
 def _check_learning_sets(state: State, client, experiment_id: str) -> None:
     """Each cycle's eval measured a learning set built from the lineage's day failures, disjoint
     from every koan its sleeps trained on, grown from the previous cycle's; gate on both sets."""
-    from sleepy.koans import load_evalset
+    from sleepy.koan import load_evalset
     from sleepy.koans.generate import EVAL_SEEDS
 
     sets, training = [], []

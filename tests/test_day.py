@@ -23,7 +23,7 @@ from support import stage_config
 from sleepy.config import override_problem
 from sleepy.day.run import DayError, run_day
 from sleepy.episodes import EpisodeStore
-from sleepy.koans.model import save_koan
+from sleepy.koan.model import save_koan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from sleepy.registry import CHAMPION, alias_version, get_version
 
 @pytest.fixture(scope="module")
 def evalset(tmp_path_factory, generated) -> Path:
-    from sleepy.koans.model import save_evalset
+    from sleepy.koan.model import save_evalset
 
     koans = generated("borrow_checker", 2, seed=11) + generated("mutability", 2, seed=11)
     return save_evalset(koans, tmp_path_factory.mktemp("evalsets") / "mini.json", name="mini")
@@ -415,8 +415,8 @@ def test_jobs_storing_one_result_at_once_all_succeed_and_leave_a_whole_file(tmp_
 
 
 def test_a_learning_set_is_measured_beside_the_frozen_suite(tmp_path, evalset, adapter):
+    from sleepy.koan.model import save_evalset
     from sleepy.koans.generate import EVAL_SEEDS, generate
-    from sleepy.koans.model import save_evalset
 
     learning = save_evalset(
         generate("trait_bounds", 2, seed=EVAL_SEEDS.start, purpose="eval"),

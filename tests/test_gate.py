@@ -101,7 +101,7 @@ def test_the_eval_splits_the_learning_set_into_new_instances_and_new_programs():
     from dataclasses import replace
 
     from sleepy.eval import SetResult, split_new_programs
-    from sleepy.koans import Koan
+    from sleepy.koan import Koan
 
     base = Koan(id="x", family="mutability", description="d", buggy_code="b",
                 correct_code="c", expected_error="e")  # fmt: skip

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, generated):
-    from sleepy.koans.model import save_evalset
+    from sleepy.koan.model import save_evalset
 
     tmp = tmp_path_factory.mktemp("gate")
     koans = [k for fam in ("mutability", "borrow_checker") for k in generated(fam, 4, seed=404)]

@@ -3,10 +3,10 @@ about templates that never validate."""
 
 import pytest
 
+from sleepy.koan.model import load_koans
 from sleepy.koans import generator
 from sleepy.koans.generate import GenerateError, generate
 from sleepy.koans.generator import Draft, Vocab
-from sleepy.koans.model import load_koans
 
 FAMILY = "borrow_checker"
 

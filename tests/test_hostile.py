@@ -18,7 +18,7 @@ import pytest
 from sleepy.day import PromptTemplate, get_edit_format
 from sleepy.day.loop import KoanRun, Policy, run_koans
 from sleepy.episodes import EpisodeStore
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 from sleepy.llm import LLM, Generation
 from sleepy.sandbox import Limits, Sandbox
 from sleepy.sandbox import cargo as cargo_mode

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sleepy.cli import main
+from sleepy.koan.model import MAX_ID_LEN, KoanError, load_koans
 from sleepy.koans.importer import import_pairs
-from sleepy.koans.model import MAX_ID_LEN, KoanError, load_koans
 
 MOVED = """// A name is handed to a function that takes it by value.
 fn greet(name: String) -> String {

@@ -6,9 +6,9 @@ import re
 import pytest
 
 from sleepy.cli import main
+from sleepy.koan.model import Koan, load_evalset, save_evalset, save_koan
 from sleepy.koans import generator
 from sleepy.koans.generator import Draft, Vocab
-from sleepy.koans.model import Koan, load_evalset, save_evalset, save_koan
 
 MOVED_BUGGY = """fn shout(text: String) -> String {
     text.to_uppercase()

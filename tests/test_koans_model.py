@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import sleepy
-from sleepy.koans.model import (
+from sleepy.koan.model import (
     Koan,
     KoanError,
     content_hash,
@@ -224,7 +224,7 @@ def test_normalized_form_sees_through_renames_and_literals_only():
 
 
 def test_a_renamed_copy_of_a_training_koan_is_no_held_out_koan():
-    from sleepy.koans.model import without_twins
+    from sleepy.koan.model import without_twins
 
     train = Koan(
         id="t", family="borrow_checker", description="d", expected_error="e",
@@ -269,7 +269,7 @@ def test_a_koan_rewritten_on_a_full_disk_is_kept_whole(tmp_path):
     before = path.read_text()
     longer = {**GOOD, "description": GOOD["description"] + " It is said again." * 20}
     run = with_a_full_disk(
-        "import json, sys\nfrom sleepy.koans.model import Koan, save_koan\n"
+        "import json, sys\nfrom sleepy.koan.model import Koan, save_koan\n"
         f"koan = Koan.from_dict(json.loads({json.dumps(json.dumps(longer))}))\n"
         f"fill_disk()\nsave_koan(koan, {str(tmp_path)!r})\n",
         limit=len(before) // 2,
@@ -283,7 +283,7 @@ def test_an_evalset_rewritten_on_a_full_disk_is_kept_whole(tmp_path):
     path = save_evalset([Koan.from_dict(GOOD)], tmp_path / "frozen.json")
     before = path.read_text()
     run = with_a_full_disk(
-        "from sleepy.koans.model import load_evalset, save_evalset\n"
+        "from sleepy.koan.model import load_evalset, save_evalset\n"
         f"koans = load_evalset({str(path)!r})\n"
         f"fill_disk()\nsave_evalset(koans * 3, {str(path)!r})\n",
         limit=len(before) // 2,

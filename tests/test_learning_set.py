@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 
 from sleepy.eval.learning import build_learning_set
-from sleepy.koans import load_evalset
+from sleepy.koan import load_evalset
+from sleepy.koan.model import normalized_form
 from sleepy.koans.generate import EVAL_SEEDS, GenerateError, generate
-from sleepy.koans.model import normalized_form
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
 
 

@@ -11,7 +11,7 @@ from sleepy.day.loop import Policy, solve
 from sleepy.day.workspace import code_window
 from sleepy.episodes import EpisodeStore
 from sleepy.episodes.metrics import metrics_of
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 from sleepy.sandbox import Sandbox
 
 # sixty helper functions, then the mistake at the end: a prompt cut from the left loses the start

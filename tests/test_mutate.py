@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sleepy.koans import cli, variation
-from sleepy.koans.generate import EVAL_SEEDS, GenerateError
-from sleepy.koans.model import (
+from sleepy.koan.model import (
     FAMILIES,
     MAX_ID_LEN,
     KoanError,
@@ -20,9 +18,11 @@ from sleepy.koans.model import (
     normalized_form,
     save_evalset,
 )
+from sleepy.koan.syntax import Source
+from sleepy.koans import cli, variation
+from sleepy.koans.generate import EVAL_SEEDS, GenerateError
 from sleepy.koans.mutate import MutateStats, Program, load_programs, mutate
 from sleepy.koans.operators import OPERATORS
-from sleepy.koans.syntax import Source
 from sleepy.koans.validate import validate_koan
 from sleepy.sandbox import Sandbox, run_batch
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sleepy.koans import Koan
+from sleepy.koan import Koan
 from sleepy.sandbox import Limits, Sandbox, run_batch
 from sleepy.sandbox.cli import main as cli_main
 

@@ -13,7 +13,7 @@ from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
 from sleepy.adapters.bundle import load_bundle
 from sleepy.config import ConfigError, compose_config
 from sleepy.episodes import EpisodeStore
-from sleepy.koans import save_evalset
+from sleepy.koan import save_evalset
 from sleepy.sleep import run_sleep
 from sleepy.sleep.curate import LeakageError, cluster_failures, curate
 from sleepy.tiny import MODEL_DIR

@@ -38,7 +38,7 @@ def test_weights_and_card_ship_with_the_package():
 
 def test_tiny_fixes_known_family_koans_through_the_sandbox(tmp_path, compose):
     from sleepy.day import run_day
-    from sleepy.koans import save_evalset
+    from sleepy.koan import save_evalset
     from sleepy.koans.generate import generate
 
     koans = generate("mutability", 4, seed=31337) + generate("borrow_checker", 4, seed=31337)

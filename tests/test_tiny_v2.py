@@ -8,7 +8,7 @@ import json
 import pytest
 from support import tiny_recipe
 
-from sleepy.koans import load_koans
+from sleepy.koan import load_koans
 from sleepy.prompts.edits import EditError, get_edit_format
 from sleepy.prompts.template import PromptTemplate
 

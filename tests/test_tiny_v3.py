@@ -9,9 +9,9 @@ import re
 import pytest
 from support import tiny_recipe
 
+from sleepy.koan.model import normalized_form
 from sleepy.koans.generate import generate
 from sleepy.koans.generator import RUST_KEYWORDS, WideVocab, _words
-from sleepy.koans.model import normalized_form
 from sleepy.koans.variation import rename, rename_together
 from sleepy.pretrain.data import widen
 from sleepy.sandbox import Sandbox

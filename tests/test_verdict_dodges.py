@@ -7,7 +7,7 @@ import pytest
 
 from sleepy.day.protocol import Action
 from sleepy.day.workspace import Workspace
-from sleepy.koans import Koan
+from sleepy.koan import Koan
 from sleepy.prompts.edits import WholeFile
 from sleepy.sandbox import Limits, Sandbox
 from sleepy.sandbox.cli import main as cli_main

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from sleepy.adapters.router import MODEL_FILE, ROUTERS, RouterModel
-from sleepy.koans import load_koans
+from sleepy.koan import load_koans
 from sleepy.koans.mutate import evalset_koans
 from sleepy.koans.route import route_example
 

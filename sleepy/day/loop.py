@@ -21,7 +21,7 @@ from sleepy.day.hints import hints_for
 from sleepy.day.protocol import TOOL_SCHEMAS, Action, FormatError, parse
 from sleepy.day.seams import Checker, EpisodeSink
 from sleepy.day.workspace import Observation, Workspace, code_window, focus_line
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 from sleepy.llm import LLM, BackendUnreachable, Generation
 from sleepy.prompts.edits import FILE, EditFormat
 from sleepy.prompts.template import Hint, PromptTemplate, messages_hash

@@ -22,9 +22,7 @@ from sleepy.day.loop import KoanRun, policy_from, prompt_fits, run_koans
 from sleepy.day.protocol import PROTOCOLS
 from sleepy.episodes import EpisodeError, EpisodeStore, StoreFull, metrics_of
 from sleepy.files import disk_full
-from sleepy.koans.generate import generate
-from sleepy.koans.generator import patterns
-from sleepy.koans.model import (
+from sleepy.koan.model import (
     FAMILIES,
     Koan,
     KoanError,
@@ -32,6 +30,8 @@ from sleepy.koans.model import (
     load_evalset,
     load_koans,
 )
+from sleepy.koans.generate import generate
+from sleepy.koans.generator import patterns
 from sleepy.llm import BackendError, BackendUnreachable
 from sleepy.prompts.edits import get_edit_format
 from sleepy.prompts.template import PromptTemplate

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from sleepy.episodes import Episode
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 from sleepy.llm import LLM
 from sleepy.sandbox import SandboxResult, Verdict
 

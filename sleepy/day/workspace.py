@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sleepy.day.protocol import Action, FormatError
 from sleepy.day.seams import Checker
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 from sleepy.prompts.edits import FILE, EditError, EditFormat, UnifiedDiff, WholeFile
 from sleepy.sandbox import Verdict
 from sleepy.sandbox.harness import koan_tests, with_koan_tests

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sleepy.files import disk_full
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 
 # Episodes that are over; "running" ones belong to a live process or to one that was killed, and
 # "interrupted" marks the latter once a resumed run starts the same attempt again.

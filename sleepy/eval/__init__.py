@@ -37,8 +37,8 @@ from sleepy.eval.metrics import (
     write_table,
 )
 from sleepy.eval.withdraw import routes_to_withdraw
-from sleepy.koans import KoanError, load_evalset
-from sleepy.koans.model import evalset_path
+from sleepy.koan import KoanError, load_evalset
+from sleepy.koan.model import evalset_path
 from sleepy.registry import (
     CHAMPION,
     RegistryError,

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 import sleepy
 from sleepy.eval.metrics import KoanOutcome
 from sleepy.files import write_atomic
-from sleepy.koans import Koan
+from sleepy.koan import Koan
 from sleepy.prompts.template import PromptError, PromptTemplate
 from sleepy.sandbox import Sandbox, SandboxConfig
 

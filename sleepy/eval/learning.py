@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from sleepy.koans import Koan
+from sleepy.koan import Koan
+from sleepy.koan.model import twin_of
 from sleepy.koans.generate import EVAL_SEEDS, GenerateError, default_exclude_hashes, generate
 from sleepy.koans.generator import patterns as template_patterns
-from sleepy.koans.model import twin_of
 from sleepy.koans.mutate import PROGRAM_SOURCES, Program, mutate, operator_for, parent_of
 
 

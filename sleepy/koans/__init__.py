@@ -1,6 +1,8 @@
-"""Koans: broken Rust programs with their error and fix; loading, generating, importing, validating."""
+"""The koan corpus: generating, mutating, importing, harvesting and validating koans. The koan
+itself (`Koan`, its files and evalsets) is the contract in `sleepy.koan`, re-exported here for
+callers that reach it through the corpus."""
 
-from sleepy.koans.model import (
+from sleepy.koan import (
     FAMILIES,
     Koan,
     KoanError,

@@ -19,12 +19,12 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from sleepy.config import DATA_ROOT, KOANS_DIR
+from sleepy.koan.model import FAMILIES, KINDS, SOURCES, KoanError, known_hashes, load_koans
 from sleepy.koans.freeze import FreezeError, freeze
 from sleepy.koans.generate import GenerateError, generate
 from sleepy.koans.generator import patterns
 from sleepy.koans.harvest import BOOKS, RUST_DOC, harvest
 from sleepy.koans.importer import import_pairs
-from sleepy.koans.model import FAMILIES, KINDS, SOURCES, KoanError, known_hashes, load_koans
 from sleepy.koans.validate import DEFAULT_PATHS, family_of, fill_stdout_files, validate_paths
 from sleepy.sandbox.text import printable
 
@@ -113,7 +113,7 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     )
     exclude = None
     if args.exclude is not None:
-        from sleepy.koans.model import known_hashes
+        from sleepy.koan.model import known_hashes
 
         exclude = known_hashes(*args.exclude)
 

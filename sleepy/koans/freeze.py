@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sleepy.koan.model import FAMILIES, Koan, known_hashes, load_koans, save_evalset
 from sleepy.koans.generate import generate
-from sleepy.koans.model import FAMILIES, Koan, known_hashes, load_koans, save_evalset
 from sleepy.koans.validate import shared_sandbox, validate_candidate
 from sleepy.sandbox import run_batch
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleepy.config import EVALSETS_DIR, KOANS_DIR
+from sleepy.koan.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
 from sleepy.koans import generator, variation
 from sleepy.koans.generator import Pattern, Vocab
-from sleepy.koans.model import FAMILIES, Koan, KoanError, known_hashes, save_koan
 from sleepy.koans.validate import (
     TRANSIENT,
     fill_expected_stdout,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sleepy.files import write_atomic
-from sleepy.koans.model import normalized_form
+from sleepy.koan.model import normalized_form
 
 # Where Debian's rust-doc puts the HTML, and the books harvested from it, with their licence
 # (each book's COPYRIGHT/LICENSE files in the package; the std docs are the Rust project's).

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sleepy.koans.model import (
+from sleepy.koan.model import (
     FAMILIES,
     MAX_ID_LEN,
     Koan,

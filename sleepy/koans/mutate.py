@@ -22,10 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sleepy.koans import variation
-from sleepy.koans.generate import EVAL_SEEDS, MAX_BATCH, GenerateError, select_named
-from sleepy.koans.harvest import SIDES, program_side
-from sleepy.koans.model import (
+from sleepy.koan.model import (
     FAMILIES,
     Koan,
     KoanError,
@@ -37,9 +34,12 @@ from sleepy.koans.model import (
     normalized_form,
     save_koan,
 )
+from sleepy.koan.syntax import Source
+from sleepy.koans import variation
+from sleepy.koans.generate import EVAL_SEEDS, MAX_BATCH, GenerateError, select_named
+from sleepy.koans.harvest import SIDES, program_side
 from sleepy.koans.operators import Operator, get_operator, operators
 from sleepy.koans.sources import read_text, walk_files
-from sleepy.koans.syntax import Source
 from sleepy.koans.validate import TRANSIENT, one_line, shared_sandbox, stdout_varies
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
 from sleepy.sandbox.harness import bug_in_tests

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sleepy.koans.syntax import (
+from sleepy.koan.syntax import (
     Edit,
     Node,
     Source,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 from sleepy.sandbox.signatures import (
     ErrorSignature,
     normalize_message,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sleepy.config import EVALSETS_DIR, KOANS_DIR
 from sleepy.files import write_atomic
-from sleepy.koans.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
+from sleepy.koan.model import Koan, KoanError, known_hashes, load_koan, parse_frozen
 from sleepy.sandbox import Sandbox, run_batch
 from sleepy.sandbox.harness import bug_in_tests
 from sleepy.sandbox.text import printable

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from sleepy.koan.syntax import Source
 from sleepy.koans.generator import Vocab
-from sleepy.koans.syntax import Source
 
 Program = TypeVar("Program")  # a Koan or a template's Draft: anything with buggy/correct code
 

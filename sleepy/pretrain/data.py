@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from sleepy.koans import Koan
+from sleepy.koan import Koan
 from sleepy.koans.generate import default_exclude_hashes, draft, select_patterns
 from sleepy.prompts.edits import get_edit_format
 from sleepy.prompts.template import PromptTemplate

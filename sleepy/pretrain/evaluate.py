@@ -20,9 +20,9 @@ from pathlib import Path
 
 from sleepy.config import compose_config
 from sleepy.day import run_day
-from sleepy.koans import FAMILIES, load_evalset, save_evalset
+from sleepy.koan import FAMILIES, load_evalset, save_evalset
+from sleepy.koan.model import known_hashes
 from sleepy.koans.generate import EVAL_SEEDS, generate
-from sleepy.koans.model import known_hashes
 from sleepy.koans.mutate import load_programs, mutate_families
 from sleepy.tiny import MODEL_DIR
 

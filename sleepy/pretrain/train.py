@@ -121,7 +121,7 @@ def train_tiny(cfg: DictConfig) -> dict:
     koans = koans_for_training(list(cfg.families), cfg.per_family, cfg.seed)
     n_templates = len(koans)
     if cfg.mutants.per_family:
-        from sleepy.koans.model import known_hashes
+        from sleepy.koan.model import known_hashes
 
         exclude = known_hashes("koans", "evalsets") | {k.content_hash for k in koans}
         koans += mutants_for_training(

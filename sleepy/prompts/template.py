@@ -13,7 +13,7 @@ import jinja2
 import yaml
 
 from sleepy.config import CONF_DIR
-from sleepy.koans.model import Koan
+from sleepy.koan.model import Koan
 
 PROMPTS_DIR = CONF_DIR / "prompts"
 _ENV = jinja2.Environment(

@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 from dataclasses import dataclass
 
-import tree_sitter
-import tree_sitter_rust
-
-_LANGUAGE = tree_sitter.Language(tree_sitter_rust.language())
-_local = threading.local()  # a Parser is not safe to share between threads
+from sleepy.koan.syntax import Node, parse
 
 # An outer attribute that makes an item test-only: `#[test]` or `#[cfg(test)]`. Any other cfg that
 # names `test` (`cfg(not(test))`, `cfg_attr(test, ...)`) stays with the code under test, where
@@ -47,18 +42,15 @@ class KoanTests:
         return bool(self.source)
 
 
-def _parse(code: str) -> tuple[bytes, tree_sitter.Node]:
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        parser = _local.parser = tree_sitter.Parser(_LANGUAGE)
+def _parse(code: str) -> tuple[bytes, Node]:
     src = code.encode(errors="surrogatepass")  # a model may emit a lone surrogate
-    return src, parser.parse(src).root_node
+    return src, parse(src)
 
 
-def _top_items(src: bytes, root: tree_sitter.Node):
+def _top_items(src: bytes, root: Node):
     """(start byte, item node, its outer attributes' text) for each top-level item; an item's
     range starts at its first outer attribute (comments between them included)."""
-    attrs: list[tree_sitter.Node] = []
+    attrs: list[Node] = []
     for node in root.children:
         if node.type == "attribute_item":
             attrs.append(node)
@@ -72,7 +64,7 @@ def _top_items(src: bytes, root: tree_sitter.Node):
         attrs = []
 
 
-def _test_names(src: bytes, node: tree_sitter.Node, attrs: str, prefix: str) -> list[str]:
+def _test_names(src: bytes, node: Node, attrs: str, prefix: str) -> list[str]:
     """libtest's names for the `#[test]` functions in one item (a test-only module recurses)."""
     if node.type == "function_item":
         name = node.child_by_field_name("name")
@@ -97,7 +89,7 @@ def _test_names(src: bytes, node: tree_sitter.Node, attrs: str, prefix: str) -> 
     return names
 
 
-def _absolute_macros(src: bytes, node: tree_sitter.Node) -> str:
+def _absolute_macros(src: bytes, node: Node) -> str:
     """The item's text with std's assertion macros called as `::std::name!`."""
     edits = []
     stack = [node]

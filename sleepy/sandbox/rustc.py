@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from sleepy.koan.model import Koan
 from sleepy.sandbox.batch import in_batch
 from sleepy.sandbox.cargo import run_cargo
 from sleepy.sandbox.guard import deny_reason
@@ -365,7 +366,7 @@ class Sandbox:
         or "run" (build, run the binary). The target dir is shared, so repeats are incremental."""
         return run_cargo(self, crate, command, stdin)
 
-    def verdict(self, koan, code: str) -> Verdict:
+    def verdict(self, koan: Koan, code: str) -> Verdict:
         """The one definition of a fix: compiles without errors, every one of the koan's own
         tests (those of its correct code, put back in place of the candidate's) runs and passes
         by name, and a program with `main` prints `koan.expected_stdout` (or, when that is None,

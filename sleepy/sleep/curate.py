@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sleepy.koans import Koan, KoanError, load_evalset
+from sleepy.koan import Koan, KoanError, load_evalset
 from sleepy.koans.generate import GenerateError, generate
 from sleepy.prompts.edits import get_edit_format
 from sleepy.prompts.template import PromptTemplate

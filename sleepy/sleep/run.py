@@ -24,7 +24,7 @@ from sleepy.config import (
 )
 from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
 from sleepy.episodes import EpisodeStore
-from sleepy.koans import Koan, load_koans, save_evalset
+from sleepy.koan import Koan, load_koans, save_evalset
 from sleepy.koans.route import route_example
 from sleepy.registry import register_adapter
 from sleepy.sandbox import Sandbox

@@ -2,7 +2,7 @@
 
 from importlib import import_module
 
-from sleepy.koans.model import FAMILIES
+from sleepy.koan.model import FAMILIES
 
 for _family in FAMILIES:
     try:

@@ -1,8 +1,9 @@
 """Rust syntax trees (tree-sitter's Rust grammar) and byte-range edits on the source they parse.
 
-Mutation operators and semantics-preserving variation read programs through these trees rather than
-with regexes: a `mut` is a `mutable_specifier` node, a `?` a `try_expression`, so an operator never
-touches the word `mut` in a string or a comment. Offsets are byte offsets of the UTF-8 source.
+Mutation operators, semantics-preserving variation and the sandbox's test harness read programs
+through these trees rather than with regexes: a `mut` is a `mutable_specifier` node, a `?` a
+`try_expression`, so an operator never touches the word `mut` in a string or a comment. Offsets are
+byte offsets of the UTF-8 source.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ _local = threading.local()  # a Parser is not safe to share between threads
 Node = tree_sitter.Node
 
 
+def parse(src: bytes) -> Node:
+    """The root of `src`'s syntax tree (tree-sitter recovers from errors: it always returns one)."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = tree_sitter.Parser(_LANGUAGE)
+    return parser.parse(src).root_node
+
+
 @dataclass(frozen=True)
 class Edit:
     """Replace bytes [start, end) of the source with `text`."""
@@ -35,11 +44,7 @@ class Source:
     def __init__(self, code: str):
         self.code = code
         self.src = code.encode()
-        parser = getattr(_local, "parser", None)
-        if parser is None:
-            parser = _local.parser = tree_sitter.Parser(_LANGUAGE)
-        self.tree = parser.parse(self.src)
-        self.root = self.tree.root_node
+        self.root = parse(self.src)
 
     @property
     def has_errors(self) -> bool:
