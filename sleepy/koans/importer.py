@@ -27,7 +27,7 @@ from sleepy.koan.model import (
     known_hashes,
     save_koan,
 )
-from sleepy.koans.sources import read_text, read_under, walk_files
+from sleepy.koans.sources import leading_comment, read_text, read_under, walk_files
 from sleepy.koans.validate import (
     one_line,
     shared_sandbox,
@@ -154,19 +154,6 @@ def family_for(rel: Path, family: str | None) -> tuple[str | None, str]:
 # -- one pair ---------------------------------------------------------------------------------------
 
 
-def _description(code: str, rel: str, what: str) -> str:
-    # a leading comment block in the exercise says what it is about better than we can
-    lines = []
-    for line in code.splitlines():
-        s = line.strip()
-        if s.startswith("//"):
-            lines.append(s.lstrip("/!").strip())
-        elif s or lines:
-            break
-    text = " ".join(x for x in lines if x)
-    return text or f"Imported from {rel}: {what}"
-
-
 def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
     """(the koan this pair makes, validated, None, why its family) or (None, why not, "")."""
     checked = sandbox.check(pair.buggy_code)
@@ -202,12 +189,13 @@ def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
             return None, f"no family: {why}; pass --family", ""
     # room for "imp-", "-" and the 8-character content hash within MAX_ID_LEN
     slug = capped_id(_slug(pair.rel.removesuffix(".rs")), MAX_ID_LEN - 13)
+    description = leading_comment(pair.buggy_code) or f"Imported from {pair.rel}: {what}"
     try:
         koan = Koan.from_dict(
             {
                 "id": "imp",
                 "family": family,
-                "description": _description(pair.buggy_code, pair.rel, what),
+                "description": description,
                 "buggy_code": pair.buggy_code,
                 "correct_code": pair.fixed_code,
                 "expected_error": expected.strip().splitlines()[0],

@@ -39,7 +39,7 @@ from sleepy.koans import variation
 from sleepy.koans.generate import EVAL_SEEDS, MAX_BATCH, GenerateError, select_named
 from sleepy.koans.harvest import SIDES, program_side
 from sleepy.koans.operators import Operator, get_operator, operators
-from sleepy.koans.sources import read_text, walk_files
+from sleepy.koans.sources import leading_comment, read_text, walk_files
 from sleepy.koans.validate import TRANSIENT, one_line, shared_sandbox, stdout_varies
 from sleepy.koans.variation import EVAL_ITEMS, TRAIN_ITEMS
 from sleepy.sandbox.harness import bug_in_tests
@@ -83,17 +83,6 @@ class MutateStats:
             f"; {p} left out: {why}, so no expected output"
             for p, why in self.unreproducible.items()
         )
-
-
-def _description(code: str, rel: str) -> str:
-    lines = []
-    for line in code.splitlines():
-        s = line.strip()
-        if s.startswith("//"):
-            lines.append(s.lstrip("/!").strip())
-        elif s or lines:
-            break
-    return " ".join(x for x in lines if x) or f"The program in {rel}; fix it."
 
 
 def evalset_koans(paths: tuple | list = DEFAULT_EVALSETS) -> list[Koan]:
@@ -146,7 +135,8 @@ def load_programs(
             elif rel.endswith(".rs"):
                 slug = re.sub(r"[^a-z0-9]+", "-", rel.removesuffix(".rs").lower()).strip("-")
                 slug = capped_id(slug)  # a mutant's parent: shown and grouped by like an id
-                found.append(Program(slug, text, _description(text, rel)))
+                about = leading_comment(text) or f"The program in {rel}; fix it."
+                found.append(Program(slug, text, about))
             else:
                 found.extend(programs_of(load_koans(f)))
     if not found:

@@ -100,3 +100,16 @@ def read_under(root: Path, rel: str) -> tuple[str | None, str]:
                 f"reached through a symlinked folder ({folder}): only regular files are read",
             )
     return read_text(root / rel)
+
+
+def leading_comment(code: str) -> str:
+    """The comment block a program opens with, as one line ("" when it has none): in a file
+    someone wrote, it says what the program is about better than sleepy can."""
+    lines = []
+    for line in code.splitlines():
+        s = line.strip()
+        if s.startswith("//"):
+            lines.append(s.lstrip("/!").strip())
+        elif s or lines:
+            break
+    return " ".join(x for x in lines if x)
