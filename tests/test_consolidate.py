@@ -278,3 +278,26 @@ def test_sleepy_serve_routes_requests_that_carry_an_error_signature(tasks, tmp_p
     assert all(g.routed for g in over_http)
     assert [g.text for g in over_http] == [g.text for g in direct]
     assert plain.routed and plain.adapter is None  # no signature sent: the base model
+
+
+@pytest.mark.parametrize("method", ["lora", "coefficients"])
+def test_both_trainers_say_to_raise_max_length_when_no_row_fits(method, tmp_path):
+    from datasets import Dataset
+    from omegaconf import OmegaConf
+
+    from sleepy.sleep.coefficients import train_coefficients
+    from sleepy.sleep.train import train_adapter
+
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": "fix: let x = 1; x = 2;"}],
+            "completion": [{"role": "assistant", "content": "let mut x = 1;"}],
+        }
+    ]
+    cfg = OmegaConf.create({"max_length": 4})
+    # the rows are checked before the basis is read: no bundle is needed to get there
+    with pytest.raises(ValueError, match=r"\(1 dropped as too long\): raise adapter.max_length"):
+        if method == "lora":
+            train_adapter(Dataset.from_list(rows), MODEL_DIR, cfg, tmp_path)
+        else:
+            train_coefficients(Dataset.from_list(rows), MODEL_DIR, tmp_path / "none", cfg, tmp_path)

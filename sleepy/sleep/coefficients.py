@@ -6,15 +6,13 @@ consolidation step and any PEFT user treat it like every other adapter.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from sleepy.adapters.bundle import load_bundle
 from sleepy.adapters.coefficients import attach, detach, trainable_parameters
 from sleepy.adapters.lora_io import write_lora
 from sleepy.sleep.launch import is_main_process
-from sleepy.sleep.progress import show_training
-from sleepy.sleep.train import TrainResult, adapter_info, drop_too_long, run_metrics, sft_config
+from sleepy.sleep.train import TrainResult, adapter_info, fit, run_metrics, setup, sft_config
 
 
 def train_coefficients(
@@ -28,17 +26,11 @@ def train_coefficients(
     phi: int = 0,
     extra_info: dict | None = None,
 ) -> TrainResult:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
     out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
-    dataset, too_long = drop_too_long(dataset, tokenizer, adapter_cfg.max_length)
-    if len(dataset) == 0:
-        raise ValueError(f"no training rows fit adapter.max_length={adapter_cfg.max_length}")
-    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    ready = setup(dataset, base_model, adapter_cfg, seed)
+    model, dataset, too_long = ready.model, ready.dataset, ready.too_long
     layers = load_bundle(bundle_dir)
     wrapped = attach(model, layers, p=p, phi=phi, seed=seed)
     trainable = trainable_parameters(wrapped)
@@ -50,14 +42,10 @@ def train_coefficients(
         warmup_steps=0,
         learning_rate=adapter_cfg.get("coeff_learning_rate", adapter_cfg.learning_rate * 5),
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    bar = show_training(trainer, f"train coefficients (p={p}) on {len(dataset)} rows")
-    t0 = time.time()
-    try:
-        trainer.train()
-    finally:
-        bar.close(failed=True)  # a no-op after a finished run: on_train_end closed it
-    seconds = time.time() - t0
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=ready.tokenizer
+    )
+    seconds = fit(trainer, f"train coefficients (p={p}) on {len(dataset)} rows")
     factors = detach(model, wrapped)
     metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)
     info = adapter_info(

@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
 from sleepy.sleep.launch import is_main_process
@@ -39,6 +40,49 @@ def drop_too_long(dataset, tokenizer, max_length: int):
     """trl truncates long rows, which cuts the completion and trains on nothing: drop them instead."""
     keep = [i for i, row in enumerate(dataset) if _length(tokenizer, row) <= max_length]
     return dataset.select(keep), len(dataset) - len(keep)
+
+
+@dataclass
+class Setup:
+    """What LoRA and coefficient training both start from."""
+
+    model: Any  # the base model, float32
+    tokenizer: Any
+    dataset: Any  # the rows that fit adapter.max_length
+    too_long: int  # rows dropped for not fitting
+
+
+def setup(dataset, base_model: str | Path, adapter_cfg, seed: int) -> Setup:
+    """The base model and its tokenizer after seeding torch, and the rows short enough to train
+    on; a ValueError that names the fix when none is."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dataset, too_long = drop_too_long(dataset, tokenizer, adapter_cfg.max_length)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"no training rows fit adapter.max_length={adapter_cfg.max_length} "
+            f"({too_long} dropped as too long): raise adapter.max_length"
+        )
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    return Setup(model, tokenizer, dataset, too_long)
+
+
+def fit(trainer, description: str) -> float:
+    """Run the trainer as one bar on sleepy's display; the seconds it took."""
+    from sleepy.sleep.progress import show_training  # imports transformers
+
+    bar = show_training(trainer, description)
+    t0 = time.time()
+    try:
+        trainer.train()
+    finally:
+        bar.close(failed=True)  # a no-op after a finished run: on_train_end closed it
+    return time.time() - t0
 
 
 def sft_config(adapter_cfg, out_dir: Path, seed: int, **overrides):
@@ -117,25 +161,12 @@ def train_adapter(
     extra_info: dict | None = None,
 ) -> TrainResult:
     """LoRA on `dataset` (conversational prompt/completion rows); saves adapter + metadata to out_dir."""
-    import torch
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
-    from sleepy.sleep.progress import show_training
-
     out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dataset, too_long = drop_too_long(dataset, tokenizer, adapter_cfg.max_length)
-    if len(dataset) == 0:
-        raise ValueError(
-            f"no training rows fit adapter.max_length={adapter_cfg.max_length} "
-            f"({too_long} dropped as too long): raise adapter.max_length"
-        )
-    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    ready = setup(dataset, base_model, adapter_cfg, seed)
+    dataset, tokenizer, too_long = ready.dataset, ready.tokenizer, ready.too_long
     lora = LoraConfig(
         r=adapter_cfg.rank,
         lora_alpha=adapter_cfg.alpha,
@@ -146,20 +177,14 @@ def train_adapter(
     )
     args = sft_config(adapter_cfg, out_dir, seed)
     trainer = SFTTrainer(
-        model=model,
+        model=ready.model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora,
     )
-    bar = show_training(trainer, f"train LoRA r{adapter_cfg.rank} on {len(dataset)} rows")
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    t0 = time.time()
-    try:
-        trainer.train()
-    finally:
-        bar.close(failed=True)  # a no-op after a finished run: on_train_end closed it
-    seconds = time.time() - t0
+    seconds = fit(trainer, f"train LoRA r{adapter_cfg.rank} on {len(dataset)} rows")
     adapter_dir = out_dir / "adapter"
     if is_main_process():  # under accelerate launch the others trained the same weights
         trainer.model.save_pretrained(str(adapter_dir))
