@@ -1,7 +1,7 @@
-"""Where the agent meets the parts it does not own, as Protocols: the model (`LLM`, in
-sleepy.llm), the sandbox that judges code (`Checker`) and the store every step is written to
-(`EpisodeSink`). sleepy.sandbox.Sandbox and sleepy.episodes.EpisodeStore are the real ones; a
-test may pass any object with these methods."""
+"""Where the agent meets the parts it does not own: the model (`LLM`, the base class of every
+backend in sleepy.llm), and as Protocols the sandbox that judges code (`Checker`) and the store
+every step is written to (`EpisodeSink`). sleepy.sandbox.Sandbox and sleepy.episodes.EpisodeStore
+are the real ones; a test may pass any object with these methods."""
 
 from __future__ import annotations
 

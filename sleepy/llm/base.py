@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 Messages = list[dict[str, Any]]  # [{"role": "system"|"user"|"assistant"|"tool", "content": str}]
 T = TypeVar("T")
@@ -34,14 +34,14 @@ class BackendUnreachable(BackendError):
     """The server did not answer (refused, timed out) after every retry."""
 
 
-@runtime_checkable
-class LLM(Protocol):
+class LLM(ABC):
     """A chat model: the seam between the agent (or `sleepy serve`) and a backend. `generate`
     takes a batch of conversations and returns one reply for each.
 
     Options every backend understands: max_new_tokens, temperature (0 = greedy), top_p, seed,
     stop (list of strings), tools (OpenAI-style tool schemas, where `supports_tools`).
-    Backends subclass it for the methods below (`set_defaults`, `options`, `chat`).
+    A base class rather than a Protocol: every backend extends it for the methods below
+    (`set_defaults`, `options`, `chat`) and writes only `generate`.
     """
 
     model_id: str = "unknown"
@@ -55,6 +55,7 @@ class LLM(Protocol):
     # conversation's generation once its event is set (its client left); its reply is cut short
     supports_abandon: bool = False
 
+    @abstractmethod
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]: ...
 
     def set_defaults(
@@ -96,31 +97,6 @@ def with_retries(
                 raise on_give_up(e) from None
             time.sleep(backoff * 2**attempt)
     raise AssertionError("unreachable")
-
-
-class HTTPBackend(LLM):
-    """A backend behind a server: a batch becomes concurrent requests, each with its own retries."""
-
-    concurrency: int = 8
-
-    def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]:
-        # a routing server gets each conversation's error signature and feedback with its request
-        sigs = opts.pop("signatures", None) or [None] * len(messages_batch)
-        texts = opts.pop("route_texts", None) or [None] * len(messages_batch)
-
-        def one(item: tuple[Messages, str | None, str | None]) -> Generation:
-            messages, sig, text = item
-            routing = {"signature": sig, "route_text": text} if sig else {}
-            return self.generate_one(messages, **opts, **routing)
-
-        pairs = list(zip(messages_batch, sigs, texts, strict=True))
-        if len(pairs) <= 1:
-            return [one(p) for p in pairs]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(pairs))) as pool:
-            return list(pool.map(one, pairs))
-
-    def generate_one(self, messages: Messages, **opts: Any) -> Generation:
-        raise NotImplementedError
 
 
 def one_line(e: BaseException) -> str:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sleepy.adapters.served import OLLAMA_SCRIPT, ExportError, ServedAdapters
+from sleepy.adapters.served import OLLAMA_SCRIPT
 from sleepy.llm.base import (
     BackendError,
     BackendUnreachable,
     Generation,
-    HTTPBackend,
     Messages,
     one_line,
     with_retries,
 )
+from sleepy.llm.remote import HTTPBackend
 
 
 class OllamaBackend(HTTPBackend):
@@ -47,15 +47,7 @@ class OllamaBackend(HTTPBackend):
         self.retries, self.backoff, self.concurrency = retries, backoff, concurrency
         self.keep_alive = keep_alive
         self.set_defaults(max_new_tokens, temperature, top_p, seed)
-        self.served, self.router = None, None
-        if adapters:
-            try:
-                self.served = ServedAdapters.load(adapters)
-                self.router = self.served.router()
-            except ExportError as e:
-                raise BackendError(f"backend.adapters: {e}") from None
-            self.supports_routing = True
-            self._check_served()
+        self.load_served(adapters)
 
     def _unreachable(self, e: BaseException) -> BackendUnreachable:
         return BackendUnreachable(

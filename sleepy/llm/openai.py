@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sleepy.adapters.served import VLLM_SCRIPT, ExportError, ServedAdapters
+from sleepy.adapters.served import VLLM_SCRIPT
 from sleepy.llm.base import (
     BackendError,
     BackendUnreachable,
     Generation,
-    HTTPBackend,
     Messages,
     one_line,
 )
+from sleepy.llm.remote import HTTPBackend
 
 # What to start when the server is not there, by preset name.
 START_HINTS = {
@@ -63,25 +63,17 @@ class OpenAIBackend(HTTPBackend):
         # `sleepy serve` over a Share adapter routes by error signature: send it with each request
         self.supports_routing = route
         self.set_defaults(max_new_tokens, temperature, top_p, seed)
-        self.served, self.router = None, None
-        if adapters:
-            if route:
-                raise BackendError(
-                    "backend.route=true and backend.adapters exclude each other: route sends the "
-                    "signature to sleepy serve, adapters picks the served LoRA by name; drop one"
-                )
-            if name == "tgi":
-                raise BackendError(
-                    "backend.adapters: tgi ignores the request's model name, so it cannot route "
-                    "by it; serve the export with vLLM (backend=vllm)"
-                )
-            try:
-                self.served = ServedAdapters.load(adapters)
-                self.router = self.served.router()
-            except ExportError as e:
-                raise BackendError(f"backend.adapters: {e}") from None
-            self.supports_routing = True
-            self._check_served()
+        if adapters and route:
+            raise BackendError(
+                "backend.route=true and backend.adapters exclude each other: route sends the "
+                "signature to sleepy serve, adapters picks the served LoRA by name; drop one"
+            )
+        if adapters and name == "tgi":
+            raise BackendError(
+                "backend.adapters: tgi ignores the request's model name, so it cannot route "
+                "by it; serve the export with vLLM (backend=vllm)"
+            )
+        self.load_served(adapters)
 
     def _check_served(self) -> None:
         """Before any koan: the server lists the base model and every exported adapter."""
