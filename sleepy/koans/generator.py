@@ -10,7 +10,10 @@ import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
+
+from sleepy.koan.model import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,19 @@ def pattern(family: str, name: str, kind: str = "compile", code: str | None = No
 
 
 def patterns(family: str) -> list[Pattern]:
-    from sleepy.koans import families  # noqa: F401  (imports register every family)
-
+    _register_families()
     return list(REGISTRY.get(family, {}).values())
+
+
+@functools.cache
+def _register_families() -> None:
+    """Import every family's module in sleepy/koans/families/: each registers its patterns."""
+    for family in FAMILIES:
+        try:
+            import_module(f"sleepy.koans.families.{family}")
+        except ModuleNotFoundError as e:  # a family without templates yet
+            if e.name != f"sleepy.koans.families.{family}":
+                raise
 
 
 _NOUNS = [

@@ -1,5 +1,5 @@
 """sleepy-tiny: the small Rust-fixing model the project trains and ships (the embedded default)."""
 
-from pathlib import Path
+from sleepy.tiny.location import MODEL_DIR
 
-MODEL_DIR = Path(__file__).parent / "model"
+__all__ = ["MODEL_DIR"]
