@@ -29,14 +29,11 @@ from sleepy.config import (
 from sleepy.console import LOG_NAME, Display, current, overview, stage, table_console, verbose_flag
 from sleepy.consolidate.run import run_consolidate
 from sleepy.day import run_day
-from sleepy.episodes import EpisodeStore
 from sleepy.eval import evaluate
-from sleepy.eval.learning import LearningSetError, build_learning_set
+from sleepy.eval.learning import LearningSetError, learning_set_for
 from sleepy.files import write_atomic
-from sleepy.koan import load_evalset, save_evalset
-from sleepy.koan.model import evalset_path
 from sleepy.plots import family_cycle_matrix, plots_from_mlflow
-from sleepy.sleep import koans_for, run_sleep
+from sleepy.sleep import run_sleep
 from sleepy.summary import LEGEND, summary_table
 from sleepy.sweep import job_values, label, sweep_id
 from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri, ui_command
@@ -144,70 +141,6 @@ def other_families_routed(task: str, families: list[str], *metrics: dict) -> dic
     return out
 
 
-def learning_set_for(cfg: DictConfig, state: State, c: int, path: Path, lineage: str) -> dict:
-    """Cycle c's learning set: the lineage's day failures so far as fresh programs, disjoint from
-    every koan its sleeps trained on; saved as an evalset file."""
-    failed, training = [], []
-    for i in range(1, c + 1):
-        day, slp = state.get(i, "day"), state.get(i, "sleep")
-        with EpisodeStore(day["db"], create=False) as store:
-            known = koans_for(store, [str(cfg.paths.koans)])
-            ids = {e.task_id for e in store.episodes(run_id=day["run_id"], passed=False)}
-        failed += [known[t] for t in sorted(ids) if t in known]
-        training += load_evalset(slp["training_koans"])
-    previous = (state.get(c - 1, "learning_set") or {}).get("path")
-    frozen = evalset_path(str(cfg.evalset), str(cfg.paths.evalsets))
-    programs = None
-    real = [k for k in failed if k.source in ("handwritten", "imported", "mutated")]
-    if cfg.learning_set.get("mutants", False) and real:
-        from sleepy.koan import KoanError
-        from sleepy.koans.mutate import load_programs
-
-        # the corpus's real programs, every evalset program left out
-        try:
-            programs, _ = load_programs([cfg.paths.koans], evalsets=[cfg.paths.evalsets, frozen])
-        except KoanError as e:
-            raise CycleError(
-                f"learning_set.mutants: {e} (the day failed {real[0].id}); set "
-                "learning_set.mutants=false to measure it through templates or transfer"
-            ) from None
-    new_programs = None
-    if cfg.learning_set.get("programs"):
-        from sleepy.koan import KoanError
-        from sleepy.koans.mutate import load_programs
-
-        where = cfg.learning_set.programs
-        try:  # the eval side of a harvest: programs no sleep of the lineage ever trains on
-            new_programs, _ = load_programs([where], evalsets=[cfg.paths.evalsets], side="eval")
-        except KoanError as e:
-            raise CycleError(
-                f"learning_set.programs={where}: {e}; make one with `sleepy koans harvest`"
-            ) from None
-    try:
-        built = build_learning_set(
-            failed,
-            training,
-            load_evalset(frozen),
-            load_evalset(previous) if previous else (),
-            k=int(cfg.learning_set.k),
-            seed=int(cfg.seed),
-            programs=programs,
-            new_programs=new_programs,
-        )
-    except LearningSetError as e:
-        raise CycleError(str(e)) from None
-    save_evalset(built.koans, path, name=f"learning-{lineage}-c{c}")
-    return {
-        "path": str(path),
-        "koans": len(built.koans),
-        "patterns": built.patterns,
-        "mutants": built.mutants,
-        "transfer": built.transfer,
-        "new_programs": built.new_programs,
-        "renamed_twins_dropped": built.renamed_twins,
-    }
-
-
 NEW_PROGRAM_KEYS = ("new_programs_pass_rate", "champion_new_programs_pass_rate")
 
 
@@ -246,7 +179,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
 
     check_config(cfg)
     check_curriculum(cfg)
-    programs = cfg.learning_set.get("programs")
+    programs = cfg.learning_set.programs
     if programs and not Path(str(programs)).is_dir():
         raise CycleError(
             f"learning_set.programs={programs}: no such folder; make one with "
@@ -389,7 +322,12 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 overview(phase="eval")
                 with stage("eval", "build the learning set from the days' failures") as bar:
                     learn = learning_set_for(
-                        cfg, state, c, cdir / "eval" / "learning_set.json", lineage
+                        cfg,
+                        [state.get(i, "day") for i in range(1, c + 1)],
+                        [state.get(i, "sleep") for i in range(1, c + 1)],
+                        (state.get(c - 1, "learning_set") or {}).get("path"),
+                        cdir / "eval" / "learning_set.json",
+                        name=f"learning-{lineage}-c{c}",
                     )
                     bar.update(note=f"{learn['koans']} fresh programs")
                 state.put(c, "learning_set", learn)
@@ -533,7 +471,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
 
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="cycle")
-@one_line_errors("sleepy-cycle", CycleError, TrackingError)
+@one_line_errors("sleepy-cycle", CycleError, LearningSetError, TrackingError)
 def _cycle(cfg: DictConfig) -> None:
     out = Path(str(cfg.paths.output_dir))
     with Display("sleepy-cycle", out / LOG_NAME, bool(cfg.get("verbose", False))):

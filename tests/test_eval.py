@@ -443,7 +443,7 @@ def test_a_learning_set_is_measured_beside_the_frozen_suite(tmp_path, evalset, a
 def test_a_champion_that_moves_during_the_eval_leaves_the_candidate_rejected(
     tmp_path, evalset, adapter, monkeypatch
 ):
-    import sleepy.eval as eval_stage
+    import sleepy.eval.run as eval_stage
     from sleepy.registry import promote
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"

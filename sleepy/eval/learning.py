@@ -17,12 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from sleepy.koan import Koan
-from sleepy.koan.model import twin_of
+from omegaconf import DictConfig
+
+from sleepy.episodes import EpisodeStore
+from sleepy.koan import Koan, KoanError, load_evalset, save_evalset
+from sleepy.koan.model import evalset_path, twin_of
 from sleepy.koans.generate import EVAL_SEEDS, GenerateError, default_exclude_hashes, generate
 from sleepy.koans.generator import patterns as template_patterns
-from sleepy.koans.mutate import PROGRAM_SOURCES, Program, mutate, operator_for, parent_of
+from sleepy.koans.mutate import (
+    PROGRAM_SOURCES,
+    Program,
+    load_programs,
+    mutate,
+    operator_for,
+    parent_of,
+)
+from sleepy.sleep import koans_for
 
 
 class LearningSetError(RuntimeError):
@@ -185,3 +197,65 @@ def build_learning_set(
         }
     )
     return out
+
+
+def learning_set_for(
+    cfg: DictConfig,
+    days: list[dict],
+    sleeps: list[dict],
+    previous: str | None,
+    path: Path,
+    name: str,
+) -> dict:
+    """A cycle's learning set: the lineage's day failures so far (`days`: each day's episode
+    database and run id) as fresh programs, disjoint from every koan its sleeps trained on
+    (`sleeps`: each sleep's training koans), growing the previous cycle's set; saved at `path`
+    as the evalset `name`. Returns what state.json records of it."""
+    failed, training = [], []
+    for day, slp in zip(days, sleeps, strict=True):
+        with EpisodeStore(day["db"], create=False) as store:
+            known = koans_for(store, [str(cfg.paths.koans)])
+            ids = {e.task_id for e in store.episodes(run_id=day["run_id"], passed=False)}
+        failed += [known[t] for t in sorted(ids) if t in known]
+        training += load_evalset(slp["training_koans"])
+    frozen = evalset_path(str(cfg.evalset), str(cfg.paths.evalsets))
+    programs = None
+    real = [k for k in failed if k.source in ("handwritten", "imported", "mutated")]
+    if cfg.learning_set.mutants and real:
+        # the corpus's real programs, every evalset program left out
+        try:
+            programs, _ = load_programs([cfg.paths.koans], evalsets=[cfg.paths.evalsets, frozen])
+        except KoanError as e:
+            raise LearningSetError(
+                f"learning_set.mutants: {e} (the day failed {real[0].id}); set "
+                "learning_set.mutants=false to measure it through templates or transfer"
+            ) from None
+    new_programs = None
+    if cfg.learning_set.programs:
+        where = cfg.learning_set.programs
+        try:  # the eval side of a harvest: programs no sleep of the lineage ever trains on
+            new_programs, _ = load_programs([where], evalsets=[cfg.paths.evalsets], side="eval")
+        except KoanError as e:
+            raise LearningSetError(
+                f"learning_set.programs={where}: {e}; make one with `sleepy koans harvest`"
+            ) from None
+    built = build_learning_set(
+        failed,
+        training,
+        load_evalset(frozen),
+        load_evalset(previous) if previous else (),
+        k=int(cfg.learning_set.k),
+        seed=int(cfg.seed),
+        programs=programs,
+        new_programs=new_programs,
+    )
+    save_evalset(built.koans, path, name=name)
+    return {
+        "path": str(path),
+        "koans": len(built.koans),
+        "patterns": built.patterns,
+        "mutants": built.mutants,
+        "transfer": built.transfer,
+        "new_programs": built.new_programs,
+        "renamed_twins_dropped": built.renamed_twins,
+    }
