@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sleepy.adapters.router import Router
@@ -185,6 +186,9 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             f"learning_set.programs={programs}: no such folder; make one with "
             f"`sleepy koans harvest --out {programs}` or set learning_set.programs=null"
         )
+    # what the chosen strategies need from the cycle, as each declares it
+    backend, trainer = get_class(cfg.backend._target_), get_class(cfg.adapter._target_)
+    consolidator = get_class(cfg.consolidation._target_)
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
     state = State.load(out / "state.json")
@@ -250,7 +254,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     koans__seed=int(cfg.seed) + c,
                     koans__source=plan.get("source", cfg.paths.koans),
                     # a backend that loads adapters itself starts from the champion
-                    **({"backend__adapter": champion} if "adapter" in cfg.backend else {}),
+                    **({"backend__adapter": champion} if backend.loads_adapter else {}),
                 )
                 r = run_day(dcfg)
                 day = {
@@ -266,7 +270,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 overview(phase="sleep")
                 # adapter=coefficients: after the first cycle, train in the lineage's Share basis
                 basis = (state.get(c - 1, "lineage") or {}).get("bundle")
-                phase2 = {"adapter__bundle": basis} if cfg.adapter.method == "coefficients" else {}
+                phase2 = {"adapter__bundle": basis} if trainer.in_basis else {}
                 scfg = stage_cfg(
                     cfg,
                     "sleep",
@@ -306,7 +310,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                     register=True,
                     run_name=f"c{c} consolidate",
                 )
-                if previous and "previous" in ccfg.consolidation:
+                if previous and consolidator.keeps_lineage:
                     ccfg.consolidation.previous = previous
                 result, version = run_consolidate(ccfg)
                 cons = {

@@ -61,6 +61,11 @@ def _info(method: str, tasks: list[TaskAdapter], base_model: str) -> AdapterInfo
 
 class Consolidator:
     method = "base"
+    # True: it keeps lineage state: each consolidation builds on the bundle the previous one made,
+    # which the cycle hands it as `previous` (a key its config must then have)
+    keeps_lineage = False
+    # True: a new task may train in its basis (adapter=coefficients), with its `p` and `phi`
+    new_tasks_in_basis = False
 
     def __call__(self, tasks: list[TaskAdapter], base_model: str, out: str | Path) -> Consolidated:
         if not tasks:
@@ -144,6 +149,8 @@ class Share(Consolidator):
     """
 
     method = "share"
+    keeps_lineage = True  # Phase 3: earlier tasks come from the previous bundle
+    new_tasks_in_basis = True  # Phase 2: coefficients in the basis (p, phi)
 
     def __init__(self, config: ShareConfig | None = None, **fields):
         """`config` (default: ShareConfig's defaults) with `fields` set on it, as Hydra passes them."""

@@ -54,6 +54,9 @@ class LLM(ABC):
     # True: generate() takes `abandoned` (one threading.Event per conversation) and stops a
     # conversation's generation once its event is set (its client left); its reply is cut short
     supports_abandon: bool = False
+    # True: it loads an adapter folder itself (`backend.adapter`), so a cycle's day can start
+    # from the champion; a served backend gets its adapters from the server instead
+    loads_adapter: bool = False
 
     @abstractmethod
     def generate(self, messages_batch: list[Messages], **opts: Any) -> list[Generation]: ...

@@ -59,6 +59,7 @@ class HFConfig:
 class HFBackend(LLM):
     supports_tools = False  # small local models use the text action protocol
     supports_abandon = True
+    loads_adapter = True  # backend.adapter: a PEFT adapter folder (or a Share bundle's)
 
     def __init__(self, model: str | Path, **options: Any):
         """`model` and any HFConfig option (its defaults for the rest)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import (
@@ -28,10 +29,8 @@ from sleepy.koan import Koan, load_koans, save_evalset
 from sleepy.koans.route import route_example
 from sleepy.registry import register_adapter
 from sleepy.sandbox import Sandbox
-from sleepy.sleep.coefficients import train_coefficients
 from sleepy.sleep.curate import LeakageError, curate
 from sleepy.sleep.launch import LaunchError, is_main_process
-from sleepy.sleep.train import train_adapter
 from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
 
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
@@ -97,7 +96,8 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
     import mlflow
 
     check_config(cfg)
-    if cfg.adapter.get("method") == "coefficients" and "phi" not in cfg.consolidation:
+    trainer = get_class(cfg.adapter._target_)
+    if trainer.in_basis and not get_class(cfg.consolidation._target_).new_tasks_in_basis:
         raise ConfigError(
             "adapter=coefficients trains in a Share basis with the consolidation's p and phi: "
             "use consolidation=share or consolidation=uwsh"
@@ -156,25 +156,7 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             "run_id": run.info.run_id if tracked else None,
             "route_examples": route_examples(curated),
         }
-        method = str(cfg.adapter.get("method", "lora"))
-        if method == "coefficients" and cfg.adapter.get("bundle"):
-            # the basis's consolidation says how a new task lives in it (uwsh: no phi)
-            result = train_coefficients(
-                curated.dataset,
-                cfg.model.path,
-                cfg.adapter.bundle,
-                cfg.adapter,
-                out,
-                seed=cfg.seed,
-                p=int(cfg.consolidation.p),
-                phi=int(cfg.consolidation.phi),
-                extra_info=extra,
-            )
-        else:  # LoRA; also the first coefficient task, whose LoRA shapes the basis
-            method = "lora"
-            result = train_adapter(
-                curated.dataset, cfg.model.path, cfg.adapter, out, seed=cfg.seed, extra_info=extra
-            )
+        result, method = trainer.train(cfg, curated.dataset, out, extra)
         if not main:  # the main process saves and registers what all of them trained
             return SleepResult(
                 result.adapter_dir, None, str(cfg.run_id), curated.stats, result.metrics
