@@ -91,9 +91,11 @@ class State:
     def get(self, cycle: int, stage: str) -> dict | None:
         return self.data.get(str(cycle), {}).get(stage)
 
-    def put(self, cycle: int, stage: str, value: dict) -> None:
+    def put(self, cycle: int, stage: str, value: dict) -> dict:
+        """Record `value` as the cycle's `stage` and save at once; returns it."""
         self.data.setdefault(str(cycle), {})[stage] = value
         write_atomic(self.path, json.dumps(self.data, indent=2))  # a crash never leaves half a file
+        return value
 
 
 def _state_problem(data) -> str | None:
@@ -124,22 +126,6 @@ def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:
         for dotted, value in values.items():
             OmegaConf.update(stage, dotted.replace("__", "."), value, force_add=True)
     return stage
-
-
-def _families(metrics: dict) -> dict[str, float]:
-    return {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("pass_rate.")}
-
-
-def other_families_routed(task: str, families: list[str], *metrics: dict) -> dict[str, int]:
-    """family -> koans of a family `task` did not learn that its adapter answered in the eval
-    (the candidate's episodes on the frozen suite and the learning set)."""
-    out: dict[str, int] = {}
-    for m in metrics:
-        for key, n in m.items():
-            adapter, _, family = key.removeprefix("koans_routed.").partition(".")
-            if key.startswith("koans_routed.") and adapter == task and family not in families:
-                out[family] = out.get(family, 0) + int(n)
-    return out
 
 
 NEW_PROGRAM_KEYS = ("new_programs_pass_rate", "champion_new_programs_pass_rate")
@@ -174,10 +160,237 @@ def check_curriculum(cfg: DictConfig) -> None:
                 raise CycleError(f"curriculum entry {i}: {key}={value!r} must be an integer >= 0")
 
 
-def run_cycle(cfg: DictConfig) -> list[dict]:
-    """Run cfg.cycles cycles (resuming from state.json); returns one summary per cycle."""
+@dataclass
+class Cycle:
+    """One cycle of a lineage: what its stages are told, and where they write."""
+
+    cfg: DictConfig
+    state: State
+    c: int
+    plan: DictConfig  # its curriculum entry
+    lineage: str
+    dir: Path
+
+    @property
+    def promoted(self) -> dict:
+        """What this cycle builds on: the promoted lineage's tasks and bundle so far."""
+        return self.state.get(self.c - 1, "lineage") or {"tasks": {}, "bundle": None}
+
+
+def _day(cy: Cycle, champion: str | None, loads_adapter: bool) -> dict:
+    cfg, c, plan = cy.cfg, cy.c, cy.plan
+    dcfg = stage_cfg(
+        cfg,
+        "day",
+        cy.dir / "day",
+        run_id=f"{cy.lineage}-c{c}-day",
+        run_name=f"c{c} day",
+        label=f"day on {', '.join(plan.families)}",
+        cycle=c,
+        resume=True,
+        koans__families=list(plan.families),
+        koans__count=plan.get("count"),
+        koans__generate=plan.get("generate", 0),
+        koans__patterns=list(plan.get("patterns", [])),
+        koans__mutants=plan.get("mutants", 0),
+        koans__programs=cfg.koans.programs,
+        koans__seed=int(cfg.seed) + c,
+        koans__source=plan.get("source", cfg.paths.koans),
+        # a backend that loads adapters itself starts from the champion
+        **({"backend__adapter": champion} if loads_adapter else {}),
+    )
+    r = run_day(dcfg)
+    return {
+        "run_id": r.run_id,
+        "db": str(r.episodes_db),
+        "pass_rate": r.metrics.get("pass_rate"),
+        "mlflow_run_id": r.mlflow_run_id,
+    }
+
+
+def _sleep(cy: Cycle, day: dict, in_basis: bool) -> dict:
+    overview(phase="sleep")
+    # a trainer that trains in the lineage's basis gets its bundle (none before the first)
+    basis = {"adapter__bundle": cy.promoted["bundle"]} if in_basis else {}
+    scfg = stage_cfg(
+        cy.cfg,
+        "sleep",
+        cy.dir / "sleep",
+        cycle=cy.c,
+        run_name=f"c{cy.c} sleep",
+        register=False,
+        curate__episodes=day["db"],
+        curate__run_id=day["run_id"],
+        curate__koan_paths=[str(cy.cfg.paths.koans)],
+        seed=int(cy.cfg.seed),
+        **basis,
+    )
+    r = run_sleep(scfg)
+    return {
+        "adapter": str(r.adapter_dir),
+        "rows": r.stats["rows"],
+        "run_id": r.run_id,
+        "training_koans": str(r.training_koans),
+    }
+
+
+def _consolidate(cy: Cycle, slp: dict, keeps_lineage: bool) -> dict:
+    overview(phase="consolidate")
+    tasks = {**cy.promoted["tasks"], f"c{cy.c}": slp["adapter"]}
+    ccfg = stage_cfg(
+        cy.cfg,
+        "consolidate",
+        cy.dir / "consolidate",
+        cycle=cy.c,
+        tasks=tasks,
+        register=True,
+        run_name=f"c{cy.c} consolidate",
+    )
+    if cy.promoted["bundle"] and keeps_lineage:
+        ccfg.consolidation.previous = cy.promoted["bundle"]
+    result, version = run_consolidate(ccfg)
+    return {
+        "adapter": str(result.adapter_dir),
+        "version": version,
+        "tasks": tasks,
+        "bundle": str(result.bundle_dir) if result.bundle_dir else None,
+    }
+
+
+def _learning_set(cy: Cycle) -> dict:
+    overview(phase="eval")
+    c, state = cy.c, cy.state
+    with stage("eval", "build the learning set from the days' failures") as bar:
+        learn = learning_set_for(
+            cy.cfg,
+            [state.get(i, "day") for i in range(1, c + 1)],
+            [state.get(i, "sleep") for i in range(1, c + 1)],
+            (state.get(c - 1, "learning_set") or {}).get("path"),
+            cy.dir / "eval" / "learning_set.json",
+            name=f"learning-{cy.lineage}-c{c}",
+        )
+        bar.update(note=f"{learn['koans']} fresh programs")
+    return learn
+
+
+def _eval(cy: Cycle, cons: dict, learn: dict, champion: str | None) -> dict:
+    """The gate's verdict on this cycle's candidate; records the lineage the next cycle builds on
+    (the promoted one: a rejected task is dropped), and the bundle the gate judged when the eval
+    withdrew routes from it."""
+    overview(phase="eval")
+    c, state = cy.c, cy.state
+    ecfg = stage_cfg(
+        cy.cfg,
+        "eval",
+        cy.dir / "eval",
+        cycle=c,
+        # without tracking there is no registry: the candidate is the adapter folder
+        candidate=cons["version"] or cons["adapter"],
+        champion="champion",
+        promote=True,
+        run_id=f"{cy.lineage}-c{c}-eval",
+        run_name=f"c{c} eval" + (f" v{cons['version']}" if cons["version"] else ""),
+        lineage__name=cy.lineage,
+        lineage__episodes=[state.get(i, "day")["db"] for i in range(1, c + 1)],
+        koans__evalset=str(cy.cfg.evalset),
+        koans__learning_set=learn["path"] if learn["koans"] else None,
+    )
+    r = evaluate(ecfg)
+    if r.withdrawn:  # the bundle the gate judged: the routes withdrawn
+        cons = {
+            **cons,
+            "adapter": str(r.candidate.adapter_dir),
+            "version": r.candidate.version,
+            "bundle": str(Router.find(r.candidate.adapter_dir)),
+            "withdrawn": r.withdrawn,
+        }
+        state.put(c, "consolidate", cons)
+    adapter = cons["adapter"] if r.promoted else champion
+    ev = state.put(c, "eval", r.record(f"c{c}", list(cy.plan.families), adapter))
+    kept = {"tasks": cons["tasks"], "bundle": cons["bundle"]} if r.promoted else cy.promoted
+    state.put(c, "lineage", kept)
+    return ev
+
+
+def cycle_row(c: int, day: dict, ev: dict, families: list[str]) -> tuple[dict, dict, dict]:
+    """A cycle's metrics (logged at step c), its per-family learning rates (logged too), and its
+    row of summary.json."""
+    metrics = {
+        "learning_pass_rate": ev["learning_pass_rate"],
+        "champion_learning_pass_rate": ev["champion_learning_pass_rate"],
+        "repeat_error_rate": ev["repeat_error_rate"],
+        "champion_repeat_error_rate": ev["champion_repeat_error_rate"],
+        "median_steps_to_green": ev["median_steps_to_green"],
+        "pass_rate": ev["pass_rate"],
+        "champion_pass_rate": ev["champion_pass_rate"],
+        "promoted": float(ev["promoted"]),
+        "regressions": len(ev["regressions"]),
+        "gains": len(ev["gains"]),
+        "day_pass_rate": day["pass_rate"] or 0.0,
+        "other_families_routed": sum(ev.get("other_families_routed", {}).values()),
+        **{k: ev[k] for k in NEW_PROGRAM_KEYS if k in ev},
+    }
+    per_family = {
+        **{f"learning_pass_rate_{f}": v for f, v in ev["learning_family"].items()},
+        **{
+            f"champion_learning_pass_rate_{f}": v for f, v in ev["champion_learning_family"].items()
+        },
+    }
+    summary = {
+        "cycle": c,
+        **metrics,
+        "families": families,
+        "learning_family": ev["learning_family"],
+        "champion_learning_family": ev["champion_learning_family"],
+        "decision": ev["decision"],
+        "other_families_by_family": ev.get("other_families_routed", {}),
+    }
+    return metrics, per_family, summary
+
+
+def _log_cycle(metrics: dict, per_family: dict, ev: dict, families: list[str], c: int) -> None:
+    """What `sleepy report` rebuilds the cycle's row from, on the cycle's MLflow run."""
     import mlflow
 
+    mlflow.log_metrics({k: float(v) for k, v in {**metrics, **per_family}.items()}, step=c)
+    mlflow.set_tags(
+        {
+            "decision": ev["decision"][:4900],
+            "gate.decision": ev["decision"].split(":")[0],
+            "families": ",".join(families),
+        }
+    )
+    if (display := current()) is not None:
+        display.log_to_mlflow()
+
+
+def _plots(
+    summaries: list[dict],
+    out: Path,
+    uri: str,
+    experiment: str,
+    lineage: str,
+    title: str,
+    run_id: str,
+) -> None:
+    """The lineage's plots, saved under out/plots and logged to the last cycle's run (`run_id`)."""
+    import mlflow
+
+    overview(phase="plots")
+    with stage("plots", f"plots of lineage {title}") as bar:
+        pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
+        pngs += plots_from_mlflow(experiment, uri, out / "plots", lineage=lineage, title=title)
+        bar.update(note=f"{len(pngs)} PNGs")
+    with mlflow_run(uri, experiment, run_id=run_id):
+        for png in pngs:
+            mlflow.log_artifact(str(png), "plots")
+
+
+STAGES = ("day", "sleep", "consolidate", "learning_set", "eval")
+
+
+def run_cycle(cfg: DictConfig) -> list[dict]:
+    """Run cfg.cycles cycles (resuming from state.json); returns one summary per cycle."""
     check_config(cfg)
     check_curriculum(cfg)
     programs = cfg.learning_set.programs
@@ -210,18 +423,20 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     summaries = []
     for c in range(1, cycles + 1):
         plan = _curriculum(cfg, c)
-        cdir = out / f"cycle{c}"
+        cy = Cycle(cfg, state, c, plan, lineage, out / f"cycle{c}")
+        families = list(plan.families)
         parent_id = (state.get(c, "parent") or {}).get("run_id")
         tags = {
             "stage": "cycle",
             "cycle": str(c),
             "lineage": lineage,
             "consolidation": str(cfg.consolidation.get("method", "none")),
-            "families": ",".join(plan.families),
+            "families": ",".join(families),
             **({"swept": swept, "sweep": sweep_id() or ""} if swept else {}),
         }
         name = f"{swept} · cycle {c}" if swept else f"cycle {c} · {lineage}"
-        ran = False  # did this process run a stage of this cycle (not just read it back)?
+        # did this process run a stage of this cycle (not just read them all back)?
+        ran = any(state.get(c, s) is None for s in STAGES)
         overview(cycle=c, phase="day")
         with mlflow_run(uri, experiment, run_name=name, tags=tags, run_id=parent_id) as parent:
             if parent is not None:  # None: tracking is off
@@ -230,247 +445,29 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
                 this = cfg.copy()
                 with open_dict(this):
                     this.cycle = c  # the cycle this run is, not the day config's default 0
-                    this.families = list(plan.families)
+                    this.families = families
                 log_config(this, out)
             champion = (state.get(c - 1, "eval") or {}).get("champion_adapter") if c > 1 else None
-
-            if (day := state.get(c, "day")) is None:
-                ran = True
-                dcfg = stage_cfg(
-                    cfg,
-                    "day",
-                    cdir / "day",
-                    run_id=f"{lineage}-c{c}-day",
-                    run_name=f"c{c} day",
-                    label=f"day on {', '.join(plan.families)}",
-                    cycle=c,
-                    resume=True,
-                    koans__families=list(plan.families),
-                    koans__count=plan.get("count"),
-                    koans__generate=plan.get("generate", 0),
-                    koans__patterns=list(plan.get("patterns", [])),
-                    koans__mutants=plan.get("mutants", 0),
-                    koans__programs=cfg.koans.programs,
-                    koans__seed=int(cfg.seed) + c,
-                    koans__source=plan.get("source", cfg.paths.koans),
-                    # a backend that loads adapters itself starts from the champion
-                    **({"backend__adapter": champion} if backend.loads_adapter else {}),
-                )
-                r = run_day(dcfg)
-                day = {
-                    "run_id": r.run_id,
-                    "db": str(r.episodes_db),
-                    "pass_rate": r.metrics.get("pass_rate"),
-                    "mlflow_run_id": r.mlflow_run_id,
-                }
-                state.put(c, "day", day)
-
-            if (slp := state.get(c, "sleep")) is None:
-                ran = True
-                overview(phase="sleep")
-                # adapter=coefficients: after the first cycle, train in the lineage's Share basis
-                basis = (state.get(c - 1, "lineage") or {}).get("bundle")
-                phase2 = {"adapter__bundle": basis} if trainer.in_basis else {}
-                scfg = stage_cfg(
-                    cfg,
-                    "sleep",
-                    cdir / "sleep",
-                    cycle=c,
-                    run_name=f"c{c} sleep",
-                    register=False,
-                    curate__episodes=day["db"],
-                    curate__run_id=day["run_id"],
-                    curate__koan_paths=[str(cfg.paths.koans)],
-                    seed=int(cfg.seed),
-                    **phase2,
-                )
-                r = run_sleep(scfg)
-                slp = {
-                    "adapter": str(r.adapter_dir),
-                    "rows": r.stats["rows"],
-                    "run_id": r.run_id,
-                    "training_koans": str(r.training_koans),
-                }
-                state.put(c, "sleep", slp)
-
-            if (cons := state.get(c, "consolidate")) is None:
-                ran = True
-                overview(phase="consolidate")
-                tasks = {
-                    **(state.get(c - 1, "lineage") or {}).get("tasks", {}),
-                    f"c{c}": slp["adapter"],
-                }
-                previous = (state.get(c - 1, "lineage") or {}).get("bundle")
-                ccfg = stage_cfg(
-                    cfg,
-                    "consolidate",
-                    cdir / "consolidate",
-                    cycle=c,
-                    tasks=tasks,
-                    register=True,
-                    run_name=f"c{c} consolidate",
-                )
-                if previous and consolidator.keeps_lineage:
-                    ccfg.consolidation.previous = previous
-                result, version = run_consolidate(ccfg)
-                cons = {
-                    "adapter": str(result.adapter_dir),
-                    "version": version,
-                    "tasks": tasks,
-                    "bundle": str(result.bundle_dir) if result.bundle_dir else None,
-                }
-                state.put(c, "consolidate", cons)
-
-            if (learn := state.get(c, "learning_set")) is None:
-                ran = True
-                overview(phase="eval")
-                with stage("eval", "build the learning set from the days' failures") as bar:
-                    learn = learning_set_for(
-                        cfg,
-                        [state.get(i, "day") for i in range(1, c + 1)],
-                        [state.get(i, "sleep") for i in range(1, c + 1)],
-                        (state.get(c - 1, "learning_set") or {}).get("path"),
-                        cdir / "eval" / "learning_set.json",
-                        name=f"learning-{lineage}-c{c}",
-                    )
-                    bar.update(note=f"{learn['koans']} fresh programs")
-                state.put(c, "learning_set", learn)
-
-            if (ev := state.get(c, "eval")) is None:
-                ran = True
-                overview(phase="eval")
-                days = [state.get(i, "day")["db"] for i in range(1, c + 1)]
-                ecfg = stage_cfg(
-                    cfg,
-                    "eval",
-                    cdir / "eval",
-                    cycle=c,
-                    # without tracking there is no registry: the candidate is the adapter folder
-                    candidate=cons["version"] or cons["adapter"],
-                    champion="champion",
-                    promote=True,
-                    run_id=f"{lineage}-c{c}-eval",
-                    run_name=f"c{c} eval" + (f" v{cons['version']}" if cons["version"] else ""),
-                    lineage__name=lineage,
-                    lineage__episodes=days,
-                    koans__evalset=str(cfg.evalset),
-                    koans__learning_set=learn["path"] if learn["koans"] else None,
-                )
-                r = evaluate(ecfg)
-                if r.withdrawn:  # the bundle the gate judged: the routes withdrawn
-                    cons = {
-                        **cons,
-                        "adapter": str(r.candidate.adapter_dir),
-                        "version": r.candidate.version,
-                        "bundle": str(Router.find(r.candidate.adapter_dir)),
-                        "withdrawn": r.withdrawn,
-                    }
-                    state.put(c, "consolidate", cons)
-                # no failures, no learning set: learning is measured on the frozen suite
-                on = r.learning or r
-                lm, lcm = on.metrics, on.champion_metrics
-                ev = {
-                    "promoted": r.promoted,
-                    "decision": r.decision.summary(),
-                    "pass_rate": r.metrics["pass_rate"],
-                    "champion_pass_rate": r.champion_metrics["pass_rate"],
-                    "learning_pass_rate": lm["pass_rate"],
-                    "champion_learning_pass_rate": lcm["pass_rate"],
-                    "repeat_error_rate": lm["repeat_error_rate"],
-                    "champion_repeat_error_rate": lcm["repeat_error_rate"],
-                    "median_steps_to_green": lm["median_steps_to_green"],
-                    # the lineage's mistakes in programs it never saw (learning_set.programs)
-                    **(
-                        {
-                            "new_programs_pass_rate": lm["new_programs_pass_rate"],
-                            "champion_new_programs_pass_rate": lcm["new_programs_pass_rate"],
-                        }
-                        if "new_programs_pass_rate" in lm
-                        else {}
-                    ),
-                    "regressions": r.regressions,
-                    "gains": r.gains,
-                    "table": str(r.table),
-                    "family": _families(r.metrics),
-                    "learning_family": _families(lm),
-                    "champion_learning_family": _families(lcm),
-                    "champion_adapter": cons["adapter"] if r.promoted else champion,
-                    # koans of other families the new task adapter answered (a routing backend)
-                    "other_families_routed": other_families_routed(
-                        f"c{c}", list(plan.families), r.metrics, *([lm] if r.learning else [])
-                    ),
-                }
-                state.put(c, "eval", ev)
-                # What the next cycle builds on: the promoted lineage (a rejected task is dropped).
-                prev = state.get(c - 1, "lineage") or {"tasks": {}, "bundle": None}
-                state.put(
-                    c,
-                    "lineage",
-                    {"tasks": cons["tasks"], "bundle": cons["bundle"]} if r.promoted else prev,
-                )
-
-            metrics = {
-                "learning_pass_rate": ev["learning_pass_rate"],
-                "champion_learning_pass_rate": ev["champion_learning_pass_rate"],
-                "repeat_error_rate": ev["repeat_error_rate"],
-                "champion_repeat_error_rate": ev["champion_repeat_error_rate"],
-                "median_steps_to_green": ev["median_steps_to_green"],
-                "pass_rate": ev["pass_rate"],
-                "champion_pass_rate": ev["champion_pass_rate"],
-                "promoted": float(ev["promoted"]),
-                "regressions": len(ev["regressions"]),
-                "gains": len(ev["gains"]),
-                "day_pass_rate": day["pass_rate"] or 0.0,
-                "other_families_routed": sum(ev.get("other_families_routed", {}).values()),
-                **{k: ev[k] for k in NEW_PROGRAM_KEYS if k in ev},
-            }
-            per_family = {
-                **{f"learning_pass_rate_{f}": v for f, v in ev["learning_family"].items()},
-                **{
-                    f"champion_learning_pass_rate_{f}": v
-                    for f, v in ev["champion_learning_family"].items()
-                },
-            }
-            if parent is not None:
-                mlflow.log_metrics(
-                    {k: float(v) for k, v in {**metrics, **per_family}.items()}, step=c
-                )
-                # what `sleepy report` rebuilds this cycle's row from
-                mlflow.set_tags(
-                    {
-                        "decision": ev["decision"][:4900],
-                        "gate.decision": ev["decision"].split(":")[0],
-                        "families": ",".join(plan.families),
-                    }
-                )
-                if (display := current()) is not None:
-                    display.log_to_mlflow()
-            summaries.append(
-                {
-                    "cycle": c,
-                    **metrics,
-                    "families": list(plan.families),
-                    "learning_family": ev["learning_family"],
-                    "champion_learning_family": ev["champion_learning_family"],
-                    "decision": ev["decision"],
-                    "other_families_by_family": ev.get("other_families_routed", {}),
-                }
+            # each stage runs once: a resumed run reads back what state.json has
+            day = state.get(c, "day") or state.put(
+                c, "day", _day(cy, champion, backend.loads_adapter)
             )
+            slp = state.get(c, "sleep") or state.put(c, "sleep", _sleep(cy, day, trainer.in_basis))
+            cons = state.get(c, "consolidate") or state.put(
+                c, "consolidate", _consolidate(cy, slp, consolidator.keeps_lineage)
+            )
+            learn = state.get(c, "learning_set") or state.put(c, "learning_set", _learning_set(cy))
+            ev = state.get(c, "eval") or _eval(cy, cons, learn, champion)
+            metrics, per_family, summary = cycle_row(c, day, ev, families)
+            if parent is not None:
+                _log_cycle(metrics, per_family, ev, families, c)
+            summaries.append(summary)
             if (display := current()) is not None:
                 display.cycle_done(ran)
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
     if cfg.get("plots", True) and uri is not None:  # the plots read the MLflow store
-        overview(phase="plots")
-        with stage("plots", f"plots of lineage {swept or lineage}") as bar:
-            pngs = [family_cycle_matrix(summaries, out / "plots" / "families_by_cycle.png")]
-            pngs += plots_from_mlflow(
-                experiment, uri, out / "plots", lineage=lineage, title=swept or lineage
-            )
-            bar.update(note=f"{len(pngs)} PNGs")
-        last = state.get(int(cfg.cycles), "parent")["run_id"]
-        with mlflow_run(uri, experiment, run_id=last):
-            for png in pngs:
-                mlflow.log_artifact(str(png), "plots")
+        last = state.get(cycles, "parent")["run_id"]
+        _plots(summaries, out, uri, experiment, lineage, swept or lineage, last)
     return summaries
 
 

@@ -87,6 +87,61 @@ class EvalResult:
     # `candidate` is the bundle with them withdrawn, measured again on the frozen suite)
     withdrawn: list[dict] = field(default_factory=list)
 
+    def record(self, task: str, families: list[str], champion_adapter: str | None) -> dict:
+        """What a cycle keeps of this eval (state.json's `eval`): the gate's decision, both sides'
+        rates on the frozen suite and the learning set, and `champion_adapter`, the adapter the
+        next cycle starts from. `task` is the candidate's new task, which learned `families`.
+        With no learning set (no failures), learning is measured on the frozen suite."""
+        on = self.learning or self
+        lm, lcm = on.metrics, on.champion_metrics
+        return {
+            "promoted": self.promoted,
+            "decision": self.decision.summary(),
+            "pass_rate": self.metrics["pass_rate"],
+            "champion_pass_rate": self.champion_metrics["pass_rate"],
+            "learning_pass_rate": lm["pass_rate"],
+            "champion_learning_pass_rate": lcm["pass_rate"],
+            "repeat_error_rate": lm["repeat_error_rate"],
+            "champion_repeat_error_rate": lcm["repeat_error_rate"],
+            "median_steps_to_green": lm["median_steps_to_green"],
+            # the lineage's mistakes in programs it never saw (learning_set.programs)
+            **(
+                {
+                    "new_programs_pass_rate": lm["new_programs_pass_rate"],
+                    "champion_new_programs_pass_rate": lcm["new_programs_pass_rate"],
+                }
+                if "new_programs_pass_rate" in lm
+                else {}
+            ),
+            "regressions": self.regressions,
+            "gains": self.gains,
+            "table": str(self.table),
+            "family": _families(self.metrics),
+            "learning_family": _families(lm),
+            "champion_learning_family": _families(lcm),
+            "champion_adapter": champion_adapter,
+            # koans of other families the new task adapter answered (a routing backend)
+            "other_families_routed": other_families_routed(
+                task, families, self.metrics, *([lm] if self.learning else [])
+            ),
+        }
+
+
+def _families(metrics: dict) -> dict[str, float]:
+    return {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("pass_rate.")}
+
+
+def other_families_routed(task: str, families: list[str], *metrics: dict) -> dict[str, int]:
+    """family -> koans of a family `task` did not learn that its adapter answered in the eval
+    (the candidate's episodes on the frozen suite and the learning set)."""
+    out: dict[str, int] = {}
+    for m in metrics:
+        for key, n in m.items():
+            adapter, _, family = key.removeprefix("koans_routed.").partition(".")
+            if key.startswith("koans_routed.") and adapter == task and family not in families:
+                out[family] = out.get(family, 0) + int(n)
+    return out
+
 
 # -- who is evaluated ------------------------------------------------------------------------------
 
