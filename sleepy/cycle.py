@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import hydra
@@ -131,33 +131,47 @@ def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:
 NEW_PROGRAM_KEYS = ("new_programs_pass_rate", "champion_new_programs_pass_rate")
 
 
-CURRICULUM_KEYS = {"families", "count", "generate", "mutants", "patterns", "source"}
+@dataclass(frozen=True)
+class CurriculumEntry:
+    """One entry of `curriculum`: which koans a cycle's day meets (the last entry repeats)."""
 
+    families: list[str]
+    count: int | None = None  # koans drawn from them (null: every one)
+    generate: int = 0  # fresh template koans generated for the day
+    mutants: int = 0  # mutants of train-side programs (koans.programs)
+    patterns: list[str] = field(default_factory=list)  # only these template patterns
+    # the koans folder; null: none, the day meets generated koans only; not given: paths.koans
+    source: str | None = None
 
-def _curriculum(cfg: DictConfig, c: int) -> DictConfig:
-    items = cfg.curriculum
-    if not items:
-        raise CycleError("curriculum is empty: give each cycle its koans (see conf/experiment/)")
-    return items[min(c, len(items)) - 1]
-
-
-def check_curriculum(cfg: DictConfig) -> None:
-    """Each curriculum entry's keys and counts, before any cycle starts."""
-    for i, item in enumerate(cfg.curriculum or [], 1):
-        unknown = sorted(set(item) - CURRICULUM_KEYS)
+    @classmethod
+    def parse(cls, i: int, item, koans: str) -> CurriculumEntry:
+        """Entry `i` (from 1) as the config holds it, its source `koans` unless it names one; a
+        CycleError names what is wrong."""
+        keys = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(item) - set(keys))
         if unknown:
             raise CycleError(
-                f"curriculum entry {i}: unknown key '{unknown[0]}' "
-                f"(keys: {', '.join(sorted(CURRICULUM_KEYS))})"
+                f"curriculum entry {i}: unknown key '{unknown[0]}' (keys: {', '.join(keys)})"
             )
         if not item.get("families"):
             raise CycleError(f"curriculum entry {i}: give its families, e.g. families: [lifetimes]")
         for key in ("count", "generate", "mutants"):
-            value = item.get(key)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
+            if key not in item or (key == "count" and item[key] is None):
+                continue
+            value = item[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise CycleError(f"curriculum entry {i}: {key}={value!r} must be an integer >= 0")
+        values = OmegaConf.to_container(item) if isinstance(item, DictConfig) else dict(item)
+        values.setdefault("source", koans)
+        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def curriculum(cfg: DictConfig) -> list[CurriculumEntry]:
+    """The checked curriculum, before any cycle starts."""
+    if not cfg.curriculum:
+        raise CycleError("curriculum is empty: give each cycle its koans (see conf/experiment/)")
+    koans = str(cfg.paths.koans)
+    return [CurriculumEntry.parse(i, item, koans) for i, item in enumerate(cfg.curriculum, 1)]
 
 
 @dataclass
@@ -167,7 +181,7 @@ class Cycle:
     cfg: DictConfig
     state: State
     c: int
-    plan: DictConfig  # its curriculum entry
+    plan: CurriculumEntry
     lineage: str
     dir: Path
 
@@ -189,13 +203,13 @@ def _day(cy: Cycle, champion: str | None, loads_adapter: bool) -> dict:
         cycle=c,
         resume=True,
         koans__families=list(plan.families),
-        koans__count=plan.get("count"),
-        koans__generate=plan.get("generate", 0),
-        koans__patterns=list(plan.get("patterns", [])),
-        koans__mutants=plan.get("mutants", 0),
+        koans__count=plan.count,
+        koans__generate=plan.generate,
+        koans__patterns=list(plan.patterns),
+        koans__mutants=plan.mutants,
         koans__programs=cfg.koans.programs,
         koans__seed=int(cfg.seed) + c,
-        koans__source=plan.get("source", cfg.paths.koans),
+        koans__source=plan.source,
         # a backend that loads adapters itself starts from the champion
         **({"backend__adapter": champion} if loads_adapter else {}),
     )
@@ -392,7 +406,7 @@ STAGES = ("day", "sleep", "consolidate", "learning_set", "eval")
 def run_cycle(cfg: DictConfig) -> list[dict]:
     """Run cfg.cycles cycles (resuming from state.json); returns one summary per cycle."""
     check_config(cfg)
-    check_curriculum(cfg)
+    plans = curriculum(cfg)
     programs = cfg.learning_set.programs
     if programs and not Path(str(programs)).is_dir():
         raise CycleError(
@@ -422,7 +436,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
     overview(cycles=cycles, title=f"sleepy-cycle {swept}" if swept else None)
     summaries = []
     for c in range(1, cycles + 1):
-        plan = _curriculum(cfg, c)
+        plan = plans[min(c, len(plans)) - 1]
         cy = Cycle(cfg, state, c, plan, lineage, out / f"cycle{c}")
         families = list(plan.families)
         parent_id = (state.get(c, "parent") or {}).get("run_id")
