@@ -171,6 +171,7 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
             "max_steps": 3,
             "batch_size": 4,
             "learning_rate": 1e-2,
+            "coeff_learning_rate": 5e-2,
             "logging_steps": 1,
         }
     )

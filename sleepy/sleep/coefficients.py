@@ -40,7 +40,7 @@ def train_coefficients(
         out_dir,
         seed,
         warmup_steps=0,
-        learning_rate=adapter_cfg.get("coeff_learning_rate", adapter_cfg.learning_rate * 5),
+        learning_rate=adapter_cfg.coeff_learning_rate,  # adapter/coefficients.yaml
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=ready.tokenizer

@@ -107,7 +107,7 @@ def sft_config(adapter_cfg, out_dir: Path, seed: int, **overrides):
         if on_cpu
         else adapter_cfg.get("gradient_checkpointing", False),
         use_cpu=on_cpu,
-        logging_steps=max(1, adapter_cfg.get("logging_steps", 5)),
+        logging_steps=adapter_cfg.logging_steps,  # adapter/lora.yaml; >= 1 (sleepy.config)
         save_strategy="no",
         report_to=[],
         seed=seed,
