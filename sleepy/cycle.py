@@ -424,7 +424,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
         cfg.lineage or (f"{out.parent.name}-{out.name}" if out.name.isdigit() else out.name)
     )
     uri, experiment = tracking_uri(cfg.tracking), str(cfg.tracking.experiment)
-    if out.name.isdigit() and cfg.registry.get("per_sweep_job", True):
+    if out.name.isdigit() and cfg.registry.per_sweep_job:
         # Sweep jobs are competing strategies: each gets its own registered model (and champion).
         cfg = cfg.copy()
         with open_dict(cfg):
@@ -479,7 +479,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
             if (display := current()) is not None:
                 display.cycle_done(ran)
     (out / "summary.json").write_text(json.dumps(summaries, indent=2))
-    if cfg.get("plots", True) and uri is not None:  # the plots read the MLflow store
+    if cfg.plots and uri is not None:  # the plots read the MLflow store
         last = state.get(cycles, "parent")["run_id"]
         _plots(summaries, out, uri, experiment, lineage, swept or lineage, last)
     return summaries
@@ -489,7 +489,7 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
 @one_line_errors("sleepy-cycle", CycleError, LearningSetError, TrackingError)
 def _cycle(cfg: DictConfig) -> None:
     out = Path(str(cfg.paths.output_dir))
-    with Display("sleepy-cycle", out / LOG_NAME, bool(cfg.get("verbose", False))):
+    with Display("sleepy-cycle", out / LOG_NAME, bool(cfg.verbose)):
         summaries = run_cycle(cfg)
     console = table_console()
     name = label(job_values()) or cfg.lineage or out.name
@@ -499,7 +499,7 @@ def _cycle(cfg: DictConfig) -> None:
         console.print(f"cycle {s['cycle']} gate: {s['decision']}", highlight=False)
     console.print(f"outputs:   {out}  (state.json, summary.json, one folder per cycle and stage)")
     console.print(f"log:       {out / LOG_NAME}  (other libraries' warnings and progress)")
-    if cfg.get("plots", True) and cfg.tracking.get("enabled", False):
+    if cfg.plots and cfg.tracking.enabled:
         console.print(f"plots:     {out / 'plots'}")
         console.print(
             f"MLflow UI: {ui_command(str(cfg.tracking.uri))}   then open http://127.0.0.1:5000 "
