@@ -138,7 +138,7 @@ def forgetting(
                     f"tasks={{{','.join(f'{k}: {v}' for k, v in sub.items())}}}",
                 ],
             )
-            result, _ = run_consolidate(cfg)
+            result = run_consolidate(cfg).consolidated
             rows.append(measure(str(result.adapter_dir), f"{tag}_{t}", route=route))
         matrices[tag] = rows  # a name MLflow accepts in metric keys
     with mlflow_run(uri, "sleepy-forgetting", run_name="forgetting-matrix"):

@@ -7,12 +7,13 @@ importing it (Hydra does, on first use) registers the resolvers and the structur
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from sleepy.tiny import MODEL_DIR
 
@@ -58,36 +59,46 @@ def compose_config(name: str, overrides: list[str] = ()):
 
 
 def composition_problem(e: BaseException, overrides: list[str] = ()) -> str:
-    """What Hydra refused, in one line: an unknown option with the group's options, a value
-    outside SCHEMA's range named as check_config names it, else Hydra's own words."""
-    text = str(e)
-    missing = re.search(r"Could not find '(.+)/([^/']+)'", text)
-    if missing and "Available options" in text:
-        group, option = missing.groups()
-        listed = text.split("Available options", 1)[1].split("Config search path", 1)[0]
-        options = re.findall(r"^\t(\S+)\s*$", listed, re.M)
-        return f"no {group} '{option}' (options for {group}: {', '.join(options)})"
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    """What Hydra refused, in one line: an unknown option with the group's options, a value of
+    the wrong type named as check_config names a value out of range, else Hydra's own words."""
+    from hydra.errors import MissingConfigException
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except Exception:  # noqa: BLE001 - an override Hydra cannot parse: its own message says why
-        parsed = []
-    for o in parsed:
-        rule = SCHEMA.get(o.key_or_group)
-        if rule is not None and o.is_force_add() is False and not rule.accepts(o.value()):
-            return f"{o.key_or_group}={o.value()!r}: must be {rule.allowed()}"
-    lines = text.strip().splitlines() or [type(e).__name__]
-    cause = e.__cause__
-    if len(lines) == 1 and cause is not None and str(cause).strip():
+    if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
+        group, _, option = str(e.missing_cfg_file).rpartition("/")
+        return f"no {group} '{option}' (options for {group}: {', '.join(sorted(e.options))})"
+    from omegaconf.errors import ConfigKeyError
+
+    cause = e if getattr(e, "full_key", None) else e.__cause__
+    key, owner = getattr(cause, "full_key", None), _owner(cause)
+    typed = getattr(cause, "object_type", None)
+    if isinstance(cause, ConfigKeyError | AttributeError) and dataclasses.is_dataclass(typed):
+        keys = ", ".join(f.name for f in dataclasses.fields(typed) if not f.name.startswith("_"))
+        return f"unknown key '{key}' ({typed.__name__} has: {keys})"
+    if key and owner is not None:
+        rule = rule_of(owner, str(key).rsplit(".", 1)[-1].split("[")[0])
+        if rule is not None:
+            return f"{key}={cause.value!r}: must be {rule.allowed()}"
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    if len(lines) == 1 and cause is not None and cause is not e and str(cause).strip():
         lines.append(str(cause).strip().splitlines()[0])  # e.g. what a value could not become
     return " ".join(" ".join(lines).split())
 
 
+def _owner(error) -> type | None:
+    """The structured config class whose field an OmegaConf error is about, if any."""
+    import dataclasses
+
+    node = getattr(error, "parent_node", None)
+    if node is None:
+        return None
+    t = OmegaConf.get_type(node)
+    return t if dataclasses.is_dataclass(t) else None
+
+
 def default_store() -> tuple[str, str]:
-    """(tracking.uri, registry.name) as base.yaml has them: what a command outside Hydra
+    """(tracking.uri, registry.name) as every stage has them: what a command outside Hydra
     (`sleepy registry`, `sleepy report`, `sleepy-plots`) uses unless it is told otherwise."""
-    base = compose_config("base", ["task=cli"])
+    base = compose_config("day")
     return str(base.tracking.uri), str(base.registry.name)
 
 
@@ -124,9 +135,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Rule:
     """What one key accepts: its type, an inclusive range (`gt` for an exclusive lower bound),
-    and whether null is allowed."""
+    and whether null is allowed. A structured config's field declares it with `ranged`; its type
+    and whether it may be null come from the field's annotation."""
 
-    kind: type  # int | float | bool | str (one of `choices`)
+    kind: type = float  # int | float | bool | str (one of `choices`)
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
@@ -166,79 +178,88 @@ class Rule:
         )
 
 
-# Every numeric or boolean knob of every entrypoint, in one place. A key a config does not have
-# is not checked (each entrypoint composes only its own groups).
-SCHEMA: dict[str, Rule] = {
-    "cycle": Rule(int, ge=0),
-    "cycles": Rule(int, ge=1),
-    "seed": Rule(int, ge=0),
-    "resume": Rule(bool),
-    "register": Rule(bool),
-    "promote": Rule(bool),
-    "withdraw_routes": Rule(bool),
-    "koans.count": Rule(int, ge=1, nullable=True),
-    "koans.seed": Rule(int, ge=0),
-    "koans.generate": Rule(int, ge=0),
-    "koans.mutants": Rule(int, ge=0),
-    "agent.max_attempts": Rule(int, ge=1),
-    "agent.max_steps": Rule(int, ge=1),
-    "agent.token_budget": Rule(int, ge=1),
-    "agent.temperature": Rule(float, ge=0, le=2),
-    "agent.max_new_tokens": Rule(int, ge=1),
-    "agent.feedback_chars": Rule(int, ge=0, nullable=True),
-    "agent.hints": Rule(bool),
-    "agent.hints_k": Rule(int, ge=0),
-    "agent.concurrency": Rule(int, ge=1),
-    "agent.workers": Rule(int, ge=1),
-    "adapter.rank": Rule(int, ge=1),
-    "adapter.alpha": Rule(float, gt=0),
-    "adapter.dropout": Rule(float, ge=0, le=0.99),
-    "adapter.learning_rate": Rule(float, gt=0),
-    "adapter.coeff_learning_rate": Rule(float, gt=0),
-    "adapter.max_steps": Rule(int, ge=1, nullable=True),
-    "adapter.epochs": Rule(float, gt=0, nullable=True),
-    "adapter.batch_size": Rule(int, ge=1),
-    "adapter.warmup_steps": Rule(int, ge=0),
-    "adapter.max_length": Rule(int, ge=16),
-    "adapter.logging_steps": Rule(int, ge=1),
-    "curate.replay_ratio": Rule(float, ge=0),
-    "curate.augment_k": Rule(int, ge=0),
-    "curate.cluster_distance": Rule(float, gt=0, le=2),
-    "curate.seed": Rule(int, ge=0),
-    "gate.min_gain": Rule(float, ge=-1, le=1),
-    "gate.max_regressions": Rule(int, ge=0),
-    "gate.max_family_drop": Rule(float, ge=0, le=1),
-    "consolidation.threshold": Rule(float, gt=0, le=1),
-    "consolidation.k_min": Rule(int, ge=1),
-    "consolidation.k_max": Rule(int, ge=1),
-    "consolidation.p": Rule(int, ge=1),
-    "consolidation.phi": Rule(int, ge=0),
-    "consolidation.route_distance": Rule(float, ge=0, le=2),
-    "consolidation.route_confidence": Rule(float, ge=0, le=1),
-    # sleepy.adapters.router.ROUTERS (this module sits below it)
-    "consolidation.router": Rule(str, choices=("learned", "signature")),
-    "tracking.enabled": Rule(bool),
-    "verbose": Rule(bool),
-    "learning_set.k": Rule(int, ge=1),
-    "learning_set.mutants": Rule(bool),
-}
+def ranged(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, **rule):
+    """A structured config field with the range its value must be in: `ranged(16, ge=1)`,
+    `ranged(0.5, ge=0, le=1)`, `ranged("learned", choices=("learned", "signature"))`. The field's
+    annotation gives the kind (`int | None` allows null); `check_config` enforces it."""
+    return dataclasses.field(
+        default=default, default_factory=factory, metadata={"rule": Rule(**rule)}
+    )
+
+
+def rule_of(owner: type, name: str) -> Rule | None:
+    """The Rule of field `name` of structured config class `owner` (with its annotation's kind
+    and nullability), or None when the field declares no range."""
+    import types
+    import typing
+
+    found = {f.name: f for f in dataclasses.fields(owner)}.get(name)
+    if found is None or "rule" not in found.metadata:
+        return None
+    hint = typing.get_type_hints(owner).get(name)
+    args = typing.get_args(hint)
+    nullable = type(None) in args
+    kinds = [a for a in args if a is not type(None)] if args else [hint]
+    kind = kinds[0] if kinds and kinds[0] in (int, float, bool, str) else float
+    if typing.get_origin(hint) not in (None, typing.Union, types.UnionType):
+        kind = float
+    return dataclasses.replace(found.metadata["rule"], kind=kind, nullable=nullable)
+
+
+def ranged_values(cfg, prefix: str = ""):
+    """(key, value, Rule) for every field of a structured config in `cfg` that declares a range,
+    depth first; interpolations are resolved, `hydra` is skipped."""
+    from omegaconf import DictConfig, ListConfig
+
+    owner = OmegaConf.get_type(cfg) if isinstance(cfg, DictConfig) else None
+    if owner is not None and dataclasses.is_dataclass(owner):
+        declared = {f.name for f in dataclasses.fields(owner)}
+        for key in cfg.keys():
+            if key not in declared and key != "hydra":  # added with `+key=` or open_dict
+                keys = ", ".join(sorted(k for k in declared if not k.startswith("_")))
+                raise ConfigError(f"unknown key '{prefix}{key}' ({owner.__name__} has: {keys})")
+        for f in dataclasses.fields(owner):
+            rule = rule_of(owner, f.name)
+            if rule is not None and f.name in cfg:
+                value = OmegaConf.select(cfg, f.name, throw_on_missing=True, default=_ABSENT)
+                if value is not _ABSENT:
+                    yield prefix + f.name, value, rule
+    if isinstance(cfg, DictConfig):
+        for key in cfg.keys():
+            child = cfg._get_node(key)
+            if key != "hydra" and isinstance(child, DictConfig | ListConfig):
+                yield from ranged_values(child, f"{prefix}{key}.")
+    elif isinstance(cfg, ListConfig):
+        for i in range(len(cfg)):
+            child = cfg._get_node(i)
+            if isinstance(child, DictConfig | ListConfig):
+                yield from ranged_values(child, f"{prefix[:-1]}[{i}].")
+
+
+def check_fields(obj, prefix: str = "") -> None:
+    """Raise ConfigError for the first field of dataclass `obj` outside its declared range: the
+    same rules for an object built in Python as for a composed config."""
+    for f in dataclasses.fields(obj):
+        rule = rule_of(type(obj), f.name)
+        value = getattr(obj, f.name)
+        if rule is not None and not rule.accepts(value):
+            raise ConfigError(f"{prefix}{f.name}={value!r}: must be {rule.allowed()}")
 
 
 def check_config(cfg) -> None:
-    """Raise ConfigError for the first value SCHEMA refuses (or a max_steps/epochs pair that
-    leaves training without a length); call before any work starts."""
-    from omegaconf import OmegaConf
+    """Raise ConfigError for the first value outside its field's range (or a max_steps/epochs
+    pair that leaves training without a length); call before any work starts. The ranges live
+    in the structured configs themselves (`ranged`), one place per key."""
     from omegaconf.errors import OmegaConfBaseException
 
-    for key, rule in SCHEMA.items():
-        try:
-            value = OmegaConf.select(cfg, key, throw_on_missing=True, default=_ABSENT)
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"{key}: {' '.join(str(e).split())[:200]}") from None
-        if value is _ABSENT:
-            continue
-        if not rule.accepts(value):
-            raise ConfigError(f"{key}={value!r}: must be {rule.allowed()}")
+    try:
+        for key, value, rule in ranged_values(cfg):
+            if not rule.accepts(value):
+                raise ConfigError(f"{key}={value!r}: must be {rule.allowed()}")
+    except OmegaConfBaseException as e:
+        raise ConfigError(
+            f"{getattr(e, 'full_key', '')}: {' '.join(str(e).split())[:200]}"
+        ) from None
     adapter = OmegaConf.select(cfg, "adapter", default=None)
     if adapter is not None and "max_steps" in adapter and "epochs" in adapter:
         if adapter.max_steps is None and adapter.epochs is None:
@@ -272,3 +293,32 @@ def one_line_errors(prog: str, *errors: type[BaseException]):
         return run
 
     return wrap
+
+
+# -- what every stage's config holds (base.yaml's keys) -------------------------------------------
+
+
+@dataclass
+class RegistryConfig:
+    name: str = "sleepy-fixer"  # the registered model adapters are versions of
+
+
+@dataclass
+class StageConfig:
+    """The keys every entrypoint's config has, their types and defaults: the model and its
+    backend, the sandbox, tracking, paths (groups, typed by their own schemas), the registered
+    model's name, and what names this run. Each stage's config extends it (DayConfig, ...)."""
+
+    task: str = MISSING  # the stage: day | sleep | consolidate | eval | cycle
+    run_id: str = "${now:%Y-%m-%d_%H-%M-%S}_${sleepy.token:}"  # the output dir and MLflow run
+    cycle: int = ranged(0, ge=0)  # the cycle this run belongs to (sleepy-cycle sets it)
+    seed: int = ranged(0, ge=0)
+    verbose: bool = False  # -v: other libraries' warnings, logs and progress bars on the console
+    nested: bool = False  # true inside a sleepy-cycle parent run (its stages' MLflow runs)
+    run_name: str | None = None  # the MLflow run's name; null: the stage's own
+    registry: RegistryConfig = dataclasses.field(default_factory=RegistryConfig)
+    backend: Any = None
+    model: Any = None
+    sandbox: Any = None
+    tracking: Any = None
+    paths: Any = None

@@ -14,33 +14,39 @@ import copy
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from sleepy.adapters.router import Router
 from sleepy.config import (
     CONF_PATH,
+    RegistryConfig,
     check_config,
-    compose_config,
     exit_on_bad_overrides,
     one_line_errors,
+    ranged,
 )
 from sleepy.console import LOG_NAME, Display, current, overview, stage, table_console, verbose_flag
+from sleepy.consolidate.config import ConsolidateConfig
 from sleepy.consolidate.run import run_consolidate
 from sleepy.day import run_day
+from sleepy.day.config import DayConfig
 from sleepy.eval import evaluate
+from sleepy.eval.config import EvalConfig, LearningSetConfig
 from sleepy.eval.learning import LearningSetError, learning_set_for
 from sleepy.files import write_atomic
 from sleepy.plots import family_cycle_matrix, plots_from_mlflow
 from sleepy.sleep import run_sleep
+from sleepy.sleep.config import CurateConfig, SleepConfig
 from sleepy.summary import LEGEND, summary_table
 from sleepy.sweep import job_values, label, sweep_id
 from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri, ui_command
 
-# The groups every stage takes from the cycle as the cycle composed them (with the user's
-# overrides and the experiment's): whatever a stage's own config would default them to.
+# The groups a stage takes from the cycle's one config (with the user's overrides and the
+# experiment's), where the stage's schema declares them.
 SHARED = (
     "backend",
     "model",
@@ -51,7 +57,6 @@ SHARED = (
     "consolidation",
     "gate",
     "tracking",
-    "registry",
 )
 
 
@@ -111,67 +116,86 @@ def _state_problem(data) -> str | None:
     return None
 
 
-def stage_cfg(cfg: DictConfig, name: str, out: Path, **values) -> DictConfig:
-    """The stage's own config (sleepy/conf/<name>.yaml) writing to `out`, with the cycle's SHARED
-    groups in place of its own and the given values set (`koans__count=3` sets koans.count)."""
-    stage = compose_config(name, [f"paths.output_dir={out}", f"paths.outputs={cfg.paths.outputs}"])
-    with open_dict(stage):
-        for key in SHARED:
-            if key in cfg and key in stage:
-                # resolved here: tracking.experiment is the cycle's, so the stages nest in it
-                node = copy.deepcopy(cfg[key])
-                OmegaConf.resolve(node)
-                stage[key] = node  # keeps its type: a structured group is still checked
-        stage.nested = True
-        for dotted, value in values.items():
-            OmegaConf.update(stage, dotted.replace("__", "."), value, force_add=True)
-    return stage
+def stage_spec(cfg: DictConfig, schema: type, out: Path, values: dict) -> DictConfig:
+    """What the cycle hands a stage: its schema (DayConfig, SleepConfig, ...) with the cycle's
+    SHARED groups, paths and registered model in place of its own, writing to `out`, and
+    `values` (nested, as the schema has them) set. A key the schema does not declare, or a value
+    of the wrong type, is refused here: nothing is added on the way."""
+    spec = OmegaConf.structured(schema)
+    declared = {f.name for f in fields(schema)}
+    groups = {}
+    for key in SHARED:
+        if key in declared and key in cfg:
+            # resolved here: tracking.experiment is the cycle's, so the stages nest in it
+            node = copy.deepcopy(cfg[key])
+            OmegaConf.resolve(node)
+            groups[key] = node
+    paths = copy.deepcopy(cfg.paths)  # not resolved: episodes_db follows the stage's output_dir
+    paths.output_dir = str(out)
+    return OmegaConf.merge(
+        spec,
+        groups,
+        {"paths": paths, "registry": {"name": cfg.registry.name}, "nested": True},
+        values,
+    )
 
 
 NEW_PROGRAM_KEYS = ("new_programs_pass_rate", "champion_new_programs_pass_rate")
 
 
-@dataclass(frozen=True)
+@dataclass
 class CurriculumEntry:
     """One entry of `curriculum`: which koans a cycle's day meets (the last entry repeats)."""
 
-    families: list[str]
-    count: int | None = None  # koans drawn from them (null: every one)
-    generate: int = 0  # fresh template koans generated for the day
-    mutants: int = 0  # mutants of train-side programs (koans.programs)
+    families: list[str] = MISSING  # e.g. [lifetimes]
+    count: int | None = ranged(None, ge=0)  # koans drawn from them (null: every one)
+    generate: int = ranged(0, ge=0)  # fresh template koans generated for the day
+    mutants: int = ranged(0, ge=0)  # mutants of train-side programs (koans.programs)
     patterns: list[str] = field(default_factory=list)  # only these template patterns
-    # the koans folder; null: none, the day meets generated koans only; not given: paths.koans
-    source: str | None = None
+    # the koans folder; null: none, the day meets generated koans only
+    source: str | None = "${paths.koans}"
 
-    @classmethod
-    def parse(cls, i: int, item, koans: str) -> CurriculumEntry:
-        """Entry `i` (from 1) as the config holds it, its source `koans` unless it names one; a
-        CycleError names what is wrong."""
-        keys = sorted(f.name for f in fields(cls))
-        unknown = sorted(set(item) - set(keys))
-        if unknown:
-            raise CycleError(
-                f"curriculum entry {i}: unknown key '{unknown[0]}' (keys: {', '.join(keys)})"
-            )
-        if not item.get("families"):
-            raise CycleError(f"curriculum entry {i}: give its families, e.g. families: [lifetimes]")
-        for key in ("count", "generate", "mutants"):
-            if key not in item or (key == "count" and item[key] is None):
-                continue
-            value = item[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise CycleError(f"curriculum entry {i}: {key}={value!r} must be an integer >= 0")
-        values = OmegaConf.to_container(item) if isinstance(item, DictConfig) else dict(item)
-        values.setdefault("source", koans)
-        return cls(**{k: list(v) if isinstance(v, list) else v for k, v in values.items()})
+
+@dataclass
+class CycleRegistryConfig(RegistryConfig):
+    per_sweep_job: bool = True  # in a -m sweep each job registers as <registry.name>-<lineage>
+
+
+@dataclass
+class CycleConfig(DayConfig):
+    """The `sleepy-cycle` config (sleepy/conf/cycle.yaml extends it): the day's keys, the sleep's
+    and consolidation's groups, the gate, and what each cycle meets and is measured on."""
+
+    task: str = "cycle"
+    lineage: str | None = None  # names this sequence of cycles; null: from the output dir
+    cycles: int = ranged(2, ge=1)
+    plots: bool = True  # learning curve, forgetting heatmap, families, strategies (PNG + MLflow)
+    evalset: str = "frozen"  # the frozen suite: every candidate is checked on it for regressions
+    learning_set: LearningSetConfig = field(default_factory=LearningSetConfig)
+    # which koans each cycle's day meets (the last entry repeats)
+    curriculum: list[CurriculumEntry] = field(
+        default_factory=lambda: [
+            CurriculumEntry(families=["trait_bounds"], count=16),
+            CurriculumEntry(families=["lifetimes"], count=16),
+        ]
+    )
+    registry: CycleRegistryConfig = field(default_factory=CycleRegistryConfig)
+    adapter: Any = None
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    consolidation: Any = None
+    gate: Any = None
+    experiment: Any = None
 
 
 def curriculum(cfg: DictConfig) -> list[CurriculumEntry]:
-    """The checked curriculum, before any cycle starts."""
+    """The curriculum, before any cycle starts (its keys, types and ranges were checked when
+    the config was composed)."""
     if not cfg.curriculum:
         raise CycleError("curriculum is empty: give each cycle its koans (see conf/experiment/)")
-    koans = str(cfg.paths.koans)
-    return [CurriculumEntry.parse(i, item, koans) for i, item in enumerate(cfg.curriculum, 1)]
+    for i, item in enumerate(cfg.curriculum, 1):
+        if OmegaConf.is_missing(item, "families") or not item.families:
+            raise CycleError(f"curriculum entry {i}: give its families, e.g. families: [lifetimes]")
+    return [OmegaConf.to_object(item) for item in cfg.curriculum]
 
 
 @dataclass
@@ -193,82 +217,78 @@ class Cycle:
 
 def _day(cy: Cycle, champion: str | None, loads_adapter: bool) -> dict:
     cfg, c, plan = cy.cfg, cy.c, cy.plan
-    dcfg = stage_cfg(
-        cfg,
-        "day",
-        cy.dir / "day",
-        run_id=f"{cy.lineage}-c{c}-day",
-        run_name=f"c{c} day",
-        label=f"day on {', '.join(plan.families)}",
-        cycle=c,
-        resume=True,
-        koans__families=list(plan.families),
-        koans__count=plan.count,
-        koans__generate=plan.generate,
-        koans__patterns=list(plan.patterns),
-        koans__mutants=plan.mutants,
-        koans__programs=cfg.koans.programs,
-        koans__seed=int(cfg.seed) + c,
-        koans__source=plan.source,
-        # a backend that loads adapters itself starts from the champion
-        **({"backend__adapter": champion} if loads_adapter else {}),
-    )
-    r = run_day(dcfg)
-    return {
-        "run_id": r.run_id,
-        "db": str(r.episodes_db),
-        "pass_rate": r.metrics.get("pass_rate"),
-        "mlflow_run_id": r.mlflow_run_id,
+    koans = {
+        "families": plan.families,
+        "count": plan.count,
+        "generate": plan.generate,
+        "patterns": plan.patterns,
+        "mutants": plan.mutants,
+        "programs": cfg.koans.programs,
+        "seed": int(cfg.seed) + c,
+        "source": plan.source,
     }
+    spec = stage_spec(
+        cfg,
+        DayConfig,
+        cy.dir / "day",
+        {
+            "run_id": f"{cy.lineage}-c{c}-day",
+            "run_name": f"c{c} day",
+            "label": f"day on {', '.join(plan.families)}",
+            "cycle": c,
+            "resume": True,
+            "koans": koans,
+            # a backend that loads adapters itself starts from the champion
+            **({"backend": {"adapter": champion}} if loads_adapter else {}),
+        },
+    )
+    return run_day(spec).record()
 
 
 def _sleep(cy: Cycle, day: dict, in_basis: bool) -> dict:
     overview(phase="sleep")
     # a trainer that trains in the lineage's basis gets its bundle (none before the first)
-    basis = {"adapter__bundle": cy.promoted["bundle"]} if in_basis else {}
-    scfg = stage_cfg(
-        cy.cfg,
-        "sleep",
-        cy.dir / "sleep",
-        cycle=cy.c,
-        run_name=f"c{cy.c} sleep",
-        register=False,
-        curate__episodes=day["db"],
-        curate__run_id=day["run_id"],
-        curate__koan_paths=[str(cy.cfg.paths.koans)],
-        seed=int(cy.cfg.seed),
-        **basis,
-    )
-    r = run_sleep(scfg)
-    return {
-        "adapter": str(r.adapter_dir),
-        "rows": r.stats["rows"],
-        "run_id": r.run_id,
-        "training_koans": str(r.training_koans),
+    basis = {"adapter": {"bundle": cy.promoted["bundle"]}} if in_basis else {}
+    curate = {
+        "episodes": day["db"],
+        "run_id": day["run_id"],
+        "koan_paths": [str(cy.cfg.paths.koans)],
     }
+    spec = stage_spec(
+        cy.cfg,
+        SleepConfig,
+        cy.dir / "sleep",
+        {
+            "cycle": cy.c,
+            "run_name": f"c{cy.c} sleep",
+            "register": False,
+            "seed": int(cy.cfg.seed),
+            "curate": curate,
+            "accelerate": {"launch": False},
+            **basis,
+        },
+    )
+    return run_sleep(spec).record()
 
 
 def _consolidate(cy: Cycle, slp: dict, keeps_lineage: bool) -> dict:
     overview(phase="consolidate")
     tasks = {**cy.promoted["tasks"], f"c{cy.c}": slp["adapter"]}
-    ccfg = stage_cfg(
+    # a method that keeps lineage state builds on the promoted bundle
+    previous = cy.promoted["bundle"] if keeps_lineage else None
+    spec = stage_spec(
         cy.cfg,
-        "consolidate",
+        ConsolidateConfig,
         cy.dir / "consolidate",
-        cycle=cy.c,
-        tasks=tasks,
-        register=True,
-        run_name=f"c{cy.c} consolidate",
+        {
+            "cycle": cy.c,
+            "tasks": tasks,
+            "register": True,
+            "run_name": f"c{cy.c} consolidate",
+            **({"consolidation": {"previous": previous}} if previous else {}),
+        },
     )
-    if cy.promoted["bundle"] and keeps_lineage:
-        ccfg.consolidation.previous = cy.promoted["bundle"]
-    result, version = run_consolidate(ccfg)
-    return {
-        "adapter": str(result.adapter_dir),
-        "version": version,
-        "tasks": tasks,
-        "bundle": str(result.bundle_dir) if result.bundle_dir else None,
-    }
+    return run_consolidate(spec).record()
 
 
 def _learning_set(cy: Cycle) -> dict:
@@ -293,21 +313,29 @@ def _eval(cy: Cycle, cons: dict, learn: dict, champion: str | None) -> dict:
     withdrew routes from it."""
     overview(phase="eval")
     c, state = cy.c, cy.state
-    ecfg = stage_cfg(
+    ecfg = stage_spec(
         cy.cfg,
-        "eval",
+        EvalConfig,
         cy.dir / "eval",
-        cycle=c,
-        # without tracking there is no registry: the candidate is the adapter folder
-        candidate=cons["version"] or cons["adapter"],
-        champion="champion",
-        promote=True,
-        run_id=f"{cy.lineage}-c{c}-eval",
-        run_name=f"c{c} eval" + (f" v{cons['version']}" if cons["version"] else ""),
-        lineage__name=cy.lineage,
-        lineage__episodes=[state.get(i, "day")["db"] for i in range(1, c + 1)],
-        koans__evalset=str(cy.cfg.evalset),
-        koans__learning_set=learn["path"] if learn["koans"] else None,
+        {
+            "cycle": c,
+            # without tracking there is no registry: the candidate is the adapter folder
+            "candidate": cons["version"] or cons["adapter"],
+            "champion": "champion",
+            "promote": True,
+            "run_id": f"{cy.lineage}-c{c}-eval",
+            "run_name": f"c{c} eval" + (f" v{cons['version']}" if cons["version"] else ""),
+            "lineage": {
+                "name": cy.lineage,
+                "episodes": [state.get(i, "day")["db"] for i in range(1, c + 1)],
+            },
+            "koans": {
+                "evalset": str(cy.cfg.evalset),
+                "learning_set": learn["path"] if learn["koans"] else None,
+            },
+            # worked examples from the eval's own store would leak fixes (eval.yaml says so)
+            "agent": {"hints": False},
+        },
     )
     r = evaluate(ecfg)
     if r.withdrawn:  # the bundle the gate judged: the routes withdrawn

@@ -5,7 +5,18 @@ from __future__ import annotations
 import os
 import re
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass
+class TrackingConfig:
+    """The `tracking` group: MLflow on a local sqlite store (tracking=mlflow), artifacts beside
+    it; tracking=none turns it off (episodes still go to SQLite)."""
+
+    enabled: bool = True
+    uri: str | None = "sqlite:///${paths.outputs}/mlflow.db"
+    experiment: str | None = "sleepy-${task}"  # one per stage (a cycle nests its stages in its own)
 
 
 class TrackingError(RuntimeError):

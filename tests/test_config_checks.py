@@ -1,5 +1,6 @@
-"""Config values are checked, before any work starts, in one place (sleepy.config.SCHEMA): each
-bad value from the issue is refused with one line naming the key and the allowed range."""
+"""Config values are checked, before any work starts, against the structured configs that declare
+them (each key's type and range in one dataclass field): each bad value or key is refused with one
+line naming the key and what it allows."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from sleepy.config import ConfigError, check_config, compose_config
         ("sleep", "adapter.rank=-5", "adapter.rank=-5: must be an integer >= 1"),
         ("sleep", "adapter.rank=abc", "adapter.rank='abc': must be an integer >= 1"),
         ("sleep", "adapter.max_steps=-1", "adapter.max_steps=-1: must be an integer >= 1 or null"),
-        ("sleep", "adapter.learning_rate=0", "adapter.learning_rate=0: must be a number > 0"),
+        ("sleep", "adapter.learning_rate=0", "adapter.learning_rate=0.0: must be a number > 0"),
         ("cycle", "gate.min_gain=abc", "gate.min_gain='abc': must be a number >= -1 and <= 1"),
         ("cycle", "gate.max_regressions=-1", "gate.max_regressions=-1: must be an integer >= 0"),
         ("cycle", "cycles=0", "cycles=0: must be an integer >= 1"),
@@ -36,12 +37,41 @@ from sleepy.config import ConfigError, check_config, compose_config
             "consolidation.router=nearest",
             "consolidation.router='nearest': must be one of learned, signature",
         ),
+        (
+            "day",
+            "sandbox.limits.run_timeout=-1",
+            "sandbox.limits.run_timeout=-1.0: must be a number > 0",
+        ),
+        ("day", "koans.cout=3", "unknown key 'koans.cout' (KoansConfig has: source, evalset"),
+        ("cycle", "koans.cout=3", "unknown key 'koans.cout' (KoansConfig has:"),
+        ("day", "+koans.cout=3", "unknown key 'koans.cout' (KoansConfig has:"),
+        ("cycle", "gate.min_gian=1", "unknown key 'gate.min_gian' (Gate has: min_gain,"),
+        ("eval", "gate.min_gian=1", "unknown key 'gate.min_gian' (Gate has: min_gain,"),
+        ("sleep", "adapter.rnak=4", "unknown key 'adapter.rnak' (AdapterConfig has:"),
+        ("sleep", "curate.agument_k=4", "unknown key 'curate.agument_k' (CurateConfig has:"),
+        ("cycle", "learning_set.kk=4", "unknown key 'learning_set.kk' (LearningSetConfig has:"),
+        (
+            "cycle",
+            "curriculum=[{families: [lifetimes], cout: 3}]",
+            "unknown key 'cout' (CurriculumEntry has: families, count,",
+        ),
+        (
+            "cycle",
+            "curriculum=[{families: [lifetimes]},{families: [trait_bounds], generate: -2}]",
+            "curriculum[1].generate=-2: must be an integer >= 0",
+        ),
+        (
+            "cycle",
+            "consolidation=ties | consolidation.density=2",
+            "consolidation.density=2.0: must be",
+        ),
     ],
 )
 def test_bad_values_are_one_line_naming_key_and_range(config, override, message):
     extra = ["tasks=[a]"] if config == "consolidate" else []
+    extra += ["candidate=base"] if config == "eval" else []
     with pytest.raises(ConfigError) as e:
-        check_config(compose_config(config, [override, *extra]))
+        check_config(compose_config(config, [*override.split(" | "), *extra]))
     assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 

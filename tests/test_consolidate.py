@@ -9,6 +9,7 @@ from sleepy.adapters import AdapterInfo, fingerprint, write_info
 from sleepy.adapters.lora_io import read_lora
 from sleepy.adapters.router import Router, RouterError
 from sleepy.consolidate.methods import Latest, PeftMerge, Share, TaskAdapter
+from sleepy.sleep.config import CoefficientsConfig
 from sleepy.tiny import MODEL_DIR
 
 TARGETS = ["q_proj", "v_proj"]
@@ -165,15 +166,15 @@ def test_phase2_coefficient_training_in_frozen_basis(tasks, tmp_path):
         }
         for i in range(8)
     ]
-    cfg = OmegaConf.create(
-        {
-            "max_length": 128,
-            "max_steps": 3,
-            "batch_size": 4,
-            "learning_rate": 1e-2,
-            "coeff_learning_rate": 5e-2,
-            "logging_steps": 1,
-        }
+    cfg = OmegaConf.structured(
+        CoefficientsConfig(
+            max_length=128,
+            max_steps=3,
+            batch_size=4,
+            learning_rate=1e-2,
+            coeff_learning_rate=5e-2,
+            logging_steps=1,
+        )
     )
     res = train_coefficients(Dataset.from_list(rows), MODEL_DIR, bundle, cfg, tmp_path / "t2", p=2)
     lora_params = sum(A.numel() + B.numel() for A, B in read_lora(tasks[0].path).values())
@@ -211,7 +212,7 @@ def test_consolidate_entrypoint_logs_and_registers(tasks, tmp_path, compose, met
         "consolidation.svd_rank=4" if method in ("ties", "dare_ties", "svd") else "cycle=0",
         out="out",
     )
-    result, version = run_consolidate(cfg)
+    version = run_consolidate(cfg).version
     assert version == "1"
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     mv = mlflow.MlflowClient().get_model_version("sleepy-fixer", version)
@@ -295,7 +296,7 @@ def test_both_trainers_say_to_raise_max_length_when_no_row_fits(method, tmp_path
             "completion": [{"role": "assistant", "content": "let mut x = 1;"}],
         }
     ]
-    cfg = OmegaConf.create({"max_length": 4})
+    cfg = OmegaConf.structured(CoefficientsConfig(max_length=4))
     # the rows are checked before the basis is read: no bundle is needed to get there
     with pytest.raises(ValueError, match=r"\(1 dropped as too long\): raise adapter.max_length"):
         if method == "lora":

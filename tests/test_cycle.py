@@ -14,6 +14,7 @@ import pytest
 from support import stage_config
 
 from sleepy.adapters import load_adapter_info
+from sleepy.config import ConfigError
 from sleepy.cycle import CycleError, State, run_cycle
 from sleepy.episodes import EpisodeStore
 
@@ -438,20 +439,20 @@ def test_state_json_that_is_not_what_the_cycle_writes_is_refused_as_it_is(
 
 
 @pytest.mark.parametrize(
-    "curriculum, problem",
+    "curriculum, problem, error",
     [
-        ("[{families: [lifetimes], mutant: 4}]", "entry 1: unknown key 'mutant'"),
+        ("[{families: [lifetimes], mutant: 4}]", "unknown key 'mutant'", ConfigError),
         (
             "[{families: [lifetimes]},{families: [trait_bounds], generate: -2}]",
-            "entry 2: generate=-2",
+            r"curriculum\[1\].generate=-2: must be an integer >= 0",
+            ConfigError,
         ),
-        ("[{count: 4}]", "entry 1: give its families"),
+        ("[{count: 4}]", "entry 1: give its families", CycleError),
     ],
 )
 def test_a_broken_curriculum_stops_the_cycle_before_any_work(
-    tmp_path, small_world, curriculum, problem
+    tmp_path, small_world, curriculum, problem, error
 ):
-    cfg = cycle_cfg(tmp_path, small_world, f"curriculum={curriculum}")
-    with pytest.raises(CycleError, match=problem):
-        run_cycle(cfg)
+    with pytest.raises(error, match=problem):
+        run_cycle(cycle_cfg(tmp_path, small_world, f"curriculum={curriculum}"))
     assert not (tmp_path / "cycle1").exists()

@@ -358,15 +358,16 @@ def test_a_day_meets_mutants_of_train_side_programs_only():
     from omegaconf import OmegaConf
 
     from sleepy.day import select_koans
+    from sleepy.day.config import KoansConfig
     from sleepy.koans.harvest import program_side
     from sleepy.koans.mutate import load_programs
 
     every, _ = load_programs(["koans"])
     code = {p.id: p.code for p in every}
     assert {program_side(c) for c in code.values()} == {"train", "eval"}  # both sides are there
-    kcfg = OmegaConf.create(
+    kcfg = OmegaConf.structured(KoansConfig(**
         {"evalset": None, "source": None, "families": ["mutability"], "ids": [], "count": None,
-         "seed": 3, "generate": 0, "patterns": [], "mutants": 3, "programs": "koans"}
+         "seed": 3, "generate": 0, "patterns": [], "mutants": 3, "programs": "koans"})
     )  # fmt: skip
     koans = select_koans(kcfg, "evalsets")
     assert len(koans) == 3
@@ -378,10 +379,11 @@ def test_day_mutants_from_a_missing_folder_say_what_to_make(tmp_path):
     from omegaconf import OmegaConf
 
     from sleepy.day import DayError, select_koans
+    from sleepy.day.config import KoansConfig
 
-    kcfg = OmegaConf.create(
+    kcfg = OmegaConf.structured(KoansConfig(**
         {"evalset": None, "source": None, "families": ["mutability"], "ids": [], "count": None,
-         "seed": 3, "generate": 0, "patterns": [], "mutants": 2, "programs": str(tmp_path / "no")}
+         "seed": 3, "generate": 0, "patterns": [], "mutants": 2, "programs": str(tmp_path / "no")})
     )  # fmt: skip
     with pytest.raises(DayError, match="make programs"):
         select_koans(kcfg, "evalsets")

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM
 from sleepy.adapters import AdapterInfo, fingerprint, write_info
 from sleepy.eval import evaluate
 from sleepy.registry import alias_version, promote, register_adapter, rollback
+from sleepy.sleep.config import AdapterConfig
 from sleepy.tiny import MODEL_DIR
 from sleepy.tracking import mlflow_run
 
@@ -77,26 +78,8 @@ def _wrong_fix_adapter(path: Path, koans) -> Path:
         }
         for k in koans
     ]
-    cfg = OmegaConf.create(
-        {
-            "rank": 8,
-            "alpha": 16,
-            "dropout": 0.0,
-            "learning_rate": 5e-3,
-            "max_steps": 24,
-            "batch_size": 8,
-            "max_length": 768,
-            "logging_steps": 8,
-            "target_modules": [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ],
-        }
+    cfg = OmegaConf.structured(
+        AdapterConfig(rank=8, alpha=16, learning_rate=5e-3, max_steps=24, logging_steps=8)
     )
     return train_adapter(Dataset.from_list(rows * 3), MODEL_DIR, cfg, path).adapter_dir
 

@@ -194,14 +194,15 @@ def test_an_edited_evalset_stops_the_eval_day_before_it_runs(tmp_path):
     from omegaconf import OmegaConf
 
     from sleepy.day import DayError, select_koans
+    from sleepy.day.config import KoansConfig
 
     path = save_evalset([Koan.from_dict(GOOD)], tmp_path / "frozen.json")
     data = json.loads(path.read_text())
     data["koans"][0]["expected_stdout"] = "nothing\n"
     path.write_text(json.dumps(data))
-    kcfg = OmegaConf.create(
+    kcfg = OmegaConf.structured(KoansConfig(**
         {"evalset": str(path), "source": None, "families": [], "ids": [], "count": None,
-         "seed": 0, "generate": 0}
+         "seed": 0, "generate": 0})
     )  # fmt: skip
     with pytest.raises(DayError, match="frozen_hash.*edited after it was frozen"):
         select_koans(kcfg, tmp_path)

@@ -200,7 +200,7 @@ def test_the_eval_withdraws_routes_into_a_copy_of_the_candidate(world, tmp_path)
     router.json lists the withdrawn route, and the candidate's own folder is left as it was."""
     import shutil
 
-    from sleepy.eval import Contender, SetResult, withdraw_routes
+    from sleepy.eval.run import Contender, SetResult, withdraw_routes
 
     cand = tmp_path / "candidate"
     shutil.copytree(world["bundles"]["signature"], cand / "bundle")

@@ -137,6 +137,7 @@ def test_consolidate_runs_with_tracking_off(tmp_path, compose):
         f"tasks=[{a},{b}]",
         out="out",
     )
-    result, version = run_consolidate(cfg)
+    r = run_consolidate(cfg)
+    result, version = r.consolidated, r.version
     assert version is None and (result.adapter_dir / "adapter_model.safetensors").is_file()
     assert not list(tmp_path.rglob("mlflow.db"))

@@ -19,8 +19,9 @@ from sleepy.adapters.lora_io import (
     read_lora,
     write_lora,
 )
+from sleepy.config import check_fields
 from sleepy.consolidate.config import ShareConfig
-from sleepy.consolidate.routing import base_examples, check_router, write_router
+from sleepy.consolidate.routing import base_examples, write_router
 from sleepy.consolidate.share import average_coefficients, merge_layers
 
 
@@ -158,7 +159,7 @@ class Share(Consolidator):
         self.config = cfg = replace(config or ShareConfig(), **fields)
         self.kw = {"threshold": cfg.threshold, "k_min": cfg.k_min, "k_max": cfg.k_max}
         self.route_distance = cfg.route_distance  # written into router.json: what routes where
-        check_router(cfg.router, cfg.route_confidence)  # before any work
+        check_fields(cfg, "consolidation.")  # before any work: its ranges, as composing checks
         self.pool = [Path(p) for p in cfg.pool]
         self.method = cfg.method
         # Phase 3: earlier tasks come from the previous bundle (basis + coefficients), not from

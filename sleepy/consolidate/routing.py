@@ -12,18 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sleepy.adapters.router import MODEL_FILE, ROUTERS, RouterModel
+from sleepy.adapters.router import MODEL_FILE, RouterModel
 from sleepy.koan import load_koans
 from sleepy.koans.mutate import evalset_koans
 from sleepy.koans.route import route_example
-
-
-def check_router(kind: str, confidence: float) -> None:
-    """Refuse a router setting before any work starts."""
-    if kind not in ROUTERS:
-        raise ValueError(f"consolidation.router={kind!r}: must be one of {ROUTERS}")
-    if not 0.0 <= float(confidence) <= 1.0:
-        raise ValueError(f"consolidation.route_confidence={confidence}: must be in [0, 1]")
 
 
 def base_examples(
@@ -61,7 +53,6 @@ def write_router(
 ) -> dict:
     """Write router.json (and router_model.json for the learned router); returns the table.
     `tasks`: name -> {signatures, families, examples}, oldest first."""
-    check_router(kind, confidence)
     table = {
         "router": kind,
         "tasks": tasks,

@@ -6,17 +6,19 @@ sleepy-consolidate consolidation=share 'tasks=[outputs/sleep/a/adapter,models:/s
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from sleepy.adapters import AdapterError
-from sleepy.config import CONF_PATH, check_config, exit_on_bad_overrides, one_line_errors
-from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
+from sleepy.config import CONF_PATH, exit_on_bad_overrides, one_line_errors
+from sleepy.console import LOG_NAME, Display, stage, verbose_flag
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
-from sleepy.registry import download_adapter, register_adapter
-from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
+from sleepy.registry import download_adapter
+from sleepy.stage import StageRun
+from sleepy.tracking import TrackingError, tracking_uri
 
 
 def resolve_tasks(sources, work: Path, store: str | None = None) -> list[TaskAdapter]:
@@ -38,26 +40,34 @@ def resolve_tasks(sources, work: Path, store: str | None = None) -> list[TaskAda
     return tasks
 
 
-def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
+@dataclass
+class ConsolidateResult:
+    consolidated: Consolidated
+    version: str | None  # its registered version (None: not registered)
+    tasks: dict[str, str]  # task name -> the adapter it came from, oldest first
+
+    def record(self) -> dict:
+        """What a cycle keeps of this consolidation in its state.json."""
+        bundle = self.consolidated.bundle_dir
+        return {
+            "adapter": str(self.consolidated.adapter_dir),
+            "version": self.version,
+            "tasks": self.tasks,
+            "bundle": str(bundle) if bundle else None,
+        }
+
+
+def run_consolidate(cfg: DictConfig) -> ConsolidateResult:
+    """Merge cfg.tasks (oldest first) with the consolidation method its _target_ names."""
     import mlflow
     from hydra.utils import instantiate
 
-    check_config(cfg)
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if not cfg.tasks:
         raise ValueError("tasks is empty: give the adapters to consolidate, oldest first")
     method = instantiate(cfg.consolidation)
-    with mlflow_run(
-        tracking_uri(cfg.tracking),
-        cfg.tracking.experiment,
-        run_name=cfg.get("run_name") or f"consolidate-{method.method}",
-        nested=bool(cfg.get("nested", False)),
-        tags={"stage": "consolidate", "method": method.method, "cycle": str(cfg.cycle)},
-    ) as run:
-        tracked = run is not None
-        if tracked:
-            log_config(cfg, out)
+    tags = {"method": method.method}
+    with StageRun(cfg, "consolidate", f"consolidate-{method.method}", tags) as run:
+        out = run.out
         tasks = resolve_tasks(cfg.tasks, out, tracking_uri(cfg.tracking))
         what = f"consolidate {len(tasks)} task adapter{'s' if len(tasks) != 1 else ''} ({method.method})"
         with stage("consolidate", what):
@@ -67,8 +77,7 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
             metrics.update({f"{t}.{k}": v for k, v in vals.items() if isinstance(v, int | float)})
         for layer, vals in result.per_layer.items():
             metrics.update({f"layer.{layer}.{k}": v for k, v in vals.items()})
-        version = None
-        if tracked:
+        if run.mlflow is not None:
             mlflow.log_metrics(metrics)
             mlflow.log_dict(
                 {
@@ -80,23 +89,10 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
             )
             # Share's bundle (basis, coefficients, router, task adapters) lives inside the adapter
             mlflow.log_artifacts(str(result.adapter_dir), "consolidated_adapter")
-        if cfg.register and tracked:  # the registry lives in the tracking store
-            with stage("register", f"register the merged adapter in {cfg.registry.name}") as bar:
-                version = register_adapter(
-                    result.adapter_dir,
-                    cfg.model.path,
-                    cfg.registry.name,
-                    tags={
-                        "run_id": run.info.run_id,
-                        "cycle": cfg.cycle,
-                        "method": method.method,
-                        "tasks": ",".join(t.name for t in tasks),
-                    },
-                )
-                bar.update(note=f"v{version}")
-            mlflow.set_tag("registered_version", version)
-        if tracked and not cfg.get("nested", False) and (d := current()) is not None:
-            d.log_to_mlflow()
+        names = ",".join(t.name for t in tasks)
+        version = run.register(
+            result.adapter_dir, "the merged adapter", {"method": method.method, "tasks": names}
+        )
         (out / "consolidation.json").write_text(
             json.dumps(
                 {
@@ -109,17 +105,24 @@ def run_consolidate(cfg: DictConfig) -> tuple[Consolidated, str | None]:
                 indent=2,
             )
         )
-    return result, version
+    sources = cfg.tasks
+    named = (
+        {str(k): str(v) for k, v in sources.items()}
+        if hasattr(sources, "items")
+        else {t.name: str(src) for t, src in zip(tasks, sources, strict=True)}
+    )
+    return ConsolidateResult(result, version, named)
 
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="consolidate")
 @one_line_errors("sleepy-consolidate", TrackingError, AdapterError)
 def _consolidate(cfg: DictConfig) -> None:
     log = Path(str(cfg.paths.output_dir)) / LOG_NAME
-    with Display("sleepy-consolidate", log, bool(cfg.get("verbose", False))):
-        result, version = run_consolidate(cfg)
+    with Display("sleepy-consolidate", log, bool(cfg.verbose)):
+        r = run_consolidate(cfg)
+    result = r.consolidated
     print(
-        f"{result.method}: adapter {result.adapter_dir}  version {version}  "
+        f"{result.method}: adapter {result.adapter_dir}  version {r.version}  "
         f"({result.metrics.get('seconds')} s)"
     )
 

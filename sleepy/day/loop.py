@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import II
 
+from sleepy.config import ranged
 from sleepy.day.hints import hints_for
 from sleepy.day.protocol import TOOL_SCHEMAS, Action, FormatError, parse
 from sleepy.day.seams import Checker, EpisodeSink
@@ -35,14 +36,14 @@ class Policy:
     """When an episode stops and how replies are sampled: the one place these defaults live (the
     `agent` config group is AgentConfig below, which extends this)."""
 
-    max_attempts: int = 3  # replies that try a fix (an edit or a submit)
-    max_steps: int = 6  # replies of any kind, format errors included
-    token_budget: int = 30_000  # tokens in + out over the whole episode
-    temperature: float = 0.0  # 0: greedy
-    max_new_tokens: int = 512  # per reply
-    feedback_chars: int | None = None  # None: the sandbox's default cut
+    max_attempts: int = ranged(3, ge=1)  # replies that try a fix (an edit or a submit)
+    max_steps: int = ranged(6, ge=1)  # replies of any kind, format errors included
+    token_budget: int = ranged(30_000, ge=1)  # tokens in + out over the whole episode
+    temperature: float = ranged(0.0, ge=0, le=2)  # 0: greedy
+    max_new_tokens: int = ranged(512, ge=1)  # per reply
+    feedback_chars: int | None = ranged(None, ge=0)  # None: the sandbox's default cut
     hints: bool = False  # show earlier fixes of the same error as worked examples
-    hints_k: int = 2  # how many
+    hints_k: int = ranged(2, ge=0)  # how many
 
 
 @dataclass
@@ -54,11 +55,13 @@ class AgentConfig(Policy):
     edit_format: str = II("model.edit_format")  # whole_file | search_replace | udiff
     protocol: str = II("model.protocol")  # edit | text | tools
     prompt_template: str = II("model.prompt_template")  # a file in sleepy/conf/prompts/
-    max_new_tokens: int = II("model.max_new_tokens")
-    feedback_chars: int | None = II("model.feedback_chars")
+    max_new_tokens: int = ranged(II("model.max_new_tokens"), ge=1)
+    feedback_chars: int | None = ranged(II("model.feedback_chars"), ge=0)
     hints: bool = II("model.hints")
-    concurrency: int = 32  # live episodes stepped together: one generate() call per step
-    workers: int = 2  # sandbox threads
+    concurrency: int = ranged(
+        32, ge=1
+    )  # live episodes stepped together: one generate() call per step
+    workers: int = ranged(2, ge=1)  # sandbox threads
 
 
 class KoanRun:

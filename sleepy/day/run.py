@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_overrides
-from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
+from sleepy.console import LOG_NAME, Display, stage, verbose_flag
 from sleepy.day.loop import KoanRun, policy_from, prompt_fits, run_koans
 from sleepy.day.protocol import PROTOCOLS
 from sleepy.episodes import EpisodeError, EpisodeStore, StoreFull, metrics_of
@@ -36,7 +36,8 @@ from sleepy.llm import BackendError, BackendUnreachable
 from sleepy.prompts.edits import get_edit_format
 from sleepy.prompts.template import PromptTemplate
 from sleepy.sandbox import Sandbox
-from sleepy.tracking import TrackingError, experiment_id, log_config, mlflow_run
+from sleepy.stage import StageRun
+from sleepy.tracking import TrackingError, experiment_id, tracking_uri
 
 
 class DayError(RuntimeError):
@@ -56,6 +57,15 @@ class DayResult:
     skipped: int  # finished in an earlier, resumed invocation of this run
     metrics: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
+
+    def record(self) -> dict:
+        """What a cycle keeps of this day in its state.json."""
+        return {
+            "run_id": self.run_id,
+            "db": str(self.episodes_db),
+            "pass_rate": self.metrics.get("pass_rate"),
+            "mlflow_run_id": self.mlflow_run_id,
+        }
 
 
 # -- koan selection ---------------------------------------------------------------------------
@@ -82,13 +92,13 @@ def select_koans(kcfg: DictConfig, evalsets_dir: str | Path) -> list[Koan]:
     except KoanError as e:
         raise DayError(str(e).splitlines()[0]) from None
     if kcfg.generate:
-        wanted = list(kcfg.get("patterns") or [])
+        wanted = list(kcfg.patterns)
         for family in families or FAMILIES:
             names = {p.name for p in patterns(family)}
             chosen = [n for n in wanted if n in names] if wanted else None
             if names and (chosen or not wanted):
                 koans += generate(family, int(kcfg.generate), seed=int(kcfg.seed), patterns=chosen)
-    if kcfg.get("mutants"):
+    if kcfg.mutants:
         koans += day_mutants(families or FAMILIES, int(kcfg.mutants), kcfg.programs, int(kcfg.seed))
     present = sorted({k.family for k in koans})
     if families:
@@ -183,6 +193,8 @@ def run_day(cfg: DictConfig) -> DayResult:
     try:
         with store, store.own_run(run_id):
             return _run_owned(cfg, store, db, koans, t0, edit_format, template, policy)
+    except TrackingError as e:  # the MLflow store could not be opened or written
+        raise DayError(str(e)) from None
     except StoreFull as e:
         raise DiskFull(str(e)) from None
     except EpisodeError as e:
@@ -213,11 +225,9 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
     model_id = llm.model_id if llm is not None else str(cfg.model.name)
     tags = {
         "sleepy.run_id": run_id,
-        "stage": "day",
         "model": str(cfg.model.name),
         "backend": _backend_name(cfg),
         "adapter": str(adapter or "none"),
-        "cycle": str(cfg.cycle),
         "edit_format": edit_format.name,
     }
 
@@ -243,11 +253,9 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
 
     # what this pass over koans is, in words: "cycle 1/3 day on trait_bounds", "eval v3 on frozen"
     families = ", ".join(sorted({k.family for k in koans}))
-    label = f"{cfg.get('label') or f'day on {families}'} ({len(koans)})"
-    with (
-        _Tracking(cfg, run_id, tags) as mlflow_run,
-        stage(str(cfg.get("stage_name") or "day"), label, total=len(koans)) as bar,
-    ):
+    label = f"{cfg.label or f'day on {families}'} ({len(koans)})"
+    run = StageRun(cfg, "day", run_id, tags, resume_id=_resumed_run(cfg, run_id))
+    with run, stage(str(cfg.stage_name), label, total=len(koans)) as bar:
         passed = [len({e.task_id for e in store.episodes(run_id=run_id) if e.passed})]
         bar.update(completed=len(koans) - len(todo), note=f"{passed[0]} passed")
 
@@ -274,61 +282,23 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
         episodes = store.episodes(run_id=run_id)
         metrics = metrics_of(episodes)
         metrics["wall_time_s"] = time.monotonic() - t0
-        if mlflow_run is not None:
+        if run.mlflow is not None:
             _log_results(cfg, store, run_id, metrics)
-    return DayResult(
-        run_id,
-        db,
-        len(koans),
-        len(koans) - len(todo),
-        metrics,
-        mlflow_run.info.run_id if mlflow_run is not None else None,
+    return DayResult(run_id, db, len(koans), len(koans) - len(todo), metrics, run.run_id)
+
+
+def _resumed_run(cfg: DictConfig, run_id: str) -> str | None:
+    """The MLflow run a resumed day continues (found by its sleepy.run_id tag), or None."""
+    if not (cfg.resume and tracking_uri(cfg.tracking)):
+        return None
+    import mlflow
+
+    t = cfg.tracking
+    exp = experiment_id(str(t.experiment), str(t.uri))
+    found = mlflow.search_runs(
+        [exp], f"tags.`sleepy.run_id` = '{run_id}'", output_format="list", max_results=1
     )
-
-
-class _Tracking:
-    """The run's MLflow run (or None when tracking is off); a resumed day continues its run."""
-
-    def __init__(self, cfg: DictConfig, run_id: str, tags: dict):
-        self.cfg, self.run_id, self.tags, self._cm = cfg, run_id, tags, None
-
-    def __enter__(self):
-        try:
-            return self._start()
-        except TrackingError as e:
-            raise DayError(str(e)) from None
-
-    def _start(self):
-        t = self.cfg.tracking
-        if not t.get("enabled", False):
-            return None
-        import mlflow
-
-        resume_id = None
-        if self.cfg.resume:
-            exp = experiment_id(str(t.experiment), str(t.uri))
-            found = mlflow.search_runs(
-                [exp],
-                f"tags.`sleepy.run_id` = '{self.run_id}'",
-                output_format="list",
-                max_results=1,
-            )
-            resume_id = found[0].info.run_id if found else None
-        self._cm = mlflow_run(
-            str(t.uri),
-            str(t.experiment),
-            run_name=str(self.cfg.get("run_name") or self.run_id),
-            tags=self.tags,
-            run_id=resume_id,
-            nested=bool(self.cfg.get("nested", False)),
-        )
-        run = self._cm.__enter__()
-        if resume_id is None:
-            log_config(self.cfg, self.cfg.paths.output_dir)
-        return run
-
-    def __exit__(self, *exc):
-        return self._cm.__exit__(*exc) if self._cm is not None else False
+    return found[0].info.run_id if found else None
 
 
 def _log_results(cfg: DictConfig, store, run_id: str, metrics: dict) -> None:
@@ -340,8 +310,6 @@ def _log_results(cfg: DictConfig, store, run_id: str, metrics: dict) -> None:
     jsonl = out / "episodes.jsonl"
     store.export_jsonl(jsonl, run_id=run_id)
     mlflow.log_artifact(str(jsonl))
-    if not cfg.get("nested", False) and (display := current()) is not None:
-        display.log_to_mlflow()
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -357,7 +325,7 @@ def _day(cfg: DictConfig) -> None:
         cfg.run_id = f"{cfg.run_id}-{hc.job.num}"
     out = Path(str(cfg.paths.output_dir))
     try:
-        with Display("sleepy-day", out / LOG_NAME, bool(cfg.get("verbose", False))):
+        with Display("sleepy-day", out / LOG_NAME, bool(cfg.verbose)):
             result = run_day(cfg)
     except DiskFull as e:
         print(f"sleepy-day: error: {e}; free space, then resume: {_resume(cfg)}", file=sys.stderr)

@@ -18,7 +18,7 @@ from sleepy.tracking import TrackingError
 def _eval(cfg: DictConfig) -> None:
     try:
         log = Path(str(cfg.paths.output_dir)) / LOG_NAME
-        with Display("sleepy-eval", log, bool(cfg.get("verbose", False))):
+        with Display("sleepy-eval", log, bool(cfg.verbose)):
             r = evaluate(cfg)
     except (EvalError, ConfigError, TrackingError) as e:
         print(f"sleepy-eval: error: {e}", file=sys.stderr)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sleepy.config import ranged
+
 FAMILY_PREFIX = "pass_rate."
 
 
@@ -36,9 +38,9 @@ class GateDecision:
 
 @dataclass
 class Gate:
-    min_gain: float = 0.0
-    max_regressions: int = 0
-    max_family_drop: float = 0.1
+    min_gain: float = ranged(0.0, ge=-1, le=1)
+    max_regressions: int = ranged(0, ge=0)
+    max_family_drop: float = ranged(0.1, ge=0, le=1)
 
     def decide(
         self,

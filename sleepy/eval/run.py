@@ -9,7 +9,6 @@ measured again; a result taken from there says which eval run measured it.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import shutil
@@ -17,12 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.adapters import AdapterError, load_adapter_info
 from sleepy.adapters.router import Router, RouterError, add_withdrawn
-from sleepy.config import check_config
-from sleepy.console import current, say
+from sleepy.console import say
 from sleepy.day import DayError, run_day, select_koans
 from sleepy.episodes import EpisodeStore, metrics_of
 from sleepy.eval.cache import CachedResult, ResultCache, result_key
@@ -51,7 +50,8 @@ from sleepy.registry import (
     tag_version,
 )
 from sleepy.registry import promote as registry_promote
-from sleepy.tracking import log_config, mlflow_run
+from sleepy.stage import StageRun
+from sleepy.tracking import TrackingConfig
 
 
 class EvalError(RuntimeError):
@@ -202,7 +202,7 @@ def resolve(
 
 def _tracking_uri(cfg: DictConfig) -> str | None:
     t = cfg.tracking
-    return str(t.uri) if t.get("enabled", False) and t.get("uri") else None
+    return str(t.uri) if t.enabled and t.uri else None
 
 
 # -- the eval -------------------------------------------------------------------------------------
@@ -210,8 +210,7 @@ def _tracking_uri(cfg: DictConfig) -> str | None:
 
 def _day_cfg(cfg: DictConfig, who: Contender, side: str, evalset: str) -> DictConfig:
     """The day that measures this contender on an evalset; its MLflow logging is the eval's."""
-    day_cfg = copy.deepcopy(cfg)
-    OmegaConf.set_struct(day_cfg, False)
+    day_cfg = copy.deepcopy(cfg)  # an EvalConfig is a DayConfig: the day reads its own keys
     day_cfg.run_id = f"{cfg.run_id}-{side}"
     day_cfg.koans.evalset = evalset
     # "eval v3 on frozen", "eval champion base on learning set"
@@ -219,9 +218,11 @@ def _day_cfg(cfg: DictConfig, who: Contender, side: str, evalset: str) -> DictCo
     on = "learning set" if side.endswith("learning") else Path(evalset).stem
     day_cfg.label = f"eval {role}{who.label} on {on}"
     day_cfg.stage_name = "eval"
-    day_cfg.tracking = {"enabled": False, "uri": None, "experiment": None}
+    day_cfg.tracking = OmegaConf.structured(
+        TrackingConfig(enabled=False, uri=None, experiment=None)
+    )
     if who.adapter_dir is not None:
-        if "adapter" not in day_cfg.backend:
+        if not get_class(cfg.backend._target_).loads_adapter:
             raise EvalError(
                 f"backend {cfg.backend.get('_target_')} cannot load an adapter: use backend=hf "
                 "(or serve the adapter with 'sleepy serve' and point backend=openai at it)"
@@ -373,13 +374,13 @@ def split_new_programs(learning: SetResult, koans: list) -> None:
 def evaluate(cfg: DictConfig) -> EvalResult:
     """Evaluate cfg.candidate against cfg.champion on the learning set (when given: does it learn?)
     and the frozen suite (does it break anything?), gate, tag, and maybe promote."""
-    check_config(cfg)
-    out = Path(str(cfg.paths.output_dir))
+    staged = StageRun(cfg, "eval")  # the config is checked here, before any work
+    out = staged.out
     out.mkdir(parents=True, exist_ok=True)
     gate: Gate = OmegaConf.to_object(cfg.gate)
     name, uri = str(cfg.registry.name), _tracking_uri(cfg)
     frozen_path = evalset_path(str(cfg.koans.evalset), str(cfg.paths.evalsets))
-    learning_path = cfg.koans.get("learning_set")
+    learning_path = cfg.koans.learning_set
     learning_path = (
         evalset_path(str(learning_path), str(cfg.paths.evalsets)) if learning_path else None
     )
@@ -397,9 +398,8 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         raise
     champion = resolve(cfg.champion, cfg, out / "adapters", missing_alias_is_base=True)
 
-    tags = {
-        "stage": "eval",
-        "cycle": str(cfg.cycle),
+    staged.run_name = cfg.run_name or f"eval-{candidate.label}"
+    staged.tags |= {
         "lineage": str(cfg.lineage.name),
         "candidate": candidate.label,
         "champion": champion.label,
@@ -411,20 +411,8 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     earlier = earlier_failure_signatures(list(cfg.lineage.episodes), int(cfg.cycle) + 1)
     cache = ResultCache(Path(str(cfg.paths.outputs)) / "eval_cache")
 
-    ctx = (
-        mlflow_run(
-            uri,
-            str(cfg.tracking.experiment),
-            run_name=cfg.get("run_name") or f"eval-{candidate.label}",
-            nested=bool(cfg.nested),
-            tags=tags,
-        )
-        if uri
-        else contextlib.nullcontext()
-    )
-    with ctx as run:
-        if run is not None:
-            log_config(cfg, out)
+    with staged:
+        run = staged.mlflow
         t0 = time.monotonic()
         run_id = run.info.run_id if run is not None else None
         learning = None
@@ -437,7 +425,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
         )
         lost = regressions(frozen.rows)
         withdrawn: list[dict] = []
-        if cfg.get("withdraw_routes", False) and not _same(candidate, champion):
+        if cfg.withdraw_routes and not _same(candidate, champion):
             # once: the candidate with its harmful routes withdrawn is measured again, and the
             # gate judges that measurement; a regression that stays still rejects it
             candidate, withdrawn = withdraw_routes(cfg, frozen, lost, candidate, champion, out)
@@ -536,8 +524,6 @@ def evaluate(cfg: DictConfig) -> EvalResult:
 
                 mlflow.log_dict({"withdrawn": withdrawn}, "eval/withdrawn_routes.json")
                 mlflow.log_metric("routes_withdrawn", len(withdrawn))
-            if not cfg.nested and (display := current()) is not None:
-                display.log_to_mlflow()
     if withdrawn:
         (out / "withdrawn_routes.json").write_text(json.dumps(withdrawn, indent=2))
     return EvalResult(

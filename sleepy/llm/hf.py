@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from sleepy.adapters.router import Router
+from sleepy.config import ranged
 from sleepy.llm.base import LLM, BackendError, Generation, Messages, one_line
 from sleepy.llm.greedy import GreedyDecoder, plan_batches
 
@@ -43,14 +44,16 @@ class HFConfig:
     model_id: str | None = None
     dtype: str = "float32"  # auto | float32 | bfloat16 | float16
     device: str = "auto"  # cuda when there is one, else cpu
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
+    max_new_tokens: int = ranged(256, ge=1)
+    temperature: float = ranged(0.0, ge=0, le=2)  # 0 = greedy
+    top_p: float = ranged(1.0, gt=0, le=1)
     seed: int | None = None
     # most prompts decoded together; greedy decoding plans its own groups by prompt length under
     # this cap (32 beat 8 on CPU too)
-    batch_size: int = 32
-    threads: int | None = None  # torch CPU threads; None: torch's default (one per core)
+    batch_size: int = ranged(32, ge=1)
+    threads: int | None = ranged(
+        None, ge=1
+    )  # torch CPU threads; None: torch's default (one per core)
     # greedy decoding: custom (sleepy.llm.greedy, see the README's bench) or generate
     # (transformers' model.generate)
     decoder: str = "custom"

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sleepy.config import ranged
+
 ISOLATIONS = ("auto", "bwrap", "netns", "none")
 
 _SETPRIV = shutil.which("setpriv")
@@ -31,28 +33,38 @@ class Limits:
     """Resource limits. `compile_*` bound rustc/cargo, the rest bound the compiled program.
     The one place their defaults live: the `sandbox` config group's `limits` is this class."""
 
-    run_timeout: float = 10.0  # wall-clock seconds for one program or test-harness run
-    cpu_seconds: int = 10  # RLIMIT_CPU of the program
-    memory_bytes: int = 1 << 30  # RLIMIT_AS of the program
-    stack_bytes: int = 8 << 20  # RLIMIT_STACK of the program's main thread
-    file_size_bytes: int = 64 << 20  # RLIMIT_FSIZE: largest file the program may write
-    scratch_bytes: int = 64 << 20  # size of the tmpfs the program may write into (bwrap)
-    nproc: int = 64  # RLIMIT_NPROC: processes + threads of the program (needs root to enforce)
-    output_bytes: int = 1 << 20  # stdout and stderr, each, before the program is killed
-    compile_timeout: float = 60.0
-    compile_cpu_seconds: int = 60
-    compile_memory_bytes: int = 4 << 30
-    compile_output_bytes: int = 8 << 20  # the compiler's stdout and stderr, each
+    run_timeout: float = ranged(
+        10.0, gt=0
+    )  # wall-clock seconds for one program or test-harness run
+    cpu_seconds: int = ranged(10, ge=1)  # RLIMIT_CPU of the program
+    memory_bytes: int = ranged(1 << 30, ge=1 << 20)  # RLIMIT_AS of the program
+    stack_bytes: int = ranged(8 << 20, ge=1 << 16)  # RLIMIT_STACK of the program's main thread
+    file_size_bytes: int = ranged(
+        64 << 20, ge=0
+    )  # RLIMIT_FSIZE: largest file the program may write
+    scratch_bytes: int = ranged(
+        64 << 20, ge=1 << 20
+    )  # size of the tmpfs the program may write into (bwrap)
+    nproc: int = ranged(
+        64, ge=1
+    )  # RLIMIT_NPROC: processes + threads of the program (needs root to enforce)
+    output_bytes: int = ranged(
+        1 << 20, ge=1024
+    )  # stdout and stderr, each, before the program is killed
+    compile_timeout: float = ranged(60.0, gt=0)
+    compile_cpu_seconds: int = ranged(60, ge=1)
+    compile_memory_bytes: int = ranged(4 << 30, ge=1 << 20)
+    compile_output_bytes: int = ranged(8 << 20, ge=1024)  # the compiler's stdout and stderr, each
     # size of the tmpfs holding everything rustc/cargo write (objects, binaries, the crate's
     # target dir), and RLIMIT_FSIZE of the compiler everywhere
-    compile_scratch_bytes: int = 256 << 20
+    compile_scratch_bytes: int = ranged(256 << 20, ge=1 << 20)
 
 
 @dataclass
 class SandboxConfig:
     """The `sandbox` config group (a structured config): how untrusted code is contained."""
 
-    isolation: str = "auto"  # auto | bwrap | netns | none (auto: the strongest that works here)
+    isolation: str = ranged("auto", choices=ISOLATIONS)  # auto: the strongest that works here
     limits: Limits = field(default_factory=Limits)
 
 

@@ -117,7 +117,7 @@ def relaunch(cfg, module: str, overrides: list[str]) -> int:
             *kept,
             f"run_id={cfg.run_id}",
             "accelerate.launch=false",
-            f"++adapter.bf16={str(settled['mixed_precision'] == 'bf16').lower()}",
+            f"adapter.bf16={str(settled['mixed_precision'] == 'bf16').lower()}",
         ],
     )
     shown = shlex.join(["accelerate", "launch", *cmd[3:]])

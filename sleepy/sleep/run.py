@@ -16,22 +16,16 @@ import hydra
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from sleepy.config import (
-    CONF_PATH,
-    ConfigError,
-    check_config,
-    exit_on_bad_overrides,
-    one_line_errors,
-)
-from sleepy.console import LOG_NAME, Display, current, stage, verbose_flag
+from sleepy.config import CONF_PATH, ConfigError, exit_on_bad_overrides, one_line_errors
+from sleepy.console import LOG_NAME, Display, stage, verbose_flag
 from sleepy.episodes import EpisodeStore
 from sleepy.koan import Koan, load_koans, save_evalset
 from sleepy.koans.route import route_example
-from sleepy.registry import register_adapter
 from sleepy.sandbox import Sandbox
 from sleepy.sleep.curate import LeakageError, curate
 from sleepy.sleep.launch import LaunchError, is_main_process
-from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri
+from sleepy.stage import StageRun
+from sleepy.tracking import TrackingError, tracking_uri
 
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
 
@@ -44,6 +38,15 @@ class SleepResult:
     stats: dict
     metrics: dict
     training_koans: Path | None = None
+
+    def record(self) -> dict:
+        """What a cycle keeps of this sleep in its state.json."""
+        return {
+            "adapter": str(self.adapter_dir),
+            "rows": self.stats["rows"],
+            "run_id": self.run_id,
+            "training_koans": str(self.training_koans),
+        }
 
 
 def episodes_db(curate_cfg, work: Path) -> Path:
@@ -93,36 +96,26 @@ def route_examples(curated) -> list[dict]:
 
 
 def run_sleep(cfg: DictConfig) -> SleepResult:
+    """Curate the day's failures into an SFT set and train the adapter the config's trainer
+    makes (adapter._target_); register it when cfg.register."""
     import mlflow
 
-    check_config(cfg)
     trainer = get_class(cfg.adapter._target_)
     if trainer.in_basis and not get_class(cfg.consolidation._target_).new_tasks_in_basis:
         raise ConfigError(
             "adapter=coefficients trains in a Share basis with the consolidation's p and phi: "
             "use consolidation=share or consolidation=uwsh"
         )
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     # Under `accelerate launch` every process curates the same set and trains its share of the
     # batches; only the main one writes files, logs to MLflow and registers the adapter.
     main = is_main_process()
-    uri = tracking_uri(cfg.tracking)
-    work = out if main else out / f"rank{os.environ['RANK']}"
-    if not main and uri:
-        # curate.day_run_id still downloads the day's episodes; reading needs the store the day
-        # wrote, and creating one is the main process's job
-        mlflow.set_tracking_uri(uri)
-    with mlflow_run(
-        uri if main else None,
-        cfg.tracking.experiment,
-        run_name=cfg.get("run_name") or "sleep",
-        nested=bool(cfg.get("nested", False)),
-        tags={"stage": "sleep", "cycle": str(cfg.get("cycle", 0))},
-    ) as run:
-        tracked = run is not None
-        if tracked:
-            log_config(cfg, out)
+    with StageRun(cfg, "sleep", tracked=main) as run:
+        out = run.out
+        work = out if main else out / f"rank{os.environ['RANK']}"
+        if not main and tracking_uri(cfg.tracking):
+            # curate.day_run_id still downloads the day's episodes; reading needs the store the
+            # day wrote, and creating one is the main process's job
+            mlflow.set_tracking_uri(tracking_uri(cfg.tracking))
         db = episodes_db(cfg.curate, work)
         with EpisodeStore(db, create=False) as store:
             episodes = store.episodes(run_id=cfg.curate.run_id)
@@ -149,11 +142,11 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             (out / "clusters.json").write_text(
                 json.dumps({"clusters": curated.clusters, "stats": curated.stats}, indent=2)
             )
-        if tracked:
+        if run.mlflow is not None:
             _log_curation(curated)
         extra = {
-            "cycle": cfg.get("cycle", 0),
-            "run_id": run.info.run_id if tracked else None,
+            "cycle": cfg.cycle,
+            "run_id": run.run_id,
             "route_examples": route_examples(curated),
         }
         result, method = trainer.train(cfg, curated.dataset, out, extra)
@@ -161,36 +154,20 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             return SleepResult(
                 result.adapter_dir, None, str(cfg.run_id), curated.stats, result.metrics
             )
-        version = None
-        if tracked:
+        if run.mlflow is not None:
             mlflow.set_tag("adapter_method", method)
             mlflow.log_metrics(
                 {f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
             )
             mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
-        if cfg.register and tracked:  # the registry lives in the tracking store
-            with stage(
-                "register", f"register the adapter as a version of {cfg.registry.name}"
-            ) as bar:
-                version = register_adapter(
-                    result.adapter_dir,
-                    cfg.model.path,
-                    cfg.registry.name,
-                    tags={
-                        "run_id": run.info.run_id,
-                        "cycle": cfg.get("cycle", 0),
-                        "method": method,
-                        "families": ",".join(result.info.families),
-                    },
-                )
-                bar.update(note=f"v{version}")
-            mlflow.set_tag("registered_version", version)
-        if tracked and not cfg.get("nested", False) and (d := current()) is not None:
-            d.log_to_mlflow()
+        families = ",".join(result.info.families)
+        version = run.register(
+            result.adapter_dir, "the adapter", {"method": method, "families": families}
+        )
         return SleepResult(
             result.adapter_dir,
             version,
-            run.info.run_id if tracked else str(cfg.run_id),
+            run.run_id or str(cfg.run_id),
             curated.stats,
             result.metrics,
             out / TRAINING_KOANS,
@@ -226,7 +203,7 @@ def _sleep(cfg: DictConfig) -> None:
 
         sys.exit(relaunch(cfg, "sleepy.sleep", list(HydraConfig.get().overrides.task)))
     log = Path(str(cfg.paths.output_dir)) / LOG_NAME
-    with Display("sleepy-sleep", log, bool(cfg.get("verbose", False))):
+    with Display("sleepy-sleep", log, bool(cfg.verbose)):
         r = run_sleep(cfg)
     if not is_main_process():
         return

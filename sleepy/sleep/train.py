@@ -93,19 +93,17 @@ def sft_config(adapter_cfg, out_dir: Path, seed: int, **overrides):
     on_cpu = not torch.cuda.is_available()
     args = dict(
         output_dir=str(out_dir / "trainer"),
-        max_steps=adapter_cfg.max_steps if adapter_cfg.get("max_steps") else -1,
-        num_train_epochs=adapter_cfg.get("epochs") or 1,
+        max_steps=adapter_cfg.max_steps or -1,
+        num_train_epochs=adapter_cfg.epochs or 1,
         per_device_train_batch_size=adapter_cfg.batch_size,
         learning_rate=adapter_cfg.learning_rate,
         lr_scheduler_type="cosine",
-        warmup_steps=adapter_cfg.get("warmup_steps", 0),
+        warmup_steps=adapter_cfg.warmup_steps,
         max_length=adapter_cfg.max_length,
         completion_only_loss=True,
         # On CPU both make a step 1.5x-12x slower: trl turns them on by default.
-        bf16=False if on_cpu else adapter_cfg.get("bf16", True),
-        gradient_checkpointing=False
-        if on_cpu
-        else adapter_cfg.get("gradient_checkpointing", False),
+        bf16=False if on_cpu else bool(adapter_cfg.bf16),
+        gradient_checkpointing=False if on_cpu else bool(adapter_cfg.gradient_checkpointing),
         use_cpu=on_cpu,
         logging_steps=adapter_cfg.logging_steps,  # adapter/lora.yaml; >= 1 (sleepy.config)
         save_strategy="no",
