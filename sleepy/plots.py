@@ -22,7 +22,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from sleepy.config import default_store  # noqa: E402
-from sleepy.tracking import use_store  # noqa: E402
+from sleepy.tracking import require_store, use_store  # noqa: E402
 
 CURVES = (  # metric, panel title, what it is, y limits (None: from the data)
     ("pass_rate", "pass rate", "koans fixed / koans in the set", (0, 1.02)),
@@ -764,6 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     args.uri = args.uri or default_store()[0]
+    require_store(args.uri, "sleepy-plots")
     try:
         paths = plots_from_mlflow(
             args.experiment, args.uri, args.out, args.by, args.metric, lineage=args.lineage

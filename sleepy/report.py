@@ -14,6 +14,7 @@ import os
 
 from sleepy.config import default_store
 from sleepy.summary import ReportError, cycle_summaries, kept_families, new_programs, own_gain
+from sleepy.tracking import require_store
 
 
 def cycles_markdown(rows: list[dict]) -> str:
@@ -102,6 +103,7 @@ def add_parser(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     args.uri = args.uri or default_store()[0]
+    require_store(args.uri, "sleepy report")
     try:
         return cmd_report(args)
     except ReportError as e:

@@ -324,6 +324,7 @@ def _shoot(page: Page, base: str, facts: dict, shots: list[Shot], out: Path, tim
 
 def main(argv: list[str] | None = None) -> int:
     from sleepy.config import default_store
+    from sleepy.tracking import require_store
 
     DEFAULT_URI = default_store()[0]
 
@@ -337,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     if not re.match(r"^(sqlite|file|https?|postgresql|mysql)", args.uri):
         print(f"screenshots: error: --uri {args.uri}: not a tracking store URI", file=sys.stderr)
         return 2
+    require_store(args.uri, "screenshots")
     try:
         shots = take(args.uri, args.out, args.experiment)
     except ScreenshotError as e:

@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sleepy.config import default_store
     from sleepy.console import table_console
+    from sleepy.tracking import require_store
 
     DEFAULT_URI = default_store()[0]
 
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment", default="sleepy-cycle")
     p.add_argument("--by", default="swept values", help="what the jobs vary, for the plots")
     args = p.parse_args(argv)
+    require_store(args.uri, "sweep summary")
     try:
         table, files = summarize(args.sweep_dir, args.uri, args.experiment, by=args.by)
     except SweepError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,36 @@ def ensure_store(uri: str) -> None:
     except Exception as e:
         raise TrackingError(_store_problem(path, e)) from None
     _READY.add(uri)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a sqlite store (`sqlite:///outputs/mlflow.db` -> its absolute path), else None."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).expanduser().resolve()
+    return None
+
+
+def missing_store(uri: str) -> str | None:
+    """Why a command that only reads cannot use `uri`: a sqlite store whose file is not there,
+    in one line with what to do; None when it is there, or the store is a server."""
+    path = sqlite_path(uri)
+    if path is None or path.is_file():
+        return None
+    return (
+        f"no MLflow store at {path}: run make demo or sleepy-cycle first (in the folder whose "
+        "outputs/ holds it), or pass --uri sqlite:///PATH/TO/mlflow.db"
+    )
+
+
+def require_store(uri: str, prog: str) -> None:
+    """For a command that only reads the store (`sleepy report`, `sleepy registry`,
+    `sleepy-plots`, ...): end with status 2 and one line on stderr when a sqlite store's file is
+    not there, before MLflow is imported, so that no empty store is created (and no migration
+    lines are logged) in a folder that never had one."""
+    problem = missing_store(uri)
+    if problem:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def use_store(uri: str) -> None:

@@ -195,6 +195,12 @@ def add_parser(sub) -> None:
 
 
 def _cli(args) -> int:
+    if args.source.startswith("models:/"):  # read from the registry: it must be there
+        from sleepy.config import default_store
+        from sleepy.tracking import require_store
+
+        args.uri = args.uri or default_store()[0]
+        require_store(args.uri, "sleepy export")
     served = export_bundle(
         args.source,
         args.out,

@@ -23,6 +23,7 @@ from sleepy.registry import (
     promote,
     rollback,
 )
+from sleepy.tracking import require_store
 
 
 def add_parser(subparsers) -> None:
@@ -56,10 +57,12 @@ def add_parser(subparsers) -> None:
 
 
 def _store(args: argparse.Namespace) -> None:
-    """--uri and --name, or the configs' tracking.uri and registry.name."""
+    """--uri and --name, or the configs' tracking.uri and registry.name; a sqlite store that is
+    not there ends the command (every one of them reads versions the store already holds)."""
     if args.uri is None or args.name is None:
         uri, name = default_store()
         args.uri, args.name = args.uri or uri, args.name or name
+    require_store(args.uri, "sleepy registry")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
