@@ -2,8 +2,11 @@
 learning curve over cycles, forgetting on the frozen suite (families x cycles, and koan by koan),
 the family breakdown and, across a sweep, the strategy comparison. Each takes plain data and
 writes one PNG; `plots_from_mlflow` rebuilds them all from an experiment's eval runs
-(`sleepy-plots`). A panel with nothing to draw, or a single point, says why instead of drawing an
-empty axis or a line.
+(`sleepy-plots`). A panel with nothing to draw says so in words (`no data: ...`) instead of
+drawing empty axes; one with a single point says why there is no line. Every heat map of pass
+rates uses one colour map (`HEATMAP`), a cell no eval measured says `not measured`, and a family
+is named as users type it (`trait_bounds`). Each `*_figure` function returns the figure that its
+PNG-writing namesake saves.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and in sweeps
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from sleepy.config import default_store  # noqa: E402
@@ -42,8 +47,12 @@ STATE_LABELS = {
     "fail": "fails (as the champion did)",
     "gained": "gained: champion failed, candidate passes",
     "lost": "lost: champion passed, candidate fails (regression)",
-    "not run": "not in that eval",
+    "not run": "not measured: not in that eval",
 }
+# the pass-rate heat maps (families x cycles, families after each sleep): one colour map, with a
+# cell no eval measured left white and said in words
+HEATMAP = "Greens"
+NOT_MEASURED = "not measured"
 LEARNING_SET = (
     "the learning set: fresh programs with the mistakes the days failed on, never trained on"
 )
@@ -51,6 +60,15 @@ LEARNING_SET = (
 
 def _series(data) -> dict[str, list[dict]]:
     return data if isinstance(data, dict) else {"": list(data)}
+
+
+def _heatmap_cmap():
+    return colormaps[HEATMAP].with_extremes(bad="white")
+
+
+def _on_cell(v: float) -> str:
+    """The text colour that reads on a HEATMAP cell of value v (NaN: a white cell)."""
+    return "white" if v == v and v > 0.6 else "black"
 
 
 def _save(fig, out: str | Path) -> Path:
@@ -76,7 +94,10 @@ def _titles(fig, title: str, subtitle: str = "") -> None:
 
 
 def _note(ax, text: str) -> None:
-    """What a panel shows instead of a plot when there is nothing (or one point) to draw."""
+    """What a panel shows instead of a plot when there is nothing (or one point) to draw; a
+    panel with no data (`no data: ...`) loses its axes, which would only show an empty 0-1."""
+    if text.startswith("no data"):
+        ax.set_axis_off()
     ax.text(
         0.5,
         0.5 if not ax.lines else 0.12,
@@ -92,9 +113,9 @@ def _note(ax, text: str) -> None:
 
 def curve_points(metric: str, pts: list[dict]) -> list[dict]:
     """The points of one series a learning-curve panel draws, by cycle."""
-    pts = sorted((p for p in pts if metric in p), key=lambda p: p["cycle"])
-    if metric == "median_steps_to_green":  # nothing passed: there are no steps to green
-        pts = [p for p in pts if p.get("pass_rate", 1.0) > 0]
+    pts = sorted((p for p in pts if p.get(metric) is not None), key=lambda p: p["cycle"])
+    if metric == "median_steps_to_green":  # nothing passed: there are no steps to green (a
+        pts = [p for p in pts if p.get("pass_rate", 1.0) > 0]  # store from before None logged 0)
     return pts
 
 
@@ -102,10 +123,10 @@ def panel_note(metric: str, series: dict[str, list[dict]]) -> str | None:
     """Why a panel shows no line (nothing measured, nothing to measure, one point), or None."""
     drawn = max((len(curve_points(metric, pts)) for pts in series.values()), default=0)
     if drawn == 0:
-        measured = any(metric in p for pts in series.values() for p in pts)
-        if metric == "median_steps_to_green" and measured:
-            return "nothing was fixed in any cycle:\nno steps to green to show"
-        return "no eval measured this yet"
+        evals = any("pass_rate" in p for pts in series.values() for p in pts)
+        if metric == "median_steps_to_green" and evals:
+            return "no data: nothing was fixed in any cycle,\nso there are no steps to green"
+        return "no data: no eval measured this yet"
     if drawn == 1:
         return "one cycle so far: a line needs two"
     return None
@@ -117,6 +138,15 @@ def learning_curve(
     title: str = "Learning curve",
     subtitle: str = "",
 ) -> Path:
+    """The learning curve (`learning_curve_figure`) as a PNG at `out`."""
+    return _save(learning_curve_figure(points, title, subtitle), out)
+
+
+def learning_curve_figure(
+    points: list[dict] | dict[str, list[dict]],
+    title: str = "Learning curve",
+    subtitle: str = "",
+) -> Figure:
     """points: [{"cycle": 1, "pass_rate": .., "repeat_error_rate": .., "median_steps_to_green":
     .., "failures": .., "episodes": ..}] or {series label: such a list} (one line per lineage, or
     candidate vs champion). `failures`, when given, marks a repeat-error rate that is 0 because
@@ -162,7 +192,7 @@ def learning_curve(
             ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     _titles(fig, title, subtitle)
-    return _save(fig, out)
+    return fig
 
 
 # -- forgetting on the frozen suite ---------------------------------------------------------------
@@ -237,6 +267,17 @@ def forgetting_by_family(
     title: str = "Forgetting on the frozen suite",
     start: str = "champion",
 ) -> Path:
+    """The families x cycles heat map (`forgetting_by_family_figure`) as a PNG at `out`."""
+    return _save(forgetting_by_family_figure(tables, cycles, rejected, title, start), out)
+
+
+def forgetting_by_family_figure(
+    tables: list[list[dict]],
+    cycles: list[int],
+    rejected: list[bool],
+    title: str = "Forgetting on the frozen suite",
+    start: str = "champion",
+) -> Figure:
     """Families x cycles (`family_changes`): each family's pass rate on the suite, with the koans
     gained (+) and lost (−) against the champion each candidate was measured with, as the gate
     counts them. A rejected candidate's column is hatched; a cell with a loss is outlined red."""
@@ -249,7 +290,7 @@ def forgetting_by_family(
         for j, cell in enumerate(changes[f]):
             if cell is None:
                 row.append(float("nan"))
-                cells.append("not run" if j else "—")
+                cells.append(NOT_MEASURED)
                 continue
             rate, gained, lost = cell
             row.append(rate)
@@ -264,21 +305,13 @@ def forgetting_by_family(
     n_cols = len(tables) + 1
     fig, ax = plt.subplots(figsize=(3.2 + 1.15 * n_cols, 1.6 + 0.55 * max(1, len(families))))
     if not families:
-        _note(ax, "no per-koan results in these evals")
-        ax.set_axis_off()
+        _note(ax, "no data: no per-koan results in these evals")
     else:
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="Greens", aspect="auto")
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap=_heatmap_cmap(), aspect="auto")
         for i, cells in enumerate(text):
             for j, cell in enumerate(cells):
-                v = grid[i][j]
                 ax.text(
-                    j,
-                    i,
-                    cell,
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if v == v and v > 0.6 else "black",
+                    j, i, cell, ha="center", va="center", fontsize=8, color=_on_cell(grid[i][j])
                 )
         for i, j in lost_cells:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#d1242f", lw=2))
@@ -294,7 +327,7 @@ def forgetting_by_family(
         "champion that cycle's candidate was measured with, as the gate counts them;\n"
         "red outline: a loss (regression); hatched: the gate rejected that candidate",
     )
-    return _save(fig, out)
+    return fig
 
 
 def forgetting_per_koan(
@@ -305,6 +338,17 @@ def forgetting_per_koan(
     title: str = "Forgetting on the frozen suite, koan by koan",
     start: str = "champion",
 ) -> Path:
+    """The koans x cycles map (`forgetting_per_koan_figure`) as a PNG at `out`."""
+    return _save(forgetting_per_koan_figure(tables, cycles, rejected, title, start), out)
+
+
+def forgetting_per_koan_figure(
+    tables: list[list[dict]],
+    cycles: list[int],
+    rejected: list[bool],
+    title: str = "Forgetting on the frozen suite, koan by koan",
+    start: str = "champion",
+) -> Figure:
     """Koans x cycles, grouped by family, in the gate's terms (`gate_states`). Koans that fail in
     every column are counted in the subtitle rather than drawn as rows of grey."""
     states = gate_states(tables)
@@ -315,7 +359,9 @@ def forgetting_per_koan(
     n = len(order)
     row_h = 0.11 if n > 40 else 0.22
     fig, ax = plt.subplots(figsize=(3.8 + 0.75 * len(columns), max(3.0, 1.8 + n * row_h)))
-    if not order:
+    if not states:
+        _note(ax, "no data: no per-koan results in these evals")
+    elif not order:
         _note(ax, f"all {len(states)} koans fail in every column: nothing to tell apart")
         ax.set_axis_off()
     else:
@@ -370,7 +416,7 @@ def forgetting_per_koan(
         "each cycle's candidate against the champion it was measured with (the gate's view)"
         f"{hidden};\nhatched: the gate rejected that candidate",
     )
-    return _save(fig, out)
+    return fig
 
 
 def family_breakdown(
@@ -379,7 +425,17 @@ def family_breakdown(
     title: str = "Pass rate per family",
     subtitle: str = "",
 ) -> Path:
-    """rates: {group label (a cycle, a model, a strategy): {family: pass rate}} -> grouped bars."""
+    """The grouped bars (`family_breakdown_figure`) as a PNG at `out`."""
+    return _save(family_breakdown_figure(rates, title, subtitle), out)
+
+
+def family_breakdown_figure(
+    rates: dict[str, dict[str, float]],
+    title: str = "Pass rate per family",
+    subtitle: str = "",
+) -> Figure:
+    """rates: {group label (a cycle, a model, a strategy): {family: pass rate}} -> grouped bars;
+    a family a group did not measure has no bar, and says so."""
     families = sorted({f for r in rates.values() for f in r})
     groups = list(rates)
     width = 0.8 / max(1, len(groups))
@@ -388,29 +444,25 @@ def family_breakdown(
     )
     for i, g in enumerate(groups):
         xs = [j - 0.4 + width * (i + 0.5) for j in range(len(families))]
-        bars = ax.bar(xs, [rates[g].get(f, 0.0) for f in families], width, label=g)
+        heights = [rates[g].get(f, float("nan")) for f in families]
+        bars = ax.bar(xs, [0.0 if v != v else v for v in heights], width, label=g)
         if len(groups) * len(families) <= 40:  # a bar at 0 is a measured 0: say so
-            ax.bar_label(bars, labels=[f"{b.get_height():.0%}" for b in bars], fontsize=6)
-    ax.set_xticks(
-        range(len(families)),
-        [f.replace("_", " ") for f in families],
-        rotation=20,
-        ha="right",
-        fontsize=9,
-    )
+            labels = [NOT_MEASURED if v != v else f"{v:.0%}" for v in heights]
+            ax.bar_label(bars, labels=labels, fontsize=6)
+    ax.set_xticks(range(len(families)), families, rotation=20, ha="right", fontsize=9)
     ax.set_xlabel("family")
     ax.set_ylabel("pass rate")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
     if not families:
-        _note(ax, "no per-family results in these evals")
+        _note(ax, "no data: no per-family results in these evals")
     else:
         if not any(v for r in rates.values() for v in r.values()):
             _note(ax, "every family at 0% in every column")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     _titles(fig, title, subtitle)
-    return _save(fig, out)
+    return fig
 
 
 def strategy_comparison(
@@ -421,13 +473,24 @@ def strategy_comparison(
     title: str | None = None,
     subtitle: str = "",
 ) -> Path:
+    """The strategies compared (`strategy_comparison_figure`) as a PNG at `out`."""
+    return _save(strategy_comparison_figure(results, metric, by, title, subtitle), out)
+
+
+def strategy_comparison_figure(
+    results: dict[str, list[dict]],
+    metric: str = "pass_rate",
+    by: str = "strategy",
+    title: str | None = None,
+    subtitle: str = "",
+) -> Figure:
     """results: {strategy or swept values: [{"cycle": c, metric: v}, ...]} -> one line per
     strategy over cycles (left) and the last cycle's value as bars (right)."""
     label = metric.replace("_", " ")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     names, finals, longest = [], [], 0
     for name, pts in results.items():
-        pts = sorted((p for p in pts if metric in p), key=lambda p: p["cycle"])
+        pts = sorted((p for p in pts if p.get(metric) is not None), key=lambda p: p["cycle"])
         if not pts:
             continue
         line = left.plot(
@@ -444,7 +507,8 @@ def strategy_comparison(
     if names:
         left.legend(title=by, fontsize=8, title_fontsize=8)
     if not names:
-        _note(left, f"no run has {metric} yet")
+        _note(left, f"no data: no run has {metric} yet")
+        _note(right, f"no data: no run has {metric} yet")
     elif longest == 1:
         _note(left, "one cycle per job so far: a line needs two")
     bars = right.bar(range(len(names)), [v for v, _ in finals], color=[c for _, c in finals])
@@ -459,7 +523,7 @@ def strategy_comparison(
     right.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     _titles(fig, title or f"Strategies compared by {by}", subtitle)
-    return _save(fig, out)
+    return fig
 
 
 # -- from MLflow -----------------------------------------------------------------------------------
@@ -475,72 +539,141 @@ def forgetting_matrix_plot(
     out: str | Path,
     suite: str = "the frozen suite",
 ) -> Path:
+    """The forgetting matrix (`forgetting_matrix_figure`) as a PNG at `out`."""
+    return _save(forgetting_matrix_figure(matrices, families, suite), out)
+
+
+def forgetting_matrix_figure(
+    matrices: dict[str, list[dict[str, float]]],
+    families: list[str],
+    suite: str = "the frozen suite",
+) -> Figure:
     """One panel per method: rows = before any sleep, then after learning each family in turn;
     columns = family; cell = pass rate. `matrices["base"]` is the one row before sleep."""
-    return _matrix_plot(
-        matrices,
+    base = matrices.get("base", [])
+    panels = {
+        m: [[_rate_cell(row.get(f)) for f in families] for row in base + rows]
+        for m, rows in matrices.items()
+        if m != "base"
+    }
+    return _matrix_figure(
+        panels,
         families,
-        out,
+        ["before sleep"] * len(base) + [f"after {f}" for f in families],
         "Forgetting matrix: pass rate per family after each sleep, per method",
         f"family (measured on {suite})",
     )
 
 
-def family_cycle_matrix(summaries: list[dict], out: str | Path) -> Path:
-    """A lineage's families x cycles: each family's learning-set pass rate before its own sleep,
-    then after every cycle (the candidate; a rejected cycle is marked). Earlier families whose
-    rates hold across later rows were kept."""
+def _rate_cell(v: float | None, note: str = "") -> tuple[float, str] | None:
+    return None if v is None or v != v else (v, f"{v:.2f}" + note)
+
+
+def family_cycle_cells(
+    summaries: list[dict],
+) -> tuple[list[str], list[str], list[list[tuple[float, int] | None]]]:
+    """The rows of families_by_cycle.png, one model each: the champion the lineage started from,
+    then each cycle's candidate. Returns (families, row labels, cells); a cell is (the model's
+    learning-set pass rate on the family, the cycle whose eval measured it), or None where no
+    eval measured that model on that family.
+
+    A candidate is measured by its own cycle's eval and, once promoted, as the champion of the
+    cycles after it: the family the next cycle learns joins the learning set then, and its rate
+    before its own sleep is the promoted candidate's (or, after a rejection, the older
+    champion's). Each model's first measurement of a family is kept."""
     families = list(dict.fromkeys(f for s in summaries for f in s["families"]))
-    before = {}
-    for s in summaries:
-        for f in s["families"]:
-            before.setdefault(f, s["champion_learning_family"].get(f, 0.0))
-    nan = float("nan")
-    rows = [{f: s["learning_family"].get(f, nan) for f in families} for s in summaries]
-    labels = [
+    measured: list[dict[str, tuple[float, int]]] = [{} for _ in range(len(summaries) + 1)]
+    champion = 0  # the row of the model each cycle's eval measured as its champion
+    for k, s in enumerate(summaries, start=1):
+        for f, v in s["champion_learning_family"].items():
+            measured[champion].setdefault(f, (v, s["cycle"]))
+        for f, v in s["learning_family"].items():
+            measured[k].setdefault(f, (v, s["cycle"]))
+        if s["promoted"]:
+            champion = k
+    first = summaries[0]["cycle"] if summaries else 1
+    labels = [f"start (champion of c{first})"] + [
         f"after c{s['cycle']} ({', '.join(s['families'])})" + ("" if s["promoted"] else " REJECTED")
         for s in summaries
     ]
-    return _matrix_plot(
-        {"base": [before], "lineage": rows},
+    return families, labels, [[m.get(f) for f in families] for m in measured]
+
+
+def family_cycle_matrix(summaries: list[dict], out: str | Path) -> Path:
+    """families_by_cycle (`family_cycle_figure`) as a PNG at `out`."""
+    return _save(family_cycle_figure(summaries), out)
+
+
+def family_cycle_figure(summaries: list[dict]) -> Figure:
+    """A lineage's families x models (`family_cycle_cells`): each family's learning-set pass
+    rate for the champion it started from and after every cycle (the candidate; a rejected
+    cycle is marked). Earlier families whose rates hold across later rows were kept."""
+    families, labels, cells = family_cycle_cells(summaries)
+    own = [summaries[0]["cycle"] if summaries else 1] + [s["cycle"] for s in summaries]
+    grid = [
+        [
+            None if c is None else _rate_cell(c[0], "" if c[1] == mine else f"\n(in c{c[1]})")
+            for c in row
+        ]
+        for row, mine in zip(cells, own, strict=True)
+    ]
+    return _matrix_figure(
+        {"": grid},
         families,
-        out,
+        labels,
         "Does it keep what it learned? Learning-set pass rate per family after each cycle",
         "family (measured on its learning set: fresh programs, never trained on)",
-        labels,
+        f"(in cN): measured by cycle N's eval, where that model was the champion; {NOT_MEASURED}: "
+        "no eval measured that model on that family",
     )
 
 
-def _matrix_plot(matrices, families, out, title, xlabel, labels=None) -> Path:
-    base = matrices.get("base", [])
-    methods = [m for m in matrices if m != "base"]
-    width = 1.0 + 1.3 * len(families) * len(methods)
+def _matrix_figure(
+    panels: dict[str, list[list[tuple[float, str] | None]]],
+    families: list[str],
+    labels: list[str],
+    title: str,
+    xlabel: str,
+    subtitle: str = "",
+) -> Figure:
+    """One HEATMAP panel per key of `panels` (rows = `labels`, columns = `families`); a cell is
+    (pass rate, its text), or None where nothing was measured (`NOT_MEASURED`)."""
+    rows = max((len(g) for g in panels.values()), default=0)
+    if not families or not rows:
+        fig, ax = plt.subplots(figsize=(6.5, 2.4))
+        _note(ax, "no data: no family was measured")
+        _titles(fig, title, subtitle)
+        return fig
+    width = 1.0 + 1.3 * len(families) * len(panels)
     fig, axes = plt.subplots(
-        1, len(methods), figsize=(width + 2.5, 3.4), squeeze=False, sharey=True
+        1,
+        len(panels),
+        figsize=(width + 2.5, max(3.4, 1.6 + 0.45 * rows)),
+        squeeze=False,
+        sharey=True,
     )
-    labels = ["before sleep"] * len(base) + (labels or [f"after {f}" for f in families])
-    for ax, method in zip(axes[0], methods, strict=True):
-        grid = [[row.get(f, 0.0) for f in families] for row in base + matrices[method]]
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        for i, row in enumerate(grid):
-            for j, v in enumerate(row):
+    for ax, (name, cells) in zip(axes[0], panels.items(), strict=True):
+        grid = [[float("nan") if c is None else c[0] for c in row] for row in cells]
+        im = ax.imshow(grid, vmin=0, vmax=1, cmap=_heatmap_cmap(), aspect="auto")
+        for i, row in enumerate(cells):
+            for j, c in enumerate(row):
                 ax.text(
                     j,
                     i,
-                    "not yet\nmeasured" if v != v else f"{v:.2f}",  # NaN: not in the set yet
+                    NOT_MEASURED if c is None else c[1],
                     ha="center",
                     va="center",
                     fontsize=8,
-                    color="white" if v < 0.5 else "black",
+                    color=_on_cell(grid[i][j]),
                 )
         ax.set_xticks(range(len(families)), families, rotation=30, ha="right", fontsize=8)
-        ax.set_title(method if len(methods) > 1 else "", fontsize=10)
+        ax.set_title(name if len(panels) > 1 else "", fontsize=10)
         ax.set_xlabel(xlabel, fontsize=8)
-    axes[0][0].set_yticks(range(len(grid)), labels[: len(grid)], fontsize=8)
+    axes[0][0].set_yticks(range(rows), labels[:rows], fontsize=8)
     axes[0][0].set_ylabel("model state", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), label="pass rate", shrink=0.8)
-    fig.suptitle(title, fontsize=11)
-    return _save(fig, out)
+    _titles(fig, title, subtitle)
+    return fig
 
 
 def eval_runs(experiment: str, uri: str) -> list:

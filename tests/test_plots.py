@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import matplotlib.pyplot as plt
 import mlflow
 import pytest
 from matplotlib.image import imread
@@ -12,6 +13,7 @@ from matplotlib.image import imread
 from sleepy.plots import (
     family_breakdown,
     family_changes,
+    family_cycle_cells,
     forgetting_per_koan,
     gate_states,
     learning_curve,
@@ -55,10 +57,13 @@ def test_family_changes_count_gains_and_losses_as_the_gate_does():
 
 
 def test_panels_say_why_they_draw_no_line():
-    one = {"": [{"cycle": 1, "pass_rate": 0.0, "median_steps_to_green": 0.0}]}
+    one = {"": [{"cycle": 1, "pass_rate": 0.0, "median_steps_to_green": None}]}
     assert panel_note("pass_rate", one) == "one cycle so far: a line needs two"
-    assert panel_note("median_steps_to_green", one).startswith("nothing was fixed")
-    assert panel_note("repeat_error_rate", one) == "no eval measured this yet"
+    assert panel_note("median_steps_to_green", one).startswith("no data: nothing was fixed")
+    assert panel_note("repeat_error_rate", one) == "no data: no eval measured this yet"
+    # a store from before None: 0.0 logged for a cycle that fixed nothing is not drawn either
+    old = {"": [{"cycle": 1, "pass_rate": 0.0, "median_steps_to_green": 0.0}]}
+    assert panel_note("median_steps_to_green", old).startswith("no data: nothing was fixed")
     two = {"": [{"cycle": c, "pass_rate": 0.5} for c in (1, 2)]}
     assert panel_note("pass_rate", two) is None
 
@@ -199,3 +204,158 @@ def test_forgetting_matrix_plot_writes_one_panel_per_method(tmp_path):
 
     img = mpimg.imread(png)
     assert img.shape[1] > img.shape[0]  # two panels side by side
+
+
+# -- what the plots say: one way for a cell nobody measured, one colour map, one family spelling --
+
+
+def summary(cycle, families, learning, champion, promoted=True):
+    return {
+        "cycle": cycle,
+        "families": families,
+        "learning_family": learning,
+        "champion_learning_family": champion,
+        "promoted": promoted,
+    }
+
+
+# trait_bounds learned in c1 (promoted), lifetimes in c2 (promoted), mutability in c3 (rejected);
+# the learning set grows by the family each day failed on
+LINEAGE = [
+    summary(1, ["trait_bounds"], {"trait_bounds": 0.75}, {"trait_bounds": 0.25}),
+    summary(
+        2,
+        ["lifetimes"],
+        {"trait_bounds": 0.7, "lifetimes": 0.6},
+        {"trait_bounds": 0.75, "lifetimes": 0.2},
+    ),
+    summary(
+        3,
+        ["mutability"],
+        {"trait_bounds": 0.5, "lifetimes": 0.6, "mutability": 0.4},
+        {"trait_bounds": 0.7, "lifetimes": 0.6, "mutability": 0.1},
+        promoted=False,
+    ),
+]
+
+
+def cell_texts(ax) -> dict[tuple[int, int], str]:
+    """(row, column) -> the text drawn in that heat-map cell."""
+    return {
+        (round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts
+    }
+
+
+def test_families_by_cycle_rows_are_models_measured_where_any_eval_measured_them():
+    families, labels, cells = family_cycle_cells(LINEAGE)
+    assert families == ["trait_bounds", "lifetimes", "mutability"]
+    assert labels[0] == "start (champion of c1)" and labels[3].endswith("REJECTED")
+    # c1's candidate is c2's champion: its lifetimes rate (before lifetimes' own sleep) is its own
+    assert cells[1] == [(0.75, 1), (0.2, 2), None]
+    assert cells[0] == [(0.25, 1), None, None]  # the start model left the lineage after c1
+    assert cells[2] == [(0.7, 2), (0.6, 2), (0.1, 3)]  # c2's candidate was c3's champion
+    assert cells[3] == [(0.5, 3), (0.6, 3), (0.4, 3)]
+
+
+def test_families_by_cycle_says_not_measured_one_way():
+    from sleepy.plots import NOT_MEASURED, family_cycle_figure
+
+    fig = family_cycle_figure(LINEAGE)
+    ax = fig.axes[0]
+    texts = cell_texts(ax)
+    _, _, cells = family_cycle_cells(LINEAGE)
+    unmeasured = {(i, j) for i, row in enumerate(cells) for j, c in enumerate(row) if c is None}
+    assert (
+        {k for k, t in texts.items() if t == NOT_MEASURED}
+        == unmeasured
+        == {
+            (0, 1),
+            (0, 2),
+            (1, 2),
+        }
+    )
+    assert not any("yet" in t for t in texts.values())
+    assert texts[(1, 1)] == "0.20\n(in c2)" and texts[(1, 0)] == "0.75"
+    plt.close(fig)
+
+
+def test_every_pass_rate_heat_map_uses_one_colour_map():
+    from sleepy.plots import (
+        HEATMAP,
+        family_cycle_figure,
+        forgetting_by_family_figure,
+        forgetting_matrix_figure,
+    )
+
+    c1 = [row("a", True, True, "trait_bounds"), row("b", False, True)]
+    figs = [
+        family_cycle_figure(LINEAGE),
+        forgetting_by_family_figure([c1, c1], [1, 2], [False, True]),
+        forgetting_matrix_figure(
+            {"base": [{"lifetimes": 0.5}], "share": [{"lifetimes": 0.7}]}, ["lifetimes"]
+        ),
+    ]
+    maps = {im.get_cmap().name for fig in figs for ax in fig.axes for im in ax.images}
+    assert maps == {HEATMAP}
+    for fig in figs:
+        plt.close(fig)
+
+
+def test_families_are_spelled_as_users_type_them_in_every_plot():
+    from sleepy.plots import (
+        family_breakdown_figure,
+        family_cycle_figure,
+        forgetting_by_family_figure,
+    )
+
+    c1 = [row("a", True, True, "trait_bounds"), row("b", False, True, "borrow_checker")]
+    figs = [
+        family_breakdown_figure({"c1": {"trait_bounds": 0.5, "borrow_checker": 0.25}}),
+        family_cycle_figure(LINEAGE),
+        forgetting_by_family_figure([c1], [1], [False]),
+    ]
+    ticks = [
+        t.get_text()
+        for fig in figs
+        for ax in fig.axes
+        for t in ax.get_xticklabels() + ax.get_yticklabels()
+    ]
+    assert "trait_bounds" in ticks and "borrow_checker" in ticks  # the bars, the matrix
+    assert "trait_bounds (1)" in ticks  # the forgetting heat map: family (koans)
+    assert not any(" bounds" in t or " checker" in t for t in ticks)
+    for fig in figs:
+        plt.close(fig)
+
+
+def test_a_panel_with_no_data_says_so_instead_of_drawing_empty_axes():
+    from sleepy.plots import (
+        family_breakdown_figure,
+        family_cycle_figure,
+        forgetting_per_koan_figure,
+        learning_curve_figure,
+        strategy_comparison_figure,
+    )
+
+    def empty_panels(fig):
+        """Per axes without its axis drawn: its texts."""
+        return [[t.get_text() for t in ax.texts] for ax in fig.axes if not ax.axison]
+
+    # cycles that fixed nothing: a pass rate, no repeat-error rate, no steps to green
+    pts = [{"cycle": c, "pass_rate": 0.0, "median_steps_to_green": None} for c in (1, 2)]
+    curve = learning_curve_figure(pts)
+    assert [ax.axison for ax in curve.axes] == [True, False, False]
+    assert empty_panels(curve) == [
+        ["no data: no eval measured this yet"],
+        ["no data: nothing was fixed in any cycle,\nso there are no steps to green"],
+    ]
+    figs = [
+        family_breakdown_figure({}),
+        family_cycle_figure([]),
+        forgetting_per_koan_figure([], [], []),
+        strategy_comparison_figure({"share": [{"cycle": 1}]}),
+    ]
+    assert len(empty_panels(figs[-1])) == 2  # the lines and the last cycle's bars
+    for fig in [curve, *figs]:
+        notes = empty_panels(fig)
+        assert notes and all(len(t) == 1 and t[0].startswith("no data: ") for t in notes)
+        plt.close(fig)
