@@ -43,7 +43,14 @@ from sleepy.sleep import run_sleep
 from sleepy.sleep.config import CurateConfig, SleepConfig
 from sleepy.summary import LEGEND, summary_table
 from sleepy.sweep import job_values, label, sweep_id
-from sleepy.tracking import TrackingError, log_config, mlflow_run, tracking_uri, ui_command
+from sleepy.tracking import (
+    TrackingError,
+    log_config,
+    loggable,
+    mlflow_run,
+    tracking_uri,
+    ui_command,
+)
 
 # The groups a stage takes from the cycle's one config (with the user's overrides and the
 # experiment's), where the stage's schema declares them.
@@ -394,7 +401,7 @@ def _log_cycle(metrics: dict, per_family: dict, ev: dict, families: list[str], c
     """What `sleepy report` rebuilds the cycle's row from, on the cycle's MLflow run."""
     import mlflow
 
-    mlflow.log_metrics({k: float(v) for k, v in {**metrics, **per_family}.items()}, step=c)
+    mlflow.log_metrics(loggable({**metrics, **per_family}), step=c)
     mlflow.set_tags(
         {
             "decision": ev["decision"][:4900],

@@ -184,6 +184,12 @@ def mlflow_run(
         yield run
 
 
+def loggable(metrics: dict) -> dict[str, float]:
+    """The metrics MLflow can be given, as floats: one that is None (nothing to measure, e.g.
+    median_steps_to_green when nothing passed) is left out, since MLflow takes numbers only."""
+    return {k: float(v) for k, v in metrics.items() if v is not None}
+
+
 def log_config(cfg, output_dir: str | Path | None = None) -> None:
     """The composed config as params (flattened) and as a dict artifact, plus Hydra's .hydra/ folder."""
     import mlflow

@@ -37,7 +37,7 @@ from sleepy.prompts.edits import get_edit_format
 from sleepy.prompts.template import PromptTemplate
 from sleepy.sandbox import Sandbox
 from sleepy.stage import StageRun
-from sleepy.tracking import TrackingError, experiment_id, tracking_uri
+from sleepy.tracking import TrackingError, experiment_id, loggable, tracking_uri
 
 
 class DayError(RuntimeError):
@@ -55,7 +55,7 @@ class DayResult:
     episodes_db: Path
     selected: int  # koans in the selection (finished earlier ones included, on resume)
     skipped: int  # finished in an earlier, resumed invocation of this run
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None] = field(default_factory=dict)
     mlflow_run_id: str | None = None
 
     def record(self) -> dict:
@@ -304,7 +304,9 @@ def _resumed_run(cfg: DictConfig, run_id: str) -> str | None:
 def _log_results(cfg: DictConfig, store, run_id: str, metrics: dict) -> None:
     import mlflow
 
-    mlflow.log_metrics({k.replace("pass_rate.", "pass_rate_"): v for k, v in metrics.items()})
+    mlflow.log_metrics(
+        loggable({k.replace("pass_rate.", "pass_rate_"): v for k, v in metrics.items()})
+    )
     out = Path(str(cfg.paths.output_dir))
     out.mkdir(parents=True, exist_ok=True)
     jsonl = out / "episodes.jsonl"

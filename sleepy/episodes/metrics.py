@@ -6,14 +6,17 @@ from __future__ import annotations
 import statistics
 
 
-def metrics_of(episodes) -> dict[str, float]:
-    """Pass rate, median steps to green, tokens and wall time, overall and per family."""
+def metrics_of(episodes) -> dict[str, float | None]:
+    """Pass rate, median steps to green, tokens and wall time, overall and per family.
+
+    median_steps_to_green is None when no episode passed: there are no steps to green to take
+    the median of (0.0 would read as fixed at once). MLflow is not given it then."""
     n = len(episodes)
     green = [e.steps_to_green for e in episodes if e.passed and e.steps_to_green]
     out = {
         "episodes": float(n),
         "pass_rate": sum(e.passed for e in episodes) / n if n else 0.0,
-        "median_steps_to_green": float(statistics.median(green)) if green else 0.0,
+        "median_steps_to_green": float(statistics.median(green)) if green else None,
         "tokens_in": float(sum(e.tokens_in for e in episodes)),
         "tokens_out": float(sum(e.tokens_out for e in episodes)),
         "episode_wall_clock_s": sum(e.wall_clock_ms for e in episodes) / 1000,

@@ -155,7 +155,7 @@ class ResultCache:
             if sorted(data["koan_ids"]) != sorted(koan_ids) or sorted(res) != sorted(koan_ids):
                 return None
             by = data["measured_by"]
-            metrics = {k: float(v) for k, v in data["metrics"].items()}
+            metrics = {k: None if v is None else float(v) for k, v in data["metrics"].items()}
             return CachedResult(res, metrics, str(by["run_id"]), by.get("mlflow_run_id"))
         except (OSError, ValueError, KeyError, TypeError):
             return None

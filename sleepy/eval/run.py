@@ -51,7 +51,7 @@ from sleepy.registry import (
 )
 from sleepy.registry import promote as registry_promote
 from sleepy.stage import StageRun
-from sleepy.tracking import TrackingConfig
+from sleepy.tracking import TrackingConfig, loggable
 
 
 class EvalError(RuntimeError):
@@ -72,8 +72,8 @@ class Contender:
 class EvalResult:
     candidate: Contender
     champion: Contender
-    metrics: dict[str, float]  # the candidate's
-    champion_metrics: dict[str, float]
+    metrics: dict[str, float | None]  # the candidate's (None: nothing to measure)
+    champion_metrics: dict[str, float | None]
     rows: list[dict]  # per koan: both outcomes and the change
     decision: GateDecision
     promoted: bool = False
@@ -246,8 +246,8 @@ class SetResult:
     """Both contenders on one set: per-koan outcomes, metrics, and the per-koan comparison."""
 
     name: str  # "frozen" | "learning"
-    metrics: dict[str, float]  # the candidate's
-    champion_metrics: dict[str, float]
+    metrics: dict[str, float | None]  # the candidate's (None: nothing to measure)
+    champion_metrics: dict[str, float | None]
     rows: list[dict]
     # side ("candidate" | "champion") -> the eval that measured it, for sides from the cache
     cached_from: dict[str, CachedResult] = field(default_factory=dict)
@@ -556,7 +556,7 @@ def _log(frozen, learning, learning_path, lost, won, out, decision, promoted, wa
     import mlflow
 
     def clean(m: dict, prefix: str = "") -> dict:
-        return {prefix + k.replace("pass_rate.", "pass_rate_"): float(v) for k, v in m.items()}
+        return loggable({prefix + k.replace("pass_rate.", "pass_rate_"): v for k, v in m.items()})
 
     values = {
         **clean(frozen.metrics),
