@@ -115,6 +115,7 @@ def test_family_comes_from_flag_or_first_folder(tmp_path):
     report = import_pairs(buggy, fixed, tmp_path / "out", family="mutability")
     assert [k.family for k in report.koans] == ["mutability"]
     assert report.families == {"moved.rs": "from --family"}
+    assert report.koans[0].meta["family_evidence"] == [{"rule": "--family", "token": "mutability"}]
     assert (tmp_path / "out" / "mutability" / f"{report.koans[0].id}.json").is_file()
     with pytest.raises(KoanError, match="--fixed-dir: .* is not a folder"):
         import_pairs(buggy, tmp_path / "missing")
@@ -264,11 +265,25 @@ def test_public_style_exercise_tree_imports_with_families_inferred(tmp_path, cap
         "hashmaps/order1.rs": "borrow_checker",  # E0502, by its message
         "iterators/iterators1.rs": "closures_iterators",  # a failing test, by its topic
     }
-    # the report says which family it chose and why
-    assert "family mutability from the error message 'cannot assign twice" in printed
-    assert "family type_mismatch from the folder 'functions'" in printed
+    # the report says which family it chose and why: each rule and the token it matched
+    assert (
+        "family mutability from the error message's 'cannot assign twice to immutable' "
+        "and the error code E0384)" in printed
+    )
+    assert "family type_mismatch from the folder 'functions')" in printed
+    assert koans["move_semantics/move1.rs"].meta["family_evidence"] == [
+        {"rule": "message", "token": "moved value"},
+        {"rule": "code", "token": "E0382"},
+        {"rule": "folder", "token": "move_semantics"},
+    ]
+    # E0277 alone would say trait_bounds: the message says which E0277 it is
+    assert koans["error_handling/errors1.rs"].meta["family_evidence"] == [
+        {"rule": "message", "token": "`?` operator"},
+        {"rule": "folder", "token": "error_handling"},
+    ]
 
-    # compile errors without a rustc code are koans keyed by their normalized message
+    # compile errors without a rustc code are koans keyed by their normalized message, when a
+    # folder names their family (quiz1's names none: it is skipped, above)
     semicolon = koans["functions/functions1.rs"]
     assert (semicolon.kind, semicolon.expected_code) == ("compile", None)
     assert semicolon.expected_error == "expected `;`, found keyword `let`"
@@ -287,7 +302,10 @@ def test_public_style_exercise_tree_imports_with_families_inferred(tmp_path, cap
     assert "3 skipped:" in printed
     for line in ("1 no family", "1 buggy file already passes", "1 no fixed file"):
         assert f"  {line}" in printed
-    assert "skipped quiz1/quiz1.rs: no family: the error (no code: 'expected `;`" in printed
+    assert (
+        "skipped quiz1/quiz1.rs: no family: the error (no code: 'expected `;`, found keyword `let`')"
+        " and the folders name none; pass --family" in printed
+    )
 
     # every imported koan passes validation, as imported
     assert main(["koans", "validate", "--json", str(out)]) == 0
@@ -296,6 +314,164 @@ def test_public_style_exercise_tree_imports_with_families_inferred(tmp_path, cap
     # importing again adds nothing: the same code is already in --out
     again = import_pairs(exercises, solutions, out, workers=2)
     assert not again.koans and again.skipped_by_reason()["same code as another koan"] == 9
+
+
+# -- a numbered exercise set: families a Rust programmer would pick, each with its evidence -------
+
+RC_MUT = """// Push onto a vector behind an Rc.
+use std::rc::Rc;
+
+fn main() {
+    let shared = Rc::new(vec![1, 2, 3]);
+    shared.push(4);
+    println!("{:?}", shared);
+}
+"""
+RC_MUT_FIXED = """// Push onto a vector behind an Rc.
+use std::cell::RefCell;
+use std::rc::Rc;
+
+fn main() {
+    let shared = Rc::new(RefCell::new(vec![1, 2, 3]));
+    shared.borrow_mut().push(4);
+    println!("{:?}", shared.borrow());
+}
+"""
+RECURSIVE = """// A list that holds the rest of itself.
+#[derive(Debug)]
+enum List {
+    Cons(i32, List),
+    Nil,
+}
+
+fn main() {
+    println!("{:?}", List::Cons(1, List::Nil));
+}
+"""
+RECURSIVE_FIXED = RECURSIVE.replace("Cons(i32, List)", "Cons(i32, Box<List>)").replace(
+    "List::Cons(1, List::Nil)", "List::Cons(1, Box::new(List::Nil))"
+)
+FROM_STR = """// A person from their name.
+#[derive(Debug)]
+struct Person {
+    name: String,
+}
+
+impl From<&str> for Person {}
+
+fn main() {
+    println!("{:?}", Person::from("ada"));
+}
+"""
+FROM_STR_FIXED = FROM_STR.replace(
+    "impl From<&str> for Person {}",
+    "impl From<&str> for Person {\n"
+    "    fn from(name: &str) -> Person {\n"
+    "        Person { name: name.to_string() }\n"
+    "    }\n"
+    "}",
+)
+COLLECT = """// Double every number.
+fn main() {
+    let xs = vec![1, 2, 3];
+    let doubled: Vec<i32> = xs.iter().collect();
+    println!("{:?}", doubled);
+}
+"""
+COLLECT_FIXED = COLLECT.replace("xs.iter().collect()", "xs.iter().map(|x| x * 2).collect()")
+PARSE_ALL = """pub fn parse_all(words: &[&str]) -> Vec<i32> {
+    words.iter().map(|w| w.parse::<i32>().unwrap()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_what_is_not_a_number() {
+        assert_eq!(parse_all(&["1", "two", "3"]), vec![1, 3]);
+    }
+}
+"""
+PARSE_ALL_FIXED = PARSE_ALL.replace(
+    ".map(|w| w.parse::<i32>().unwrap())", ".filter_map(|w| w.parse().ok())"
+)
+SPAWN = """// Print the names on another thread, then count them.
+use std::thread;
+
+fn main() {
+    let names = vec![String::from("ada"), String::from("bob")];
+    let handle = thread::spawn(move || println!("{:?}", names));
+    handle.join().unwrap();
+    println!("{}", names.len());
+}
+"""
+SPAWN_FIXED = SPAWN.replace(
+    "    let handle = thread::spawn(move || println!",
+    "    let count = names.len();\n    let handle = thread::spawn(move || println!",
+).replace("names.len());\n}", "count);\n}")
+
+
+def test_a_numbered_exercise_set_gets_the_families_its_errors_teach(tmp_path, capsys):
+    exercises = {
+        "19_smart_pointers/rc1.rs": (RC_MUT, RC_MUT_FIXED),
+        "19_smart_pointers/box1.rs": (RECURSIVE, RECURSIVE_FIXED),
+        "23_conversions/from_into.rs": (FROM_STR, FROM_STR_FIXED),
+        "18_iterators/iterators2.rs": (COLLECT, COLLECT_FIXED),
+        "18_iterators/iterators3.rs": (PARSE_ALL, PARSE_ALL_FIXED),
+        "20_threads/threads1.rs": (SPAWN, SPAWN_FIXED),
+    }
+    buggy = tree(tmp_path / "exercises", {rel: pair[0] for rel, pair in exercises.items()})
+    fixed = tree(tmp_path / "solutions", {rel: pair[1] for rel, pair in exercises.items()})
+    out = tmp_path / "koans"
+    argv = ["koans", "import", "--buggy-dir", str(buggy), "--fixed-dir", str(fixed)]
+    assert main([*argv, "--out", str(out), "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    koans = {k.meta["imported_from"]: k for k in load_koans(out)}
+    assert {rel: k.family for rel, k in koans.items()} == {
+        "19_smart_pointers/rc1.rs": "mutability",  # not concurrency: an Rc is not shared by threads
+        "23_conversions/from_into.rs": "trait_bounds",  # E0046: a trait item is missing
+        "18_iterators/iterators2.rs": "closures_iterators",
+    }
+    evidence = {rel: k.meta["family_evidence"] for rel, k in koans.items()}
+    assert evidence == {
+        "19_smart_pointers/rc1.rs": [{"rule": "code", "token": "E0596"}],
+        "23_conversions/from_into.rs": [{"rule": "code", "token": "E0046"}],
+        # E0277 alone would say trait_bounds: the message names the iterator
+        "18_iterators/iterators2.rs": [
+            {"rule": "message", "token": "iterator"},
+            {"rule": "folder", "token": "18_iterators"},
+        ],
+    }
+    assert "family trait_bounds from the error code E0046)" in printed
+    assert (
+        "family closures_iterators from the error message's 'iterator' "
+        "and the folder '18_iterators')" in printed
+    )
+
+    # two rules that point at different families: skipped with both, not guessed
+    assert (
+        "skipped 18_iterators/iterators3.rs: ambiguous family: the error message's 'unwrap' says "
+        "result_handling, the folder '18_iterators' says closures_iterators; pass --family"
+    ) in printed
+    assert (
+        "skipped 20_threads/threads1.rs: ambiguous family: the error message's 'moved value' says "
+        "borrow_checker, the error code E0382 says borrow_checker, the folder '20_threads' says "
+        "concurrency; pass --family"
+    ) in printed
+    # a smart pointers folder names no family: an error nothing else names has none
+    assert (
+        "skipped 19_smart_pointers/box1.rs: no family: the error (E0072: 'recursive type `List` "
+        "has infinite size') and the folders name none; pass --family"
+    ) in printed
+    assert "3 imported -> " in printed and "3 skipped:" in printed
+    assert "  2 ambiguous family" in printed and "  1 no family" in printed
+
+    # --family settles what the rules could not
+    settled = import_pairs(buggy / "20_threads", fixed / "20_threads", family="concurrency")
+    assert [(k.family, k.meta["family_evidence"]) for k in settled.koans] == [
+        ("concurrency", [{"rule": "--family", "token": "concurrency"}])
+    ]
 
 
 # -- another person's tree: only regular UTF-8 files are read, however deep -----------------------

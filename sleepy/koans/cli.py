@@ -416,8 +416,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--family",
         choices=FAMILIES,
-        help="default: a first folder named after a family, else inferred from the error "
-        "(code and message) or the folder's topic; the report says which",
+        help="default: a first folder named after a family, else what the error's message "
+        "(or code) and the folders' topics agree on; the report says which rules chose it",
     )
     p.set_defaults(func=cmd_import)
 

@@ -3,8 +3,11 @@
 The sandbox decides what kind of koan each pair is: a compile error in the buggy file makes a
 compile koan (its code and message become `expected_code` and `expected_error`; an error rustc
 gives no code for, a parse or macro error, is keyed by its normalized message), a failing test
-makes a test koan. The family comes from `--family`, else a folder named after one, else the error
-itself (its code and message) or the folder's topic, and the report says which and why. A fixed
+makes a test koan. The family comes from `--family`, else a first folder named after one, else
+the rules that point at one: the error's message (or, when no message rule matches, its code) and
+the folders' topics. They must agree: a pair they disagree on is skipped as ambiguous, and one
+nothing points at (a parse error outside a topic folder) as having no family. The koan's meta records the evidence
+(`family_evidence`: each rule and the exact token it matched) and the report says it. A fixed
 program whose output differs between runs is imported without an output check
 (`stdout_varies`). Every koan is validated as `sleepy koans validate` would before it is written;
 pairs that cannot be koans are skipped with the reason, and so are files that are not regular UTF-8
@@ -62,12 +65,13 @@ class Pair:
     buggy_code: str
     fixed_code: str
     why: str = ""  # how the family was chosen
+    evidence: tuple[Evidence, ...] = ()  # the rules that chose it
 
 
 # -- which family ----------------------------------------------------------------------------------
 
-# What an error's message says about the kind of mistake, strongest first. A message rule beats the
-# code: E0277 is a missing trait bound, but "cannot be sent between threads safely" is concurrency.
+# What an error's message says about the kind of mistake. A message names the mistake more precisely
+# than its code: E0277 is any missing trait, "cannot be sent between threads safely" is concurrency.
 MESSAGE_RULES: tuple[tuple[str, str], ...] = (
     (r"between threads safely|may outlive the current function|MutexGuard|\bArc<|\bMutex<", "concurrency"),
     (r"`\?` operator|expected `(Result|Option)<|found `(Result|Option)<|\bunwrap\b", "result_handling"),
@@ -83,13 +87,22 @@ MESSAGE_RULES: tuple[tuple[str, str], ...] = (
     (r"mismatched types", "type_mismatch"),
 )  # fmt: skip
 
-# Topic folders of public exercise sets, by the family whose mistakes they teach.
+# rustc codes the generator's patterns never use, by the family whose mistake they are.
+CODES: dict[str, str] = {
+    "E0046": "trait_bounds",  # not all trait items implemented
+    "E0053": "trait_bounds",  # a method's signature differs from the trait's
+    "E0407": "trait_bounds",  # a method that is not a member of the trait
+}
+
+# Topic folders of public exercise sets, by the family whose mistakes they teach. A topic whose
+# exercises teach several families' mistakes is not here: `smart_pointers` (Box, Rc, RefCell, Arc:
+# ownership, mutability and threads), `variables` (let, mut, shadowing, const) and `conversions`
+# (`as` casts, From/TryFrom/AsRef impls) leave the family to the error.
 TOPICS: dict[str, str] = {
     "move_semantics": "borrow_checker",
     "ownership": "borrow_checker",
     "borrowing": "borrow_checker",
     "references": "borrow_checker",
-    "variables": "mutability",
     "mutability": "mutability",
     "lifetimes": "lifetimes",
     "traits": "trait_bounds",
@@ -100,20 +113,39 @@ TOPICS: dict[str, str] = {
     "results": "result_handling",
     "threads": "concurrency",
     "concurrency": "concurrency",
-    "smart_pointers": "concurrency",
     "iterators": "closures_iterators",
     "closures": "closures_iterators",
     "primitive_types": "type_mismatch",
     "functions": "type_mismatch",
-    "conversions": "type_mismatch",
     "strings": "type_mismatch",
     "types": "type_mismatch",
     "if": "type_mismatch",
 }
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """One rule that points at a family: `rule` is "message", "code", "folder" or "--family",
+    `token` the exact text it matched (a piece of the message, the code, the folder's name)."""
+
+    rule: str
+    token: str
+    family: str
+
+    def __str__(self) -> str:
+        return {
+            "message": f"the error message's '{self.token}'",
+            "code": f"the error code {self.token}",
+            "folder": f"the folder '{self.token}'",
+        }.get(self.rule, self.rule)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"rule": self.rule, "token": self.token}
+
+
 def _code_families() -> dict[str, str]:
-    """rustc code -> the family whose generator patterns use it most (ties: FAMILIES order)."""
+    """rustc code -> the family whose generator patterns use it most (ties: FAMILIES order), and
+    the codes of CODES."""
     from sleepy.koans.generator import patterns
 
     counts: dict[str, Counter] = {}
@@ -121,34 +153,62 @@ def _code_families() -> dict[str, str]:
         for p in patterns(family):
             if p.expected_code:
                 counts.setdefault(p.expected_code, Counter())[family] += 1
-    return {code: max(c, key=lambda f: (c[f], -FAMILIES.index(f))) for code, c in counts.items()}
+    used = {code: max(c, key=lambda f: (c[f], -FAMILIES.index(f))) for code, c in counts.items()}
+    return used | CODES
 
 
-def infer_family(rel: str, code: str | None, message: str) -> tuple[str | None, str]:
-    """The family a pair's error points to, and why: its message, its code, or its folder's topic.
-    (None, why not) when none of them says."""
-    short = one_line(message, 80)
-    for pattern, family in MESSAGE_RULES:
-        if re.search(pattern, message):
-            return family, f"from the error message '{short}'"
+def family_evidence(rel: str, code: str | None, message: str) -> list[Evidence]:
+    """Every rule that points at a family for this error in this file: the message rules that
+    match, else its code (a code is what many mistakes share; a message rule says which one, so
+    a code that disagrees with the message is left out), and each folder named after a topic."""
+    found = [
+        Evidence("message", m.group(0), family)
+        for pattern, family in MESSAGE_RULES
+        if (m := re.search(pattern, message))
+    ]
     if code and code in (codes := _code_families()):
-        return codes[code], f"from {code} ('{short}')"
+        if not found or codes[code] in {e.family for e in found}:
+            found.append(Evidence("code", code, codes[code]))
     for part in Path(rel).parts[:-1]:
         topic = part.lower().strip("0123456789_-")
         if topic in TOPICS:
-            return TOPICS[topic], f"from the folder '{part}' (the error '{short}' names none)"
-    return None, f"the error ({code or 'no code'}: '{short}') and the folders name no family"
+            found.append(Evidence("folder", part, TOPICS[topic]))
+    return found
 
 
-def family_for(rel: Path, family: str | None) -> tuple[str | None, str]:
-    """The family --family or the first folder gives, with why; (None, "") to infer it later."""
+def infer_family(
+    rel: str, code: str | None, message: str
+) -> tuple[str | None, list[Evidence], str]:
+    """The family a pair's error and folders point to, the evidence, and why; (None, evidence,
+    why not) when nothing points at a family, or two rules point at different ones."""
+    short = one_line(message, 80)
+    evidence = family_evidence(rel, code, message)
+    families = list(dict.fromkeys(e.family for e in evidence))
+    if not families:
+        return (
+            None,
+            [],
+            f"no family: the error ({code or 'no code'}: '{short}') and the folders name none",
+        )
+    if len(families) > 1:
+        said = ", ".join(f"{e} says {e.family}" for e in evidence)
+        return None, evidence, f"ambiguous family: {said}"
+    said = [str(e) for e in evidence]
+    listed = said[0] if len(said) == 1 else ", ".join(said[:-1]) + " and " + said[-1]
+    return families[0], evidence, f"from {listed}"
+
+
+def family_for(rel: Path, family: str | None) -> tuple[str | None, list[Evidence], str]:
+    """The family --family or the first folder gives, its evidence and why; (None, [], "") to
+    infer it from the error later."""
     if family is not None:
         if family not in FAMILIES:
             raise KoanError(f"--family: '{family}' is not one of {list(FAMILIES)}")
-        return family, "from --family"
+        return family, [Evidence("--family", family, family)], "from --family"
     if len(rel.parts) > 1 and rel.parts[0] in FAMILIES:
-        return rel.parts[0], f"from the folder '{rel.parts[0]}'"
-    return None, ""
+        first = Evidence("folder", rel.parts[0], rel.parts[0])
+        return first.family, [first], f"from {first}"
+    return None, [], ""
 
 
 # -- one pair ---------------------------------------------------------------------------------------
@@ -182,11 +242,11 @@ def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
             return None, f"test {name} fails without a panic message to match", ""
         kind, code, expected, key = "test", None, first_line, "failing_test"
         what = f"test {name} fails: {first_line}"
-    family, why = pair.family, pair.why
+    family, evidence, why = pair.family, list(pair.evidence), pair.why
     if family is None:
-        family, why = infer_family(pair.rel, code, expected)
+        family, evidence, why = infer_family(pair.rel, code, expected)
         if family is None:
-            return None, f"no family: {why}; pass --family", ""
+            return None, f"{why}; pass --family", ""
     # room for "imp-", "-" and the 8-character content hash within MAX_ID_LEN
     slug = capped_id(_slug(pair.rel.removesuffix(".rs")), MAX_ID_LEN - 13)
     description = leading_comment(pair.buggy_code) or f"Imported from {pair.rel}: {what}"
@@ -203,7 +263,11 @@ def koan_from_pair(pair: Pair, sandbox) -> tuple[Koan | None, str | None, str]:
                 "expected_code": code,
                 "pattern": f"rustc_{key}" if kind == "compile" else key,
                 "source": "imported",
-                "meta": {"imported_from": pair.rel, "family_from": why},
+                "meta": {
+                    "imported_from": pair.rel,
+                    "family_from": why,
+                    "family_evidence": [e.to_dict() for e in evidence],
+                },
             },
             where=pair.rel,
         )
@@ -259,8 +323,8 @@ def import_pairs(
                 why_not = f"fixed file {why_not}"
             report.skipped.append((str(rel), why_not))
             continue
-        chosen, why = family_for(rel, family)
-        pairs.append(Pair(str(rel), chosen, buggy, fixed, why))
+        chosen, evidence, why = family_for(rel, family)
+        pairs.append(Pair(str(rel), chosen, buggy, fixed, why, tuple(evidence)))
     if not pairs and not report.skipped:
         raise KoanError(f"--buggy-dir: no .rs files under {buggy_dir}")
     seen = known_hashes(out) if out is not None else set()
