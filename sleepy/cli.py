@@ -23,10 +23,24 @@ GROUPS = {
     "report": ("sleepy.report", "results tables rebuilt from the MLflow store (markdown)"),
 }
 
+# The pipeline's stages are commands of their own (Hydra configs; each has --help with examples).
+PIPELINE = """the pipeline (each its own command; --help says what it does, with examples):
+  sleepy-day          the agent works through koans; episodes to SQLite, the run to MLflow
+  sleepy-sleep        a day's failures become a training set and an adapter trained on it
+  sleepy-consolidate  task adapters merged into one, so new fixes do not erase old ones
+  sleepy-eval         the candidate against the champion on the frozen evalset; the gate decides
+  sleepy-cycle        day -> sleep -> consolidate -> eval -> gate, cycle after cycle
+  sleepy-plots        learning, forgetting and strategy plots from the MLflow store
+  sleepy-tiny         trains sleepy-tiny, the small bundled model, on generated koans
+"""
+
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sleepy", description="sleepy: a Rust-fixing agent that learns while it sleeps"
+        prog="sleepy",
+        description="sleepy: a Rust-fixing agent that learns while it sleeps",
+        epilog=PIPELINE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="group", metavar="{" + ",".join(GROUPS) + "}")
     wanted = argv[0] if argv and argv[0] in GROUPS else None

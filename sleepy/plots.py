@@ -880,7 +880,23 @@ def _slug(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="sleepy-plots", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="sleepy-plots",
+        description=(
+            "Plots of what sleep did, rebuilt from the eval runs of an MLflow experiment:\n"
+            "the learning curve over cycles, forgetting on the frozen suite (families x\n"
+            "cycles, and koan by koan), the family breakdown and, with several lineages (a\n"
+            "sweep), the strategy comparison. Each is one PNG whose title says what was\n"
+            "measured and on which set; the paths written are printed."
+        ),
+        epilog=(
+            "examples:\n"
+            "  sleepy-plots                                  the sleepy-cycle experiment's runs\n"
+            "  sleepy-plots --lineage <name> --out plots/    one lineage's plots\n"
+            "  sleepy-plots --by <tag or param> --metric pass_rate   strategies by that value"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--experiment", default="sleepy-cycle", help="MLflow experiment with eval runs")
     p.add_argument("--uri", default=None, help="MLflow tracking store (default: tracking.uri)")
     p.add_argument("--out", default="outputs/plots", help="folder for the PNGs")

@@ -1,12 +1,14 @@
 """`--help` orients: each pipeline entrypoint says what it does, gives examples, lists the config
 groups its own config uses with their options (never the structured configs under `schema/` or
-another stage's groups) and how to print the composed config; each runs as a real process."""
+another stage's groups) and how to print the composed config; `sleepy --help` names the pipeline's
+commands; `sleepy-plots --help` is whole sentences. Each runs as a real process."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import pytest
 import sleepy
 
 CONF = Path(sleepy.__file__).parent / "conf"
+PYPROJECT = Path(sleepy.__file__).parent.parent / "pyproject.toml"
 BASE = {"backend", "model", "paths", "sandbox", "tracking"}
 TRAINING = {"adapter", "curate", "consolidation"}
 # module -> the command's name, the groups its config uses
@@ -69,3 +72,23 @@ def test_an_entrypoint_help_says_what_it_does_with_examples_and_its_own_groups(m
 def test_the_help_shows_the_option_an_override_picks():
     assert listed_groups(help_text("sleepy.day"))["backend"][0] == "hf"
     assert listed_groups(help_text("sleepy.day", "backend=openai"))["backend"][0] == "openai"
+
+
+def test_sleepy_help_names_every_pipeline_command_with_a_line_each():
+    text = help_text("sleepy.cli")
+    named = dict(re.findall(r"^  (sleepy-[a-z]+) +(\S.+)$", text, re.M))
+    scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
+    assert set(named) == set(scripts) - {"sleepy"}
+    assert (
+        "sleepy-cycle" in named and "day -> sleep -> consolidate -> eval" in named["sleepy-cycle"]
+    )
+
+
+def test_sleepy_plots_help_describes_the_plots_in_whole_sentences_with_examples():
+    text = help_text("sleepy.plots")
+    description = text.split("\n\n")[1]
+    assert description.startswith("Plots of what sleep did") and description.endswith(".")
+    for plot in ("learning curve", "forgetting", "family breakdown", "strategy comparison"):
+        assert plot in description.replace("\n", " ")
+    examples = text.split("examples:\n", 1)[1].splitlines()
+    assert examples and all(line.startswith("  sleepy-plots") for line in examples)
