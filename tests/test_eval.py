@@ -457,7 +457,7 @@ def test_a_champion_that_moves_during_the_eval_leaves_the_candidate_rejected(
 
     monkeypatch.setattr(eval_stage, "registry_promote", another_promotion_lands_first)
     cfg = eval_cfg(tmp_path, evalset, f"candidate=models:/sleepy-fixer/{version}",
-                   "gate.min_gain=-1", "gate.max_regressions=4", "run_id=raced")  # fmt: skip
+                   "gate.min_gain=-1", "gate.min_gain_koans=0", "gate.max_regressions=4", "run_id=raced")  # fmt: skip
     r = evaluate(cfg)
     assert not r.promoted and r.decision.verdict == "reject"
     assert alias_version("sleepy-fixer", CHAMPION, uri) == other

@@ -33,7 +33,23 @@ def test_not_enough_gain_is_rejected():
     cand = dict(CHAMP, pass_rate=0.52)
     d = Gate(min_gain=0.05).decide(cand, CHAMP, [])
     assert not d.promote and d.reasons[0] == "pass rate 0.520 < champion 0.500 + min_gain 0.05"
-    assert Gate(min_gain=0.0).decide(dict(CHAMP), CHAMP, []).promote  # equal is enough at 0
+    assert Gate(min_gain=0.0, min_gain_koans=0).decide(dict(CHAMP), CHAMP, []).promote
+
+
+def test_a_tie_learned_nothing_and_is_not_promoted():
+    """The default gate wants at least one koan more than the champion: a 0.000 = 0.000 tie, or
+    a rate that rounds to no koan, is rejected with the count in its reasons."""
+    tie = Gate().decide(
+        {"pass_rate": 0.0, "episodes": 20.0}, {"pass_rate": 0.0, "episodes": 20.0}, []
+    )
+    assert not tie.promote
+    assert tie.reasons[0] == "+0 koans on the suite < min_gain_koans 1"
+    learn = ({"pass_rate": 0.10, "episodes": 20.0}, {"pass_rate": 0.05, "episodes": 20.0})
+    one = Gate().decide(dict(CHAMP), CHAMP, [], learn)
+    assert one.promote and "+1 koan on the learning set >= min_gain_koans 1" in one.reasons
+    assert not Gate(min_gain_koans=2).decide(dict(CHAMP), CHAMP, [], learn).promote
+    # without the set's size any gain in the rate counts as one koan, and none as none
+    assert not Gate().decide(dict(CHAMP), CHAMP, []).promote
 
 
 def test_a_family_that_drops_too_far_is_named():
@@ -47,14 +63,14 @@ def test_a_family_that_drops_too_far_is_named():
 
 def test_many_regressions_are_listed_briefly():
     lost = [f"k{i}" for i in range(8)]
-    d = Gate().decide(dict(CHAMP), CHAMP, lost)
+    d = Gate(min_gain_koans=0).decide(dict(CHAMP), CHAMP, lost)
     assert d.reasons[0] == "8 regressions > max 0: k0, k1, k2, k3, k4 (+3 more)"
 
 
 def test_the_gate_group_composes_to_a_gate_and_refuses_a_wrong_type():
     cfg = compose_config("eval", ["candidate=base", "gate.min_gain=0.02"])
     gate = OmegaConf.to_object(cfg.gate)
-    assert gate == Gate(min_gain=0.02, max_regressions=0, max_family_drop=0.1)
+    assert gate == Gate(min_gain=0.02, min_gain_koans=1, max_regressions=0, max_family_drop=0.1)
     with pytest.raises(ConfigError, match=r"gate.max_regressions='many': must be an integer"):
         compose_config("eval", ["candidate=base", "gate.max_regressions=many"])
 

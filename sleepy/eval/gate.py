@@ -38,7 +38,9 @@ class GateDecision:
 
 @dataclass
 class Gate:
-    min_gain: float = ranged(0.0, ge=-1, le=1)
+    min_gain: float = ranged(0.0, ge=-1, le=1)  # pass rate over the champion's (a fraction)
+    # and koans passed over the champion's: a tie learned nothing and is not promoted
+    min_gain_koans: int = ranged(1, ge=0)
     max_regressions: int = ranged(0, ge=0)
     max_family_drop: float = ranged(0.1, ge=0, le=1)
 
@@ -65,6 +67,16 @@ class Gate:
             cand >= need - 1e-9,
             f"{where} {cand:.3f} {'>=' if cand >= need - 1e-9 else '<'} champion {champ:.3f} "
             f"+ min_gain {self.min_gain:g}",
+        )
+        # koans gained on that set: the set's size when the metrics have it, else any gain
+        # in the rate counts as one
+        size = gain_on[0].get("episodes")
+        gained = round((cand - champ) * size) if size else int(cand > champ + 1e-9)
+        check(
+            gained >= self.min_gain_koans,
+            f"{gained:+d} koan{'s' if abs(gained) != 1 else ''} on the "
+            f"{'learning set' if learning else 'suite'} "
+            f"{'>=' if gained >= self.min_gain_koans else '<'} min_gain_koans {self.min_gain_koans}",
         )
         if learning and "new_programs_pass_rate" in learning[0]:
             # the same mistakes in programs never seen: a gain there is what carries to code
