@@ -29,7 +29,16 @@ from sleepy.config import (
     one_line_errors,
     ranged,
 )
-from sleepy.console import LOG_NAME, Display, current, overview, stage, table_console, verbose_flag
+from sleepy.console import (
+    LOG_NAME,
+    Display,
+    current,
+    overview,
+    say,
+    stage,
+    table_console,
+    verbose_flag,
+)
 from sleepy.consolidate.config import ConsolidateConfig
 from sleepy.consolidate.run import run_consolidate
 from sleepy.day import run_day
@@ -163,8 +172,14 @@ class CurriculumEntry:
     source: str | None = "${paths.koans}"
 
 
+REGISTERED_PREFIX = "sleepy-fixer"  # a run's own registered model: sleepy-fixer-<lineage>
+
+
 @dataclass
 class CycleRegistryConfig(RegistryConfig):
+    # null: this run's own model, sleepy-fixer-<lineage>; a name continues that model (its
+    # champion is cycle 1's "before")
+    name: str | None = None
     per_sweep_job: bool = True  # in a -m sweep each job registers as <registry.name>-<lineage>
 
 
@@ -459,11 +474,25 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
         cfg.lineage or (f"{out.parent.name}-{out.name}" if out.name.isdigit() else out.name)
     )
     uri, experiment = tracking_uri(cfg.tracking), str(cfg.tracking.experiment)
-    if out.name.isdigit() and cfg.registry.per_sweep_job:
-        # Sweep jobs are competing strategies: each gets its own registered model (and champion).
-        cfg = cfg.copy()
-        with open_dict(cfg):
-            cfg.registry.name = f"{cfg.registry.name}-{lineage}"
+    # Every run is its own lineage with its own registered model (and champion), so its cycle 1
+    # is judged against the base model, not an unrelated earlier run's champion; a named model
+    # is continued (in a sweep each job still gets its own: they are competing strategies).
+    named = cfg.registry.name
+    model = (
+        f"{named}-{lineage}"
+        if named and out.name.isdigit() and cfg.registry.per_sweep_job
+        else named
+    )
+    cfg = copy.deepcopy(cfg)
+    cfg.registry.name = model or f"{REGISTERED_PREFIX}-{lineage}"
+    say(
+        f"lineage {lineage}: adapters register as {cfg.registry.name}"
+        + (
+            f" (continuing registry.name={named})"
+            if named
+            else " (this run's own; registry.name=NAME continues a model instead)"
+        )
+    )
     # In a sweep, runs are named by what the job varies ("rank=8 consolidation=share"); the
     # lineage id (a timestamp) says nothing a person can compare, and the UI cuts it short.
     swept = label(job_values())

@@ -68,10 +68,10 @@ def make_adapter(
     return path
 
 
-def register(adapter: Path, uri: str, cycle: int = 0) -> str:
-    """A new version of sleepy-fixer holding this adapter, logged from its own run."""
+def register(adapter: Path, uri: str, cycle: int = 0, name: str = "sleepy-fixer") -> str:
+    """A new version of registered model `name` holding this adapter, logged from its own run."""
     with mlflow_run(uri, "sleepy-sleep", run_name=f"sleep-{adapter.name}", tags={"stage": "sleep"}):
-        return register_adapter(adapter, MODEL_DIR, "sleepy-fixer", tags={"cycle": cycle})
+        return register_adapter(adapter, MODEL_DIR, name, tags={"cycle": cycle})
 
 
 def truncate(weights: Path) -> None:

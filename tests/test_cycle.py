@@ -55,18 +55,22 @@ def cycle_cfg(tmp_path: Path, world: Path, *overrides: str):
     return stage_config("cycle", tmp_path, *base, *overrides)
 
 
-def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
+def test_two_cycles_register_gate_and_resume(tmp_path, small_world, capsys):
     cfg = cycle_cfg(
         tmp_path,
         small_world,
         "cycles=2",
         "adapter=coefficients",
         "gate.min_gain=-1.0",
+        "gate.min_gain_koans=0",
         "gate.max_regressions=100",
         "gate.max_family_drop=1.0",
     )
     summaries = run_cycle(cfg)
     assert [s["cycle"] for s in summaries] == [1, 2]
+    # the run's own registered model, said before any stage runs
+    said = " ".join(capsys.readouterr().err.split())
+    assert "lineage test: adapters register as sleepy-fixer-test (this run's own" in said
     state = State.load(tmp_path / "cycle" / "state.json")
     for c in (1, 2):
         assert {"parent", "day", "sleep", "consolidate", "eval", "lineage"} <= set(
@@ -86,11 +90,12 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
         assert steps and all("adapter" in s for s in steps)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     client = mlflow.MlflowClient()
-    versions = client.search_model_versions("name='sleepy-fixer'")
+    assert [m.name for m in client.search_registered_models()] == ["sleepy-fixer-test"]
+    versions = client.search_model_versions("name='sleepy-fixer-test'")
     assert len(versions) == 2
     # a permissive gate promotes both: champion is the newest, previous the one before
-    assert str(client.get_model_version_by_alias("sleepy-fixer", "champion").version) == "2"
-    assert str(client.get_model_version_by_alias("sleepy-fixer", "previous").version) == "1"
+    assert str(client.get_model_version_by_alias("sleepy-fixer-test", "champion").version) == "2"
+    assert str(client.get_model_version_by_alias("sleepy-fixer-test", "previous").version) == "1"
     # each cycle is a parent run with its stages nested under it
     parent = state.data["1"]["parent"]["run_id"]
     exp = client.get_run(parent).info.experiment_id
@@ -118,7 +123,7 @@ def test_two_cycles_register_gate_and_resume(tmp_path, small_world):
     # resume: every stage is already done, so nothing runs again and nothing is duplicated
     again = run_cycle(cfg)
     assert again == summaries
-    assert len(client.search_model_versions("name='sleepy-fixer'")) == 2
+    assert len(client.search_model_versions("name='sleepy-fixer-test'")) == 2
 
 
 def _check_learning_sets(state: State, client, experiment_id: str) -> None:
@@ -156,7 +161,8 @@ def _check_learning_sets(state: State, client, experiment_id: str) -> None:
 def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world, monkeypatch):
     import sleepy.cycle
 
-    cfg = cycle_cfg(tmp_path, small_world, "cycles=1")
+    # registry.name continues a named model instead of the run's own
+    cfg = cycle_cfg(tmp_path, small_world, "cycles=1", "registry.name=sleepy-fixer")
 
     def crash(_cfg):
         raise RuntimeError("power cut")

@@ -36,8 +36,9 @@ def test_promote_promote_rollback(store, capsys):
 
     assert sleepy(uri, "list") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:2] == ["version", "aliases"] and len(lines) == 4
-    assert lines[1].split()[:2] == [v1, PREVIOUS] and lines[2].split()[:2] == [v2, CHAMPION]
+    assert lines[0] == "sleepy-fixer:"  # the store's one model, named
+    assert lines[1].split()[:2] == ["version", "aliases"] and len(lines) == 5
+    assert lines[2].split()[:2] == [v1, PREVIOUS] and lines[3].split()[:2] == [v2, CHAMPION]
 
     assert sleepy(uri, "rollback", "--reason", "v2 loops on E0499") == 0
     assert f"champion -> version {v1}" in capsys.readouterr().out
@@ -212,3 +213,21 @@ def test_a_promotion_compared_with_a_champion_that_has_moved_since_is_refused(st
     assert alias_version("sleepy-fixer", CHAMPION, uri) == champion
     assert alias_version("sleepy-fixer", PREVIOUS, uri) == previous
     assert get_version("sleepy-fixer", candidate, uri).tags == tags
+
+
+def test_two_runs_registered_models_are_told_apart(tmp_path, capsys):
+    """Each sleepy-cycle run registers its own model: `list` names them all, and a command that
+    needs one is told which to pick instead of guessing."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    adapter = make_adapter(tmp_path / "adapter", seed=5)
+    v = register(adapter, uri, cycle=1, name="sleepy-fixer-run-a")
+    register(adapter, uri, cycle=1, name="sleepy-fixer-run-b")
+    assert sleepy(uri, "list") == 0
+    out = capsys.readouterr().out
+    assert "sleepy-fixer-run-a" in out and "sleepy-fixer-run-b" in out and "--name NAME" in out
+    assert sleepy(uri, "show", v) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sleepy registry: error: 2 registered models") and "--name" in err
+    assert "sleepy-fixer-run-a" in err and "\n" not in err
+    assert sleepy(uri, "--name", "sleepy-fixer-run-a", "show", v) == 0
+    assert capsys.readouterr().out.startswith(f"sleepy-fixer-run-a version {v}")

@@ -21,6 +21,7 @@ from sleepy.registry import (
     get_version,
     list_versions,
     promote,
+    registered_models,
     rollback,
 )
 from sleepy.tracking import require_store
@@ -31,7 +32,11 @@ def add_parser(subparsers) -> None:
         "registry", help="MLflow model registry: list, show, promote, rollback"
     )
     p.add_argument("--uri", default=None, help="MLflow tracking store (default: tracking.uri)")
-    p.add_argument("--name", default=None, help="registered model (default: registry.name)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="registered model (default: the store's only one; every sleepy-cycle run has its own)",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="{list,show,promote,rollback}")
 
     sub.add_parser("list", help="every version with its aliases and gate decision").set_defaults(
@@ -56,23 +61,45 @@ def add_parser(subparsers) -> None:
     rollback.set_defaults(func=cmd_rollback)
 
 
-def _store(args: argparse.Namespace) -> None:
-    """--uri and --name, or the configs' tracking.uri and registry.name; a sqlite store that is
-    not there ends the command (every one of them reads versions the store already holds)."""
-    if args.uri is None or args.name is None:
-        uri, name = default_store()
-        args.uri, args.name = args.uri or uri, args.name or name
+def _store(args: argparse.Namespace, listing: bool = False) -> list[str]:
+    """--uri, or the configs' tracking.uri; a sqlite store that is not there ends the command
+    (every one of them reads versions the store already holds). Without --name: the store's one
+    registered model, or (for `list`) none, and the names of them all."""
+    if args.uri is None:
+        args.uri, _ = default_store()
     require_store(args.uri, "sleepy registry")
+    names = [m.name for m in registered_models(args.uri)]
+    if args.name is None and len(names) == 1:
+        args.name = names[0]
+    elif args.name is None and not listing:
+        raise RegistryError(
+            f"{len(names)} registered models in {args.uri}: pass --name NAME "
+            f"({', '.join(names) or 'none yet: run sleepy-cycle first'})"
+        )
+    return names
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    _store(args)
+    names = _store(args, listing=True)
+    if args.name is None:  # several models (each sleepy-cycle run has its own): say which
+        if not names:
+            print(f"no registered models in {args.uri}")
+            return 0
+        print(f"{'registered model':<48} {'versions':>8}  {'champion':>8}  updated")
+        for m in registered_models(args.uri):
+            updated = dt.datetime.fromtimestamp(m.last_updated_timestamp / 1000)
+            champion = (m.aliases or {}).get(CHAMPION, "-")
+            count = len(list_versions(m.name, args.uri))
+            print(f"{m.name:<48} {count:>8}  {champion:>8}  {updated:%Y-%m-%d %H:%M}")
+        print("versions of one: sleepy registry --name NAME list")
+        return 0
 
     versions = list_versions(args.name, args.uri)
     named = aliases(args.name, args.uri)
     if not versions:
         print(f"no versions of '{args.name}' in {args.uri}")
         return 0
+    print(f"{args.name}:")
     print(f"{'version':>7}  {'aliases':<18} {'gate':<8} {'pass':>6}  {'cycle':>5}  created")
     for v in versions:
         tags = v.tags or {}

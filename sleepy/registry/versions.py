@@ -174,6 +174,12 @@ def get_version(name: str, version_or_alias: str, uri: str | None = None):
         ) from None
 
 
+def registered_models(uri: str | None = None) -> list:
+    """Every registered model of the store, the most recently updated first."""
+    found = _client(uri).search_registered_models()
+    return sorted(found, key=lambda m: m.last_updated_timestamp or 0, reverse=True)
+
+
 def list_versions(name: str, uri: str | None = None) -> list:
     """Every version of a registered model, oldest first ([] when the model does not exist)."""
     versions = _client(uri).search_model_versions(f"name = '{name}'")
