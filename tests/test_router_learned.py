@@ -65,6 +65,8 @@ def world(tmp_path_factory):
         return str(v.signature), v.feedback()
 
     return {
+        "task": task,
+        "corpus": (koans_dir, evalsets_dir),
         "bundles": bundles,
         "signatures": signatures,
         "result_on_result": held_out("result_handling", "method_on_result"),
@@ -157,8 +159,7 @@ def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(wor
     }
     lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step("c1")])
     kept = Episode("eval-candidate", "tb-1", family="trait_bounds", trajectory=[{}, step("c1")])
-    before = Episode("eval-champion", "rh-1", family="result_handling", trajectory=[{}, step(None)])
-    entries = routes_to_withdraw(router, {"c1"}, ["rh-1"], [lost, kept], [before])
+    entries = routes_to_withdraw(router, {"c1"}, ["rh-1"], [lost, kept], None)
     assert [(e["task"], e["signature"], e["to"], e["koan_ids"]) for e in entries] == [
         ("c1", signature, None, ["rh-1"])
     ]
@@ -171,7 +172,7 @@ def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(wor
     # a route the task trained on is never withdrawn: that regression is the task's own
     own = world["signatures"][0]
     trained = Episode("e", "tb-2", trajectory=[{}, {**step("c1"), "route_signature": own}])
-    assert routes_to_withdraw(router, {"c1"}, ["tb-2"], [trained], []) == []
+    assert routes_to_withdraw(router, {"c1"}, ["tb-2"], [trained], None) == []
 
 
 def test_the_router_reads_rustcs_message_and_quoted_lines_not_its_help():
@@ -207,11 +208,7 @@ def test_the_eval_withdraws_routes_into_a_copy_of_the_candidate(world, tmp_path)
     signature, feedback = world["result_on_result"]
     step = {"step": 1, "adapter": "c1", "route_confidence": None, "route_signature": signature}
     lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step])
-    before = Episode(
-        "eval-champion", "rh-1", family="result_handling",
-        trajectory=[{}, {**step, "adapter": None}],
-    )  # fmt: skip
-    frozen = SetResult("frozen", {}, {}, [], episodes={"candidate": [lost], "champion": [before]})
+    frozen = SetResult("frozen", {}, {}, [], episodes={"candidate": [lost]})
     candidate = Contender(str(cand), "candidate", None, cand)
     got, entries = withdraw_routes(
         None, frozen, ["rh-1"], candidate, Contender("base", "base"), tmp_path / "eval"
@@ -222,3 +219,42 @@ def test_the_eval_withdraws_routes_into_a_copy_of_the_candidate(world, tmp_path)
         and Router(Router.find(got.adapter_dir)).route(signature, feedback) is None
     )
     assert Router(cand / "bundle").route(signature, feedback) == "c1"  # the candidate untouched
+
+
+def test_a_withdrawn_route_goes_where_the_champions_router_sends_it(world, tmp_path):
+    """A champion served from the eval cache has no episodes: where a withdrawn route goes is
+    asked of the champion bundle's router, with the text the candidate was routed on. The
+    champion sent this E0599 to its task c1; the candidate's new task c2 took it and broke it,
+    so it goes back to c1, not to the base model."""
+    from sleepy.adapters.router import diagnostic_core
+
+    koans_dir, evalsets_dir = world["corpus"]
+    c2 = TaskAdapter(
+        "c2",
+        make_adapter(tmp_path / "c2", seed=2, family="lifetimes", rank=2),
+        ["lifetimes"],
+        ["E0106 missing lifetime specifier"],
+        [],
+    )
+    share = Share(
+        threshold=1.0, k_min=2, k_max=4, router="signature", route_distance=0.6,
+        route_koans=[koans_dir], route_evalsets=[evalsets_dir],
+    )  # fmt: skip
+    candidate = Router(share([world["task"], c2], str(MODEL_DIR), tmp_path / "cand").bundle_dir)
+    signature, feedback = world["result_on_result"]
+    step = {
+        "step": 1,
+        "adapter": "c2",
+        "route_confidence": None,
+        "route_signature": signature,
+        "route_text": diagnostic_core(feedback),
+    }
+    lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step])
+    champion = Router(world["bundles"]["signature"])
+    assert champion.route(signature, feedback) == "c1"
+    [entry] = routes_to_withdraw(candidate, {"c2"}, ["rh-1"], [lost], champion)
+    assert (entry["task"], entry["to"]) == ("c2", "c1")
+    assert "where the champion's router sends it (c1)" in entry["reason"]
+    # a champion with no router (the base model) answered it itself: the base model takes it
+    [entry] = routes_to_withdraw(candidate, {"c2"}, ["rh-1"], [lost], None)
+    assert entry["to"] is None

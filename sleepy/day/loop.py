@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import II
 
+from sleepy.adapters.router import diagnostic_core
 from sleepy.config import ranged
 from sleepy.day.hints import hints_for
 from sleepy.day.protocol import TOOL_SCHEMAS, Action, FormatError, parse
@@ -167,6 +168,7 @@ class KoanRun:
         """Parse the reply into one action, execute it, record the step, decide whether to stop."""
         prompt = self.prompt()
         routed_on = _str(self.final_signature)  # what the router was given for this reply
+        routed_text = self.feedback  # ... and the feedback beside it
         self.tokens_in += generation.tokens_in
         self.tokens_out += generation.tokens_out
         tool_calls = generation.tool_calls
@@ -219,6 +221,9 @@ class KoanRun:
             record["adapter"] = generation.adapter
             record["route_confidence"] = generation.route_confidence
             record["route_signature"] = routed_on
+            # the part of the feedback the router reads: a withdrawal asks the champion's
+            # router with it where this query would have gone
+            record["route_text"] = diagnostic_core(routed_text) if routed_text else None
         self.steps.append(record)
         if self.store is not None:
             self.store.record_step(

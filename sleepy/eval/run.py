@@ -325,15 +325,12 @@ def withdraw_routes(
     try:
         router = Router(bundle)
         earlier = Router.find(champion.adapter_dir) if champion.adapter_dir else None
-        known = set(Router(earlier).tasks) if earlier else set()
+        before = Router(earlier) if earlier else None
     except RouterError as e:
         raise EvalError(str(e)) from None
+    known = set(before.tasks) if before else set()
     entries = routes_to_withdraw(
-        router,
-        set(router.tasks) - known,
-        lost,
-        frozen.episodes.get("candidate", []),
-        frozen.episodes.get("champion", []),
+        router, set(router.tasks) - known, lost, frozen.episodes.get("candidate", []), before
     )
     if not entries:
         return candidate, []
