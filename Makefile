@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-all bench lint format demo validate tiny-model day sandbox-tools screenshots programs
+.PHONY: help setup test test-all bench lint format demo smoke validate tiny-model day sandbox-tools screenshots programs
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ $(PROGRAMS)/README.md: | setup
 
 day: setup ## one day of the agent on 20 koans with sleepy-tiny
 	$(BIN)/sleepy-day koans.count=20
+
+smoke: setup ## one small cycle on sleepy-tiny (a couple of minutes): does everything run here?
+	$(BIN)/sleepy-cycle experiment=smoke
 
 demo: setup programs ## set up, then three full day -> sleep -> consolidate -> eval cycles on sleepy-tiny
 	$(BIN)/sleepy-cycle experiment=demo

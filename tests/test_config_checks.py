@@ -84,6 +84,7 @@ def test_bad_values_are_one_line_naming_key_and_range(config, override, message)
         ("consolidate", ["tasks=[a]", "consolidation=uwsh"]),
         ("eval", ["candidate=base"]),
         ("cycle", ["experiment=demo"]),
+        ("cycle", ["experiment=smoke"]),
         ("cycle", ["experiment=three_families", "tracking=none"]),
     ],
 )

@@ -217,6 +217,34 @@ def test_unreachable_backend_is_a_one_line_error(tmp_path, koan_dir):
     assert "cannot reach" in str(e.value) and str(port) in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_bare_day_on_the_whole_corpus_says_it_will_take_hours(tmp_path, capsys):
+    """`sleepy-day` with no selection meets every koan of the corpus: it says so, with the
+    override that makes a short day, before any koan runs (here the backend is down, so it
+    stops right after)."""
+    from sleepy.day.run import LONG_DAY
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bare = day_cfg(
+        tmp_path, "backend=openai", f"backend.base_url=http://127.0.0.1:{port}/v1",
+        "backend.retries=0", "backend.timeout=5", "tracking=none", "run_id=bare",
+    )  # fmt: skip
+    with pytest.raises(DayError):
+        run_day(bare)
+    said = " ".join(capsys.readouterr().err.split())
+    n = int(said.split(" koans selected")[0].split()[-1])
+    assert n > LONG_DAY and "takes hours on a CPU; koans.count=20" in said
+    short = day_cfg(
+        tmp_path, "backend=openai", f"backend.base_url=http://127.0.0.1:{port}/v1",
+        "backend.retries=0", "backend.timeout=5", "tracking=none", "run_id=short",
+        "koans.count=3",
+    )  # fmt: skip
+    with pytest.raises(DayError):
+        run_day(short)
+    assert "koans selected" not in capsys.readouterr().err
+
+
 def test_bad_override_names_the_groups_options():
     assert override_problem("day", ["agent=nonexistent"]) == (
         "no agent 'nonexistent' (options for agent: default, lines, search_replace, udiff, whole_file)"

@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_overrides
-from sleepy.console import LOG_NAME, Display, stage, verbose_flag
+from sleepy.console import LOG_NAME, Display, say, stage, verbose_flag
 from sleepy.day.loop import KoanRun, policy_from, prompt_fits, run_koans
 from sleepy.day.protocol import PROTOCOLS
 from sleepy.episodes import EpisodeError, EpisodeStore, StoreFull, metrics_of
@@ -38,6 +38,9 @@ from sleepy.prompts.template import PromptTemplate
 from sleepy.sandbox import Sandbox
 from sleepy.stage import StageRun
 from sleepy.tracking import TrackingError, experiment_id, loggable, tracking_uri
+
+# more koans than this, chosen by default rather than by the user, get a word before the day starts
+LONG_DAY = 100
 
 
 class DayError(RuntimeError):
@@ -180,6 +183,12 @@ def run_day(cfg: DictConfig) -> DayResult:
         raise DayError(f"agent.protocol: '{agent.protocol}' is not one of {', '.join(PROTOCOLS)}")
     policy = policy_from(agent)
     koans = select_koans(cfg.koans, cfg.paths.evalsets)
+    k = cfg.koans
+    if len(koans) > LONG_DAY and k.count is None and not (k.families or k.ids or cfg.nested):
+        say(
+            f"{len(koans)} koans selected, every one of {k.evalset or k.source}: a day this long "
+            "takes hours on a CPU; koans.count=20 or koans.families=[...] makes a short one"
+        )
 
     db = Path(str(cfg.paths.episodes_db))
     try:
