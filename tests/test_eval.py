@@ -6,6 +6,7 @@ with the answers is: the per-koan table, the metrics, the tags, and the champion
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import sqlite3
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from rich.console import Console
 from support import make_adapter, register, stage_config, truncate
 
+from sleepy.console import Display
 from sleepy.episodes import Episode, EpisodeStore
 from sleepy.eval import EvalError, evaluate
 from sleepy.eval.metrics import compare, earlier_failure_signatures, eval_metrics, outcomes
@@ -299,11 +302,11 @@ def test_results_are_kept_by_weights_evalset_and_policy_and_not_measured_again(
 
 
 def test_a_larger_selection_is_measured_and_a_result_from_the_cache_names_its_eval(
-    tmp_path, evalset, capsys
+    tmp_path, evalset
 ):
     """Two koans of the suite, then all four with the same outputs folder: the second eval runs
     the four, not the two kept from the first. Asked again, the four come from the cache, and the
-    console and the eval's MLflow run say which eval measured them."""
+    console, the run's log file and the eval's MLflow run say which eval measured them."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     few = evaluate(eval_cfg(tmp_path, evalset, "candidate=base", "koans.count=2", "run_id=few"))
     assert few.cached == [] and len(few.rows) == 2
@@ -313,19 +316,18 @@ def test_a_larger_selection_is_measured_and_a_result_from_the_cache_names_its_ev
     assert len(every.rows) == 4 and {r["koan_id"] for r in few.rows} < {
         r["koan_id"] for r in every.rows
     }
-    capsys.readouterr()
-
-    again = evaluate(eval_cfg(tmp_path, evalset, "candidate=base", "run_id=again"))
+    # the entrypoint's display, off a terminal, with its log file
+    console, log = Console(file=io.StringIO(), width=80), tmp_path / "again" / "sleepy.log"
+    with Display("sleepy-eval", log, console=console, quiet=False, heartbeat=0):
+        again = evaluate(eval_cfg(tmp_path, evalset, "candidate=base", "run_id=again"))
     assert again.cached == ["candidate", "champion"] and again.rows == every.rows
-    said = " ".join(capsys.readouterr().err.split())  # the console wraps it at its width
-    assert (
-        said.count("from the eval cache") == 1
-        and (
-            f"eval base on mini: 4 koans from the eval cache, measured by eval run every "
-            f"(MLflow run {every.mlflow_run_id})"
-        )
-        in said
+    line = (
+        f"eval base on mini: 4 koans from the eval cache, measured by eval run every "
+        f"(MLflow run {every.mlflow_run_id})"
     )
+    said = console.file.getvalue()
+    assert said.count("from the eval cache") == 1 and f"{line}\n" in said  # one line, whole
+    assert f"INFO sleepy: {line}\n" in log.read_text()
     tags = mlflow.MlflowClient(uri).get_run(again.mlflow_run_id).data.tags
     assert tags["cache.frozen.candidate"] == tags["cache.frozen.champion"] == "every"
     assert tags["cache.frozen.candidate.mlflow_run"] == every.mlflow_run_id

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from sleepy.adapters import AdapterError
 from sleepy.config import CONF_PATH, exit_on_bad_overrides, one_line_errors
-from sleepy.console import LOG_NAME, Display, stage, verbose_flag
+from sleepy.console import LOG_NAME, Display, report, stage, verbose_flag
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
 from sleepy.registry import download_adapter
 from sleepy.stage import StageRun
@@ -121,9 +121,10 @@ def _consolidate(cfg: DictConfig) -> None:
     with Display("sleepy-consolidate", log, bool(cfg.verbose)):
         r = run_consolidate(cfg)
     result = r.consolidated
-    print(
+    report(
+        log,
         f"{result.method}: adapter {result.adapter_dir}  version {r.version}  "
-        f"({result.metrics.get('seconds')} s)"
+        f"({result.metrics.get('seconds')} s)",
     )
 
 

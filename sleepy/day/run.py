@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import CONF_PATH, ConfigError, check_config, exit_on_bad_overrides
-from sleepy.console import LOG_NAME, Display, say, stage, verbose_flag
+from sleepy.console import LOG_NAME, Display, report, say, stage, verbose_flag
 from sleepy.day.loop import KoanRun, policy_from, prompt_fits, run_koans
 from sleepy.day.protocol import PROTOCOLS
 from sleepy.episodes import EpisodeError, EpisodeStore, StoreFull, metrics_of
@@ -345,9 +345,10 @@ def _day(cfg: DictConfig) -> None:
         print(f"sleepy-day: error: {e}", file=sys.stderr)
         sys.exit(2)
     m = result.metrics
-    print(
+    report(
+        out / LOG_NAME,
         f"run {result.run_id}: {int(m['episodes'])} episodes, pass rate {m['pass_rate']:.1%}, "
-        f"episodes in {result.episodes_db}"
+        f"episodes in {result.episodes_db}",
     )
 
 

@@ -1,4 +1,5 @@
-"""Training as one bar on sleepy's display: steps, the latest loss and steps per second.
+"""Training as one bar on sleepy's display: steps, the latest loss, the epoch and steps per second
+(off a terminal, the heartbeat line says the same: step 40/100 · loss 0.812 · epoch 1.50 · ...).
 
 trl's own per-step printout (a raw dict per logging step) and its tqdm bar are taken off the
 trainer; the same numbers go to the log file and, when a run is active, to MLflow as train_loss.
@@ -26,19 +27,20 @@ class TrainingBar(TrainerCallback):
         self._t0 = 0.0
         self._loss: float | None = None
 
-    def _note(self, step: int) -> str:
-        rate = step / max(time.monotonic() - self._t0, 1e-9)
+    def _note(self, state) -> str:
+        rate = state.global_step / max(time.monotonic() - self._t0, 1e-9)
         loss = f"loss {self._loss:.3f} · " if self._loss is not None else ""
-        return f"{loss}{rate:.2f} steps/s"
+        epoch = f"epoch {state.epoch:.2f} · " if state.epoch is not None else ""
+        return f"{loss}{epoch}{rate:.2f} steps/s"
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._t0 = time.monotonic()
-        self._stage = stage("train", self.description, total=state.max_steps or None)
+        self._stage = stage("train", self.description, total=state.max_steps or None, unit="step")
         self._bar = self._stage.__enter__()
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._bar is not None:
-            self._bar.update(completed=state.global_step, note=self._note(state.global_step))
+            self._bar.update(completed=state.global_step, note=self._note(state))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
@@ -53,7 +55,7 @@ class TrainingBar(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._bar is not None:
-            self._bar.update(completed=state.global_step, note=self._note(state.global_step))
+            self._bar.update(completed=state.global_step, note=self._note(state))
         self.close()
 
     def close(self, failed: bool = False) -> None:

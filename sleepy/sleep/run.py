@@ -17,7 +17,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from sleepy.config import CONF_PATH, ConfigError, exit_on_bad_overrides, one_line_errors
-from sleepy.console import LOG_NAME, Display, stage, verbose_flag
+from sleepy.console import LOG_NAME, Display, report, stage, verbose_flag
 from sleepy.episodes import EpisodeStore
 from sleepy.koan import Koan, load_koans, save_evalset
 from sleepy.koans.route import route_example
@@ -207,9 +207,10 @@ def _sleep(cfg: DictConfig) -> None:
         r = run_sleep(cfg)
     if not is_main_process():
         return
-    print(
+    report(
+        log,
         f"adapter: {r.adapter_dir}  version: {r.version}  rows: {r.stats['rows']}  "
-        f"final loss: {r.metrics['final_loss']:.3f}"
+        f"final loss: {r.metrics['final_loss']:.3f}",
     )
 
 
