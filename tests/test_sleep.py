@@ -467,3 +467,35 @@ def test_curation_reads_the_feedback_the_day_recorded_instead_of_rerunning_the_s
     )  # fmt: skip
     assert sorted(cur.dataset["feedback"]) == sorted(f"as the day saw {k.id}" for k in koans)
     assert all(f"as the day saw {r['koan_id']}" in r["prompt"][-1]["content"] for r in cur.dataset)
+
+
+def test_the_training_line_says_how_many_rows_were_dropped_as_too_long_and_why(tmp_path):
+    """curate counts 5 rows, training keeps 3: the stage line says the other 2 were longer than
+    adapter.max_length, where setup drops them (trl would cut their completions)."""
+    import io
+
+    from datasets import Dataset
+    from rich.console import Console
+
+    from sleepy.console import Display
+    from sleepy.sleep.train import train_adapter
+
+    def row(i: int, words: int) -> dict:
+        return {
+            "prompt": [{"role": "user", "content": f"fix koan {i}: let x = 1; x = 2;"}],
+            "completion": [{"role": "assistant", "content": " ".join(["let"] * words)}],
+        }
+
+    dataset = Dataset.from_list([row(i, 4) for i in range(3)] + [row(i, 400) for i in range(2)])
+    cfg = sleep_cfg(
+        tmp_path, "adapter.max_steps=1", "adapter.batch_size=2", "adapter.max_length=96"
+    )
+    console = Console(file=io.StringIO(), width=200)
+    with Display("sleepy-sleep", console=console, quiet=False, heartbeat=0):
+        result = train_adapter(dataset, MODEL_DIR, cfg.adapter, tmp_path / "sleep")
+    assert result.metrics["rows"] == 3 and result.metrics["dropped_too_long"] == 2
+    shown = console.file.getvalue()
+    said = (
+        f"train LoRA r{cfg.adapter.rank} on 3 rows (2 dropped as longer than adapter.max_length=96)"
+    )
+    assert f"start: {said} · 1 step\n" in shown and f"✓ {said} 1/1" in shown

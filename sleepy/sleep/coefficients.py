@@ -45,7 +45,7 @@ def train_coefficients(
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=ready.tokenizer
     )
-    seconds = fit(trainer, f"train coefficients (p={p}) on {len(dataset)} rows")
+    seconds = fit(trainer, f"train coefficients (p={p}) on {ready.rows()}")
     factors = detach(model, wrapped)
     metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)
     info = adapter_info(

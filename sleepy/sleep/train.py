@@ -50,6 +50,18 @@ class Setup:
     tokenizer: Any
     dataset: Any  # the rows that fit adapter.max_length
     too_long: int  # rows dropped for not fitting
+    max_length: int  # adapter.max_length
+
+    def rows(self) -> str:
+        """How many rows train, and why that is fewer than curated when some were dropped:
+        "30 rows (4 dropped as longer than adapter.max_length=512)"."""
+        n = len(self.dataset)
+        why = (
+            f" ({self.too_long} dropped as longer than adapter.max_length={self.max_length})"
+            if self.too_long
+            else ""
+        )
+        return f"{n} row{'s' if n != 1 else ''}{why}"
 
 
 def setup(dataset, base_model: str | Path, adapter_cfg, seed: int) -> Setup:
@@ -69,7 +81,7 @@ def setup(dataset, base_model: str | Path, adapter_cfg, seed: int) -> Setup:
             f"({too_long} dropped as too long): raise adapter.max_length"
         )
     model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
-    return Setup(model, tokenizer, dataset, too_long)
+    return Setup(model, tokenizer, dataset, too_long, int(adapter_cfg.max_length))
 
 
 def fit(trainer, description: str) -> float:
@@ -182,7 +194,7 @@ def train_adapter(
         peft_config=lora,
     )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    seconds = fit(trainer, f"train LoRA r{adapter_cfg.rank} on {len(dataset)} rows")
+    seconds = fit(trainer, f"train LoRA r{adapter_cfg.rank} on {ready.rows()}")
     adapter_dir = out_dir / "adapter"
     if is_main_process():  # under accelerate launch the others trained the same weights
         trainer.model.save_pretrained(str(adapter_dir))
