@@ -33,6 +33,7 @@ from sleepy.console import (
     LOG_NAME,
     Display,
     current,
+    log_text,
     overview,
     say,
     stage,
@@ -555,21 +556,35 @@ def _cycle(cfg: DictConfig) -> None:
     out = Path(str(cfg.paths.output_dir))
     with Display("sleepy-cycle", out / LOG_NAME, bool(cfg.verbose)):
         summaries = run_cycle(cfg)
-    console = table_console()
+    console = table_console(record=True)
     name = label(job_values()) or cfg.lineage or out.name
     console.print(summary_table(summaries, f"sleepy-cycle {name}"))
     console.print(f"[dim]{LEGEND}[/]", highlight=False)
     for s in summaries:
-        console.print(f"cycle {s['cycle']} gate: {s['decision']}", highlight=False)
+        verdict, reasons = gate_reasons(s["decision"])
+        console.print(f"cycle {s['cycle']} gate: {verdict}", highlight=False)
+        for reason in reasons:
+            console.print(f"  - {reason}", highlight=False, markup=False)
     console.print(f"outputs:   {out}  (state.json, summary.json, one folder per cycle and stage)")
-    console.print(f"log:       {out / LOG_NAME}  (other libraries' warnings and progress)")
+    console.print(f"log:       {out / LOG_NAME}  (progress, and other libraries' warnings)")
     if cfg.plots and cfg.tracking.enabled:
         console.print(f"plots:     {out / 'plots'}")
         console.print(
-            f"MLflow UI: {ui_command(str(cfg.tracking.uri))}   then open http://127.0.0.1:5000 "
-            f"(experiment '{cfg.tracking.experiment}')",
+            f"MLflow UI: open http://127.0.0.1:5000 (experiment '{cfg.tracking.experiment}') "
+            "after starting it with",
             highlight=False,
         )
+        # a command is copied whole: its own line, never wrapped
+        console.print(
+            f"  {ui_command(str(cfg.tracking.uri))}", highlight=False, markup=False, soft_wrap=True
+        )
+    log_text(out / LOG_NAME, console.export_text())
+
+
+def gate_reasons(decision: str) -> tuple[str, list[str]]:
+    """'promote: r1; r2' (GateDecision.summary) as its verdict and its reasons."""
+    verdict, _, reasons = decision.partition(": ")
+    return verdict, [r for r in reasons.split("; ") if r]
 
 
 def main() -> None:

@@ -78,19 +78,19 @@ def tiny_cycle_argv(world: Path, out: Path) -> list[str]:
     ]
 
 
-def run(argv: list[str], cwd: Path) -> str:
+def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")}
     p = subprocess.run(
         argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500, check=False
     )
-    out = p.stdout + p.stderr
-    assert p.returncode == 0, out[-3000:]
-    return out
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    return p
 
 
 def test_a_short_real_cycle_prints_sleepys_progress_and_no_library_noise(world, tmp_path):
     out_dir = tmp_path / "outputs"
-    printed = run(tiny_cycle_argv(world, out_dir), tmp_path)
+    done = run(tiny_cycle_argv(world, out_dir), tmp_path)
+    printed = done.stdout + done.stderr
 
     noise = [n for n in NOISE if n in printed]
     assert not noise, f"third-party output on the console: {noise}\n{printed}"
@@ -109,13 +109,27 @@ def test_a_short_real_cycle_prints_sleepys_progress_and_no_library_noise(world, 
         "eval champion base on frozen (4) 4/4",
     ):
         assert words in printed, f"no '{words}' in\n{printed}"
-    # the closing summary fits 100 columns and says where things are
-    assert max(len(line) for line in printed.splitlines()) <= 100
-    assert "learning set" in printed and "gate" in printed
-    assert "plots:" in printed and "MLflow UI:" in printed and "ui --backend-store-uri" in printed
+    # piped: each stage also said when it started
+    assert "start: day on trait_bounds (2) · 2 to do" in done.stderr
+    assert "start: train LoRA r16 on" in done.stderr
+    # the closing summary fits 100 columns and says where things are; the MLflow command is on
+    # a line of its own, whole; the gate's reasons one a line
+    closing = done.stdout.splitlines()
+    [command] = [line for line in closing if "ui --backend-store-uri" in line]
+    assert f"sqlite:///{out_dir}/mlflow.db" in command and command.endswith("--port 5000")
+    assert max(len(line) for line in closing if line != command) <= 100
+    assert "learning set" in printed and "plots:" in printed and "MLflow UI:" in printed
+    gate = closing.index(next(line for line in closing if line.startswith("cycle 1 gate: ")))
+    assert closing[gate].split(": ")[1] in ("promote", "reject")
+    reasons = [line for line in closing[gate + 1 :] if line.startswith("  - ")]
+    assert len(reasons) >= 2 and any("learning-set pass rate" in r for r in reasons)
 
     # what was kept off the console is in the run's log file, and in MLflow with the cycle
     log = (out_dir / "cycle" / "run" / "sleepy.log").read_text()
+    # and so is sleepy's own progress and the closing table, as printed
+    assert "INFO sleepy: start: day on trait_bounds (2) · 2 to do" in log
+    assert "INFO sleepy: ✓ day on trait_bounds (2) 2/2" in log
+    assert closing[gate] in log and command in log
     assert "py.warnings" in log and "mlflow" in log and "'train_runtime'" in log
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out_dir}/mlflow.db")
     exp = client.get_experiment_by_name("sleepy-cycle")
@@ -138,8 +152,8 @@ def test_verbose_shows_what_the_libraries_print(world, tmp_path):
         "model.max_new_tokens=8",
         f"paths.outputs={tmp_path / 'outputs'}",
     ]
-    quiet = run(argv, tmp_path)
-    loud = run([*argv, "-v"], tmp_path)
+    quiet = run(argv, tmp_path).stderr
+    loud = run([*argv, "-v"], tmp_path).stderr
     assert "Loading weights" not in quiet and "Loading weights" in loud
     assert "day on mutability (1) 1/1" in quiet
 

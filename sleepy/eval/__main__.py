@@ -9,7 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from sleepy.config import CONF_PATH, ConfigError, exit_on_bad_overrides
-from sleepy.console import LOG_NAME, Display, verbose_flag
+from sleepy.console import LOG_NAME, Display, report, verbose_flag
 from sleepy.eval import EvalError, evaluate
 from sleepy.tracking import TrackingError
 
@@ -24,16 +24,16 @@ def _eval(cfg: DictConfig) -> None:
         print(f"sleepy-eval: error: {e}", file=sys.stderr)
         sys.exit(2)
     m, c = r.metrics, r.champion_metrics
-    print(
+    lines = [
         f"candidate {r.candidate.label}: pass rate {m['pass_rate']:.1%}, repeat errors "
         f"{m['repeat_error_rate']:.1%}  |  champion {r.champion.label}: "
-        f"pass rate {c['pass_rate']:.1%}"
-    )
-    print(
-        f"gains {len(r.gains)}, regressions {len(r.regressions)}  ->  {r.decision.summary()}"
-        + ("  (promoted to champion)" if r.promoted else "")
-    )
-    print(f"per-koan table: {r.table}")
+        f"pass rate {c['pass_rate']:.1%}",
+        f"gains {len(r.gains)}, regressions {len(r.regressions)}  ->  {r.decision.verdict}"
+        + ("  (promoted to champion)" if r.promoted else ""),
+        *(f"  - {reason}" for reason in r.decision.reasons),  # one line each, never cut
+        f"per-koan table: {r.table}",
+    ]
+    report(log, "\n".join(lines))
 
 
 def main() -> None:
