@@ -116,9 +116,16 @@ def override_problem(name: str, argv: list[str]) -> str | None:
 
 
 def exit_on_bad_overrides(name: str, prog: str) -> None:
-    """For an entrypoint's main(): end with one line and status 2 when its overrides are bad."""
+    """For an entrypoint's main(), before Hydra runs: end with one line and status 2 when its
+    overrides are bad.
+
+    It also imports sleepy.conf, which stores the structured configs (`schema/...`) in Hydra's
+    ConfigStore: Hydra's own flags (`--info defaults`) look them up before anything else would
+    have imported it, and failed with "Could not load 'schema/agent'"."""
+    import importlib
     import sys
 
+    importlib.import_module(CONF_MODULE)
     problem = override_problem(name, sys.argv[1:])
     if problem:
         print(f"{prog}: error: {problem}", file=sys.stderr)

@@ -136,3 +136,13 @@ def test_run_koans_refuses_zero_concurrency():
 
     with pytest.raises(ValueError, match="concurrency must be >= 1"):
         run_koans([object()], lambda k: None, None, concurrency=0)
+
+
+@pytest.mark.parametrize("module", ["sleepy.day", "sleepy.cycle"])
+def test_info_defaults_lists_the_schemas(tmp_path, module):
+    """It failed with "Could not load 'schema/agent'" on every entrypoint."""
+    proc = run(module, "--info", "defaults", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    name = module.rsplit(".", 1)[1]
+    assert f"schema/{name}" in proc.stdout and "schema/agent" in proc.stdout
