@@ -11,7 +11,7 @@ import dataclasses
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING, OmegaConf
 
@@ -117,7 +117,7 @@ def override_problem(name: str, argv: list[str]) -> str | None:
 
 def exit_on_bad_overrides(name: str, prog: str) -> None:
     """For an entrypoint's main(), before Hydra runs: end with one line and status 2 when its
-    overrides are bad.
+    overrides are bad or leave a required value out.
 
     It also imports sleepy.conf, which stores the structured configs (`schema/...`) in Hydra's
     ConfigStore: Hydra's own flags (`--info defaults`) look them up before anything else would
@@ -183,6 +183,59 @@ class Rule:
             or (self.gt is not None and value <= self.gt)
             or (self.le is not None and value > self.le)
         )
+
+
+def required(example: str):
+    """A structured config field with no default (`???`): the run is refused before it starts
+    until the command line gives it, in one line naming the key and `example`, what to give
+    (`candidate=models:/sleepy-fixer/3`)."""
+    return dataclasses.field(default=MISSING, metadata={"example": example})
+
+
+def missing_problem(cfg) -> str | None:
+    """The first `???` value under `cfg` in one line, naming the key and its field's example
+    (`required`), or None. Interpolations are not resolved (the output folder is Hydra's, not
+    yet known when the command line is checked)."""
+    for key, owner, name in _missing_values(cfg):
+        found = {f.name: f for f in dataclasses.fields(owner)} if owner else {}
+        example = found[name].metadata.get("example") if name in found else None
+        return f"{key} is required: give {example or f'{key}=VALUE'} on the command line"
+    return None
+
+
+def needs_problem(cfg) -> str | None:
+    """The line of the root config's `needs_one_of` when none of its keys is set, else None."""
+    from omegaconf import DictConfig
+
+    owner = OmegaConf.get_type(cfg) if isinstance(cfg, DictConfig) else None
+    needs = getattr(owner, "needs_one_of", None)
+    if needs:
+        keys, line = needs
+        if not any(OmegaConf.select(cfg, k, default=None) not in (None, "") for k in keys):
+            return line
+    return None
+
+
+def _missing_values(cfg, prefix: str = ""):
+    """(key, owning dataclass or None, field name) of every `???` value under `cfg`, depth
+    first; `hydra` is skipped."""
+    from omegaconf import DictConfig, ListConfig
+
+    owner = OmegaConf.get_type(cfg) if isinstance(cfg, DictConfig) else None
+    owner = owner if owner is not None and dataclasses.is_dataclass(owner) else None
+    keys = [k for k in cfg.keys() if k != "hydra"] if isinstance(cfg, DictConfig) else []
+    items = [(f"{prefix}{k}", k, cfg._get_node(k)) for k in keys]
+    if isinstance(cfg, ListConfig):
+        items = [(f"{prefix[:-1]}[{i}]", i, cfg._get_node(i)) for i in range(len(cfg))]
+    for key, name, node in items:
+        if node._is_missing():
+            yield key, owner, name
+        elif (
+            isinstance(node, DictConfig | ListConfig)
+            and not node._is_none()
+            and not node._is_interpolation()
+        ):
+            yield from _missing_values(node, f"{key}.")
 
 
 def ranged(default=dataclasses.MISSING, *, factory=dataclasses.MISSING, **rule):
@@ -256,9 +309,14 @@ def check_fields(obj, prefix: str = "") -> None:
 def check_config(cfg) -> None:
     """Raise ConfigError for the first value outside its field's range (or a max_steps/epochs
     pair that leaves training without a length); call before any work starts. The ranges live
-    in the structured configs themselves (`ranged`), one place per key."""
+    in the structured configs themselves (`ranged`), one place per key. A required value left
+    out is refused too: a `???` one first (missing_problem), none of a `needs_one_of` after
+    the ranges (needs_problem)."""
     from omegaconf.errors import OmegaConfBaseException
 
+    problem = missing_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
     try:
         for key, value, rule in ranged_values(cfg):
             if not rule.accepts(value):
@@ -267,6 +325,9 @@ def check_config(cfg) -> None:
         raise ConfigError(
             f"{getattr(e, 'full_key', '')}: {' '.join(str(e).split())[:200]}"
         ) from None
+    problem = needs_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
     adapter = OmegaConf.select(cfg, "adapter", default=None)
     if adapter is not None and "max_steps" in adapter and "epochs" in adapter:
         if adapter.max_steps is None and adapter.epochs is None:
@@ -315,6 +376,10 @@ class StageConfig:
     """The keys every entrypoint's config has, their types and defaults: the model and its
     backend, the sandbox, tracking, paths (groups, typed by their own schemas), the registered
     model's name, and what names this run. Each stage's config extends it (DayConfig, ...)."""
+
+    # What a run needs one of, beyond its `???` fields: (keys, the one line that asks for one);
+    # checked with the config, before any folder or MLflow run is made.
+    needs_one_of: ClassVar[tuple[tuple[str, ...], str] | None] = None
 
     task: str = MISSING  # the stage: day | sleep | consolidate | eval | cycle
     run_id: str = "${now:%Y-%m-%d_%H-%M-%S}_${sleepy.token:}"  # the output dir and MLflow run

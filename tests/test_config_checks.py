@@ -1,6 +1,7 @@
 """Config values are checked, before any work starts, against the structured configs that declare
 them (each key's type and range in one dataclass field): each bad value or key is refused with one
-line naming the key and what it allows."""
+line naming the key and what it allows, and a required value left out with one line naming the
+key and an example, before any folder or MLflow run is made."""
 
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ def test_bad_values_are_one_line_naming_key_and_range(config, override, message)
     "config, overrides",
     [
         ("day", []),
-        ("sleep", []),
-        ("sleep", ["adapter=coefficients"]),
+        ("sleep", ["curate.episodes=day/episodes.sqlite"]),
+        ("sleep", ["adapter=coefficients", "curate.day_run_id=0123abcd"]),
         ("consolidate", ["tasks=[a]", "consolidation=uwsh"]),
         ("eval", ["candidate=base"]),
         ("cycle", ["experiment=demo"]),
@@ -136,6 +137,27 @@ def test_run_koans_refuses_zero_concurrency():
 
     with pytest.raises(ValueError, match="concurrency must be >= 1"):
         run_koans([object()], lambda k: None, None, concurrency=0)
+
+
+@pytest.mark.parametrize(
+    "module, prog, key, example",
+    [
+        ("sleepy.eval", "sleepy-eval", "candidate", "candidate=models:/"),
+        ("sleepy.consolidate", "sleepy-consolidate", "tasks", "tasks=["),
+        ("sleepy.sleep", "sleepy-sleep", "curate.episodes", "curate.episodes=outputs/day/"),
+    ],
+)
+def test_a_stage_without_its_required_value_is_one_line_and_leaves_nothing(
+    tmp_path, module, prog, key, example
+):
+    """The first command a newcomer types, with no arguments: it used to end in Hydra's 'Error
+    executing job' and a traceback, after making outputs/ (and, for sleep, a FAILED run)."""
+    proc = run(module, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith(f"{prog}: error: ") and key in lines[0] and example in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no mlflow.db
 
 
 @pytest.mark.parametrize("module", ["sleepy.day", "sleepy.cycle"])

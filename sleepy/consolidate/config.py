@@ -7,10 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
-
 from sleepy.adapters.router import ROUTERS
-from sleepy.config import StageConfig, ranged
+from sleepy.config import StageConfig, ranged, required
 
 
 @dataclass
@@ -74,6 +72,6 @@ class LatestConfig:
 class ConsolidateConfig(StageConfig):
     task: str = "consolidate"
     # adapter folders or models:/ URIs, oldest first (a list, or name: source)
-    tasks: Any = MISSING
+    tasks: Any = required("'tasks=[outputs/sleep/<run_id>/adapter,models:/sleepy-fixer/3]'")
     register: bool = True
     consolidation: Any = None

@@ -7,9 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING
-
-from sleepy.config import ranged
+from sleepy.config import ranged, required
 from sleepy.day.config import DayConfig, KoansConfig
 
 
@@ -44,7 +42,7 @@ class LearningSetConfig:
 class EvalConfig(DayConfig):
     task: str = "eval"
     # models:/sleepy-fixer/3 | 3 | an alias | an adapter folder | base
-    candidate: str = MISSING
+    candidate: str = required("candidate=models:/sleepy-fixer/3 (or an adapter folder, or base)")
     # alias (or version, path, base); the base model when the alias is unset
     champion: str = "champion"
     promote: bool = True  # move the champion alias when the gate says so

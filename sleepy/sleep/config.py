@@ -4,7 +4,7 @@ what trains on them. Types and ranges are checked when the config is composed.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from sleepy.config import StageConfig, ranged
 
@@ -68,6 +68,11 @@ class CurateConfig:
 
 @dataclass
 class SleepConfig(StageConfig):
+    needs_one_of: ClassVar = (
+        ("curate.episodes", "curate.day_run_id"),
+        "say what to learn from: curate.episodes=PATH or curate.day_run_id=RUN_ID (a day's "
+        "MLflow run), e.g. curate.episodes=outputs/day/<run_id>/episodes.sqlite",
+    )
     task: str = "sleep"
     register: bool = True  # register the adapter as a new version in the MLflow registry
     adapter: Any = None
