@@ -163,7 +163,9 @@ def mlflow_run(
 ):
     """Start (or resume, with run_id) a run in `experiment` on the store at `uri`.
 
-    With tracking off (`uri` None) nothing is started and the block gets None.
+    With tracking off (`uri` None) nothing is started and the block gets None. A block ended by
+    Ctrl-C or SIGTERM (sleepy.stop) ends the run KILLED, not FAILED: it was stopped, and a
+    resume carries it on.
     """
     if not uri:
         yield None
@@ -181,7 +183,13 @@ def mlflow_run(
         nested=nested,
         tags=tags,
     ) as run:
-        yield run
+        try:
+            yield run
+        except KeyboardInterrupt:
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run.info.run_id:
+                mlflow.end_run("KILLED")  # start_run's own exit then leaves it as it is
+            raise
 
 
 def loggable(metrics: dict) -> dict[str, float]:

@@ -411,31 +411,39 @@ def run_koans(
             on_done(run)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        while pending or live:
-            fresh = []
-            while pending and len(live) + len(fresh) < concurrency:
-                fresh.append(make_run(pending.pop()))
-            for run in pool.map(KoanRun.start, fresh):
-                (done if run.done else live.append)(run)
-            if not live:
-                continue
-            batch = live
-            options = options_for(llm, batch)
-            try:
-                generations = llm.generate([r.prompt() for r in batch], **options)
-            except Exception as e:
-                reason = f"{type(e).__name__}: {e}".splitlines()[0]
-                for run in batch:
-                    run.fail(reason)
-                    done(run)
-                if isinstance(e, BackendUnreachable):
-                    raise
+        try:
+            while pending or live:
+                fresh = []
+                while pending and len(live) + len(fresh) < concurrency:
+                    fresh.append(make_run(pending.pop()))
+                for run in pool.map(KoanRun.start, fresh):
+                    (done if run.done else live.append)(run)
+                if not live:
+                    continue
+                batch = live
+                options = options_for(llm, batch)
+                try:
+                    generations = llm.generate([r.prompt() for r in batch], **options)
+                except Exception as e:
+                    reason = f"{type(e).__name__}: {e}".splitlines()[0]
+                    for run in batch:
+                        run.fail(reason)
+                        done(run)
+                    if isinstance(e, BackendUnreachable):
+                        raise
+                    live = []
+                    continue
+                list(
+                    pool.map(
+                        lambda pair: pair[0].step(pair[1]), zip(batch, generations, strict=True)
+                    )
+                )
                 live = []
-                continue
-            list(pool.map(lambda pair: pair[0].step(pair[1]), zip(batch, generations, strict=True)))
-            live = []
-            for run in batch:
-                (done if run.done else live.append)(run)
+                for run in batch:
+                    (done if run.done else live.append)(run)
+        except KeyboardInterrupt:  # stopped (sleepy.stop): wait only for the steps under way
+            pool.shutdown(cancel_futures=True)
+            raise
     return finished
 
 

@@ -25,7 +25,8 @@ from sleepy.files import disk_full
 from sleepy.koan.model import Koan
 
 # Episodes that are over; "running" ones belong to a live process or to one that was killed, and
-# "interrupted" marks the latter once a resumed run starts the same attempt again.
+# "interrupted" marks those a stopped run left (or a killed one, once a resumed run starts the
+# same attempt again).
 FINISHED = ("done", "error")
 STATUSES = ("running", "done", "error", "interrupted")
 
@@ -384,6 +385,9 @@ class EpisodeStore:
 
         Raises RunOwnedError when another live process holds it. A claim left by a process that
         died (its pid gone on this host, or no heartbeat for `stale_after_s`) is taken over.
+        When the block ends (stopped by Ctrl-C or SIGTERM, or failed), an episode of the run
+        still "running" is marked "interrupted": nobody records it any more, and a resumed run
+        does it again.
         """
         me, host, pid = uuid.uuid4().hex, socket.gethostname(), os.getpid()
         with self._write() as db:
@@ -430,6 +434,11 @@ class EpisodeStore:
             thread.join()
             try:
                 with self._write() as db:
+                    db.execute(
+                        "UPDATE episodes SET status = 'interrupted', updated_at = ? "
+                        "WHERE run_id = ? AND status = 'running'",
+                        (_now(), run_id),
+                    )
                     db.execute(
                         "DELETE FROM run_owners WHERE run_id = ? AND owner = ?", (run_id, me)
                     )
