@@ -51,6 +51,7 @@ from sleepy.files import write_atomic
 from sleepy.plots import family_cycle_matrix, plots_from_mlflow
 from sleepy.sleep import run_sleep
 from sleepy.sleep.config import CurateConfig, SleepConfig
+from sleepy.stop import rerun, resume_with, stops
 from sleepy.summary import LEGEND, summary_table
 from sleepy.sweep import job_values, label, sweep_id
 from sleepy.tracking import (
@@ -553,6 +554,8 @@ def run_cycle(cfg: DictConfig) -> list[dict]:
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="cycle")
 @one_line_errors("sleepy-cycle", CycleError, LearningSetError, TrackingError)
 def _cycle(cfg: DictConfig) -> None:
+    # a stop (Ctrl-C, SIGTERM) says how to carry on: the same command, with this run_id
+    resume_with(rerun("sleepy-cycle", run_id=str(cfg.run_id)))
     out = Path(str(cfg.paths.output_dir))
     with Display("sleepy-cycle", out / LOG_NAME, bool(cfg.verbose)):
         summaries = run_cycle(cfg)
@@ -588,9 +591,10 @@ def gate_reasons(decision: str) -> tuple[str, list[str]]:
 
 
 def main() -> None:
-    verbose_flag()
-    exit_on_bad_overrides("cycle", "sleepy-cycle")
-    _cycle()
+    with stops("sleepy-cycle"):
+        verbose_flag()
+        exit_on_bad_overrides("cycle", "sleepy-cycle")
+        _cycle()
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from sleepy.console import LOG_NAME, Display, report, stage, verbose_flag
 from sleepy.consolidate.methods import Consolidated, TaskAdapter
 from sleepy.registry import download_adapter
 from sleepy.stage import StageRun
+from sleepy.stop import stops
 from sleepy.tracking import TrackingError, tracking_uri
 
 
@@ -129,9 +130,10 @@ def _consolidate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    verbose_flag()
-    exit_on_bad_overrides("consolidate", "sleepy-consolidate")
-    _consolidate()
+    with stops("sleepy-consolidate"):
+        verbose_flag()
+        exit_on_bad_overrides("consolidate", "sleepy-consolidate")
+        _consolidate()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from sleepy.prompts.edits import get_edit_format
 from sleepy.prompts.template import PromptTemplate
 from sleepy.sandbox import Sandbox
 from sleepy.stage import StageRun
+from sleepy.stop import resume_with, stops
 from sleepy.tracking import TrackingError, experiment_id, loggable, tracking_uri
 
 # more koans than this, chosen by default rather than by the user, get a word before the day starts
@@ -334,6 +335,7 @@ def _day(cfg: DictConfig) -> None:
     if hc.mode is not None and hc.mode.name == "MULTIRUN":
         # sweep jobs share the parent's run_id; each gets its own episodes and MLflow run
         cfg.run_id = f"{cfg.run_id}-{hc.job.num}"
+    resume_with(_resume(cfg))  # what a stop (Ctrl-C, SIGTERM) tells the user to run
     out = Path(str(cfg.paths.output_dir))
     try:
         with Display("sleepy-day", out / LOG_NAME, bool(cfg.verbose)):
@@ -366,9 +368,10 @@ def _resume(cfg: DictConfig) -> str:
 
 
 def main() -> None:
-    verbose_flag()
-    exit_on_bad_overrides("day", "sleepy-day")
-    _day()
+    with stops("sleepy-day"):
+        verbose_flag()
+        exit_on_bad_overrides("day", "sleepy-day")
+        _day()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from sleepy.config import CONF_PATH, ConfigError, exit_on_bad_overrides
 from sleepy.console import LOG_NAME, Display, report, verbose_flag
 from sleepy.eval import EvalError, evaluate
+from sleepy.stop import stops
 from sleepy.tracking import TrackingError
 
 
@@ -37,9 +38,10 @@ def _eval(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    verbose_flag()
-    exit_on_bad_overrides("eval", "sleepy-eval")
-    _eval()
+    with stops("sleepy-eval"):
+        verbose_flag()
+        exit_on_bad_overrides("eval", "sleepy-eval")
+        _eval()
 
 
 if __name__ == "__main__":

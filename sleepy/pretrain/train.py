@@ -27,6 +27,7 @@ from sleepy.pretrain.data import (
     mutants_for_training,
     widen,
 )
+from sleepy.stop import stops
 from sleepy.tiny import MODEL_DIR
 from sleepy.tracking import log_config, mlflow_run
 
@@ -250,7 +251,7 @@ def train_tiny(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="tiny")
-def main(cfg: DictConfig) -> None:
+def _tiny(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from sleepy.console import quiet_libraries
@@ -260,6 +261,11 @@ def main(cfg: DictConfig) -> None:
     print(
         json.dumps({k: v for k, v in summary.items() if k not in ("config", "patterns")}, indent=2)
     )
+
+
+def main() -> None:
+    with stops("sleepy-tiny"):
+        _tiny()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from sleepy.sandbox import Sandbox
 from sleepy.sleep.curate import LeakageError, curate
 from sleepy.sleep.launch import LaunchError, is_main_process
 from sleepy.stage import StageRun
+from sleepy.stop import stops
 from sleepy.tracking import TrackingError, tracking_uri
 
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
@@ -215,9 +216,10 @@ def _sleep(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    verbose_flag()
-    exit_on_bad_overrides("sleep", "sleepy-sleep")
-    _sleep()
+    with stops("sleepy-sleep"):
+        verbose_flag()
+        exit_on_bad_overrides("sleep", "sleepy-sleep")
+        _sleep()
 
 
 if __name__ == "__main__":
