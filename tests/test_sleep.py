@@ -11,7 +11,7 @@ from support import stage_config
 
 from sleepy.adapters import AdapterError, load_adapter_info, load_peft_model
 from sleepy.adapters.bundle import load_bundle
-from sleepy.config import ConfigError, compose_config
+from sleepy.config import KOANS_DIR, ConfigError, compose_config
 from sleepy.episodes import EpisodeStore
 from sleepy.koan import save_evalset
 from sleepy.sleep import run_sleep
@@ -246,6 +246,64 @@ def test_sleep_bad_inputs_fail_clearly(tmp_path):
         run_sleep(sleep_cfg(tmp_path, f"curate.episodes={tmp_path}/nope.sqlite"))
     with pytest.raises(ValueError, match="curate.episodes=PATH or curate.day_run_id"):
         run_sleep(sleep_cfg(tmp_path))
+
+
+def _sleep_cli(cwd, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "sleepy.sleep", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["tracking=none"], "is read from the tracking store, and tracking is off"),
+        (["tracking.uri=sqlite:///gone/mlflow.db"], "no MLflow store at"),
+    ],
+)
+def test_a_day_run_id_that_cannot_be_read_is_one_line_and_creates_no_store(tmp_path, args, said):
+    proc = _sleep_cli(
+        tmp_path, "curate.day_run_id=0123abcd", f"paths.outputs={tmp_path}/out", *args
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("sleepy-sleep: error: curate.day_run_id=0123abcd") and said in line
+    assert not list(tmp_path.rglob("*.db"))  # no store made where none was
+
+
+def test_a_day_run_id_the_store_does_not_hold_is_one_line(tmp_path):
+    from sleepy.tracking import mlflow_run
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with mlflow_run(uri, "sleepy-day", run_name="a day"):
+        pass
+    proc = _sleep_cli(tmp_path, "curate.day_run_id=0123abcd", f"tracking.uri={uri}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    [line] = proc.stderr.strip().splitlines()
+    assert "curate.day_run_id=0123abcd: no such run in" in line
+
+
+def test_a_day_with_no_failures_is_nothing_to_learn_in_one_line(tmp_path):
+    from sleepy.episodes.store import Episode
+    from sleepy.koan import load_koans
+
+    koan = load_koans(KOANS_DIR)[0]
+    db = tmp_path / "episodes.sqlite"
+    with EpisodeStore(db) as store:
+        store.add_koans([koan])
+        store.add(Episode("day", koan.id, family=koan.family, passed=True, status="done", steps=1))
+    proc = _sleep_cli(
+        tmp_path, f"curate.episodes={db}", "tracking=none", f"paths.outputs={tmp_path}"
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    # the curate stage's own start and end lines, then the one error line
+    [line] = [x for x in proc.stderr.strip().splitlines() if "error" in x]
+    assert line.startswith("sleepy-sleep: error: nothing to learn") and "every koan passed" in line
+    assert proc.stderr.strip().splitlines()[-1] == line
 
 
 def test_corrupt_or_foreign_adapter_is_refused(day, tmp_path):

@@ -19,6 +19,14 @@ from sleepy.sandbox import Sandbox, run_batch
 from sleepy.sandbox.signatures import SIGNATURE_TOKENS
 
 
+class CurationError(ValueError):
+    """The episodes cannot be curated as given; one line saying what to add."""
+
+
+class NothingToLearn(CurationError):
+    """The episodes hold no failure to train on (and no replay was asked for)."""
+
+
 class LeakageError(ValueError):
     """An evalset koan was about to enter a training set."""
 
@@ -132,7 +140,7 @@ def curate(
         by_task.setdefault(ep.task_id, []).append(ep)
     missing = sorted(t for t in by_task if t not in koans)
     if missing:
-        raise ValueError(
+        raise CurationError(
             f"{len(missing)} episode koans not found (e.g. {missing[0]}): "
             f"add their folder to curate.koan_paths"
         )
@@ -232,8 +240,9 @@ def curate(
             }
         )
     if not rows:
-        raise ValueError(
-            "nothing to learn: the episodes hold no failures (and no replay was asked for)"
+        raise NothingToLearn(
+            "nothing to learn: the episodes hold no failures (and no replay was asked for): "
+            "every koan passed; give a day with failures, or curate.replay_ratio > 0"
         )
     fail_rows = [r for r in rows if r["role"] == "failure"]
     ids = cluster_failures(

@@ -22,11 +22,11 @@ from sleepy.episodes import EpisodeStore
 from sleepy.koan import Koan, load_koans, save_evalset
 from sleepy.koans.route import route_example
 from sleepy.sandbox import Sandbox
-from sleepy.sleep.curate import LeakageError, curate
+from sleepy.sleep.curate import CurationError, LeakageError, curate
 from sleepy.sleep.launch import LaunchError, is_main_process
 from sleepy.stage import StageRun
 from sleepy.stop import stops
-from sleepy.tracking import TrackingError, tracking_uri
+from sleepy.tracking import TrackingError, missing_store, tracking_uri
 
 TRAINING_KOANS = "training_koans.json"  # beside the adapter's run folder: every koan trained on
 
@@ -50,6 +50,37 @@ class SleepResult:
         }
 
 
+class SleepError(ValueError):
+    """A sleep that cannot start or has nothing to learn; one line saying what to do."""
+
+
+def check_day_run(cfg: DictConfig) -> None:
+    """curate.day_run_id names a day's MLflow run: the store it is read from must be there and
+    hold that run. A SleepError says what is wrong, before anything (a store) is created."""
+    run_id = cfg.curate.day_run_id
+    if cfg.curate.episodes or not run_id:
+        return
+    uri = tracking_uri(cfg.tracking)
+    if uri is None:
+        raise SleepError(
+            f"curate.day_run_id={run_id} is read from the tracking store, and tracking is off: "
+            "give the store (tracking=mlflow tracking.uri=...) or curate.episodes=PATH"
+        )
+    problem = missing_store(uri)
+    if problem:
+        raise SleepError(f"curate.day_run_id={run_id}: {problem}")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(tracking_uri=uri).get_run(str(run_id))
+    except MlflowException:
+        raise SleepError(
+            f"curate.day_run_id={run_id}: no such run in {uri} (`sleepy report` lists the runs; "
+            "or give curate.episodes=PATH)"
+        ) from None
+
+
 def episodes_db(curate_cfg, work: Path) -> Path:
     """The episode database to learn from: a path, or the JSONL artifact of a day's MLflow run."""
     if curate_cfg.episodes:
@@ -58,7 +89,7 @@ def episodes_db(curate_cfg, work: Path) -> Path:
             raise FileNotFoundError(f"curate.episodes={path}: no such episode database")
         return path
     if not curate_cfg.day_run_id:
-        raise ValueError("say what to learn from: curate.episodes=PATH or curate.day_run_id=RUN_ID")
+        raise SleepError("say what to learn from: curate.episodes=PATH or curate.day_run_id=RUN_ID")
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -66,7 +97,7 @@ def episodes_db(curate_cfg, work: Path) -> Path:
         a.path for a in client.list_artifacts(curate_cfg.day_run_id) if a.path.endswith(".jsonl")
     ]
     if not names:
-        raise ValueError(f"day run {curate_cfg.day_run_id} has no episodes .jsonl artifact")
+        raise SleepError(f"day run {curate_cfg.day_run_id} has no episodes .jsonl artifact")
     db = work / "episodes.sqlite"
     with EpisodeStore(db) as store:
         for name in names:
@@ -110,6 +141,7 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
     # Under `accelerate launch` every process curates the same set and trains its share of the
     # batches; only the main one writes files, logs to MLflow and registers the adapter.
     main = is_main_process()
+    check_day_run(cfg)  # before the sleep's own run exists in the store
     with StageRun(cfg, "sleep", tracked=main) as run:
         out = run.out
         work = out if main else out / f"rank{os.environ['RANK']}"
@@ -195,7 +227,15 @@ def _log_curation(curated) -> None:
 
 
 @hydra.main(version_base=None, config_path=CONF_PATH, config_name="sleep")
-@one_line_errors("sleepy-sleep", LeakageError, TrackingError, FileNotFoundError, LaunchError)
+@one_line_errors(
+    "sleepy-sleep",
+    LeakageError,
+    CurationError,
+    SleepError,
+    TrackingError,
+    FileNotFoundError,
+    LaunchError,
+)
 def _sleep(cfg: DictConfig) -> None:
     if cfg.accelerate.launch:  # accelerate=single_gpu|multi_gpu|cpu: run again under it
         from hydra.core.hydra_config import HydraConfig
