@@ -453,7 +453,8 @@ def test_state_json_that_is_not_what_the_cycle_writes_is_refused_as_it_is(
             r"curriculum\[1\].generate=-2: must be an integer >= 0",
             ConfigError,
         ),
-        ("[{count: 4}]", "entry 1: give its families", CycleError),
+        ("[{count: 4}]", r"curriculum\[0\].families is required", ConfigError),
+        ("[{families: []}]", "entry 1: give its families", CycleError),
     ],
 )
 def test_a_broken_curriculum_stops_the_cycle_before_any_work(
