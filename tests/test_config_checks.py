@@ -24,6 +24,13 @@ from sleepy.config import ConfigError, check_config, compose_config
         ("sleep", "adapter.rank=abc", "adapter.rank='abc': must be an integer >= 1"),
         ("sleep", "adapter.max_steps=-1", "adapter.max_steps=-1: must be an integer >= 1 or null"),
         ("sleep", "adapter.learning_rate=0", "adapter.learning_rate=0.0: must be a number > 0"),
+        ("sleep", "adapter.patience=0", "adapter.patience=0: must be an integer >= 1"),
+        ("sleep", "adapter.min_delta=-1", "adapter.min_delta=-1.0: must be a number >= 0"),
+        (
+            "sleep",
+            "adapter.eval_fraction=0.9",
+            "adapter.eval_fraction=0.9: must be a number >= 0 and <= 0.5",
+        ),
         ("cycle", "gate.min_gain=abc", "gate.min_gain='abc': must be a number >= -1 and <= 1"),
         ("cycle", "gate.max_regressions=-1", "gate.max_regressions=-1: must be an integer >= 0"),
         ("cycle", "cycles=0", "cycles=0: must be an integer >= 1"),

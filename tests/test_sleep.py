@@ -390,6 +390,42 @@ def test_sleep_trains_coefficients_in_a_share_basis(day, share_basis, tmp_path):
         run_sleep(sleep_cfg(tmp_path / "c", *run, f"adapter.bundle={tmp_path}"))
 
 
+def test_coefficient_training_stops_early_on_held_out_rows_and_mlflow_says_where_and_why(
+    day, share_basis, tmp_path
+):
+    """Coefficient training shares LoRA's setup: adapter.eval_fraction holds rows out, early
+    stopping watches their eval loss, and the sleep's MLflow run has the epochs trained, the step
+    it stopped at (train_stopped_early_at) and why (the train_stop_reason tag)."""
+    _, db, _ = day
+    _, bundle = share_basis
+    cfg = sleep_cfg(
+        tmp_path,
+        f"curate.episodes={db}",
+        "register=false",
+        "adapter=coefficients",
+        f"adapter.bundle={bundle}",
+        "adapter.max_steps=8",
+        "adapter.early_stopping=true",
+        "adapter.patience=1",
+        "adapter.min_delta=100",
+        "adapter.eval_fraction=0.25",
+    )
+    result = run_sleep(cfg)
+    m = result.metrics
+    assert load_adapter_info(result.adapter_dir, MODEL_DIR).method == "coefficients"
+    assert m["eval_rows"] >= 1 and m["rows"] + m["eval_rows"] == result.stats["rows"]
+    assert m["steps"] == 2 and m["stopped_early_at"] == 2
+    assert m["stop_reason"].startswith("eval loss ") and m["stop_reason"].endswith(
+        "by 100 for 1 evaluation"
+    )
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    run = mlflow.MlflowClient().get_run(result.run_id)
+    assert run.data.metrics["train_epochs"] == m["epochs"] > 0
+    assert run.data.metrics["train_stopped_early_at"] == 2
+    assert run.data.tags["train_stop_reason"] == m["stop_reason"]
+    assert "eval_loss" in run.data.metrics
+
+
 # -- training under `accelerate launch` ------------------------------------------------------------
 
 

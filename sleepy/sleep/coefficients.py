@@ -30,7 +30,7 @@ def train_coefficients(
 
     out_dir = Path(out_dir)
     ready = setup(dataset, base_model, adapter_cfg, seed)
-    model, dataset, too_long = ready.model, ready.dataset, ready.too_long
+    model, dataset = ready.model, ready.dataset
     layers = load_bundle(bundle_dir)
     wrapped = attach(model, layers, p=p, phi=phi, seed=seed)
     trainable = trainable_parameters(wrapped)
@@ -39,15 +39,20 @@ def train_coefficients(
         adapter_cfg,
         out_dir,
         seed,
+        held_out=ready.eval_dataset is not None,
         warmup_steps=0,
         learning_rate=adapter_cfg.coeff_learning_rate,  # adapter/coefficients.yaml
     )
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=ready.tokenizer
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=ready.eval_dataset,
+        processing_class=ready.tokenizer,
     )
-    seconds = fit(trainer, f"train coefficients (p={p}) on {ready.rows()}")
+    fitted = fit(trainer, f"train coefficients (p={p}) on {ready.rows()}", adapter_cfg)
     factors = detach(model, wrapped)
-    metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)
+    metrics = run_metrics(trainer, ready, trainable, fitted)
     info = adapter_info(
         dataset,
         base_model,

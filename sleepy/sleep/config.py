@@ -34,6 +34,14 @@ class AdapterConfig:
     # mixed_precision settles
     bf16: bool = True
     gradient_checkpointing: bool = False  # on a GPU, less memory for more time (never on a CPU)
+    # stop once the loss has not improved by min_delta for `patience` logging intervals in a
+    # row: the training loss as logged every logging_steps, or the held-out rows' eval loss
+    early_stopping: bool = False
+    patience: int = ranged(3, ge=1)
+    min_delta: float = ranged(0.01, ge=0)
+    # hold out this fraction of the rows (at least one) and log their loss every logging_steps;
+    # early stopping then watches it instead of the training loss (0: no split)
+    eval_fraction: float = ranged(0.0, ge=0, le=0.5)
 
 
 @dataclass

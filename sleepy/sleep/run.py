@@ -189,9 +189,13 @@ def run_sleep(cfg: DictConfig) -> SleepResult:
             )
         if run.mlflow is not None:
             mlflow.set_tag("adapter_method", method)
+            # train_steps, train_epochs, train_final_loss, ... and train_stopped_early_at (only
+            # when early stopping ended training, with its reason as the train_stop_reason tag)
             mlflow.log_metrics(
                 {f"train_{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
             )
+            if result.metrics.get("stop_reason"):
+                mlflow.set_tag("train_stop_reason", result.metrics["stop_reason"])
             mlflow.log_artifacts(str(result.adapter_dir), "adapter_files")
         families = ",".join(result.info.families)
         version = run.register(

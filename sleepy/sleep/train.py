@@ -48,20 +48,38 @@ class Setup:
 
     model: Any  # the base model, float32
     tokenizer: Any
-    dataset: Any  # the rows that fit adapter.max_length
+    dataset: Any  # the rows that fit adapter.max_length (less those held out)
     too_long: int  # rows dropped for not fitting
     max_length: int  # adapter.max_length
+    eval_dataset: Any = None  # rows held out for the eval loss (adapter.eval_fraction > 0)
 
     def rows(self) -> str:
-        """How many rows train, and why that is fewer than curated when some were dropped:
-        "30 rows (4 dropped as longer than adapter.max_length=512)"."""
+        """How many rows train, and why that is fewer than curated when some were dropped or
+        held out: "30 rows (4 dropped as longer than adapter.max_length=512)"."""
         n = len(self.dataset)
-        why = (
-            f" ({self.too_long} dropped as longer than adapter.max_length={self.max_length})"
-            if self.too_long
-            else ""
-        )
-        return f"{n} row{'s' if n != 1 else ''}{why}"
+        why = []
+        if self.too_long:
+            why.append(
+                f"{self.too_long} dropped as longer than adapter.max_length={self.max_length}"
+            )
+        if self.eval_dataset is not None:
+            why.append(f"{len(self.eval_dataset)} held out for the eval loss")
+        return f"{n} row{'s' if n != 1 else ''}" + (f" ({', '.join(why)})" if why else "")
+
+
+def hold_out(dataset, fraction: float, seed: int):
+    """(training rows, held-out rows): `fraction` of the rows, at least one, held out for the eval
+    loss; no split (None) when `fraction` is 0 or there are fewer than 2 rows to split."""
+    if fraction <= 0:
+        return dataset, None
+    if len(dataset) < 2:
+        from sleepy.console import say
+
+        say(f"adapter.eval_fraction={fraction:g}: {len(dataset)} row is too few to hold one out")
+        return dataset, None
+    n = min(len(dataset) - 1, max(1, round(fraction * len(dataset))))
+    split = dataset.train_test_split(test_size=n, seed=seed)
+    return split["train"], split["test"]
 
 
 def setup(dataset, base_model: str | Path, adapter_cfg, seed: int) -> Setup:
@@ -80,27 +98,56 @@ def setup(dataset, base_model: str | Path, adapter_cfg, seed: int) -> Setup:
             f"no training rows fit adapter.max_length={adapter_cfg.max_length} "
             f"({too_long} dropped as too long): raise adapter.max_length"
         )
+    dataset, held_out = hold_out(dataset, float(adapter_cfg.eval_fraction), seed)
     model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
-    return Setup(model, tokenizer, dataset, too_long, int(adapter_cfg.max_length))
+    return Setup(model, tokenizer, dataset, too_long, int(adapter_cfg.max_length), held_out)
 
 
-def fit(trainer, description: str) -> float:
-    """Run the trainer as one bar on sleepy's display; the seconds it took."""
+@dataclass
+class Fitted:
+    """How a training run went: the seconds it took and, when early stopping ended it before
+    its last step, the step and why."""
+
+    seconds: float
+    stopped_at: int | None = None
+    stop_reason: str | None = None
+
+
+def final_loss(trainer, key: str = "loss") -> float:
+    """The last `key` ("loss", "eval_loss") the trainer logged; NaN when none was."""
+    return next((h[key] for h in reversed(trainer.state.log_history) if key in h), float("nan"))
+
+
+def fit(trainer, description: str, adapter_cfg) -> Fitted:
+    """Run the trainer as one bar on sleepy's display, stopping early when adapter.early_stopping
+    says so."""
     from sleepy.sleep.progress import show_training  # imports transformers
+    from sleepy.sleep.stopping import stoppers
 
-    bar = show_training(trainer, description)
+    stops = stoppers(adapter_cfg, held_out=trainer.eval_dataset is not None)
+    for callback in stops:
+        trainer.add_callback(callback)
+    rows = len(trainer.train_dataset)
+    bar = show_training(trainer, description, rows, stops)
     t0 = time.time()
     try:
         trainer.train()
     finally:
         bar.close(failed=True)  # a no-op after a finished run: on_train_end closed it
-    return time.time() - t0
+    seconds = time.time() - t0
+    stopped = next((s for s in stops if s.stopped_at is not None), None)
+    if stopped is None:
+        return Fitted(seconds)
+    return Fitted(seconds, stopped.stopped_at, stopped.reason)
 
 
-def sft_config(adapter_cfg, out_dir: Path, seed: int, **overrides):
-    """trl's SFTConfig from the `adapter` group, the same for LoRA and coefficient training."""
+def sft_config(adapter_cfg, out_dir: Path, seed: int, held_out: bool = False, **overrides):
+    """trl's SFTConfig from the `adapter` group, the same for LoRA and coefficient training;
+    `held_out`: evaluate the held-out rows every logging_steps."""
     import torch
     from trl import SFTConfig
+
+    from sleepy.sleep.stopping import eval_args
 
     on_cpu = not torch.cuda.is_available()
     args = dict(
@@ -124,20 +171,30 @@ def sft_config(adapter_cfg, out_dir: Path, seed: int, **overrides):
         data_seed=seed,
         dataloader_num_workers=0,
     )
+    if held_out:
+        args |= eval_args(adapter_cfg)
     return SFTConfig(**(args | overrides))
 
 
-def run_metrics(trainer, dataset, too_long: int, trainable: int, seconds: float) -> dict:
-    return {
-        "rows": len(dataset),
-        "dropped_too_long": too_long,
+def run_metrics(trainer, ready: Setup, trainable: int, fitted: Fitted) -> dict:
+    """What the adapter's metadata and MLflow (as train_<key>) keep of its training: the rows,
+    steps and epochs trained, the final loss, and where early stopping ended it and why (None
+    when it ran every step)."""
+    metrics = {
+        "rows": len(ready.dataset),
+        "dropped_too_long": ready.too_long,
         "trainable_params": trainable,
-        "train_seconds": round(seconds, 2),
+        "train_seconds": round(fitted.seconds, 2),
         "steps": trainer.state.global_step,
-        "final_loss": next(
-            (h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), float("nan")
-        ),
+        "epochs": round(trainer.state.epoch or 0.0, 2),
+        "final_loss": final_loss(trainer),
+        "stopped_early_at": fitted.stopped_at,
+        "stop_reason": fitted.stop_reason,
     }
+    if ready.eval_dataset is not None:
+        metrics["eval_rows"] = len(ready.eval_dataset)
+        metrics["final_eval_loss"] = final_loss(trainer, "eval_loss")
+    return metrics
 
 
 def adapter_info(
@@ -176,7 +233,7 @@ def train_adapter(
 
     out_dir = Path(out_dir)
     ready = setup(dataset, base_model, adapter_cfg, seed)
-    dataset, tokenizer, too_long = ready.dataset, ready.tokenizer, ready.too_long
+    dataset, tokenizer = ready.dataset, ready.tokenizer
     lora = LoraConfig(
         r=adapter_cfg.rank,
         lora_alpha=adapter_cfg.alpha,
@@ -185,21 +242,23 @@ def train_adapter(
         task_type="CAUSAL_LM",
         bias="none",
     )
-    args = sft_config(adapter_cfg, out_dir, seed)
+    args = sft_config(adapter_cfg, out_dir, seed, held_out=ready.eval_dataset is not None)
     trainer = SFTTrainer(
         model=ready.model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=ready.eval_dataset,
         processing_class=tokenizer,
         peft_config=lora,
     )
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    seconds = fit(trainer, f"train LoRA r{adapter_cfg.rank} on {ready.rows()}")
+    fitted = fit(trainer, f"train LoRA r{adapter_cfg.rank} on {ready.rows()}", adapter_cfg)
     adapter_dir = out_dir / "adapter"
     if is_main_process():  # under accelerate launch the others trained the same weights
         trainer.model.save_pretrained(str(adapter_dir))
     tokens = sum(_length(tokenizer, row) for row in dataset)
-    metrics = run_metrics(trainer, dataset, too_long, trainable, seconds)
+    metrics = run_metrics(trainer, ready, trainable, fitted)
+    seconds = fitted.seconds
     # rows seen by every process: batch_size is per process (per GPU)
     seen = metrics["steps"] * adapter_cfg.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
     metrics["tokens_per_second"] = round(
