@@ -26,6 +26,7 @@ from sleepy.config import ConfigError, check_config, compose_config
         ("sleep", "adapter.learning_rate=0", "adapter.learning_rate=0.0: must be a number > 0"),
         ("sleep", "adapter.patience=0", "adapter.patience=0: must be an integer >= 1"),
         ("sleep", "adapter.min_delta=-1", "adapter.min_delta=-1.0: must be a number >= 0"),
+        ("sleep", "adapter.warn_epochs=0", "adapter.warn_epochs=0.0: must be a number > 0"),
         (
             "sleep",
             "adapter.eval_fraction=0.9",

@@ -1,6 +1,6 @@
 """Training health: the training bar's closing line says the steps, epochs and final loss;
 adapter.early_stopping stops a real trl run on sleepy-tiny once the loss stops improving and
-records where and why."""
+records where and why; many epochs over a few rows with the loss near zero is one warning line."""
 
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ def test_early_stopping_ends_training_when_the_loss_stops_improving_by_min_delta
         assert m["stopped_early_at"] is None and m["stop_reason"] is None
         closing = f"6/6  6 steps, 6.0 epochs over 2 rows, final loss {losses[-1]:.3f}  "
     assert f"✓ train LoRA r16 on 2 rows {closing}" in shown
+    assert "memorising" not in shown  # 6 epochs or fewer: under adapter.warn_epochs (8)
 
 
 def test_early_stopping_on_held_out_rows_watches_their_eval_loss(tmp_path):
@@ -107,3 +108,18 @@ def test_early_stopping_on_held_out_rows_watches_their_eval_loss(tmp_path):
     )
     assert "train LoRA r16 on 2 rows (2 held out for the eval loss) 2/8  2 steps" in shown
     assert f"eval loss {evals[-1]:.3f}; stopped early at step 2: eval loss" in shown
+
+
+def test_many_epochs_over_few_rows_with_the_loss_near_zero_warns_of_memorising(tmp_path):
+    """Twelve steps over two rows at a high learning rate drive the loss near zero: 12 epochs
+    is more than adapter.warn_epochs (8), so one line says the rows may be memorised and how to
+    stop sooner."""
+    result, shown = train(tmp_path, rows(2), "adapter.max_steps=12", "adapter.learning_rate=1e-2")
+    m = result.metrics
+    assert m["steps"] == 12 and m["epochs"] == 12.0 and m["final_loss"] < 0.05
+    warning = (
+        f"trained 12.0 epochs over 2 rows (final loss {m['final_loss']:.3f}): it may be "
+        "memorising them; adapter.early_stopping=true stops when the loss flattens"
+    )
+    assert shown.count(warning) == 1
+    assert f"12/12  12 steps, 12.0 epochs over 2 rows, final loss {m['final_loss']:.3f}" in shown

@@ -34,6 +34,8 @@ class AdapterConfig:
     # mixed_precision settles
     bf16: bool = True
     gradient_checkpointing: bool = False  # on a GPU, less memory for more time (never on a CPU)
+    # more epochs than this over the rows, with the loss near zero, is a warning: memorising them
+    warn_epochs: float = ranged(8.0, gt=0)
     # stop once the loss has not improved by min_delta for `patience` logging intervals in a
     # row: the training loss as logged every logging_steps, or the held-out rows' eval loss
     early_stopping: bool = False

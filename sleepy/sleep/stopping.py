@@ -1,15 +1,20 @@
-"""When training stops.
+"""When training stops, and whether it went on too long.
 
 With adapter.early_stopping=true training stops once the loss has not improved by
 adapter.min_delta for adapter.patience intervals in a row: the training loss as the trainer logs
 it every adapter.logging_steps, or, with adapter.eval_fraction above 0, the loss on the rows held
 out (transformers' EarlyStoppingCallback, evaluated every logging_steps). Either way the adapter
 keeps the last step's weights. Each stopper records the step it stopped at and why.
+
+After training, more than adapter.warn_epochs epochs over the rows with the loss near zero is
+one warning line: the adapter has probably memorised them.
 """
 
 from __future__ import annotations
 
 from transformers import EarlyStoppingCallback, TrainerCallback
+
+NEAR_ZERO = 0.05  # a final training loss below this, after many epochs, is memorising
 
 
 def _times(n: int, what: str) -> str:
@@ -98,4 +103,20 @@ def eval_args(adapter_cfg) -> dict:
         per_device_eval_batch_size=adapter_cfg.batch_size,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
+    )
+
+
+def memorising(epochs: float, rows: int, loss: float, adapter_cfg) -> str | None:
+    """The warning for training that went more than adapter.warn_epochs epochs over its rows
+    with the loss near zero, or None."""
+    if not (epochs > adapter_cfg.warn_epochs and loss < NEAR_ZERO):
+        return None
+    fix = (
+        "fewer adapter.max_steps, or a lower adapter.patience, stops it sooner"
+        if adapter_cfg.early_stopping
+        else "adapter.early_stopping=true stops when the loss flattens"
+    )
+    return (
+        f"trained {epochs:.1f} epochs over {rows} row{'s' if rows != 1 else ''} "
+        f"(final loss {loss:.3f}): it may be memorising them; {fix}"
     )

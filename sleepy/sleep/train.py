@@ -120,9 +120,10 @@ def final_loss(trainer, key: str = "loss") -> float:
 
 def fit(trainer, description: str, adapter_cfg) -> Fitted:
     """Run the trainer as one bar on sleepy's display, stopping early when adapter.early_stopping
-    says so."""
+    says so, and warn when it trained so many epochs that it may be memorising its rows."""
+    from sleepy.console import say
     from sleepy.sleep.progress import show_training  # imports transformers
-    from sleepy.sleep.stopping import stoppers
+    from sleepy.sleep.stopping import memorising, stoppers
 
     stops = stoppers(adapter_cfg, held_out=trainer.eval_dataset is not None)
     for callback in stops:
@@ -135,6 +136,9 @@ def fit(trainer, description: str, adapter_cfg) -> Fitted:
     finally:
         bar.close(failed=True)  # a no-op after a finished run: on_train_end closed it
     seconds = time.time() - t0
+    warning = memorising(trainer.state.epoch or 0.0, rows, final_loss(trainer), adapter_cfg)
+    if warning and is_main_process():
+        say(warning)
     stopped = next((s for s in stops if s.stopped_at is not None), None)
     if stopped is None:
         return Fitted(seconds)
