@@ -30,6 +30,15 @@ def koan_dir(tmp_path_factory, generated) -> Path:
     return out
 
 
+def started(db: Path) -> list[tuple[str, str]]:
+    """The day's episodes so far; none while the store is still being created (its file can
+    exist a moment before its tables do)."""
+    try:
+        return statuses(db, "stopped")
+    except sqlite3.OperationalError:
+        return []
+
+
 def statuses(db: Path, run_id: str) -> list[tuple[str, str]]:
     with sqlite3.connect(db) as c:
         return c.execute(
@@ -70,7 +79,7 @@ def test_a_stopped_day_says_how_to_resume_and_the_resume_finishes_it(
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
-            if db.exists() and any(s == "running" for _, s in statuses(db, "stopped")):
+            if db.exists() and any(s == "running" for _, s in started(db)):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the day ended before it could be stopped"
