@@ -51,7 +51,7 @@ from sleepy.registry import (
 )
 from sleepy.registry import promote as registry_promote
 from sleepy.stage import StageRun
-from sleepy.tracking import TrackingConfig, loggable
+from sleepy.tracking import TrackingConfig, loggable, tracking_uri
 
 
 class EvalError(RuntimeError):
@@ -151,7 +151,7 @@ def resolve(
 ) -> Contender:
     """A candidate/champion spec -> Contender with a checked adapter folder (else EvalError)."""
 
-    name, uri = str(cfg.registry.name), _tracking_uri(cfg)
+    name, uri = str(cfg.registry.name), tracking_uri(cfg.tracking)
     spec = "base" if spec in (None, "", "base", "none") else str(spec)
     if spec == "base":
         return Contender(spec, "base")
@@ -198,11 +198,6 @@ def resolve(
         where = f"version {version} of '{name}': " if version else ""
         raise EvalError(f"{where}{str(e).splitlines()[0]}") from None
     return Contender(spec, f"v{version}" if version else path.name, version, path)
-
-
-def _tracking_uri(cfg: DictConfig) -> str | None:
-    t = cfg.tracking
-    return str(t.uri) if t.enabled and t.uri else None
 
 
 # -- the eval -------------------------------------------------------------------------------------
@@ -375,7 +370,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
     out = staged.out
     out.mkdir(parents=True, exist_ok=True)
     gate: Gate = OmegaConf.to_object(cfg.gate)
-    name, uri = str(cfg.registry.name), _tracking_uri(cfg)
+    name, uri = str(cfg.registry.name), tracking_uri(cfg.tracking)
     frozen_path = evalset_path(str(cfg.koans.evalset), str(cfg.paths.evalsets))
     learning_path = cfg.koans.learning_set
     learning_path = (
@@ -596,7 +591,7 @@ def _tag_unusable(cfg: DictConfig, reason: str) -> None:
             name,
             ref,
             {"gate.decision": "reject", "gate.reasons": f"adapter unusable: {reason}"},
-            _tracking_uri(cfg),
+            tracking_uri(cfg.tracking),
         )
     except MlflowException:
         pass  # no such version: the error already says so

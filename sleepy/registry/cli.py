@@ -61,14 +61,15 @@ def add_parser(subparsers) -> None:
     rollback.set_defaults(func=cmd_rollback)
 
 
-def _store(args: argparse.Namespace, listing: bool = False) -> list[str]:
+def _store(args: argparse.Namespace, listing: bool = False) -> list:
     """--uri, or the configs' tracking.uri; a sqlite store that is not there ends the command
     (every one of them reads versions the store already holds). Without --name: the store's one
-    registered model, or (for `list`) none, and the names of them all."""
+    registered model, or (for `list`) none, and the registered models, newest first."""
     if args.uri is None:
         args.uri, _ = default_store()
     require_store(args.uri, "sleepy registry")
-    names = [m.name for m in registered_models(args.uri)]
+    models = registered_models(args.uri)
+    names = [m.name for m in models]
     if args.name is None and len(names) == 1:
         args.name = names[0]
     elif args.name is None and not listing:
@@ -76,17 +77,17 @@ def _store(args: argparse.Namespace, listing: bool = False) -> list[str]:
             f"{len(names)} registered models in {args.uri}: pass --name NAME "
             f"({', '.join(names) or 'none yet: run sleepy-cycle first'})"
         )
-    return names
+    return models
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    names = _store(args, listing=True)
+    models = _store(args, listing=True)
     if args.name is None:  # several models (each sleepy-cycle run has its own): say which
-        if not names:
+        if not models:
             print(f"no registered models in {args.uri}")
             return 0
         print(f"{'registered model':<48} {'versions':>8}  {'champion':>8}  updated")
-        for m in registered_models(args.uri):
+        for m in models:
             updated = dt.datetime.fromtimestamp(m.last_updated_timestamp / 1000)
             champion = (m.aliases or {}).get(CHAMPION, "-")
             count = len(list_versions(m.name, args.uri))
