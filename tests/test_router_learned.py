@@ -12,7 +12,9 @@ from sleepy.adapters.router import MODEL_FILE, Router, RouterError, RouterModel,
 from sleepy.consolidate.methods import Share, TaskAdapter
 from sleepy.episodes.store import Episode
 from sleepy.eval.withdraw import routes_to_withdraw
+from sleepy.koan import load_koans
 from sleepy.koans.generate import generate
+from sleepy.koans.mutate import mutate, programs_of
 from sleepy.koans.route import route_example
 from sleepy.sandbox import Sandbox
 from sleepy.tiny import MODEL_DIR
@@ -171,7 +173,9 @@ def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(wor
     assert Router(bundle).route(signature, feedback) is None  # the base model answers it now
     # a route the task trained on is never withdrawn: that regression is the task's own
     own = world["signatures"][0]
-    trained = Episode("e", "tb-2", trajectory=[{}, {**step("c1"), "route_signature": own}])
+    trained = Episode(
+        "e", "tb-2", family="trait_bounds", trajectory=[{}, {**step("c1"), "route_signature": own}]
+    )
     assert routes_to_withdraw(router, {"c1"}, ["tb-2"], [trained], None) == []
 
 
@@ -258,3 +262,71 @@ def test_a_withdrawn_route_goes_where_the_champions_router_sends_it(world, tmp_p
     # a champion with no router (the base model) answered it itself: the base model takes it
     [entry] = routes_to_withdraw(candidate, {"c2"}, ["rh-1"], [lost], None)
     assert entry["to"] is None
+
+
+def test_a_route_the_task_trained_on_is_withdrawn_for_the_other_familys_text_only(tmp_path):
+    """Two families fail with one error: concurrency's lock without unwrap and result_handling's
+    method called on a Result are both `E0599 no method named … found for enum …`. A concurrency
+    task that broke a frozen result_handling koan keeps the signature (its own koans need it) and
+    gives back the queries whose text is nearer that koan's than its own examples: another
+    result_handling koan goes to the base model, a held-out concurrency koan stays with it."""
+    from sleepy.adapters.router import diagnostic_core
+
+    koans_dir, evalsets_dir = _corpus()
+    sandbox = Sandbox()
+    # the concurrency mistake as the demo's days meet it: `.unwrap()` dropped after `lock()` in
+    # programs people wrote (the corpus's hand-written concurrency koans, fixed)
+    written = [k for k in load_koans(koans_dir) if k.family == "concurrency"]
+    mutants = mutate(
+        "concurrency", 12, 13, programs_of(written), operator_names=["lock_without_unwrap"],
+        allow_fewer=True,
+    )  # fmt: skip
+    verdicts = [(k, sandbox.verdict(k, k.buggy_code)) for k in mutants]
+    on_result = [(k, v) for k, v in verdicts if "found for enum" in str(v.signature)]
+    assert len(on_result) >= 3, [str(v.signature) for _, v in verdicts]
+    *trained, (_, held) = on_result  # the last one held out: the task's own kind of koan
+    c3 = TaskAdapter(
+        "c3",
+        make_adapter(tmp_path / "c3", seed=3, family="concurrency", rank=2),
+        ["concurrency"],
+        sorted({str(v.signature) for _, v in trained}),
+        [route_example(k) for k, _ in trained],
+    )
+    share = Share(
+        threshold=1.0, k_min=2, k_max=4, router="signature", route_distance=0.3,
+        route_koans=[koans_dir], route_evalsets=[evalsets_dir],
+    )  # fmt: skip
+    bundle = share([c3], str(MODEL_DIR), tmp_path / "share").bundle_dir
+
+    def held_out(family: str, pattern: str, seed: int):
+        [koan] = generate(family, 1, seed=seed, patterns=[pattern], purpose="eval")
+        v = sandbox.verdict(koan, koan.buggy_code)
+        return str(v.signature), v.feedback()
+
+    broken = held_out("result_handling", "method_on_result", 1_000_000_021)
+    other = held_out("result_handling", "method_on_result", 1_000_000_022)
+    own = (str(held.signature), held.feedback())
+    signature = broken[0]
+    assert signature in c3.signatures and other[0] == own[0] == signature  # one error, two families
+    router = Router(bundle)
+    assert {router.route(*q) for q in (broken, other, own)} == {"c3"}
+
+    step = {"step": 1, "adapter": "c3", "route_confidence": 1.0, "route_signature": signature}
+    lost = Episode(
+        "eval-candidate", "rh-1", family="result_handling",
+        trajectory=[{}, {**step, "route_text": diagnostic_core(broken[1])}],
+    )  # fmt: skip
+    mine = Episode(
+        "eval-candidate", "cc-1", family="concurrency",
+        trajectory=[{}, {**step, "route_text": diagnostic_core(own[1])}],
+    )  # fmt: skip
+    [entry] = routes_to_withdraw(router, {"c3"}, ["rh-1", "cc-1"], [lost, mine], None)
+    assert (entry["task"], entry["signature"], entry["to"]) == ("c3", signature, None)
+    assert entry["text"] == diagnostic_core(broken[1]) and entry["koan_ids"] == ["rh-1"]
+    assert "of result_handling regressed" in entry["reason"], entry["reason"]
+    add_withdrawn(bundle, [entry])
+    after = Router(bundle)
+    assert after.route(*broken) is None and after.route(*other) is None  # back to the base model
+    assert after.route(*own) == "c3"  # the task's own family still reaches it
+    # a regression in the task's own family is its own: nothing withdrawn for it
+    assert routes_to_withdraw(router, {"c3"}, ["cc-1"], [mine], None) == []

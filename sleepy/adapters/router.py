@@ -17,7 +17,9 @@ A failing test's bare assertion (`test_failed assertion left == right failed`) s
 program is wrong, not which mistake it made, so it routes nowhere: sent to a task adapter, every
 failing test of every family would be. A route the gate saw break koans of other families is
 withdrawn (`add_withdrawn`): router.json keeps it, with why, and its queries go where the champion
-sent them.
+sent them. When the task trained on that signature itself (families that fail with one error), the
+route is withdrawn for the broken koan's text only: a query goes where the champion sent it when
+its text is nearer that koan's than any of the task's own examples.
 """
 
 from __future__ import annotations
@@ -222,7 +224,16 @@ class Router:
             self.confidence = float(data.get("confidence", 0.0))
             withdrawn = list(data.get("withdrawn", []))
             # (task, signature) -> where its queries go now
-            self.withdrawn = {(w["task"], w["signature"]): w.get("to") for w in withdrawn}
+            self.withdrawn = {
+                (w["task"], w["signature"]): w.get("to") for w in withdrawn if not w.get("text")
+            }
+            # (task, signature) -> [(text, where)]: a route the task trained on, withdrawn only
+            # for queries whose text is nearer a regressed koan's than the task's own examples
+            self.exceptions: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+            for w in withdrawn:
+                if w.get("text"):
+                    key = (w["task"], w["signature"])
+                    self.exceptions.setdefault(key, []).append((str(w["text"]), w.get("to")))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RouterError(f"{path}: not a router table ({type(e).__name__}: {e})") from None
         if not isinstance(table, dict):
@@ -282,9 +293,33 @@ class Router:
             if self.model
             else self._nearest(signature)
         )
-        if chosen.task is not None and (chosen.task, signature) in self.withdrawn:
-            return Route(self.withdrawn[(chosen.task, signature)], chosen.confidence)
+        key = (chosen.task, signature)
+        if chosen.task is not None and key in self.withdrawn:
+            return Route(self.withdrawn[key], chosen.confidence)
+        if chosen.task is not None and key in self.exceptions:
+            return Route(self._nearer(key, diagnostic_core(text or "")), chosen.confidence)
         return chosen
+
+    def _nearer(self, key: tuple[str, str], text: str) -> str | None:
+        """Where a query on a route withdrawn by text goes: to the withdrawal's `to` when its text
+        is nearer (TF-IDF cosine) a regressed koan's text than any example the task trained on
+        with that signature (any of its examples when none has it), else to the task itself."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.metrics.pairwise import cosine_similarity
+
+        task, signature = key
+        examples = self.table[task].get("examples") or []
+        own = [e["text"] for e in examples if e.get("signature") == signature] or [
+            e["text"] for e in examples
+        ]
+        withdrawn = self.exceptions[key]
+        vectorizer = TfidfVectorizer(token_pattern=SIGNATURE_TOKENS, sublinear_tf=True)
+        vectorizer.fit([text, *own, *(t for t, _ in withdrawn)])
+        query = vectorizer.transform([text])
+        near = cosine_similarity(query, vectorizer.transform([t for t, _ in withdrawn]))[0]
+        best = int(near.argmax())
+        kept = cosine_similarity(query, vectorizer.transform(own))[0].max() if own else -1.0
+        return withdrawn[best][1] if near[best] > kept else task
 
     def _learned(self, signature: str, text: str) -> Route:
         p = self.model.probabilities(signature, text)
@@ -311,8 +346,9 @@ class Router:
 
 def add_withdrawn(bundle_dir: str | Path, withdrawals: list[dict]) -> None:
     """Add withdrawn routes to a bundle's router.json: each {task, signature, to (a task or None:
-    the base model), reason, koan_ids}; a Router read afterwards sends that task's queries with
-    that signature to `to`."""
+    the base model), reason, koan_ids}, and `text` when the task trained on that signature; a
+    Router read afterwards sends that task's queries with that signature to `to` (with `text`:
+    those whose text is nearer it than the task's own examples)."""
     path = Path(bundle_dir) / "router.json"
     data = json.loads(path.read_text())
     data.setdefault("withdrawn", []).extend(withdrawals)
