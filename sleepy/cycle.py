@@ -348,6 +348,9 @@ def _eval(cy: Cycle, cons: dict, learn: dict, champion: str | None) -> dict:
             "champion": "champion",
             "promote": True,
             "run_id": f"{cy.lineage}-c{c}-eval",
+            # a cycle stopped mid-eval goes on with the measurements it finished: the same
+            # candidate (state.json's) and champion (promoted only by this eval)
+            "resume": True,
             "run_name": f"c{c} eval" + (f" v{cons['version']}" if cons["version"] else ""),
             "lineage": {
                 "name": cy.lineage,

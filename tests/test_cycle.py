@@ -158,21 +158,40 @@ def _check_learning_sets(state: State, client, experiment_id: str) -> None:
 
 
 @pytest.mark.slow  # more cycles; make test runs the full cycle above
-def test_crash_between_stages_resumes_from_the_next_stage(tmp_path, small_world, monkeypatch):
+@pytest.mark.parametrize("where", ["before the eval", "mid-eval"])
+def test_crash_between_stages_resumes_from_the_next_stage(
+    tmp_path, small_world, monkeypatch, where
+):
+    """A crash before the eval, or in it after the learning set was measured: the resumed run
+    goes on from there (the eval's finished measurements are continued, not refused)."""
     import sleepy.cycle
+    import sleepy.eval.run
 
     # registry.name continues a named model instead of the run's own
     cfg = cycle_cfg(tmp_path, small_world, "cycles=1", "registry.name=sleepy-fixer")
+    measure = sleepy.eval.run._measure_set
 
-    def crash(_cfg):
-        raise RuntimeError("power cut")
+    def crash(*args, **kwargs):
+        if where == "before the eval" or args[1] == "frozen":
+            raise RuntimeError("power cut")
+        return measure(*args, **kwargs)
 
-    monkeypatch.setattr(sleepy.cycle, "evaluate", crash)  # the eval, as the cycle calls it
+    # the eval, as the cycle calls it, or its frozen-suite measurement
+    if where == "before the eval":
+        monkeypatch.setattr(sleepy.cycle, "evaluate", crash)
+    else:
+        monkeypatch.setattr(sleepy.eval.run, "_measure_set", crash)
     with pytest.raises(RuntimeError, match="power cut"):
         run_cycle(cfg)
     state = json.loads((tmp_path / "cycle" / "state.json").read_text())
     assert {"day", "sleep", "consolidate"} <= set(state["1"]) and "eval" not in state["1"]
     sleep_adapter = state["1"]["sleep"]["adapter"]
+    if where == "mid-eval":
+        import shutil
+
+        # a cache that cannot answer (another sleepy version keys it apart): the learning set's
+        # finished measurements are continued from the eval's episode store instead
+        shutil.rmtree(tmp_path / "eval_cache")
     monkeypatch.undo()
     run_cycle(cfg)
     state = json.loads((tmp_path / "cycle" / "state.json").read_text())

@@ -95,6 +95,10 @@ def test_tiny_day_end_to_end(tmp_path, koan_dir):
 
     with pytest.raises(DayError, match="resume=true"):
         run_day(cfg)  # the same run again without resume would duplicate it
+    # resumed with another adapter, its pass rate would mix two models' episodes
+    cfg.resume, cfg.backend.adapter = True, str(tmp_path / "another-adapter")
+    with pytest.raises(DayError, match="finished episodes were made with adapter none, not "):
+        run_day(cfg)
 
 
 @pytest.mark.slow  # a day killed and resumed in subprocesses

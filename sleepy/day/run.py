@@ -229,9 +229,17 @@ def _run_owned(cfg, store, db, koans, t0, edit_format, template, policy) -> DayR
             f"run {run_id} already has finished episodes in {db}: "
             "pass resume=true to continue it, or another run_id"
         )
+    adapter = cfg.backend.get("adapter") or None
+    if finished:  # a resumed run goes on with what began it, or its pass rate mixes two models
+        made = {e.adapter for e in store.episodes(run_id=run_id) if e.task_id in finished}
+        if made - {str(adapter) if adapter else None}:
+            raise DayError(
+                f"run {run_id}'s finished episodes were made with adapter "
+                f"{', '.join(sorted(str(a or 'none') for a in made))}, not "
+                f"{adapter or 'none'}: resume it with that adapter, or give another run_id"
+            )
     todo = [k for k in koans if k.id not in finished]
     llm = build_llm(cfg) if todo else None
-    adapter = cfg.backend.get("adapter") or None
     model_id = llm.model_id if llm is not None else str(cfg.model.name)
     tags = {
         "sleepy.run_id": run_id,
