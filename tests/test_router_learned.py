@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import make_adapter
+from support import make_adapter, stage_config
 
 from sleepy.adapters.router import MODEL_FILE, Router, RouterError, RouterModel, add_withdrawn
 from sleepy.consolidate.methods import Share, TaskAdapter
 from sleepy.episodes.store import Episode
+from sleepy.eval.metrics import outcomes
 from sleepy.eval.withdraw import routes_to_withdraw
 from sleepy.koan import load_koans
 from sleepy.koans.generate import generate
@@ -161,7 +162,7 @@ def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(wor
     }
     lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step("c1")])
     kept = Episode("eval-candidate", "tb-1", family="trait_bounds", trajectory=[{}, step("c1")])
-    entries = routes_to_withdraw(router, {"c1"}, ["rh-1"], [lost, kept], None)
+    entries = routes_to_withdraw(router, {"c1"}, ["rh-1"], outcomes([lost, kept]), None)
     assert [(e["task"], e["signature"], e["to"], e["koan_ids"]) for e in entries] == [
         ("c1", signature, None, ["rh-1"])
     ]
@@ -176,7 +177,7 @@ def test_withdrawal_rewrites_router_json_and_the_query_then_goes_to_the_base(wor
     trained = Episode(
         "e", "tb-2", family="trait_bounds", trajectory=[{}, {**step("c1"), "route_signature": own}]
     )
-    assert routes_to_withdraw(router, {"c1"}, ["tb-2"], [trained], None) == []
+    assert routes_to_withdraw(router, {"c1"}, ["tb-2"], outcomes([trained]), None) == []
 
 
 def test_the_router_reads_rustcs_message_and_quoted_lines_not_its_help():
@@ -212,7 +213,7 @@ def test_the_eval_withdraws_routes_into_a_copy_of_the_candidate(world, tmp_path)
     signature, feedback = world["result_on_result"]
     step = {"step": 1, "adapter": "c1", "route_confidence": None, "route_signature": signature}
     lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step])
-    frozen = SetResult("frozen", {}, {}, [], episodes={"candidate": [lost]})
+    frozen = SetResult("frozen", {}, {}, [], outcomes={"candidate": outcomes([lost])})
     candidate = Contender(str(cand), "candidate", None, cand)
     got, entries = withdraw_routes(
         None, frozen, ["rh-1"], candidate, Contender("base", "base"), tmp_path / "eval"
@@ -256,12 +257,36 @@ def test_a_withdrawn_route_goes_where_the_champions_router_sends_it(world, tmp_p
     lost = Episode("eval-candidate", "rh-1", family="result_handling", trajectory=[{}, step])
     champion = Router(world["bundles"]["signature"])
     assert champion.route(signature, feedback) == "c1"
-    [entry] = routes_to_withdraw(candidate, {"c2"}, ["rh-1"], [lost], champion)
+    [entry] = routes_to_withdraw(candidate, {"c2"}, ["rh-1"], outcomes([lost]), champion)
     assert (entry["task"], entry["to"]) == ("c2", "c1")
     assert "where the champion's router sends it (c1)" in entry["reason"]
     # a champion with no router (the base model) answered it itself: the base model takes it
-    [entry] = routes_to_withdraw(candidate, {"c2"}, ["rh-1"], [lost], None)
+    [entry] = routes_to_withdraw(candidate, {"c2"}, ["rh-1"], outcomes([lost]), None)
     assert entry["to"] is None
+
+
+def _lock_task(tmp_path, sandbox, koans_dir, adapter=None):
+    """A concurrency task trained on `.unwrap()` dropped after `lock()` in programs people wrote
+    (the corpus's hand-written concurrency koans, fixed): (its koans with rustc's verdicts, one
+    such koan held out, the TaskAdapter). Its rustc error is `E0599 no method named … found for
+    enum …`, as the demo's days meet it."""
+    written = [k for k in load_koans(koans_dir) if k.family == "concurrency"]
+    mutants = mutate(
+        "concurrency", 12, 13, programs_of(written), operator_names=["lock_without_unwrap"],
+        allow_fewer=True,
+    )  # fmt: skip
+    verdicts = [(k, sandbox.verdict(k, k.buggy_code)) for k in mutants]
+    on_result = [(k, v) for k, v in verdicts if "found for enum" in str(v.signature)]
+    assert len(on_result) >= 3, [str(v.signature) for _, v in verdicts]
+    *trained, (_, held) = on_result  # the last one held out: the task's own kind of koan
+    c3 = TaskAdapter(
+        "c3",
+        adapter or make_adapter(tmp_path / "c3", seed=3, family="concurrency", rank=2),
+        ["concurrency"],
+        sorted({str(v.signature) for _, v in trained}),
+        [route_example(k) for k, _ in trained],
+    )
+    return trained, held, c3
 
 
 def test_a_route_the_task_trained_on_is_withdrawn_for_the_other_familys_text_only(tmp_path):
@@ -274,24 +299,7 @@ def test_a_route_the_task_trained_on_is_withdrawn_for_the_other_familys_text_onl
 
     koans_dir, evalsets_dir = _corpus()
     sandbox = Sandbox()
-    # the concurrency mistake as the demo's days meet it: `.unwrap()` dropped after `lock()` in
-    # programs people wrote (the corpus's hand-written concurrency koans, fixed)
-    written = [k for k in load_koans(koans_dir) if k.family == "concurrency"]
-    mutants = mutate(
-        "concurrency", 12, 13, programs_of(written), operator_names=["lock_without_unwrap"],
-        allow_fewer=True,
-    )  # fmt: skip
-    verdicts = [(k, sandbox.verdict(k, k.buggy_code)) for k in mutants]
-    on_result = [(k, v) for k, v in verdicts if "found for enum" in str(v.signature)]
-    assert len(on_result) >= 3, [str(v.signature) for _, v in verdicts]
-    *trained, (_, held) = on_result  # the last one held out: the task's own kind of koan
-    c3 = TaskAdapter(
-        "c3",
-        make_adapter(tmp_path / "c3", seed=3, family="concurrency", rank=2),
-        ["concurrency"],
-        sorted({str(v.signature) for _, v in trained}),
-        [route_example(k) for k, _ in trained],
-    )
+    trained, held, c3 = _lock_task(tmp_path, sandbox, koans_dir)
     share = Share(
         threshold=1.0, k_min=2, k_max=4, router="signature", route_distance=0.3,
         route_koans=[koans_dir], route_evalsets=[evalsets_dir],
@@ -320,7 +328,7 @@ def test_a_route_the_task_trained_on_is_withdrawn_for_the_other_familys_text_onl
         "eval-candidate", "cc-1", family="concurrency",
         trajectory=[{}, {**step, "route_text": diagnostic_core(own[1])}],
     )  # fmt: skip
-    [entry] = routes_to_withdraw(router, {"c3"}, ["rh-1", "cc-1"], [lost, mine], None)
+    [entry] = routes_to_withdraw(router, {"c3"}, ["rh-1", "cc-1"], outcomes([lost, mine]), None)
     assert (entry["task"], entry["signature"], entry["to"]) == ("c3", signature, None)
     assert entry["text"] == diagnostic_core(broken[1]) and entry["koan_ids"] == ["rh-1"]
     assert "of result_handling regressed" in entry["reason"], entry["reason"]
@@ -329,4 +337,53 @@ def test_a_route_the_task_trained_on_is_withdrawn_for_the_other_familys_text_onl
     assert after.route(*broken) is None and after.route(*other) is None  # back to the base model
     assert after.route(*own) == "c3"  # the task's own family still reaches it
     # a regression in the task's own family is its own: nothing withdrawn for it
-    assert routes_to_withdraw(router, {"c3"}, ["cc-1"], [mine], None) == []
+    assert routes_to_withdraw(router, {"c3"}, ["cc-1"], outcomes([mine]), None) == []
+
+
+def test_the_eval_withdraws_a_route_by_text_and_judges_the_bundle_it_measured_again(tmp_path):
+    """The eval end to end on sleepy-tiny: a candidate whose concurrency task (an adapter that
+    breaks the model) takes the frozen suite's method-on-a-Result koan, which the base model
+    fixes. The eval withdraws that route for the koan's text, measures both sets again with the
+    bundle it wrote, and the gate judges that bundle: the koan is fixed again, no regression."""
+    from safetensors.torch import load_file, save_file
+
+    from sleepy.adapters.folder import META_FILE, weights_sha256
+    from sleepy.eval.run import evaluate
+    from sleepy.koan import load_evalset, save_evalset
+
+    koans_dir, evalsets_dir = _corpus()
+    frozen = [
+        k for k in load_evalset(f"{evalsets_dir}/frozen.json")
+        if k.pattern == "method_on_result"
+    ][:1]  # fmt: skip
+    assert frozen, "the frozen suite has a result_handling method_on_result koan"
+    suite = save_evalset(frozen, tmp_path / "suite.json")
+    broken = make_adapter(tmp_path / "broken", seed=5, family="concurrency", rank=2)
+    weights = broken / "adapter_model.safetensors"
+    save_file({k: v * 40 for k, v in load_file(weights).items()}, weights)  # it says nonsense
+    meta = broken / META_FILE  # trained so, as far as its checksum knows
+    meta.write_text(
+        json.dumps(json.loads(meta.read_text()) | {"weights_sha256": weights_sha256(broken)})
+    )
+    *_, c3 = _lock_task(tmp_path, Sandbox(), koans_dir, adapter=broken)
+    share = Share(
+        threshold=1.0, k_min=2, k_max=4, router="signature", route_distance=0.3,
+        route_koans=[koans_dir], route_evalsets=[evalsets_dir],
+    )  # fmt: skip
+    candidate = share([c3], str(MODEL_DIR), tmp_path / "share").adapter_dir
+    cfg = stage_config(
+        "eval", tmp_path, f"candidate={candidate}", "champion=base", "tracking=none",
+        f"koans.evalset={suite}", f"koans.learning_set={suite}", "agent.max_attempts=2",
+    )  # fmt: skip
+    r = evaluate(cfg)
+    assert r.learning.champion_metrics["pass_rate"] == 1.0, (
+        "sleepy-tiny fixes this frozen koan by itself: the test needs a koan the champion passes"
+    )
+    [entry] = r.withdrawn
+    assert entry["task"] == "c3" and entry["text"] and entry["koan_ids"] == [frozen[0].id]
+    assert r.candidate.adapter_dir != candidate  # the bundle with the route withdrawn
+    assert r.regressions == [] and r.metrics["pass_rate"] == 1.0  # the frozen suite, again
+    assert r.learning.metrics["pass_rate"] == 1.0  # the learning set, again
+    assert any(
+        "measured the frozen suite and the learning set again" in x for x in r.decision.reasons
+    )

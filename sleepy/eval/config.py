@@ -46,8 +46,9 @@ class EvalConfig(DayConfig):
     # alias (or version, path, base); the base model when the alias is unset
     champion: str = "champion"
     promote: bool = True  # move the champion alias when the gate says so
-    # a new task's routes that broke frozen koans of errors it never trained on go back where
-    # the champion sent them; the frozen suite is measured once more before the gate decides
+    # a new task's routes that broke frozen koans go back where the champion sent them (all of an
+    # error it never trained on; of one it did, the queries nearer the broken koan of another
+    # family than its own examples); both sets are measured once more before the gate decides
     withdraw_routes: bool = True
     koans: EvalKoansConfig = field(default_factory=EvalKoansConfig)
     gate: Any = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sleepy.episodes import EpisodeStore, metrics_of
@@ -22,6 +22,12 @@ class KoanOutcome:
     passed: bool
     steps_to_green: int | None
     final_signature: str | None
+    # each routed step: {adapter, route_signature, route_text}, the evidence a route withdrawal
+    # reads; kept with the outcome so a result from the eval cache carries it too
+    routes: list[dict] = field(default_factory=list)
+
+
+ROUTE_KEYS = ("adapter", "route_signature", "route_text")
 
 
 def outcomes(episodes) -> dict[str, KoanOutcome]:
@@ -35,6 +41,11 @@ def outcomes(episodes) -> dict[str, KoanOutcome]:
             bool(e.passed),
             e.steps_to_green,
             e.final_error_signature,
+            [
+                {k: step.get(k) for k in ROUTE_KEYS}
+                for step in e.trajectory
+                if step.get("adapter") and step.get("route_signature")
+            ],
         )
     return out
 

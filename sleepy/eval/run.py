@@ -308,6 +308,26 @@ def _measure_set(cfg, name, evalset, candidate, champion, cache, earlier, run_id
     )
 
 
+def _measure_again(
+    cfg, measured: SetResult, who: Contender, side: str, path, cache, earlier, run_id
+) -> SetResult:
+    """`measured` with its candidate side measured again as `who` (under its own day run id,
+    `side`); the champion's side is kept."""
+    res, metrics, hit, eps = _measure(cfg, who, side, path, cache, earlier, run_id)
+    champ_res = measured.outcomes["champion"]
+    return SetResult(
+        measured.name,
+        metrics,
+        measured.champion_metrics,
+        compare(res, champ_res, earlier),
+        # the champion's side may be the cache's; the candidate's is this measurement's
+        {k: v for k, v in measured.cached_from.items() if k != "candidate"}
+        | ({"candidate": hit} if hit else {}),
+        {"candidate": res, "champion": champ_res},
+        {"candidate": eps, "champion": measured.episodes["champion"]},
+    )
+
+
 def withdraw_routes(
     cfg, frozen: SetResult, lost: list[str], candidate: Contender, champion: Contender, out: Path
 ) -> tuple[Contender, list[dict]]:
@@ -325,7 +345,7 @@ def withdraw_routes(
         raise EvalError(str(e)) from None
     known = set(before.tasks) if before else set()
     entries = routes_to_withdraw(
-        router, set(router.tasks) - known, lost, frozen.episodes.get("candidate", []), before
+        router, set(router.tasks) - known, lost, frozen.outcomes.get("candidate", {}), before
     )
     if not entries:
         return candidate, []
@@ -422,21 +442,15 @@ def evaluate(cfg: DictConfig) -> EvalResult:
             # gate judges that measurement; a regression that stays still rejects it
             candidate, withdrawn = withdraw_routes(cfg, frozen, lost, candidate, champion, out)
         if withdrawn:
-            res, again, hit, eps = _measure(
-                cfg, candidate, "candidate-withdrawn", frozen_path, cache, earlier, run_id
+            # the bundle the gate judges is the one with the routes withdrawn: both sets again
+            again = lambda old, path, side: _measure_again(  # noqa: E731
+                cfg, old, candidate, side, path, cache, earlier, run_id
             )
-            champ_res = frozen.outcomes["champion"]
-            frozen = SetResult(
-                "frozen",
-                again,
-                frozen.champion_metrics,
-                compare(res, champ_res, earlier),
-                {**frozen.cached_from, **({"candidate": hit} if hit else {})},
-                {"candidate": res, "champion": champ_res},
-                {"candidate": eps, "champion": frozen.episodes["champion"]},
-            )
+            frozen = again(frozen, frozen_path, "candidate-withdrawn")
+            if learning is not None:
+                learning = again(learning, learning_path, "candidate-withdrawn-learning")
             lost = regressions(frozen.rows)
-            say(f"eval: withdrew {len(withdrawn)} route(s), frozen suite measured again")
+            say(f"eval: withdrew {len(withdrawn)} route(s), both sets measured again")
         metrics, champ_metrics = frozen.metrics, frozen.champion_metrics
         won = gains(frozen.rows)
         csv_path, json_path = write_table(frozen.rows, out)
@@ -458,7 +472,7 @@ def evaluate(cfg: DictConfig) -> EvalResult:
             routes = ", ".join(f"{w['task']}: {w['signature']}" for w in withdrawn)
             decision.reasons.append(
                 f"withdrew {len(withdrawn)} route(s) that broke frozen koans ({routes}) and "
-                "measured the frozen suite again; the learning set was measured before"
+                "measured the frozen suite and the learning set again"
             )
         promoted = False
         if decision.promote and cfg.promote:

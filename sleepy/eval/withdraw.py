@@ -1,8 +1,9 @@
 """Route withdrawal from the gate's evidence: a new task adapter that answered frozen koans with an
 error signature it never trained on, and lost them, gives those queries back.
 
-The frozen suite's regressions say which koans broke; each candidate episode says, step by step,
-which adapter replied and on which signature it was routed (`adapter`, `route_signature`). A
+The frozen suite's regressions say which koans broke; the candidate's outcome of each (its
+episode's routed steps, kept in the eval cache too) says which adapter replied and on which
+signature it was routed (`adapter`, `route_signature`). A
 route (new task, signature) is withdrawn when the task did not train on that signature and a
 koan it answered by that route regressed. Its queries go where the champion's own router sends
 them (fed the text the candidate was routed on, which each step records as `route_text`): the
@@ -26,20 +27,18 @@ def routes_to_withdraw(
     router: Router,
     new_tasks: set[str],
     lost: list[str],
-    candidate_episodes: list,
+    candidate: dict,
     champion: Router | None,
 ) -> list[dict]:
     """[{task, signature, to, reason, koan_ids}, and `text` for a route withdrawn by text] for the
-    router.json of the candidate's bundle; `champion`: the champion bundle's router (None: the
-    champion is the base model or a plain adapter, which answers every query itself)."""
-    lost_set = set(lost)
+    router.json of the candidate's bundle; `candidate`: koan id -> the candidate's KoanOutcome
+    (its routed steps); `champion`: the champion bundle's router (None: the champion is the base
+    model or a plain adapter, which answers every query itself)."""
     found: dict[tuple[str, str, str | None], set[str]] = {}
     families: dict[tuple[str, str, str | None], set[str]] = {}
     texts: dict[tuple[str, str], str | None] = {}
-    for e in candidate_episodes:
-        if e.task_id not in lost_set:
-            continue
-        for step in e.trajectory:
+    for e in (candidate[k] for k in lost if k in candidate):
+        for step in e.routes:
             task, signature = step.get("adapter"), step.get("route_signature")
             if task not in new_tasks or not signature:
                 continue
@@ -51,7 +50,7 @@ def routes_to_withdraw(
                 key = (task, signature, text)  # its own error, in another family's koan
             else:
                 continue  # the task's own mistake in its own family: that regression is its own
-            found.setdefault(key, set()).add(e.task_id)
+            found.setdefault(key, set()).add(e.koan_id)
             families.setdefault(key, set()).add(e.family or "?")
             texts.setdefault((task, signature), text)
     out = []
