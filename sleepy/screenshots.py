@@ -40,6 +40,7 @@ KEY_METRICS = (
 )
 KEY_TAGS = ("gate.decision", "families")  # a sweep job's values are in its runs' names
 WIDTH, HEIGHT = 1680, 1000
+TRAINING_VIEW = "workflowType=machine_learning"  # MLflow 3's "Model training" side of the UI
 
 
 class ScreenshotError(RuntimeError):
@@ -213,6 +214,8 @@ def _ui_state(experiment_id: str) -> dict[str, str]:
     return {
         key: json.dumps(view),
         "mlflow.assistant.panelOpen_v1": "false",
+        # the model-training view (runs, metrics, registry), not the GenAI one (traces, judges)
+        "mlflow.workflowType_v1": json.dumps("machine_learning"),
         "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
     }
 
@@ -297,13 +300,16 @@ def _shoot(page: Page, base: str, facts: dict, shots: list[Shot], out: Path, tim
     page.wait_for(["OK"], timeout)
     for key, value in _ui_state(exp).items():
         page.js(f"localStorage.setItem({json.dumps(key)}, {json.dumps(value)})")
-    page.goto(f"{base}/#/experiments/{exp}/runs")
+    page.goto(f"{base}/#/experiments/{exp}/runs?{TRAINING_VIEW}")
     runs, plots, registry, version = shots
     runs.text = page.wait_for(["learning_pass_rate", "cycle"], timeout)
     runs.path = page.screenshot(out / runs.name)
     # 2. one cycle run's artifacts, the learning curve open
     run_id = run.info.run_id
-    page.goto(f"{base}/#/experiments/{exp}/runs/{run_id}/artifacts/plots/learning_curve.png")
+    page.goto(
+        f"{base}/#/experiments/{exp}/runs/{run_id}/artifacts/plots/learning_curve.png"
+        f"?{TRAINING_VIEW}"
+    )
     plots.text = page.wait_for(["plots", "learning_curve.png"], timeout)
     page.js(
         "new Promise(r => { const i = [...document.images].find(i => /learning_curve/.test(i.src)"

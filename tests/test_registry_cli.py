@@ -231,3 +231,19 @@ def test_two_runs_registered_models_are_told_apart(tmp_path, capsys):
     assert "sleepy-fixer-run-a" in err and "\n" not in err
     assert sleepy(uri, "--name", "sleepy-fixer-run-a", "show", v) == 0
     assert capsys.readouterr().out.startswith(f"sleepy-fixer-run-a version {v}")
+
+
+def test_a_versions_description_keeps_a_signatures_placeholders_through_markdown(store):
+    """The registry's pages render a description as Markdown, where `<id>` is an HTML tag: the
+    gate's reasons name signatures with those placeholders, so they are stored as code."""
+    from mlflow import MlflowClient
+
+    from sleepy.registry import describe_version
+
+    uri, versions = store
+    version = versions[0]
+    describe_version(
+        "sleepy-fixer", version, "gate: promote\n- withdrew c3: E0599 no method named <id>", uri
+    )
+    text = MlflowClient(uri).get_model_version("sleepy-fixer", version).description
+    assert text == "gate: promote\n- withdrew c3: E0599 no method named `<id>`"

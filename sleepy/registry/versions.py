@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, distribution
@@ -302,7 +303,10 @@ def tag_version(name: str, version: str, tags: dict, uri: str | None = None) -> 
 
 
 def describe_version(name: str, version: str, text: str, uri: str | None = None) -> None:
-    """The version's description: what the registry's pages show in full (the gate's decision)."""
+    """The version's description: what the registry's pages show in full (the gate's decision).
+    The pages render it as Markdown, where a signature's `<id>` or `<type>` would be read as an
+    HTML tag and vanish: each is set as code."""
+    text = re.sub(r"(?<!`)(<\w+>)(?!`)", r"`\1`", text)
     _client(uri).update_model_version(name, str(version), description=text[:4900])
 
 
