@@ -224,17 +224,27 @@ class SweepSummary(Callback):
             return
         keys = [k for k in os.environ.get(SWEPT_ENV, "").split(",") if k]
         by = ", ".join(k.rsplit(".", 1)[-1] for k in keys) or "job"
-        out = table_console()
-        try:
-            table, files = summarize(
-                str(config.hydra.sweep.dir), uri, str(config.tracking.experiment), by=by
-            )
-        except SweepError as e:
-            out.print(f"sweep summary: {e}", highlight=False)
-            return
-        out.print(table)
-        out.print(f"sweep summary: {files[0]}", highlight=False)
-        out.print(f"strategy plots: {files[0].parent / 'plots'}", highlight=False)
+        from rich.console import Console
+
+        from sleepy.console import LOG_NAME
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        # the console, and the sweep's own log (each job has its own): the same closing lines
+        with (sweep_dir / LOG_NAME).open("a") as log:
+            outs = [table_console(), Console(file=log, width=200, no_color=True)]
+            try:
+                table, files = summarize(
+                    str(sweep_dir), uri, str(config.tracking.experiment), by=by
+                )
+            except SweepError as e:
+                for out in outs:
+                    out.print(f"sweep summary: {e}", highlight=False)
+                return
+            for out in outs:
+                out.print(table)
+                out.print(f"sweep summary: {files[0]}", highlight=False)
+                out.print(f"strategy plots: {files[0].parent / 'plots'}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -338,6 +338,9 @@ def test_sweep_jobs_do_not_collide(tmp_path, small_world):
     summary = (tmp_path / "cycle" / "multirun" / "sweep" / "sweep_summary.md").read_text()
     assert "| consolidation=none | 1 |" in summary and "| consolidation=share | 1 |" in summary
     assert "consolidation=share" in proc.stdout and "sweep summary:" in proc.stdout
+    # off a terminal the same closing lines are in the sweep's own log
+    log = (tmp_path / "cycle" / "multirun" / "sweep" / "sleepy.log").read_text()
+    assert "consolidation=share" in log and "sweep summary:" in log
     [sweep_run] = client.search_runs([exp.experiment_id], "tags.stage = 'sweep'")
     assert "sweep/sweep_summary.md" in [
         a.path for a in client.list_artifacts(sweep_run.info.run_id, "sweep")
