@@ -345,10 +345,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"screenshots: error: --uri {args.uri}: not a tracking store URI", file=sys.stderr)
         return 2
     require_store(args.uri, "screenshots")
+    from mlflow.exceptions import MlflowException
+
     try:
         shots = take(args.uri, args.out, args.experiment)
     except ScreenshotError as e:
         print(f"screenshots: error: {e}", file=sys.stderr)
+        return 2
+    except MlflowException as e:  # a store this MLflow cannot read (a newer schema, say)
+        print(f"screenshots: error: {args.uri}: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     for s in shots:
         print(f"{s.path}  ({s.what})")

@@ -68,3 +68,26 @@ def test_a_store_that_is_there_or_a_server_is_not_missing(tmp_path):
     assert missing_store(f"sqlite:///{db}") is None
     assert missing_store("http://127.0.0.1:5000") is None
     assert missing_store("https://mlflow.example.org") is None
+
+
+def test_screenshots_of_a_store_written_by_another_mlflow_is_one_line(tmp_path):
+    """A store whose schema this MLflow does not know (written by a newer one: a fresh clone may
+    install a newer MLflow than an older checkout's) is refused in one line that says so, before
+    any server or browser starts, as `python -m sleepy.screenshots` is run."""
+    import sqlite3
+
+    import mlflow
+
+    db = tmp_path / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{db}").create_experiment("sleepy-cycle")
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE alembic_version SET version_num = 'f4a9b2c7d1e6'")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sleepy.screenshots", "--uri", f"sqlite:///{db}",
+         "--out", str(tmp_path / "shots")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    err = proc.stderr.strip()
+    assert "\n" not in err and err.startswith(f"screenshots: error: sqlite:///{db}: "), err
+    assert "database schema" in err and "Traceback" not in proc.stderr

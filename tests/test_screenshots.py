@@ -78,6 +78,8 @@ def test_ui_pages_show_metrics_plots_and_the_gate(store, tmp_path):
     ):
         assert text in runs.text
     assert "learning_curve.png" in plots.text
+    # MLflow's model-training view (runs, models, registry), not its GenAI one
+    assert "Model registry" in runs.text and "Evaluation runs" not in runs.text + plots.text
     assert "champion" in registry.text and "previous" in registry.text
     assert "gate: promote" in version.text and "learning-set pass rate 0.200" in version.text
     # the server's process group was stopped with the screenshots
