@@ -73,7 +73,8 @@ def test_a_store_that_is_there_or_a_server_is_not_missing(tmp_path):
 def test_screenshots_of_a_store_written_by_another_mlflow_is_one_line(tmp_path):
     """A store whose schema this MLflow does not know (written by a newer one: a fresh clone may
     install a newer MLflow than an older checkout's) is refused in one line that says so, before
-    any server or browser starts, as `python -m sleepy.screenshots` is run."""
+    any server or browser starts, as `python -m sleepy.screenshots` is run. The store is stamped
+    with a schema revision no MLflow has."""
     import sqlite3
 
     import mlflow
@@ -81,7 +82,7 @@ def test_screenshots_of_a_store_written_by_another_mlflow_is_one_line(tmp_path):
     db = tmp_path / "mlflow.db"
     mlflow.MlflowClient(f"sqlite:///{db}").create_experiment("sleepy-cycle")
     with sqlite3.connect(db) as c:
-        c.execute("UPDATE alembic_version SET version_num = 'f4a9b2c7d1e6'")
+        c.execute("UPDATE alembic_version SET version_num = '0123456789ab'")  # no MLflow's
     proc = subprocess.run(
         [sys.executable, "-m", "sleepy.screenshots", "--uri", f"sqlite:///{db}",
          "--out", str(tmp_path / "shots")],
